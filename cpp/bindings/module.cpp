@@ -1,0 +1,240 @@
+// pybind11 glue: NumPy arrays in, pointers and shapes to the core, the GIL
+// released around the work. Arrays are read in place; anything that would
+// need a conversion (another dtype, another memory order, a list) is refused
+// with a message that says how to get the expected array. No training logic
+// lives here.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "chainrule/chainrule.hpp"
+
+namespace py = pybind11;
+using namespace chainrule;
+
+namespace {
+
+template <typename T>
+const char* dtype_name() {
+    return sizeof(T) == 4 ? "float32" : "float64";
+}
+
+template <typename T>
+std::string how_to_fix(const char* name) {
+    return std::string("; pass np.ascontiguousarray(") + name + ", dtype=np." + dtype_name<T>() + ")";
+}
+
+// A read-only view of a C-contiguous, aligned, native-endian array of T with
+// 2 dimensions (or 1, seen as one column, where `allow_vector`). Never copies.
+template <typename T>
+ConstMatrixView<T> as_matrix(const py::handle& obj, const char* name, bool allow_vector) {
+    if (!py::isinstance<py::array>(obj)) {
+        throw py::type_error(std::string(name) + " must be a numpy.ndarray of dtype " + dtype_name<T>() + ", got " +
+                             std::string(py::str(py::type::handle_of(obj).attr("__name__"))) + how_to_fix<T>(name));
+    }
+    const auto array = py::reinterpret_borrow<py::array>(obj);
+    if (!array.dtype().is(py::dtype::of<T>()) && !array.dtype().equal(py::dtype::of<T>())) {
+        throw py::type_error(std::string(name) + " has dtype " + std::string(py::str(array.dtype())) +
+                             ", but the network's dtype is " + dtype_name<T>() + "; it is read in place, never "
+                             "converted" + how_to_fix<T>(name));
+    }
+    if (!(array.flags() & py::array::c_style) || !(array.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) {
+        throw py::value_error(std::string(name) + " must be C-contiguous (row-major) and aligned; it is read in "
+                              "place, never copied" + how_to_fix<T>(name));
+    }
+    const auto* data = static_cast<const T*>(array.data());
+    if (array.ndim() == 2) {
+        return {data, static_cast<std::size_t>(array.shape(0)), static_cast<std::size_t>(array.shape(1))};
+    }
+    if (array.ndim() == 1 && allow_vector) return {data, static_cast<std::size_t>(array.shape(0)), 1};
+    throw py::value_error(std::string(name) + " must be 2-D (n_records, " + (allow_vector ? "n_outputs" : "n_features") +
+                          ")" + (allow_vector ? " or 1-D for a single output" : "") + ", got " +
+                          std::to_string(array.ndim()) + "-D" +
+                          (array.ndim() == 1 ? "; reshape a single record with X.reshape(1, -1)" : ""));
+}
+
+template <typename T>
+ConstMatrixView<T> as_targets(const Network<T>& net, const py::handle& obj) {
+    const ConstMatrixView<T> Y = as_matrix<T>(obj, "y", true);
+    if (py::reinterpret_borrow<py::array>(obj).ndim() == 1 && net.num_outputs() != 1) {
+        throw py::value_error("y is 1-D, but the network has " + std::to_string(net.num_outputs()) +
+                              " outputs; pass y of shape (n_records, " + std::to_string(net.num_outputs()) + ")");
+    }
+    return Y;
+}
+
+// An array that shares the memory of `data` and keeps `owner` alive.
+template <typename T>
+py::array_t<T> view(T* data, std::vector<py::ssize_t> shape, const py::object& owner) {
+    std::vector<py::ssize_t> strides(shape.size(), static_cast<py::ssize_t>(sizeof(T)));
+    if (shape.size() == 2) strides[0] = shape[1] * static_cast<py::ssize_t>(sizeof(T));
+    return py::array_t<T>(shape, strides, data, owner);
+}
+
+template <typename T>
+py::array_t<T> copy_of(const T* data, std::vector<py::ssize_t> shape) {
+    py::array_t<T> out(shape);
+    std::copy(data, data + out.size(), out.mutable_data());
+    return out;
+}
+
+std::size_t non_negative(long long value, const char* name) {
+    if (value < 0) throw py::value_error(std::string(name) + " must be >= 0, got " + std::to_string(value));
+    return static_cast<std::size_t>(value);
+}
+
+template <typename T>
+void bind_network(py::module_& m, const char* class_name) {
+    using Net = Network<T>;
+    py::class_<Net>(m, class_name, "A dense network of one dtype (the core's Network<T>); use chainrule.Network.")
+        .def(py::init([](const std::vector<long long>& layer_sizes, const std::vector<std::string>& activations,
+                         const std::string& loss, std::uint64_t seed) {
+                 std::vector<std::size_t> sizes;
+                 for (std::size_t i = 0; i < layer_sizes.size(); ++i) {
+                     sizes.push_back(non_negative(layer_sizes[i], ("layer_sizes[" + std::to_string(i) + "]").c_str()));
+                 }
+                 std::vector<Activation> parsed;
+                 for (const auto& name : activations) parsed.push_back(parse_activation(name));
+                 const Loss parsed_loss = parse_loss(loss);
+                 py::gil_scoped_release release;  // initialising a large network takes a while
+                 return new Net(std::move(sizes), std::move(parsed), parsed_loss, seed);
+             }),
+             py::arg("layer_sizes"), py::arg("activations"), py::arg("loss"), py::arg("seed"),
+             "layer_sizes (n_0..n_L), one activation name per layer, a loss name, a 64-bit seed.")
+        .def_property_readonly("layer_sizes", &Net::layer_sizes)
+        .def_property_readonly("activations",
+                               [](const Net& net) {
+                                   std::vector<std::string> names;
+                                   for (Activation a : net.activations()) names.emplace_back(activation_name(a));
+                                   return names;
+                               })
+        .def_property_readonly("loss", [](const Net& net) { return std::string(loss_name(net.loss())); })
+        .def_property_readonly("num_params", &Net::num_params)
+        .def_property_readonly("dtype", [](const Net&) { return std::string(dtype_name<T>()); })
+        .def("weight", [](py::object self, std::size_t l) {
+                 const LayerView<T> v = self.cast<Net&>().layer(l);
+                 return view<T>(v.weight, {py::ssize_t(v.out_features), py::ssize_t(v.in_features)}, self);
+             }, py::arg("layer"), "Writable view of W_l (n_l, n_{l-1}), sharing the network's memory.")
+        .def("bias", [](py::object self, std::size_t l) {
+                 const LayerView<T> v = self.cast<Net&>().layer(l);
+                 return view<T>(v.bias, {py::ssize_t(v.out_features)}, self);
+             }, py::arg("layer"), "Writable view of b_l (n_l,), sharing the network's memory.")
+        .def("params", [](py::object self) {
+                 Net& net = self.cast<Net&>();
+                 return view<T>(net.params(), {py::ssize_t(net.num_params())}, self);
+             }, "Writable view of the flat parameter buffer [W_1, b_1, ..., W_L, b_L].")
+        .def("predict", [](const Net& net, const py::object& X) {
+                 const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
+                 if (x.cols != net.num_inputs()) net.predict({nullptr, 0, 0}, x);  // raises the shape error
+                 py::array_t<T> out({py::ssize_t(x.rows), py::ssize_t(net.num_outputs())});
+                 MatrixView<T> o{out.mutable_data(), x.rows, net.num_outputs()};
+                 {
+                     py::gil_scoped_release release;
+                     net.predict(o, x);
+                 }
+                 return out;
+             }, py::arg("X"), "A_L (n_records, n_outputs) for the records of X.")
+        .def("cost", [](const Net& net, const py::object& X, const py::object& y) {
+                 const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
+                 const ConstMatrixView<T> t = as_targets(net, y);
+                 py::gil_scoped_release release;
+                 return net.cost(x, t);
+             }, py::arg("X"), py::arg("y"), "The mean record loss over (X, y).")
+        .def("gradients", [](Net& net, const py::object& X, const py::object& y) {
+                 const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
+                 const ConstMatrixView<T> t = as_targets(net, y);
+                 {
+                     py::gil_scoped_release release;
+                     net.compute_gradients(x, t);
+                 }
+                 py::list grads;
+                 for (std::size_t l = 0; l < net.num_layers(); ++l) {
+                     const LayerView<const T> g = net.layer_grads(l);
+                     grads.append(py::make_tuple(
+                         copy_of<T>(g.weight, {py::ssize_t(g.out_features), py::ssize_t(g.in_features)}),
+                         copy_of<T>(g.bias, {py::ssize_t(g.out_features)})));
+                 }
+                 return grads;
+             }, py::arg("X"), py::arg("y"), "[(dW_1, db_1), ...]: the gradient of cost(X, y).")
+        .def("sgd_step", [](Net& net, const py::object& X, const py::object& y, double lr) {
+                 const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
+                 const ConstMatrixView<T> t = as_targets(net, y);
+                 py::gil_scoped_release release;
+                 return net.sgd_step(x, t, lr);
+             }, py::arg("X"), py::arg("y"), py::arg("lr"), "One SGD step on the batch; returns the cost before it.")
+        .def("fit", [](Net& net, const py::object& X, const py::object& y, long long epochs, double lr,
+                       long long batch_size, bool shuffle, std::uint64_t seed, std::optional<double> tol,
+                       long long n_iter_no_change, const py::object& on_epoch) {
+                 const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
+                 const ConstMatrixView<T> t = as_targets(net, y);
+                 if (batch_size < 1) throw py::value_error("batch_size must be >= 1, got " + std::to_string(batch_size));
+                 if (tol && n_iter_no_change < 1) {
+                     throw py::value_error("n_iter_no_change must be >= 1, got " + std::to_string(n_iter_no_change));
+                 }
+                 FitOptions options;
+                 options.epochs = non_negative(epochs, "epochs");
+                 options.learning_rate = lr;
+                 options.batch_size = static_cast<std::size_t>(batch_size);
+                 options.shuffle = shuffle;
+                 options.seed = seed;
+                 options.tol = tol;
+                 options.n_iter_no_change = static_cast<std::size_t>(std::max(1LL, n_iter_no_change));
+                 // After each epoch: take the GIL, deliver pending signals (Ctrl-C
+                 // stops training between epochs), then call the user's callback.
+                 EpochCallback hook = [&on_epoch](const EpochReport& report) {
+                     py::gil_scoped_acquire acquire;
+                     if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+                     if (on_epoch.is_none()) return true;
+                     const py::object keep_going = on_epoch(report.epoch, report.cost);
+                     return keep_going.is_none() || keep_going.cast<bool>();
+                 };
+                 std::vector<double> history;
+                 {
+                     py::gil_scoped_release release;
+                     history = net.fit(x, t, options, hook);
+                 }
+                 return copy_of<double>(history.data(), {py::ssize_t(history.size())});
+             },
+             py::arg("X"), py::arg("y"), py::arg("epochs"), py::arg("lr"), py::arg("batch_size"), py::arg("shuffle"),
+             py::arg("seed"), py::arg("tol"), py::arg("n_iter_no_change"), py::arg("on_epoch"),
+             "Mini-batch SGD; returns the cost of each epoch.")
+        .def("save", [](const Net& net, const std::string& path) {
+                 py::gil_scoped_release release;
+                 save(net, path);
+             }, py::arg("path"), "Writes the model file atomically.")
+        .def("copy", [](const Net& net) { return Net(net); }, "An independent copy of the network.");
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "chainrule's compiled core; the public API is the chainrule package.";
+    m.attr("__version__") = chainrule::version;
+
+    py::register_exception<divergence_error>(m, "DivergenceError", PyExc_FloatingPointError);
+    py::register_exception<format_error>(m, "ModelFormatError", PyExc_ValueError);
+    py::register_exception<busy_error>(m, "BusyError", PyExc_RuntimeError);
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const file_error& e) {
+            // OSError(errno, message, filename) becomes FileNotFoundError etc.
+            const py::tuple args = py::make_tuple(e.code(), std::string(e.what()), e.path());
+            PyErr_SetObject(PyExc_OSError, args.ptr());
+        }
+    });
+
+    bind_network<float>(m, "NetworkFloat32");
+    bind_network<double>(m, "NetworkFloat64");
+
+    m.def("model_dtype", [](const std::string& path) {
+        const ModelHeader h = read_model_header(path);
+        return std::string(h.scalar_bytes == 4 ? "float32" : "float64");
+    }, py::arg("path"), "The dtype of the model file at path ('float32' or 'float64').");
+    m.def("load_float32", &load<float>, py::arg("path"), py::call_guard<py::gil_scoped_release>());
+    m.def("load_float64", &load<double>, py::arg("path"), py::call_guard<py::gil_scoped_release>());
+}

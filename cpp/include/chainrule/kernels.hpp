@@ -1,0 +1,81 @@
+// The kernels of a dense network, in the order of the forward pass, each a
+// free function over raw row-major buffers. Outputs come first, then inputs
+// and caches, then weights, then sizes (llm.c's convention). A gradient has
+// its value's name with a `d` prefix. The equations are those of MATH.md
+// (written up in docs/math.md); B is the number of records in the batch.
+//
+// Explicitly instantiated for float and double in cpp/src/kernels.cpp.
+#pragma once
+
+#include <cstddef>
+
+#include "chainrule/names.hpp"
+
+namespace chainrule {
+
+// The logistic function, stable for every finite z: never overflows, never
+// NaN, and returns exactly 0 or 1 where the result rounds there.
+template <typename T>
+T sigmoid(T z);
+
+// out (B, OC) = inp (B, C) @ weight^T (OC, C) + bias (OC)
+//   MATH.md: Z_l = A_{l-1} W_l^T + b_l
+template <typename T>
+void linear_forward(T* out, const T* inp, const T* weight, const T* bias,
+                    std::size_t num_records, std::size_t in_features, std::size_t out_features);
+
+// out (n) = f(inp (n)); out may equal inp.
+//   MATH.md: A_l = f_l(Z_l)
+template <typename T>
+void activation_forward(T* out, const T* inp, std::size_t n, Activation activation);
+
+// dinp (n) = dout (n) * f'(z), with f'(z) written through the cached output
+// out = f(z): a(1-a), 1, 1-a^2, [a > 0]. dinp may equal dout.
+//   MATH.md: dZ_l = dA_l * f'_l(Z_l)
+template <typename T>
+void activation_backward(T* dinp, const T* dout, const T* out, std::size_t n, Activation activation);
+
+// Accumulates the gradients of a linear layer and, when dinp is not null,
+// writes the delta it passes down. dout (B, OC) is dZ_l, already scaled by 1/B.
+//   dweight (OC, C) += dout^T @ inp          MATH.md: dW_l = (1/B) dZ_l^T A_{l-1}
+//   dbias   (OC)    += sum over records dout  MATH.md: db_l = (1/B) sum dZ_l
+//   dinp    (B, C)   = dout @ weight          MATH.md: (dZ_l W_l), before f'_{l-1}
+template <typename T>
+void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                     std::size_t num_records, std::size_t in_features, std::size_t out_features);
+
+// Sum over the records of the binary cross-entropy, computed from the logits
+// so that a saturated sigmoid never takes log(0).
+//   MATH.md: L = sum_k [ max(z,0) - z y + log(1 + e^{-|z|}) ]
+template <typename T>
+double bce_forward(const T* logits, const T* targets, std::size_t num_records, std::size_t num_outputs);
+
+// Fused output delta of a sigmoid output with BCE: dlogits = scale (A - Y).
+// Valid for that pair only: dL/da = (a-y)/(a(1-a)) and sigma'(z) = a(1-a) cancel.
+//   MATH.md: dZ_L = A_L - Y   (BCE + sigmoid)
+template <typename T>
+void bce_backward(T* dlogits, const T* out, const T* targets, std::size_t n, T scale);
+
+// Sum over the records of the squared error.
+//   MATH.md: L = sum_k (a_k - y_k)^2
+template <typename T>
+double mse_forward(const T* out, const T* targets, std::size_t num_records, std::size_t num_outputs);
+
+// dout = scale * 2 (A - Y), the derivative of the MSE loss with respect to the
+// output activation; activation_backward then applies f'(Z_L) (skipped for identity).
+//   MATH.md: dZ_L = 2 (A_L - Y) * f'(Z_L)
+template <typename T>
+void mse_backward(T* dout, const T* out, const T* targets, std::size_t n, T scale);
+
+// One SGD update of a flat parameter buffer: params -= lr * grads.
+// Checks first that every updated value is finite; if one is not, nothing is
+// written and the function returns false.
+//   MATH.md: W_l <- W_l - lr dW_l,  b_l <- b_l - lr db_l
+template <typename T>
+bool sgd_update(T* params, const T* grads, std::size_t n, T lr);
+
+// True when every value of data (n) is finite.
+template <typename T>
+bool all_finite(const T* data, std::size_t n);
+
+}  // namespace chainrule

@@ -1,0 +1,61 @@
+// chainrule's model file: a small binary, readable from C++ and Python alike,
+// never pickle. All integers and floats are little-endian.
+//
+//   offset  size        field
+//   0       8           magic "CHAINRUL"
+//   8       4  u32      format version (1)
+//   12      4  u32      bytes per parameter: 4 (float32) or 8 (float64)
+//   16      4  u32      loss: 0 bce, 1 mse
+//   20      4  u32      L, the number of layers (>= 1)
+//   24      8(L+1) u64  layer sizes n_0 ... n_L (each >= 1)
+//   ...     4L  u32     activation of each layer: 0 sigmoid, 1 identity, 2 tanh, 3 relu
+//   ...     8   u64     P, the number of parameters = sum_l n_l (n_{l-1} + 1)
+//   ...     P * bytes   parameters, layer by layer: W_l row-major (n_l, n_{l-1}), then b_l
+//   ...     4   u32     CRC-32 (IEEE 802.3) of every byte before it
+//
+// save() writes a temporary file beside the target, flushes it to disk and
+// renames it over the target, so a reader sees the old file or the new one,
+// never a torn one. load() checks every field against the file's length before
+// allocating, so a lying header cannot ask for more memory than the file holds.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "chainrule/names.hpp"
+#include "chainrule/network.hpp"
+
+namespace chainrule {
+
+inline constexpr std::uint32_t kModelFormatVersion = 1;
+
+// What a model file holds besides its parameters.
+struct ModelHeader {
+    std::uint32_t version = kModelFormatVersion;
+    std::uint32_t scalar_bytes = 0;  // 4 or 8
+    Loss loss = Loss::mse;
+    std::vector<std::size_t> layer_sizes;
+    std::vector<Activation> activations;
+    std::uint64_t num_params = 0;
+};
+
+// Writes `network` to `path` atomically; throws file_error.
+template <typename T>
+void save(const Network<T>& network, const std::string& path);
+
+// Reads and validates the header of the model file at `path`; throws
+// file_error or format_error.
+ModelHeader read_model_header(const std::string& path);
+
+// Loads the model file at `path`; throws file_error, or format_error when the
+// file is not a valid model file of this version or holds the other dtype.
+template <typename T>
+Network<T> load(const std::string& path);
+
+extern template void save<float>(const Network<float>&, const std::string&);
+extern template void save<double>(const Network<double>&, const std::string&);
+extern template Network<float> load<float>(const std::string&);
+extern template Network<double> load<double>(const std::string&);
+
+}  // namespace chainrule

@@ -1,0 +1,27 @@
+// The named choices of a network: activations and losses, with their
+// spellings in the Python API and in model files.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace chainrule {
+
+// The numeric values are stored in model files: never renumber them.
+enum class Activation : std::uint32_t { sigmoid = 0, identity = 1, tanh = 2, relu = 3 };
+enum class Loss : std::uint32_t { bce = 0, mse = 1 };
+
+// "sigmoid", "identity", "tanh", "relu".
+const char* activation_name(Activation activation);
+// "bce", "mse".
+const char* loss_name(Loss loss);
+
+// Parse a name; throws std::invalid_argument naming `argument` and the valid names.
+Activation parse_activation(const std::string& name, const char* argument = "activation");
+Loss parse_loss(const std::string& name, const char* argument = "loss");
+
+// True for a value that appears in the enum (used when reading model files).
+bool is_valid_activation(std::uint32_t code);
+bool is_valid_loss(std::uint32_t code);
+
+}  // namespace chainrule

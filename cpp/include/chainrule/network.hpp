@@ -1,0 +1,129 @@
+// A dense feed-forward network of any depth, trained by SGD (MATH.md).
+//
+// Layer l (0-based here, 1-based in MATH.md) maps layer_sizes[l] inputs to
+// layer_sizes[l+1] outputs with weights W of shape (out, in), a bias b of
+// shape (out), and an activation. All parameters live in one contiguous
+// buffer, layer by layer [W_1, b_1, W_2, b_2, ...]; the gradients live in a
+// second buffer of the same layout, so the optimizer is one loop.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "chainrule/matrix.hpp"
+#include "chainrule/names.hpp"
+
+namespace chainrule {
+
+// Views of one layer's weights (out_features, in_features) and bias (out_features).
+template <typename T>
+struct LayerView {
+    T* weight = nullptr;
+    T* bias = nullptr;
+    std::size_t in_features = 0;
+    std::size_t out_features = 0;
+};
+
+struct FitOptions {
+    std::size_t epochs = 10;
+    double learning_rate = 0.1;
+    std::size_t batch_size = 32;      // clipped to the number of records
+    bool shuffle = true;              // a new permutation each epoch, else in order
+    std::uint64_t seed = 0;           // seeds the shuffling
+    std::optional<double> tol;        // stop when the cost has not improved by tol ...
+    std::size_t n_iter_no_change = 10;  // ... for this many epochs in a row
+};
+
+// What fit reports after each epoch: the 0-based epoch and its cost (MATH.md,
+// SGD: the mean record loss, each taken before its batch's update).
+struct EpochReport {
+    std::size_t epoch = 0;
+    double cost = 0.0;
+};
+
+// Called after each epoch; return false to stop training after that epoch.
+using EpochCallback = std::function<bool(const EpochReport&)>;
+
+template <typename T>
+class Network {
+public:
+    using value_type = T;
+
+    // layer_sizes: n_0 (inputs), n_1, ..., n_L (outputs), each >= 1, at least two.
+    // activations: one per layer (L of them), the last being the output's.
+    // The BCE loss needs a sigmoid output. Weights are Glorot-uniform
+    // (He-uniform for relu layers) drawn from `seed`; biases are zero.
+    Network(std::vector<std::size_t> layer_sizes, std::vector<Activation> activations, Loss loss,
+            std::uint64_t seed);
+    Network(const Network& other);             // copies the parameters, not the workspace
+    Network& operator=(const Network& other);
+    ~Network();
+
+    std::size_t num_layers() const { return activations_.size(); }       // L
+    std::size_t num_inputs() const { return layer_sizes_.front(); }      // n_0
+    std::size_t num_outputs() const { return layer_sizes_.back(); }      // n_L
+    std::size_t num_params() const { return params_.size(); }
+    const std::vector<std::size_t>& layer_sizes() const { return layer_sizes_; }
+    const std::vector<Activation>& activations() const { return activations_; }
+    Loss loss() const { return loss_; }
+
+    // The flat parameter and gradient buffers, num_params() values each.
+    T* params() { return params_.data(); }
+    const T* params() const { return params_.data(); }
+    const T* grads() const { return grads_.data(); }
+
+    // Views of layer l (0-based) in the parameter or gradient buffer.
+    LayerView<T> layer(std::size_t l);
+    LayerView<const T> layer(std::size_t l) const;
+    LayerView<const T> layer_grads(std::size_t l) const;
+
+    // out (B, n_L) = A_L for the records of X (B, n_0). Thread-safe.
+    void predict(MatrixView<T> out, ConstMatrixView<T> X) const;
+
+    // The mean record loss over the records of X (B, n_0) with targets Y (B, n_L).
+    double cost(ConstMatrixView<T> X, ConstMatrixView<T> Y) const;
+
+    // The gradient of cost(X, Y) at the current parameters, into grads();
+    // returns the cost.
+    double compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y);
+
+    // One SGD step on the batch (X, Y); returns the cost before the step.
+    // Throws divergence_error (parameters unchanged) if the cost or an
+    // updated parameter would not be finite.
+    double sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, double learning_rate);
+
+    // Mini-batch SGD over (X, Y); returns the cost of each epoch run. On
+    // divergence_error the parameters are those before the offending step.
+    std::vector<double> fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, const FitOptions& options,
+                            const EpochCallback& on_epoch = {});
+
+private:
+    struct Workspace;
+
+    void check_inputs(ConstMatrixView<T> X) const;
+    void check_targets(ConstMatrixView<T> X, ConstMatrixView<T> Y) const;
+    const T* forward(Workspace& ws, const T* X, std::size_t rows) const;
+    double batch_loss(const Workspace& ws, const T* Y, std::size_t rows) const;
+    void backward(Workspace& ws, const T* X, const T* Y, std::size_t rows, T scale);
+    double accumulate_gradients(Workspace& ws, ConstMatrixView<T> X, ConstMatrixView<T> Y);
+    Workspace& training_workspace(std::size_t capacity);
+
+    std::vector<std::size_t> layer_sizes_;
+    std::vector<Activation> activations_;
+    Loss loss_;
+    std::vector<std::size_t> offsets_;   // where W_l starts in params_; b_l follows it
+    std::vector<T> params_;
+    std::vector<T> grads_;
+    std::unique_ptr<Workspace> train_workspace_;
+    std::unique_ptr<std::mutex> train_mutex_;  // guards grads_ and train_workspace_
+};
+
+extern template class Network<float>;
+extern template class Network<double>;
+
+}  // namespace chainrule

@@ -1,0 +1,315 @@
+// save() and load() of the model file format documented in model_file.hpp.
+#include "chainrule/model_file.hpp"
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <system_error>
+
+#include "chainrule/errors.hpp"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <fcntl.h>
+#include <unistd.h>
+#define CHAINRULE_POSIX 1
+#endif
+
+namespace chainrule {
+
+namespace {
+
+constexpr char kMagic[8] = {'C', 'H', 'A', 'I', 'N', 'R', 'U', 'L'};
+constexpr std::size_t kFixedHeaderBytes = 8 + 4 * 4;  // magic, version, scalar bytes, loss, L
+
+// CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320), table-driven.
+class Crc32 {
+public:
+    void update(const void* data, std::size_t n) {
+        static const auto table = make_table();
+        const auto* bytes = static_cast<const unsigned char*>(data);
+        for (std::size_t i = 0; i < n; ++i) crc_ = table[(crc_ ^ bytes[i]) & 0xFFu] ^ (crc_ >> 8);
+    }
+    std::uint32_t value() const { return crc_ ^ 0xFFFFFFFFu; }
+
+private:
+    struct Table {
+        std::uint32_t entry[256];
+        std::uint32_t operator[](std::size_t i) const { return entry[i]; }
+    };
+    static Table make_table() {
+        Table t{};
+        for (std::uint32_t i = 0; i < 256; ++i) {
+            std::uint32_t c = i;
+            for (int k = 0; k < 8; ++k) c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            t.entry[i] = c;
+        }
+        return t;
+    }
+    std::uint32_t crc_ = 0xFFFFFFFFu;
+};
+
+bool host_is_little_endian() {
+    const std::uint16_t probe = 1;
+    unsigned char first = 0;
+    std::memcpy(&first, &probe, 1);
+    return first == 1;
+}
+
+// Reverses the bytes of each `width`-byte element, to or from little-endian.
+void swap_elements(unsigned char* data, std::size_t count, std::size_t width) {
+    for (std::size_t i = 0; i < count; ++i) {
+        unsigned char* e = data + i * width;
+        for (std::size_t a = 0, b = width - 1; a < b; ++a, --b) std::swap(e[a], e[b]);
+    }
+}
+
+struct FileCloser {
+    void operator()(std::FILE* f) const { std::fclose(f); }
+};
+using File = std::unique_ptr<std::FILE, FileCloser>;
+
+[[noreturn]] void throw_file_error(const std::string& what, const std::string& path, int code) {
+    throw file_error(what + " '" + path + "': " + std::strerror(code), code, path);
+}
+
+// Writes little-endian values and keeps the running CRC.
+class Writer {
+public:
+    Writer(std::FILE* file, const std::string& path) : file_(file), path_(path) {}
+    void bytes(const void* data, std::size_t n) {
+        if (n != 0 && std::fwrite(data, 1, n, file_) != n) throw_file_error("cannot write", path_, errno);
+        crc_.update(data, n);
+    }
+    void u32(std::uint32_t v) {
+        unsigned char b[4];
+        for (int i = 0; i < 4; ++i) b[i] = static_cast<unsigned char>(v >> (8 * i));
+        bytes(b, 4);
+    }
+    void u64(std::uint64_t v) {
+        unsigned char b[8];
+        for (int i = 0; i < 8; ++i) b[i] = static_cast<unsigned char>(v >> (8 * i));
+        bytes(b, 8);
+    }
+    template <typename T>
+    void scalars(const T* data, std::size_t count) {
+        if (host_is_little_endian()) return bytes(data, count * sizeof(T));
+        constexpr std::size_t kBlock = 4096;  // swap through a small buffer
+        unsigned char buffer[kBlock * sizeof(T)];
+        for (std::size_t start = 0; start < count; start += kBlock) {
+            const std::size_t n = std::min(kBlock, count - start);
+            std::memcpy(buffer, data + start, n * sizeof(T));
+            swap_elements(buffer, n, sizeof(T));
+            bytes(buffer, n * sizeof(T));
+        }
+    }
+    std::uint32_t crc() const { return crc_.value(); }
+
+private:
+    std::FILE* file_;
+    const std::string& path_;
+    Crc32 crc_;
+};
+
+// Reads little-endian values, never past the end the file's length allows.
+class Reader {
+public:
+    Reader(std::FILE* file, const std::string& path, std::uint64_t length)
+        : file_(file), path_(path), remaining_(length) {}
+    void bytes(void* data, std::size_t n, const char* field) {
+        if (n > remaining_) truncated(field);
+        if (n != 0 && std::fread(data, 1, n, file_) != n) {
+            if (std::ferror(file_)) throw_file_error("cannot read", path_, errno);
+            truncated(field);
+        }
+        remaining_ -= n;
+        crc_.update(data, n);
+    }
+    std::uint32_t u32(const char* field) {
+        unsigned char b[4];
+        bytes(b, 4, field);
+        std::uint32_t v = 0;
+        for (int i = 0; i < 4; ++i) v |= static_cast<std::uint32_t>(b[i]) << (8 * i);
+        return v;
+    }
+    std::uint64_t u64(const char* field) {
+        unsigned char b[8];
+        bytes(b, 8, field);
+        std::uint64_t v = 0;
+        for (int i = 0; i < 8; ++i) v |= static_cast<std::uint64_t>(b[i]) << (8 * i);
+        return v;
+    }
+    std::uint64_t remaining() const { return remaining_; }
+    std::uint32_t crc() const { return crc_.value(); }
+    [[noreturn]] void invalid(const std::string& why) const {
+        throw format_error("'" + path_ + "' is not a valid chainrule model file: " + why);
+    }
+    [[noreturn]] void truncated(const std::string& field) const {
+        throw format_error("'" + path_ + "' is truncated: it ends inside the " + field);
+    }
+
+private:
+    std::FILE* file_;
+    const std::string& path_;
+    std::uint64_t remaining_;
+    Crc32 crc_;
+};
+
+File open_for_reading(const std::string& path, std::uint64_t& length) {
+    std::error_code ec;
+    const auto status = std::filesystem::status(path, ec);
+    if (ec || !std::filesystem::exists(status)) throw_file_error("cannot open", path, ENOENT);
+    if (std::filesystem::is_directory(status)) throw_file_error("cannot open", path, EISDIR);
+    File file(std::fopen(path.c_str(), "rb"));
+    if (!file) throw_file_error("cannot open", path, errno);
+    length = std::filesystem::file_size(path, ec);
+    if (ec) throw_file_error("cannot read the size of", path, ec.value());
+    return file;
+}
+
+ModelHeader read_header(Reader& in) {
+    char magic[8];
+    in.bytes(magic, 8, "magic number");
+    if (std::memcmp(magic, kMagic, 8) != 0) in.invalid("it does not start with \"CHAINRUL\"");
+    ModelHeader h;
+    h.version = in.u32("format version");
+    if (h.version != kModelFormatVersion) {
+        in.invalid("it is format version " + std::to_string(h.version) + "; this chainrule reads version " +
+                   std::to_string(kModelFormatVersion));
+    }
+    h.scalar_bytes = in.u32("dtype");
+    if (h.scalar_bytes != 4 && h.scalar_bytes != 8) {
+        in.invalid("bytes per parameter is " + std::to_string(h.scalar_bytes) + ", expected 4 or 8");
+    }
+    const std::uint32_t loss = in.u32("loss");
+    if (!is_valid_loss(loss)) in.invalid("unknown loss code " + std::to_string(loss));
+    h.loss = static_cast<Loss>(loss);
+    const std::uint32_t num_layers = in.u32("number of layers");
+    // Each layer takes at least 12 header bytes: cap L by what the file holds.
+    if (num_layers == 0 || num_layers > in.remaining() / 12) {
+        in.invalid("it claims " + std::to_string(num_layers) + " layers, which its length cannot hold");
+    }
+    for (std::uint32_t i = 0; i <= num_layers; ++i) {
+        const std::uint64_t size = in.u64("layer sizes");
+        if (size == 0 || size > std::numeric_limits<std::uint32_t>::max()) {
+            in.invalid("layer size " + std::to_string(size) + " is out of range");
+        }
+        h.layer_sizes.push_back(static_cast<std::size_t>(size));
+    }
+    for (std::uint32_t i = 0; i < num_layers; ++i) {
+        const std::uint32_t code = in.u32("activations");
+        if (!is_valid_activation(code)) in.invalid("unknown activation code " + std::to_string(code));
+        h.activations.push_back(static_cast<Activation>(code));
+    }
+    if (h.loss == Loss::bce && h.activations.back() != Activation::sigmoid) {
+        in.invalid("the bce loss needs a sigmoid output");
+    }
+    h.num_params = in.u64("parameter count");
+    std::uint64_t expected = 0;
+    for (std::uint32_t l = 0; l < num_layers; ++l) {
+        const std::uint64_t n_in = h.layer_sizes[l], n_out = h.layer_sizes[l + 1];
+        expected += n_out * (n_in + 1);  // sizes < 2^32 keep each term < 2^64
+        if (expected > in.remaining()) in.invalid("its layer sizes need more parameters than its length holds");
+    }
+    if (h.num_params != expected) {
+        in.invalid("it says " + std::to_string(h.num_params) + " parameters, its layer sizes make " +
+                   std::to_string(expected));
+    }
+    const std::uint64_t body = h.num_params * h.scalar_bytes + 4;
+    if (in.remaining() != body) {
+        if (in.remaining() < body) {
+            in.truncated("parameters (expected " + std::to_string(body) + " more bytes after the header, found " +
+                         std::to_string(in.remaining()) + ")");
+        }
+        in.invalid("it has " + std::to_string(in.remaining() - body) + " unexpected bytes at its end");
+    }
+    return h;
+}
+
+}  // namespace
+
+template <typename T>
+void save(const Network<T>& network, const std::string& path) {
+    static std::atomic<unsigned> counter{0};
+    std::string temporary = path + ".tmp";
+#ifdef CHAINRULE_POSIX
+    temporary += "." + std::to_string(static_cast<long>(getpid()));
+#endif
+    temporary += "." + std::to_string(counter++);
+
+    try {
+        File file(std::fopen(temporary.c_str(), "wb"));
+        if (!file) throw_file_error("cannot create", temporary, errno);
+        Writer out(file.get(), temporary);
+        out.bytes(kMagic, 8);
+        out.u32(kModelFormatVersion);
+        out.u32(static_cast<std::uint32_t>(sizeof(T)));
+        out.u32(static_cast<std::uint32_t>(network.loss()));
+        out.u32(static_cast<std::uint32_t>(network.num_layers()));
+        for (std::size_t size : network.layer_sizes()) out.u64(size);
+        for (Activation a : network.activations()) out.u32(static_cast<std::uint32_t>(a));
+        out.u64(network.num_params());
+        out.scalars(network.params(), network.num_params());
+        out.u32(out.crc());
+        if (std::fflush(file.get()) != 0) throw_file_error("cannot write", temporary, errno);
+#ifdef CHAINRULE_POSIX
+        if (fsync(fileno(file.get())) != 0) throw_file_error("cannot flush to disk", temporary, errno);
+#endif
+        std::FILE* raw = file.release();
+        if (std::fclose(raw) != 0) throw_file_error("cannot close", temporary, errno);
+        std::error_code ec;
+        std::filesystem::rename(temporary, path, ec);  // atomic replacement
+        if (ec) throw_file_error("cannot rename the temporary file onto", path, ec.value());
+    } catch (...) {
+        std::error_code ignored;
+        std::filesystem::remove(temporary, ignored);
+        throw;
+    }
+#ifdef CHAINRULE_POSIX
+    // Make the rename itself durable; failing here loses nothing already written.
+    std::filesystem::path parent = std::filesystem::path(path).parent_path();
+    const int dir = ::open(parent.empty() ? "." : parent.c_str(), O_RDONLY);
+    if (dir >= 0) {
+        (void)fsync(dir);
+        ::close(dir);
+    }
+#endif
+}
+
+ModelHeader read_model_header(const std::string& path) {
+    std::uint64_t length = 0;
+    File file = open_for_reading(path, length);
+    Reader in(file.get(), path, length);
+    return read_header(in);
+}
+
+template <typename T>
+Network<T> load(const std::string& path) {
+    std::uint64_t length = 0;
+    File file = open_for_reading(path, length);
+    Reader in(file.get(), path, length);
+    const ModelHeader h = read_header(in);
+    if (h.scalar_bytes != sizeof(T)) {
+        throw format_error("'" + path + "' holds a float" + std::to_string(8 * h.scalar_bytes) +
+                           " network; it cannot be loaded as float" + std::to_string(8 * sizeof(T)));
+    }
+    Network<T> network(h.layer_sizes, h.activations, h.loss, 0);
+    in.bytes(network.params(), network.num_params() * sizeof(T), "parameters");
+    if (!host_is_little_endian()) {
+        swap_elements(reinterpret_cast<unsigned char*>(network.params()), network.num_params(), sizeof(T));
+    }
+    const std::uint32_t computed = in.crc();
+    const std::uint32_t stored = in.u32("checksum");
+    if (stored != computed) in.invalid("its checksum does not match its contents (the file is corrupted)");
+    return network;
+}
+
+template void save<float>(const Network<float>&, const std::string&);
+template void save<double>(const Network<double>&, const std::string&);
+template Network<float> load<float>(const std::string&);
+template Network<double> load<double>(const std::string&);
+
+}  // namespace chainrule

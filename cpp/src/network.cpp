@@ -1,0 +1,457 @@
+// Network<T>: the forward pass, the loss, the backward pass and SGD of
+// MATH.md, composed from the kernels in kernels.cpp over preallocated buffers.
+#include "chainrule/network.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <sstream>
+#include <string>
+#include <utility>
+
+#include "chainrule/errors.hpp"
+#include "chainrule/kernels.hpp"
+#include "memory.hpp"
+#include "random.hpp"
+
+namespace chainrule {
+
+namespace {
+
+// predict, cost and compute_gradients walk the records in chunks of at most
+// this many, so their workspace stays small whatever the size of X.
+constexpr std::size_t kChunkRecords = 256;
+
+template <typename... Parts>
+std::string concat(const Parts&... parts) {
+    std::ostringstream out;
+    (out << ... << parts);
+    return out.str();
+}
+
+// Where the first non-finite value of a (rows, cols) matrix is, for the message.
+template <typename T>
+std::pair<std::size_t, std::size_t> first_non_finite(ConstMatrixView<T> m) {
+    for (std::size_t i = 0; i < m.size(); ++i) {
+        if (!std::isfinite(m.data[i])) return {i / m.cols, i % m.cols};
+    }
+    return {m.rows, 0};
+}
+
+}  // namespace
+
+// The buffers of one forward and backward pass over up to `capacity` records.
+// Sized once; the step loop only reuses them.
+template <typename T>
+struct Network<T>::Workspace {
+    std::size_t capacity = 0;
+    std::vector<std::size_t> output_offset;  // A_l of layer l starts here in `outputs`
+    std::vector<T> outputs;                  // A_1, ..., A_L, each (capacity, n_l)
+    std::vector<T> logits;                   // Z_L (capacity, n_L): BCE is taken from logits
+    std::vector<T> delta;                    // dZ_l (capacity, max n_l) ...
+    std::vector<T> spare_delta;              // ... and dZ_{l-1}, swapped layer by layer
+    std::vector<T> batch_inputs;             // a shuffled batch gathered from X (capacity, n_0)
+    std::vector<T> batch_targets;            // and from Y (capacity, n_L)
+
+    Workspace(const std::vector<std::size_t>& sizes, std::size_t capacity_, bool training)
+        : capacity(capacity_) {
+        const char* what = "the workspace";
+        std::size_t total_outputs = 0;
+        std::size_t widest = 0;
+        for (std::size_t l = 1; l < sizes.size(); ++l) {
+            output_offset.push_back(total_outputs);
+            total_outputs = detail::checked_add(total_outputs, detail::checked_mul(capacity, sizes[l], what), what);
+            widest = std::max(widest, sizes[l]);
+        }
+        const std::size_t logits_size = detail::checked_mul(capacity, sizes.back(), what);
+        std::size_t total = detail::checked_add(total_outputs, logits_size, what);
+        if (training) {
+            const std::size_t delta_size = detail::checked_mul(capacity, widest, what);
+            const std::size_t gather_size =
+                detail::checked_add(detail::checked_mul(capacity, sizes.front(), what), logits_size, what);
+            total = detail::checked_add(total, detail::checked_add(2 * delta_size, gather_size, what), what);
+            detail::check_fits_in_memory(detail::checked_mul(total, sizeof(T), what),
+                                         concat("a workspace for batches of ", capacity, " records"));
+            delta.resize(delta_size);
+            spare_delta.resize(delta_size);
+            batch_inputs.resize(capacity * sizes.front());
+            batch_targets.resize(logits_size);
+        } else {
+            detail::check_fits_in_memory(detail::checked_mul(total, sizeof(T), what),
+                                         concat("a workspace for ", capacity, " records"));
+        }
+        outputs.resize(total_outputs);
+        logits.resize(logits_size);
+    }
+
+    T* output(std::size_t l) { return outputs.data() + output_offset[l]; }
+};
+
+template <typename T>
+Network<T>::Network(std::vector<std::size_t> layer_sizes, std::vector<Activation> activations, Loss loss,
+                    std::uint64_t seed)
+    : layer_sizes_(std::move(layer_sizes)), activations_(std::move(activations)), loss_(loss) {
+    if (layer_sizes_.size() < 2) {
+        throw std::invalid_argument(concat("layer_sizes: need at least two sizes (inputs and outputs), got ",
+                                           layer_sizes_.size()));
+    }
+    for (std::size_t i = 0; i < layer_sizes_.size(); ++i) {
+        if (layer_sizes_[i] == 0) {
+            throw std::invalid_argument(concat("layer_sizes[", i, "] is 0; every layer needs at least one unit"));
+        }
+    }
+    const std::size_t num_layers = layer_sizes_.size() - 1;
+    if (activations_.size() != num_layers) {
+        throw std::invalid_argument(concat("activations: expected ", num_layers, " (one per layer), got ",
+                                           activations_.size()));
+    }
+    if (loss_ == Loss::bce && activations_.back() != Activation::sigmoid) {
+        throw std::invalid_argument(concat("loss: 'bce' needs a sigmoid output, but the output activation is '",
+                                           activation_name(activations_.back()),
+                                           "'; use output='sigmoid' or loss='mse'"));
+    }
+
+    const char* what = "the network";
+    std::size_t total = 0;
+    for (std::size_t l = 0; l < num_layers; ++l) {
+        offsets_.push_back(total);
+        const std::size_t weights = detail::checked_mul(layer_sizes_[l + 1], layer_sizes_[l], what);
+        total = detail::checked_add(total, detail::checked_add(weights, layer_sizes_[l + 1], what), what);
+    }
+    detail::check_fits_in_memory(detail::checked_mul(total, 2 * sizeof(T), what),
+                                 concat("a network of ", total, " parameters (with their gradients)"));
+    params_.assign(total, T(0));
+    grads_.assign(total, T(0));
+    train_mutex_ = std::make_unique<std::mutex>();
+
+    // Glorot-uniform: U(-r, r), r = sqrt(6 / (fan_in + fan_out)); He-uniform
+    // for relu layers: r = sqrt(6 / fan_in). Drawn in double, then rounded,
+    // so float and double networks from one seed start from the same values.
+    detail::Random random(seed);
+    for (std::size_t l = 0; l < num_layers; ++l) {
+        const double fan_in = static_cast<double>(layer_sizes_[l]);
+        const double fan_out = static_cast<double>(layer_sizes_[l + 1]);
+        const double limit = activations_[l] == Activation::relu ? std::sqrt(6.0 / fan_in)
+                                                                 : std::sqrt(6.0 / (fan_in + fan_out));
+        T* weight = params_.data() + offsets_[l];
+        const std::size_t count = layer_sizes_[l + 1] * layer_sizes_[l];
+        for (std::size_t i = 0; i < count; ++i) weight[i] = static_cast<T>((2.0 * random.uniform() - 1.0) * limit);
+    }
+}
+
+template <typename T>
+Network<T>::Network(const Network& other)
+    : layer_sizes_(other.layer_sizes_),
+      activations_(other.activations_),
+      loss_(other.loss_),
+      offsets_(other.offsets_),
+      params_(other.params_),
+      grads_(other.grads_),
+      train_mutex_(std::make_unique<std::mutex>()) {}
+
+template <typename T>
+Network<T>& Network<T>::operator=(const Network& other) {
+    if (this != &other) {
+        Network copy(other);
+        std::lock_guard<std::mutex> lock(*train_mutex_);
+        layer_sizes_ = std::move(copy.layer_sizes_);
+        activations_ = std::move(copy.activations_);
+        loss_ = copy.loss_;
+        offsets_ = std::move(copy.offsets_);
+        params_ = std::move(copy.params_);
+        grads_ = std::move(copy.grads_);
+        train_workspace_.reset();
+    }
+    return *this;
+}
+
+template <typename T>
+Network<T>::~Network() = default;
+
+template <typename T>
+LayerView<T> Network<T>::layer(std::size_t l) {
+    if (l >= num_layers()) throw std::invalid_argument(concat("layer: index ", l, " out of range"));
+    T* weight = params_.data() + offsets_[l];
+    return {weight, weight + layer_sizes_[l + 1] * layer_sizes_[l], layer_sizes_[l], layer_sizes_[l + 1]};
+}
+
+template <typename T>
+LayerView<const T> Network<T>::layer(std::size_t l) const {
+    LayerView<T> view = const_cast<Network*>(this)->layer(l);
+    return {view.weight, view.bias, view.in_features, view.out_features};
+}
+
+template <typename T>
+LayerView<const T> Network<T>::layer_grads(std::size_t l) const {
+    LayerView<const T> view = layer(l);
+    const std::ptrdiff_t shift = grads_.data() - params_.data();
+    return {view.weight + shift, view.bias + shift, view.in_features, view.out_features};
+}
+
+template <typename T>
+void Network<T>::check_inputs(ConstMatrixView<T> X) const {
+    if (X.rows == 0) throw std::invalid_argument("X is empty: it has 0 records; pass at least one record");
+    if (X.cols != num_inputs()) {
+        throw std::invalid_argument(concat("X has ", X.cols, " features per record, but the network takes ",
+                                           num_inputs(), " inputs (layer_sizes[0])"));
+    }
+    if (X.data == nullptr) throw std::invalid_argument("X: null data pointer");
+    if (!all_finite(X.data, X.size())) {
+        const auto [r, c] = first_non_finite(X);
+        throw std::invalid_argument(concat("X contains a non-finite value (nan or inf) at record ", r,
+                                           ", feature ", c));
+    }
+}
+
+template <typename T>
+void Network<T>::check_targets(ConstMatrixView<T> X, ConstMatrixView<T> Y) const {
+    check_inputs(X);
+    if (Y.rows != X.rows) throw std::invalid_argument(concat("y has ", Y.rows, " records but X has ", X.rows));
+    if (Y.cols != num_outputs()) {
+        throw std::invalid_argument(concat("y has ", Y.cols, " outputs per record, but the network has ",
+                                           num_outputs(), " outputs (layer_sizes[-1])"));
+    }
+    if (Y.data == nullptr) throw std::invalid_argument("y: null data pointer");
+    if (!all_finite(Y.data, Y.size())) {
+        const auto [r, c] = first_non_finite(Y);
+        throw std::invalid_argument(concat("y contains a non-finite value (nan or inf) at record ", r,
+                                           ", output ", c));
+    }
+    if (loss_ == Loss::bce) {
+        for (std::size_t i = 0; i < Y.size(); ++i) {
+            if (Y.data[i] < T(0) || Y.data[i] > T(1)) {
+                throw std::invalid_argument(concat("y holds ", Y.data[i], " at record ", i / Y.cols, ", output ",
+                                                   i % Y.cols, "; targets of the bce loss must lie in [0, 1]"));
+            }
+        }
+    }
+}
+
+template <typename T>
+const T* Network<T>::forward(Workspace& ws, const T* X, std::size_t rows) const {
+    // A_0 = X;  Z_l = A_{l-1} W_l^T + b_l;  A_l = f_l(Z_l)
+    const std::size_t last = num_layers() - 1;
+    const T* inp = X;
+    for (std::size_t l = 0; l <= last; ++l) {
+        const LayerView<const T> p = layer(l);
+        T* a = ws.output(l);
+        T* z = l == last ? ws.logits.data() : a;  // Z_L is kept for the BCE; hidden Z_l become A_l in place
+        linear_forward(z, inp, p.weight, p.bias, rows, p.in_features, p.out_features);
+        activation_forward(a, z, rows * p.out_features, activations_[l]);
+        inp = a;
+    }
+    return inp;
+}
+
+template <typename T>
+double Network<T>::batch_loss(const Workspace& ws, const T* Y, std::size_t rows) const {
+    if (loss_ == Loss::bce) return bce_forward(ws.logits.data(), Y, rows, num_outputs());
+    return mse_forward(ws.outputs.data() + ws.output_offset.back(), Y, rows, num_outputs());
+}
+
+template <typename T>
+void Network<T>::backward(Workspace& ws, const T* X, const T* Y, std::size_t rows, T scale) {
+    // Accumulates scale * (the gradient of the summed record losses) into grads_.
+    const std::size_t last = num_layers() - 1;
+    const std::size_t n = rows * num_outputs();
+    T* delta = ws.delta.data();
+    T* spare = ws.spare_delta.data();
+    const T* out = ws.output(last);
+    if (loss_ == Loss::bce) {
+        bce_backward(delta, out, Y, n, scale);  // sigmoid + BCE (the constructor enforces the pair)
+    } else {
+        mse_backward(delta, out, Y, n, scale);                       // dA_L = 2 (A_L - Y)
+        activation_backward(delta, delta, out, n, activations_[last]);  // dZ_L = dA_L * f'(Z_L)
+    }
+    for (std::size_t l = last + 1; l-- > 0;) {
+        const LayerView<const T> p = std::as_const(*this).layer(l);
+        T* dweight = grads_.data() + offsets_[l];
+        T* dbias = dweight + p.out_features * p.in_features;
+        const T* inp = l == 0 ? X : ws.output(l - 1);
+        T* dinp = l == 0 ? nullptr : spare;
+        // uses W_l before any update: SGD runs only after the whole backward pass
+        linear_backward(dinp, dweight, dbias, delta, inp, p.weight, rows, p.in_features, p.out_features);
+        if (l > 0) {
+            activation_backward(dinp, dinp, ws.output(l - 1), rows * p.in_features, activations_[l - 1]);
+            std::swap(delta, spare);
+        }
+    }
+}
+
+template <typename T>
+double Network<T>::accumulate_gradients(Workspace& ws, ConstMatrixView<T> X, ConstMatrixView<T> Y) {
+    // grads_ = gradient of the mean record loss over all of X, chunk by chunk.
+    std::fill(grads_.begin(), grads_.end(), T(0));
+    const T scale = T(1) / static_cast<T>(X.rows);
+    double total = 0.0;
+    for (std::size_t start = 0; start < X.rows; start += ws.capacity) {
+        const std::size_t rows = std::min(ws.capacity, X.rows - start);
+        forward(ws, X.row(start), rows);
+        total += batch_loss(ws, Y.row(start), rows);
+        backward(ws, X.row(start), Y.row(start), rows, scale);
+    }
+    return total;
+}
+
+template <typename T>
+typename Network<T>::Workspace& Network<T>::training_workspace(std::size_t capacity) {
+    if (!train_workspace_ || train_workspace_->capacity < capacity) {
+        train_workspace_.reset();  // free the old one before sizing the new one
+        train_workspace_ = std::make_unique<Workspace>(layer_sizes_, capacity, true);
+    }
+    return *train_workspace_;
+}
+
+namespace {
+std::unique_lock<std::mutex> lock_for_training(std::mutex& mutex) {
+    std::unique_lock<std::mutex> lock(mutex, std::try_to_lock);
+    if (!lock.owns_lock()) {
+        throw busy_error("the network is being trained or differentiated in another thread; "
+                         "wait for that call to return");
+    }
+    return lock;
+}
+
+void check_learning_rate(double learning_rate) {
+    if (!std::isfinite(learning_rate) || learning_rate <= 0.0) {
+        throw std::invalid_argument(concat("lr must be a finite number > 0, got ", learning_rate));
+    }
+}
+}  // namespace
+
+template <typename T>
+void Network<T>::predict(MatrixView<T> out, ConstMatrixView<T> X) const {
+    check_inputs(X);
+    if (out.rows != X.rows || out.cols != num_outputs() || out.data == nullptr) {
+        throw std::invalid_argument(concat("out must have shape (", X.rows, ", ", num_outputs(), "), got (",
+                                           out.rows, ", ", out.cols, ")"));
+    }
+    Workspace ws(layer_sizes_, std::min(X.rows, kChunkRecords), false);
+    for (std::size_t start = 0; start < X.rows; start += ws.capacity) {
+        const std::size_t rows = std::min(ws.capacity, X.rows - start);
+        const T* a = forward(ws, X.row(start), rows);
+        std::memcpy(out.row(start), a, rows * num_outputs() * sizeof(T));
+    }
+}
+
+template <typename T>
+double Network<T>::cost(ConstMatrixView<T> X, ConstMatrixView<T> Y) const {
+    // C = (1/B) sum over records of L (MATH.md, losses and cost)
+    check_targets(X, Y);
+    Workspace ws(layer_sizes_, std::min(X.rows, kChunkRecords), false);
+    double total = 0.0;
+    for (std::size_t start = 0; start < X.rows; start += ws.capacity) {
+        const std::size_t rows = std::min(ws.capacity, X.rows - start);
+        forward(ws, X.row(start), rows);
+        total += batch_loss(ws, Y.row(start), rows);
+    }
+    return total / static_cast<double>(X.rows);
+}
+
+template <typename T>
+double Network<T>::compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y) {
+    check_targets(X, Y);
+    const auto lock = lock_for_training(*train_mutex_);
+    Workspace& ws = training_workspace(std::min(X.rows, kChunkRecords));
+    return accumulate_gradients(ws, X, Y) / static_cast<double>(X.rows);
+}
+
+template <typename T>
+double Network<T>::sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, double learning_rate) {
+    check_learning_rate(learning_rate);
+    check_targets(X, Y);
+    const auto lock = lock_for_training(*train_mutex_);
+    Workspace& ws = training_workspace(std::min(X.rows, kChunkRecords));
+    const double cost = accumulate_gradients(ws, X, Y) / static_cast<double>(X.rows);
+    if (!std::isfinite(cost)) {
+        throw divergence_error(concat("the cost is ", cost, " (not finite); the parameters were left unchanged"));
+    }
+    if (!sgd_update(params_.data(), grads_.data(), params_.size(), static_cast<T>(learning_rate))) {
+        throw divergence_error(concat("the step with lr=", learning_rate,
+                                      " would make a parameter non-finite; the parameters were left unchanged; "
+                                      "lower the learning rate"));
+    }
+    return cost;
+}
+
+template <typename T>
+std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, const FitOptions& options,
+                                    const EpochCallback& on_epoch) {
+    check_learning_rate(options.learning_rate);
+    if (options.batch_size < 1) throw std::invalid_argument("batch_size must be >= 1, got 0");
+    if (options.tol && (!std::isfinite(*options.tol) || *options.tol < 0.0)) {
+        throw std::invalid_argument(concat("tol must be None or a finite number >= 0, got ", *options.tol));
+    }
+    if (options.tol && options.n_iter_no_change < 1) {
+        throw std::invalid_argument("n_iter_no_change must be >= 1, got 0");
+    }
+    check_targets(X, Y);
+    const auto lock = lock_for_training(*train_mutex_);
+
+    const std::size_t num_records = X.rows;
+    const std::size_t batch_size = std::min(options.batch_size, num_records);
+    const T lr = static_cast<T>(options.learning_rate);
+    Workspace& ws = training_workspace(batch_size);
+    std::vector<std::size_t> order(options.shuffle ? num_records : 0);
+    detail::Random random(options.seed);
+    std::vector<double> history;
+    history.reserve(options.epochs);
+    double best_cost = INFINITY;
+    std::size_t epochs_without_improvement = 0;
+
+    for (std::size_t epoch = 0; epoch < options.epochs; ++epoch) {
+        if (options.shuffle) {
+            std::iota(order.begin(), order.end(), std::size_t{0});
+            random.shuffle(order.data(), num_records);
+        }
+        double epoch_loss = 0.0;
+        for (std::size_t start = 0, batch = 0; start < num_records; start += batch_size, ++batch) {
+            const std::size_t rows = std::min(batch_size, num_records - start);
+            const T* inputs = X.row(start);
+            const T* targets = Y.row(start);
+            if (options.shuffle) {  // gather the batch; X itself is never copied
+                for (std::size_t r = 0; r < rows; ++r) {
+                    std::memcpy(ws.batch_inputs.data() + r * X.cols, X.row(order[start + r]), X.cols * sizeof(T));
+                    std::memcpy(ws.batch_targets.data() + r * Y.cols, Y.row(order[start + r]), Y.cols * sizeof(T));
+                }
+                inputs = ws.batch_inputs.data();
+                targets = ws.batch_targets.data();
+            }
+            std::fill(grads_.begin(), grads_.end(), T(0));
+            forward(ws, inputs, rows);
+            const double loss = batch_loss(ws, targets, rows);
+            if (!std::isfinite(loss)) {
+                throw divergence_error(concat("training diverged at epoch ", epoch + 1, ", batch ", batch + 1,
+                                              ": the cost became ", loss, "; the parameters hold their last finite "
+                                              "values (before that step); lower the learning rate (lr=",
+                                              options.learning_rate, ")"));
+            }
+            backward(ws, inputs, targets, rows, T(1) / static_cast<T>(rows));
+            if (!sgd_update(params_.data(), grads_.data(), params_.size(), lr)) {
+                throw divergence_error(concat("training diverged at epoch ", epoch + 1, ", batch ", batch + 1,
+                                              ": a parameter would become non-finite; the parameters hold their "
+                                              "last finite values (before that step); lower the learning rate (lr=",
+                                              options.learning_rate, ")"));
+            }
+            epoch_loss += loss;
+        }
+        const double epoch_cost = epoch_loss / static_cast<double>(num_records);
+        history.push_back(epoch_cost);
+
+        bool stop = false;
+        if (options.tol) {  // scikit-learn's rule: no improvement by tol for n_iter_no_change epochs
+            epochs_without_improvement = epoch_cost > best_cost - *options.tol ? epochs_without_improvement + 1 : 0;
+            best_cost = std::min(best_cost, epoch_cost);
+            stop = epochs_without_improvement >= options.n_iter_no_change;
+        }
+        if (on_epoch && !on_epoch(EpochReport{epoch, epoch_cost})) stop = true;
+        if (stop) break;
+    }
+    return history;
+}
+
+template class Network<float>;
+template class Network<double>;
+
+}  // namespace chainrule

@@ -1,0 +1,2 @@
+#include "check.hpp"
+TEST_MAIN()

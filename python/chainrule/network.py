@@ -1,0 +1,232 @@
+"""The Python face of the C++ network: argument checks and NumPy views.
+
+The work (forward, backward, SGD, the training loop) happens in the compiled
+core; this module only turns Python arguments into what the core expects.
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+import os
+
+import numpy as np
+
+from . import _core
+
+__all__ = ["Network"]
+
+_CORE_CLASSES = {"float32": _core.NetworkFloat32, "float64": _core.NetworkFloat64}
+_LOADERS = {"float32": _core.load_float32, "float64": _core.load_float64}
+
+
+def _dtype_name(dtype) -> str:
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in _CORE_CLASSES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return name
+
+
+def _integer(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    value = operator.index(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _real(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def _seed(name: str, seed) -> int:
+    if seed is None:
+        return int.from_bytes(os.urandom(8), "little")
+    seed = _integer(name, seed, 0)
+    if seed >= 2**64:
+        raise ValueError(f"{name} must be < 2**64, got {seed}")
+    return seed
+
+
+def _name(argument: str, value) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{argument} must be a name (str), got {type(value).__name__}")
+    return value
+
+
+class Network:
+    """A dense feed-forward network trained by SGD, computed in C++.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        ``[n_0, n_1, ..., n_L]``: inputs, hidden layer widths, outputs.
+    activation : str or sequence of str
+        Activation of the hidden layers ('sigmoid', 'identity', 'tanh',
+        'relu'), or one name per hidden layer.
+    output : str
+        Activation of the output layer.
+    loss : {'bce', 'mse'}
+        Binary cross-entropy (needs a sigmoid output) or squared error,
+        summed over the outputs of a record; the cost is the mean over records.
+    dtype : {'float32', 'float64'}
+        The dtype of the parameters and of every array passed in.
+    seed : int or None
+        Seeds the Glorot-uniform (He-uniform for relu) initialisation. None
+        draws a seed from the operating system.
+
+    Weights follow ``z = W a + b``: ``weights[l]`` has shape
+    ``(layer_sizes[l + 1], layer_sizes[l])``. Arrays passed in are read in
+    place and must be C-contiguous of the network's dtype; nothing is
+    converted silently.
+    """
+
+    def __init__(self, layer_sizes, activation="sigmoid", output="sigmoid", loss="bce",
+                 dtype="float64", seed=None):
+        if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
+            raise TypeError(f"layer_sizes must be a sequence of integers, got {type(layer_sizes).__name__}")
+        sizes = [_integer(f"layer_sizes[{i}]", n, 1) for i, n in enumerate(layer_sizes)]
+        if len(sizes) < 2:
+            raise ValueError(f"layer_sizes needs at least two sizes (inputs and outputs), got {len(sizes)}")
+        num_hidden = len(sizes) - 2
+        if isinstance(activation, str):
+            hidden = [activation] * num_hidden
+        else:
+            hidden = [_name(f"activation[{i}]", a) for i, a in enumerate(activation)]
+            if len(hidden) != num_hidden:
+                raise ValueError(f"activation: expected {num_hidden} names (one per hidden layer), "
+                                 f"got {len(hidden)}")
+        core_class = _CORE_CLASSES[_dtype_name(dtype)]
+        self._attach(core_class(sizes, hidden + [_name("output", output)], _name("loss", loss),
+                                _seed("seed", seed)))
+
+    def _attach(self, core) -> None:
+        self._core = core
+        num_layers = len(core.layer_sizes) - 1
+        self._weights = tuple(core.weight(l) for l in range(num_layers))
+        self._biases = tuple(core.bias(l) for l in range(num_layers))
+
+    @classmethod
+    def _from_core(cls, core) -> "Network":
+        network = cls.__new__(cls)
+        network._attach(core)
+        return network
+
+    # -- structure ---------------------------------------------------------
+
+    @property
+    def layer_sizes(self) -> tuple:
+        return tuple(self._core.layer_sizes)
+
+    @property
+    def activations(self) -> tuple:
+        """The activation of each layer, the output's last."""
+        return tuple(self._core.activations)
+
+    @property
+    def loss(self) -> str:
+        return self._core.loss
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self._core.dtype)
+
+    @property
+    def n_params(self) -> int:
+        return self._core.num_params
+
+    @property
+    def weights(self) -> tuple:
+        """Writable views of W_1..W_L, shape (n_l, n_{l-1}), sharing the network's memory."""
+        return self._weights
+
+    @property
+    def biases(self) -> tuple:
+        """Writable views of b_1..b_L, shape (n_l,), sharing the network's memory."""
+        return self._biases
+
+    def __repr__(self) -> str:
+        hidden = list(self.activations[:-1])
+        activation = hidden[0] if hidden and all(a == hidden[0] for a in hidden) else hidden
+        if not hidden:
+            activation = "sigmoid"
+        return (f"Network({list(self.layer_sizes)}, activation={activation!r}, output={self.activations[-1]!r}, "
+                f"loss={self.loss!r}, dtype={self.dtype.name!r})")
+
+    # -- computation -------------------------------------------------------
+
+    def predict(self, X) -> np.ndarray:
+        """A_L, shape (n_records, n_outputs), for X of shape (n_records, n_features)."""
+        return self._core.predict(X)
+
+    def cost(self, X, y) -> float:
+        """The mean record loss over (X, y) at the current parameters."""
+        return self._core.cost(X, y)
+
+    def gradients(self, X, y) -> list:
+        """``[(dW_1, db_1), ..., (dW_L, db_L)]``: the gradient of ``cost(X, y)``."""
+        return self._core.gradients(X, y)
+
+    def sgd_step(self, X, y, lr) -> float:
+        """One SGD step on the batch (X, y); returns the cost before the step."""
+        return self._core.sgd_step(X, y, _real("lr", lr))
+
+    def fit(self, X, y, epochs=10, lr=0.1, batch_size=32, shuffle=True, seed=None, tol=None,
+            n_iter_no_change=10, callback=None) -> np.ndarray:
+        """Train by mini-batch SGD; return the cost of each epoch run.
+
+        The whole loop runs in C++ with the GIL released. Each epoch's cost is
+        the mean of the record losses, each taken before its batch's update.
+        ``batch_size`` larger than the data is clipped to it. With ``shuffle``,
+        each epoch visits the records in a new permutation drawn from ``seed``;
+        without it, in order. With ``tol``, training stops once the cost has
+        not improved by ``tol`` for ``n_iter_no_change`` epochs in a row.
+        ``callback(epoch, cost)`` is called after each epoch; returning False
+        stops training. If training diverges (a non-finite cost or parameter),
+        :class:`DivergenceError` is raised and the parameters hold their values
+        from before the offending step.
+        """
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
+        if tol is not None:
+            tol = _real("tol", tol)
+        return self._core.fit(X, y, _integer("epochs", epochs, 0), _real("lr", lr),
+                              _integer("batch_size", batch_size, 1), bool(shuffle), _seed("seed", seed), tol,
+                              _integer("n_iter_no_change", n_iter_no_change, 1), callback)
+
+    # -- persistence -------------------------------------------------------
+
+    def save(self, path) -> None:
+        """Write the network to ``path`` (atomically: a temporary file, then a rename)."""
+        self._core.save(os.fsdecode(os.fspath(path)))
+
+    @classmethod
+    def load(cls, path) -> "Network":
+        """Read a network written by :meth:`save` (or by the C++ ``chainrule::save``)."""
+        path = os.fsdecode(os.fspath(path))
+        return cls._from_core(_LOADERS[_core.model_dtype(path)](path))
+
+    def copy(self) -> "Network":
+        """An independent copy with the same parameters."""
+        return self._from_core(self._core.copy())
+
+    def __copy__(self) -> "Network":
+        return self.copy()
+
+    def __deepcopy__(self, memo) -> "Network":
+        return self.copy()
+
+    def __getstate__(self) -> dict:
+        return {"layer_sizes": list(self.layer_sizes), "activations": list(self.activations), "loss": self.loss,
+                "dtype": self.dtype.name, "params": self._core.params().copy()}
+
+    def __setstate__(self, state: dict) -> None:
+        core = _CORE_CLASSES[state["dtype"]](state["layer_sizes"], state["activations"], state["loss"], 0)
+        core.params()[:] = state["params"]
+        self._attach(core)
