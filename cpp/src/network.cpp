@@ -59,6 +59,7 @@ struct Network<T>::Workspace {
         const char* what = "the workspace";
         std::size_t total_outputs = 0;
         std::size_t widest = 0;
+        output_offset.reserve(sizes.size() - 1);
         for (std::size_t l = 1; l < sizes.size(); ++l) {
             output_offset.push_back(total_outputs);
             total_outputs = detail::checked_add(total_outputs, detail::checked_mul(capacity, sizes[l], what), what);

@@ -1,2 +1,177 @@
+// Each kernel against a naive reference written here from MATH.md.
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "chainrule/kernels.hpp"
 #include "check.hpp"
+#include "../src/random.hpp"
+
+using namespace chainrule;
+
+namespace {
+
+std::vector<double> random_vector(std::size_t n, std::uint64_t seed, double scale = 1.0) {
+    detail::Random random(seed);
+    std::vector<double> v(n);
+    for (double& x : v) x = (2.0 * random.uniform() - 1.0) * scale;
+    return v;
+}
+
+double reference_activation(double z, Activation a) {
+    switch (a) {
+        case Activation::sigmoid: return 1.0 / (1.0 + std::exp(-z));
+        case Activation::identity: return z;
+        case Activation::tanh: return std::tanh(z);
+        case Activation::relu: return z > 0 ? z : 0.0;
+    }
+    return 0.0;
+}
+
+const Activation kAll[] = {Activation::sigmoid, Activation::identity, Activation::tanh, Activation::relu};
+
+}  // namespace
+
+TEST(sigmoid_is_stable_and_exact_at_the_limits) {
+    CHECK(sigmoid(0.0) == 0.5);
+    CHECK(sigmoid(800.0) == 1.0);
+    CHECK(sigmoid(-800.0) == 0.0);
+    CHECK(sigmoid(1e308) == 1.0);
+    CHECK(sigmoid(-1e308) == 0.0);
+    CHECK(sigmoid(100.0f) == 1.0f);
+    CHECK(sigmoid(-200.0f) == 0.0f);
+    CHECK(!std::isnan(sigmoid(-std::numeric_limits<double>::max())));
+    for (double z : {-30.0, -5.0, -0.1, 0.1, 5.0, 30.0}) CHECK_CLOSE(sigmoid(z), 1.0 / (1.0 + std::exp(-z)), 1e-15);
+}
+
+TEST(linear_forward_matches_naive) {
+    const std::size_t B = 5, C = 7, OC = 3;
+    const auto x = random_vector(B * C, 1), w = random_vector(OC * C, 2), b = random_vector(OC, 3);
+    std::vector<double> z(B * OC);
+    linear_forward(z.data(), x.data(), w.data(), b.data(), B, C, OC);
+    for (std::size_t r = 0; r < B; ++r) {
+        for (std::size_t j = 0; j < OC; ++j) {
+            double expected = b[j];  // Z = A W^T + b
+            for (std::size_t k = 0; k < C; ++k) expected += x[r * C + k] * w[j * C + k];
+            CHECK_CLOSE(z[r * OC + j], expected, 1e-14);
+        }
+    }
+}
+
+TEST(activations_and_derivatives_match_naive) {
+    const auto z = random_vector(64, 4, 6.0), dout = random_vector(64, 5);
+    for (Activation act : kAll) {
+        std::vector<double> a(z.size()), dz(z.size());
+        activation_forward(a.data(), z.data(), z.size(), act);
+        activation_backward(dz.data(), dout.data(), a.data(), z.size(), act);
+        for (std::size_t i = 0; i < z.size(); ++i) {
+            CHECK_CLOSE(a[i], reference_activation(z[i], act), 1e-15);
+            const double h = 1e-6;  // f'(z) by central difference
+            const double slope = (reference_activation(z[i] + h, act) - reference_activation(z[i] - h, act)) / (2 * h);
+            CHECK_CLOSE(dz[i], dout[i] * slope, 1e-8);
+        }
+    }
+}
+
+TEST(activation_in_place_equals_out_of_place) {
+    const auto z = random_vector(33, 6, 3.0);
+    for (Activation act : kAll) {
+        std::vector<double> out(z.size()), inplace = z;
+        activation_forward(out.data(), z.data(), z.size(), act);
+        activation_forward(inplace.data(), inplace.data(), z.size(), act);
+        CHECK(out == inplace);
+    }
+}
+
+TEST(linear_backward_matches_naive) {
+    const std::size_t B = 4, C = 6, OC = 3;
+    const auto x = random_vector(B * C, 7), w = random_vector(OC * C, 8), d = random_vector(B * OC, 9);
+    std::vector<double> dx(B * C, 123.0), dw(OC * C, 0.0), db(OC, 0.0);
+    linear_backward(dx.data(), dw.data(), db.data(), d.data(), x.data(), w.data(), B, C, OC);
+    for (std::size_t j = 0; j < OC; ++j) {
+        double expected_db = 0;
+        for (std::size_t r = 0; r < B; ++r) expected_db += d[r * OC + j];
+        CHECK_CLOSE(db[j], expected_db, 1e-14);
+        for (std::size_t k = 0; k < C; ++k) {
+            double expected = 0;  // dW = dZ^T A
+            for (std::size_t r = 0; r < B; ++r) expected += d[r * OC + j] * x[r * C + k];
+            CHECK_CLOSE(dw[j * C + k], expected, 1e-14);
+        }
+    }
+    for (std::size_t r = 0; r < B; ++r) {
+        for (std::size_t k = 0; k < C; ++k) {
+            double expected = 0;  // dA = dZ W (dx is overwritten, not accumulated)
+            for (std::size_t j = 0; j < OC; ++j) expected += d[r * OC + j] * w[j * C + k];
+            CHECK_CLOSE(dx[r * C + k], expected, 1e-14);
+        }
+    }
+    // dweight and dbias accumulate: a second call doubles them.
+    const std::vector<double> dw_once = dw;
+    linear_backward<double>(nullptr, dw.data(), db.data(), d.data(), x.data(), w.data(), B, C, OC);
+    for (std::size_t i = 0; i < dw.size(); ++i) CHECK_CLOSE(dw[i], 2 * dw_once[i], 1e-14);
+}
+
+TEST(bce_forward_matches_naive_and_stays_finite) {
+    const auto z = random_vector(20, 10, 8.0);
+    std::vector<double> y(z.size());
+    for (std::size_t i = 0; i < y.size(); ++i) y[i] = i % 3 == 0 ? 0.0 : (i % 3 == 1 ? 1.0 : 0.25);
+    double expected = 0;
+    for (std::size_t i = 0; i < z.size(); ++i) {
+        const double a = 1.0 / (1.0 + std::exp(-z[i]));
+        expected += -(y[i] * std::log(a) + (1 - y[i]) * std::log(1 - a));
+    }
+    CHECK_CLOSE(bce_forward(z.data(), y.data(), 4, 5), expected, 1e-12);
+    // Saturated: log(a) would be log(0) = -inf; from logits the loss is exactly |z|.
+    const double zs[] = {-1000.0, 1000.0}, ys[] = {1.0, 0.0};
+    CHECK(bce_forward(zs, ys, 2, 1) == 2000.0);
+    const float zf[] = {-200.0f}, yf[] = {1.0f};
+    CHECK(bce_forward(zf, yf, 1, 1) == 200.0);
+}
+
+TEST(fused_bce_delta_equals_unfused_chain_rule) {
+    // dZ = dC/dA * sigma'(z) = (a - y)/(a(1 - a)) * a(1 - a), which bce_backward fuses to a - y.
+    const auto z = random_vector(30, 11, 4.0);
+    std::vector<double> a(z.size()), y(z.size()), fused(z.size()), unfused(z.size()), dA(z.size());
+    activation_forward(a.data(), z.data(), z.size(), Activation::sigmoid);
+    for (std::size_t i = 0; i < y.size(); ++i) y[i] = (i % 4) / 3.0;
+    for (std::size_t i = 0; i < y.size(); ++i) dA[i] = 0.5 * (-y[i] / a[i] + (1 - y[i]) / (1 - a[i]));
+    activation_backward(unfused.data(), dA.data(), a.data(), z.size(), Activation::sigmoid);
+    bce_backward(fused.data(), a.data(), y.data(), z.size(), 0.5);
+    for (std::size_t i = 0; i < z.size(); ++i) CHECK_CLOSE(fused[i], unfused[i], 1e-12);
+}
+
+TEST(mse_forward_and_backward_match_naive) {
+    const auto a = random_vector(12, 12), y = random_vector(12, 13);
+    double expected = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) expected += (a[i] - y[i]) * (a[i] - y[i]);
+    CHECK_CLOSE(mse_forward(a.data(), y.data(), 3, 4), expected, 1e-14);
+    std::vector<double> d(a.size());
+    mse_backward(d.data(), a.data(), y.data(), a.size(), 0.25);
+    for (std::size_t i = 0; i < a.size(); ++i) CHECK_CLOSE(d[i], 0.25 * 2 * (a[i] - y[i]), 1e-15);  // factor 2 kept
+}
+
+TEST(sgd_update_applies_or_refuses_whole) {
+    std::vector<double> w = {1.0, -2.0, 3.0}, g = {0.5, 0.5, -1.0};
+    CHECK(sgd_update(w.data(), g.data(), 3, 0.1));
+    CHECK(w[0] == 1.0 - 0.1 * 0.5 && w[1] == -2.0 - 0.1 * 0.5 && w[2] == 3.0 + 0.1);
+    const std::vector<double> before = w;
+    const std::vector<double> huge = {1.0, 1e308, 1.0};
+    CHECK(!sgd_update(w.data(), huge.data(), 3, 1e10));  // 1e318 overflows
+    CHECK(w == before);                                  // nothing written
+    const std::vector<double> nan_grad = {0.0, 0.0, std::nan("")};
+    CHECK(!sgd_update(w.data(), nan_grad.data(), 3, 0.1));
+    CHECK(w == before);
+}
+
+TEST(all_finite_finds_nan_and_inf) {
+    std::vector<float> v(100, 1.0f);
+    CHECK(all_finite(v.data(), v.size()));
+    v[57] = std::numeric_limits<float>::infinity();
+    CHECK(!all_finite(v.data(), v.size()));
+    v[57] = std::nanf("");
+    CHECK(!all_finite(v.data(), v.size()));
+    v[57] = std::numeric_limits<float>::max();
+    CHECK(all_finite(v.data(), v.size()));
+}
+
 TEST_MAIN()

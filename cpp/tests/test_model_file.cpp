@@ -1,2 +1,88 @@
+// save/load: round trip, and a clear error for every kind of bad file.
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "chainrule/chainrule.hpp"
 #include "check.hpp"
+
+using namespace chainrule;
+
+namespace {
+
+std::string temp_path(const char* name) { return std::string("chainrule_test_") + name + ".crnn"; }
+
+std::vector<char> read_all(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void write_all(const std::string& path, const std::vector<char>& bytes) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+}  // namespace
+
+TEST(round_trip_is_bitwise) {
+    Network<float> f({3, 5, 2}, {Activation::relu, Activation::sigmoid}, Loss::bce, 21);
+    Network<double> d({4, 3, 3, 1}, {Activation::tanh, Activation::identity, Activation::relu}, Loss::mse, 22);
+    save(f, temp_path("f"));
+    save(d, temp_path("d"));
+    const Network<float> f2 = load<float>(temp_path("f"));
+    const Network<double> d2 = load<double>(temp_path("d"));
+    CHECK(f2.layer_sizes() == f.layer_sizes() && f2.activations() == f.activations() && f2.loss() == f.loss());
+    CHECK(d2.layer_sizes() == d.layer_sizes() && d2.activations() == d.activations() && d2.loss() == d.loss());
+    CHECK(std::vector<float>(f.params(), f.params() + f.num_params()) ==
+          std::vector<float>(f2.params(), f2.params() + f2.num_params()));
+    CHECK(std::vector<double>(d.params(), d.params() + d.num_params()) ==
+          std::vector<double>(d2.params(), d2.params() + d2.num_params()));
+    CHECK(read_model_header(temp_path("f")).scalar_bytes == 4);
+    CHECK_THROWS(format_error, load<double>(temp_path("f")));  // the other dtype
+    std::remove(temp_path("f").c_str());
+    std::remove(temp_path("d").c_str());
+}
+
+TEST(every_bad_file_is_a_clear_error) {
+    Network<double> net({2, 3, 1}, {Activation::sigmoid, Activation::sigmoid}, Loss::bce, 1);
+    const std::string path = temp_path("bad");
+    save(net, path);
+    const std::vector<char> good = read_all(path);
+
+    CHECK_THROWS(file_error, load<double>(temp_path("missing")));
+    for (std::size_t cut = 0; cut < good.size(); ++cut) {  // truncated anywhere
+        write_all(path, std::vector<char>(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(cut)));
+        CHECK_THROWS(format_error, load<double>(path));
+    }
+    for (std::size_t i = 0; i < good.size(); ++i) {  // any flipped bit is caught
+        std::vector<char> bad = good;
+        bad[i] = static_cast<char>(bad[i] ^ 0x10);
+        write_all(path, bad);
+        CHECK_THROWS(format_error, load<double>(path));
+    }
+    std::vector<char> longer = good;
+    longer.push_back('x');
+    write_all(path, longer);
+    CHECK_THROWS(format_error, load<double>(path));
+    write_all(path, std::vector<char>(100, 'z'));
+    CHECK_THROWS(format_error, load<double>(path));
+    std::vector<char> version = good;
+    version[8] = 2;  // format version 2: named in the message
+    write_all(path, version);
+    try {
+        load<double>(path);
+        CHECK(false);
+    } catch (const format_error& e) {
+        CHECK(std::string(e.what()).find("version 2") != std::string::npos);
+    }
+    std::remove(path.c_str());
+}
+
+TEST(save_failure_leaves_target_and_no_temporary) {
+    Network<double> net({2, 1}, {Activation::sigmoid}, Loss::bce, 1);
+    CHECK_THROWS(file_error, save(net, "no_such_directory_chainrule/model.crnn"));
+}
+
 TEST_MAIN()

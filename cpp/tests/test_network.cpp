@@ -1,2 +1,223 @@
+// Network<T> against central differences, its own invariants, and bad arguments.
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <new>
+#include <vector>
+
+#include "chainrule/chainrule.hpp"
 #include "check.hpp"
+#include "../src/random.hpp"
+
+using namespace chainrule;
+
+// A counting allocator: every allocation in this program goes through here,
+// so a test can show that training allocates nothing per step.
+static std::atomic<long> g_allocations{0};
+void* operator new(std::size_t size) {
+    ++g_allocations;
+    if (void* p = std::malloc(size ? size : 1)) return p;
+    throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+namespace {
+
+template <typename T>
+std::vector<T> random_matrix(std::size_t rows, std::size_t cols, std::uint64_t seed, double lo, double hi) {
+    detail::Random random(seed);
+    std::vector<T> v(rows * cols);
+    for (T& x : v) x = static_cast<T>(lo + (hi - lo) * random.uniform());
+    return v;
+}
+
+struct Case {
+    std::vector<std::size_t> sizes;
+    std::vector<Activation> activations;
+    Loss loss;
+};
+
+std::vector<Case> all_cases() {
+    const Activation all[] = {Activation::sigmoid, Activation::identity, Activation::tanh, Activation::relu};
+    std::vector<Case> cases;
+    cases.push_back({{3, 1}, {Activation::sigmoid}, Loss::bce});  // the seeds' logistic regression
+    for (Activation hidden : all) {
+        cases.push_back({{4, 5, 3, 2}, {hidden, hidden, Activation::sigmoid}, Loss::bce});
+        for (Activation out : all) cases.push_back({{4, 6, 5, 4, 2}, {hidden, hidden, hidden, out}, Loss::mse});
+    }
+    return cases;
+}
+
+}  // namespace
+
+TEST(gradients_match_central_differences) {
+    for (const Case& c : all_cases()) {
+        Network<double> net(c.sizes, c.activations, c.loss, 7);
+        const std::size_t B = 6, n_in = c.sizes.front(), n_out = c.sizes.back();
+        const auto X = random_matrix<double>(B, n_in, 1, -1.0, 1.0);
+        const auto Y = random_matrix<double>(B, n_out, 2, 0.0, 1.0);
+        const ConstMatrixView<double> x(X.data(), B, n_in), y(Y.data(), B, n_out);
+        net.compute_gradients(x, y);
+        const std::vector<double> analytic(net.grads(), net.grads() + net.num_params());
+        double norm = 0, error = 0;
+        for (std::size_t i = 0; i < net.num_params(); ++i) {
+            const double saved = net.params()[i], h = 1e-6;
+            net.params()[i] = saved + h;
+            const double up = net.cost(x, y);
+            net.params()[i] = saved - h;
+            const double down = net.cost(x, y);
+            net.params()[i] = saved;
+            const double numeric = (up - down) / (2 * h);
+            norm += analytic[i] * analytic[i];
+            error += (numeric - analytic[i]) * (numeric - analytic[i]);
+        }
+        CHECK(norm > 1e-12);                            // guard: an all-zero gradient passes nothing
+        CHECK(std::sqrt(error) <= 1e-6 * std::sqrt(norm));
+    }
+}
+
+TEST(float_and_double_networks_agree) {
+    Network<double> d({5, 8, 3}, {Activation::tanh, Activation::sigmoid}, Loss::bce, 3);
+    Network<float> f({5, 8, 3}, {Activation::tanh, Activation::sigmoid}, Loss::bce, 3);
+    for (std::size_t i = 0; i < d.num_params(); ++i) CHECK(f.params()[i] == static_cast<float>(d.params()[i]));
+    const auto Xd = random_matrix<double>(10, 5, 4, -2, 2);
+    const std::vector<float> Xf(Xd.begin(), Xd.end());
+    std::vector<double> out_d(30);
+    std::vector<float> out_f(30);
+    d.predict({out_d.data(), 10, 3}, {Xd.data(), 10, 5});
+    f.predict({out_f.data(), 10, 3}, {Xf.data(), 10, 5});
+    for (std::size_t i = 0; i < out_d.size(); ++i) CHECK_CLOSE(out_f[i], out_d[i], 1e-5);
+}
+
+TEST(same_seed_same_run_bitwise) {
+    const auto X = random_matrix<float>(50, 4, 5, -1, 1);
+    const auto Y = random_matrix<float>(50, 1, 6, 0, 1);
+    FitOptions options;
+    options.epochs = 4;
+    options.batch_size = 7;
+    options.seed = 11;
+    std::vector<float> first;
+    std::vector<double> first_history;
+    for (int run = 0; run < 2; ++run) {
+        Network<float> net({4, 6, 1}, {Activation::relu, Activation::sigmoid}, Loss::bce, 9);
+        const auto history = net.fit({X.data(), 50, 4}, {Y.data(), 50, 1}, options);
+        std::vector<float> params(net.params(), net.params() + net.num_params());
+        if (run == 0) {
+            first = params;
+            first_history = history;
+        } else {
+            CHECK(params == first);
+            CHECK(history == first_history);
+        }
+    }
+}
+
+TEST(in_order_fit_equals_sgd_steps) {
+    const auto X = random_matrix<double>(10, 3, 7, -1, 1);
+    const auto Y = random_matrix<double>(10, 2, 8, -1, 1);
+    Network<double> a({3, 4, 2}, {Activation::sigmoid, Activation::identity}, Loss::mse, 1);
+    Network<double> b(a);
+    FitOptions options;
+    options.epochs = 2;
+    options.batch_size = 4;  // batches of 4, 4, 2
+    options.shuffle = false;
+    options.learning_rate = 0.05;
+    const auto history = a.fit({X.data(), 10, 3}, {Y.data(), 10, 2}, options);
+    for (int epoch = 0; epoch < 2; ++epoch) {
+        double weighted = 0;
+        for (std::size_t start = 0; start < 10; start += 4) {
+            const std::size_t rows = std::min<std::size_t>(4, 10 - start);
+            weighted += rows * b.sgd_step({X.data() + start * 3, rows, 3}, {Y.data() + start * 2, rows, 2}, 0.05);
+        }
+        CHECK_CLOSE(history[epoch], weighted / 10, 1e-14);
+    }
+    for (std::size_t i = 0; i < a.num_params(); ++i) CHECK(a.params()[i] == b.params()[i]);
+}
+
+TEST(training_allocates_nothing_per_step) {
+    const auto X = random_matrix<double>(64, 5, 9, -1, 1);
+    const auto Y = random_matrix<double>(64, 1, 10, 0, 1);
+    auto allocations_of_fit = [&](std::size_t epochs, bool shuffle) {
+        Network<double> net({5, 8, 8, 1}, {Activation::tanh, Activation::relu, Activation::sigmoid}, Loss::bce, 2);
+        FitOptions options;
+        options.epochs = epochs;
+        options.batch_size = 1;
+        options.shuffle = shuffle;
+        const long before = g_allocations.load();
+        net.fit({X.data(), 64, 5}, {Y.data(), 64, 1}, options);
+        return g_allocations.load() - before;
+    };
+    for (bool shuffle : {false, true}) {
+        const long one = allocations_of_fit(1, shuffle), many = allocations_of_fit(30, shuffle);
+        CHECK(one == many);  // 64 steps or 1920: the same few set-up allocations
+        CHECK(many <= 16);   // set-up only: the workspace's buffers, the shuffle order, the history
+    }
+}
+
+TEST(divergence_leaves_last_finite_parameters) {
+    std::vector<double> X = {1, 2, 3, 4}, Y = {1e200, -1e200, 1e200, -1e200};
+    Network<double> net({1, 1}, {Activation::identity}, Loss::mse, 0);
+    FitOptions options;
+    options.learning_rate = 1e100;
+    options.batch_size = 1;
+    options.shuffle = false;
+    CHECK_THROWS(divergence_error, net.fit({X.data(), 4, 1}, {Y.data(), 4, 1}, options));
+    for (std::size_t i = 0; i < net.num_params(); ++i) CHECK(std::isfinite(net.params()[i]));
+    const std::vector<double> before(net.params(), net.params() + net.num_params());
+    CHECK_THROWS(divergence_error, net.sgd_step({X.data(), 4, 1}, {Y.data(), 4, 1}, 1e300));
+    CHECK(std::vector<double>(net.params(), net.params() + net.num_params()) == before);
+}
+
+TEST(bad_arguments_throw_and_change_nothing) {
+    using A = Activation;
+    CHECK_THROWS(std::invalid_argument, Network<double>({3}, {}, Loss::mse, 0));
+    CHECK_THROWS(std::invalid_argument, Network<double>({3, 0, 1}, {A::relu, A::identity}, Loss::mse, 0));
+    CHECK_THROWS(std::invalid_argument, Network<double>({3, 1}, {A::relu, A::identity}, Loss::mse, 0));
+    CHECK_THROWS(std::invalid_argument, Network<double>({3, 1}, {A::identity}, Loss::bce, 0));
+    CHECK_THROWS(std::bad_alloc, Network<double>({1u << 30, 1u << 30, 1}, {A::relu, A::identity}, Loss::mse, 0));
+    CHECK_THROWS(std::invalid_argument, parse_activation("softmax"));
+    CHECK_THROWS(std::invalid_argument, parse_loss("hinge"));
+
+    Network<double> net({2, 3, 1}, {A::sigmoid, A::sigmoid}, Loss::bce, 0);
+    const std::vector<double> before(net.params(), net.params() + net.num_params());
+    std::vector<double> X = {0.5, 1.0, -1.0, 2.0}, Y = {1.0, 0.0}, bad_y = {1.0, 2.0};
+    std::vector<double> nan_x = {0.5, std::nan(""), -1.0, 2.0};
+    std::vector<double> out(2);
+    FitOptions options;
+    CHECK_THROWS(std::invalid_argument, net.fit({X.data(), 2, 2}, {bad_y.data(), 2, 1}, options));  // bce target 2
+    CHECK_THROWS(std::invalid_argument, net.fit({nan_x.data(), 2, 2}, {Y.data(), 2, 1}, options));
+    CHECK_THROWS(std::invalid_argument, net.fit({X.data(), 1, 4}, {Y.data(), 1, 1}, options));    // 4 features
+    CHECK_THROWS(std::invalid_argument, net.fit({X.data(), 2, 2}, {Y.data(), 1, 1}, options));    // 1 target
+    CHECK_THROWS(std::invalid_argument, net.fit({X.data(), 0, 2}, {Y.data(), 0, 1}, options));    // empty
+    options.learning_rate = -1;
+    CHECK_THROWS(std::invalid_argument, net.fit({X.data(), 2, 2}, {Y.data(), 2, 1}, options));
+    options.learning_rate = 0.1;
+    options.batch_size = 0;
+    CHECK_THROWS(std::invalid_argument, net.fit({X.data(), 2, 2}, {Y.data(), 2, 1}, options));
+    CHECK_THROWS(std::invalid_argument, net.predict({out.data(), 1, 1}, {X.data(), 2, 2}));      // out shape
+    CHECK_THROWS(std::invalid_argument, net.sgd_step({X.data(), 2, 2}, {Y.data(), 2, 1}, NAN));
+    CHECK(std::vector<double>(net.params(), net.params() + net.num_params()) == before);
+}
+
+TEST(early_stopping_and_callback) {
+    const auto X = random_matrix<double>(20, 2, 12, -1, 1);
+    const auto Y = random_matrix<double>(20, 1, 13, 0, 1);
+    Network<double> net({2, 2, 1}, {Activation::sigmoid, Activation::sigmoid}, Loss::bce, 4);
+    FitOptions options;
+    options.epochs = 100;
+    options.learning_rate = 1e-9;  // a plateau: the cost barely moves
+    options.tol = 1e-4;
+    options.n_iter_no_change = 3;
+    // The first epoch sets the best cost; then 3 epochs without improvement.
+    CHECK(net.fit({X.data(), 20, 2}, {Y.data(), 20, 1}, options).size() == 4);
+    options.tol.reset();
+    std::size_t calls = 0;
+    const auto history = net.fit({X.data(), 20, 2}, {Y.data(), 20, 1}, options, [&](const EpochReport& r) {
+        CHECK(r.epoch == calls++);
+        return r.epoch < 4;  // stop after the fifth epoch
+    });
+    CHECK(history.size() == 5 && calls == 5);
+}
+
 TEST_MAIN()
