@@ -1,6 +1,8 @@
 #include "memory.hpp"
 
+#include <iomanip>
 #include <limits>
+#include <sstream>
 
 #include "chainrule/errors.hpp"
 
@@ -34,9 +36,10 @@ void check_fits_in_memory(std::size_t bytes, const std::string& what) {
     const double physical = static_cast<double>(pages) * static_cast<double>(page_size);
     if (static_cast<double>(bytes) > physical) {
         const double gib = 1024.0 * 1024.0 * 1024.0;
-        throw allocation_error(what + " needs " + std::to_string(static_cast<double>(bytes) / gib) +
-                               " GiB, more than this machine's " + std::to_string(physical / gib) +
-                               " GiB of memory");
+        std::ostringstream message;
+        message << std::fixed << std::setprecision(1) << what << " needs " << static_cast<double>(bytes) / gib
+                << " GiB, more than this machine's " << physical / gib << " GiB of memory";
+        throw allocation_error(message.str());
     }
 #else
     (void)bytes;

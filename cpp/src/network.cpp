@@ -121,7 +121,7 @@ Network<T>::Network(std::vector<std::size_t> layer_sizes, std::vector<Activation
         total = detail::checked_add(total, detail::checked_add(weights, layer_sizes_[l + 1], what), what);
     }
     detail::check_fits_in_memory(detail::checked_mul(total, 2 * sizeof(T), what),
-                                 concat("a network of ", total, " parameters (with their gradients)"));
+                                 concat("layer_sizes: a network of ", total, " parameters (with their gradients)"));
     params_.assign(total, T(0));
     grads_.assign(total, T(0));
     train_mutex_ = std::make_unique<std::mutex>();
