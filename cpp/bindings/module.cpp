@@ -183,19 +183,24 @@ void bind_network(py::module_& m, const char* class_name) {
                  options.seed = seed;
                  options.tol = tol;
                  options.n_iter_no_change = static_cast<std::size_t>(std::max(1LL, n_iter_no_change));
-                 // After each epoch: take the GIL, deliver pending signals (Ctrl-C
-                 // stops training between epochs), then call the user's callback.
-                 EpochCallback hook = [&on_epoch](const EpochReport& report) {
+                 // Between steps, every millisecond or so: take the GIL and deliver
+                 // pending signals, so Ctrl-C stops training with KeyboardInterrupt.
+                 const InterruptCheck interrupt = [] {
                      py::gil_scoped_acquire acquire;
                      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-                     if (on_epoch.is_none()) return true;
-                     const py::object keep_going = on_epoch(report.epoch, report.cost);
-                     return keep_going.is_none() || keep_going.cast<bool>();
                  };
+                 EpochCallback hook;
+                 if (!on_epoch.is_none()) {
+                     hook = [&on_epoch](const EpochReport& report) {
+                         py::gil_scoped_acquire acquire;
+                         const py::object keep_going = on_epoch(report.epoch, report.cost);
+                         return keep_going.is_none() || keep_going.cast<bool>();
+                     };
+                 }
                  std::vector<double> history;
                  {
                      py::gil_scoped_release release;
-                     history = net.fit(x, t, options, hook);
+                     history = net.fit(x, t, options, hook, interrupt);
                  }
                  return copy_of<double>(history.data(), {py::ssize_t(history.size())});
              },

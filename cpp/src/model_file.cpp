@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <shared_mutex>
 #include <system_error>
 
 #include "chainrule/errors.hpp"
@@ -240,6 +241,7 @@ void save(const Network<T>& network, const std::string& path) {
 #endif
     temporary += "." + std::to_string(counter++);
 
+    std::shared_lock<std::shared_mutex> reading(*network.params_mutex_);  // no update mid-write
     try {
         File file(std::fopen(temporary.c_str(), "wb"));
         if (!file) throw_file_error("cannot create", temporary, errno);

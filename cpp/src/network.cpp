@@ -39,6 +39,12 @@ std::pair<std::size_t, std::size_t> first_non_finite(ConstMatrixView<T> m) {
     return {m.rows, 0};
 }
 
+template <typename T>
+std::vector<T> copy_while_reading(const std::vector<T>& values, std::shared_mutex& mutex) {
+    std::shared_lock<std::shared_mutex> reading(mutex);
+    return values;
+}
+
 }  // namespace
 
 // The buffers of one forward and backward pass over up to `capacity` records.
@@ -125,6 +131,7 @@ Network<T>::Network(std::vector<std::size_t> layer_sizes, std::vector<Activation
     params_.assign(total, T(0));
     grads_.assign(total, T(0));
     train_mutex_ = std::make_unique<std::mutex>();
+    params_mutex_ = std::make_unique<std::shared_mutex>();
 
     // Glorot-uniform: U(-r, r), r = sqrt(6 / (fan_in + fan_out)); He-uniform
     // for relu layers: r = sqrt(6 / fan_in). Drawn in double, then rounded,
@@ -147,15 +154,17 @@ Network<T>::Network(const Network& other)
       activations_(other.activations_),
       loss_(other.loss_),
       offsets_(other.offsets_),
-      params_(other.params_),
+      params_(copy_while_reading(other.params_, *other.params_mutex_)),
       grads_(other.grads_),
-      train_mutex_(std::make_unique<std::mutex>()) {}
+      train_mutex_(std::make_unique<std::mutex>()),
+      params_mutex_(std::make_unique<std::shared_mutex>()) {}
 
 template <typename T>
 Network<T>& Network<T>::operator=(const Network& other) {
     if (this != &other) {
         Network copy(other);
-        std::lock_guard<std::mutex> lock(*train_mutex_);
+        std::lock_guard<std::mutex> training(*train_mutex_);
+        std::unique_lock<std::shared_mutex> writing(*params_mutex_);
         layer_sizes_ = std::move(copy.layer_sizes_);
         activations_ = std::move(copy.activations_);
         loss_ = copy.loss_;
@@ -329,6 +338,7 @@ void Network<T>::predict(MatrixView<T> out, ConstMatrixView<T> X) const {
                                            out.rows, ", ", out.cols, ")"));
     }
     Workspace ws(layer_sizes_, std::min(X.rows, kChunkRecords), false);
+    std::shared_lock<std::shared_mutex> reading(*params_mutex_);
     for (std::size_t start = 0; start < X.rows; start += ws.capacity) {
         const std::size_t rows = std::min(ws.capacity, X.rows - start);
         const T* a = forward(ws, X.row(start), rows);
@@ -341,6 +351,7 @@ double Network<T>::cost(ConstMatrixView<T> X, ConstMatrixView<T> Y) const {
     // C = (1/B) sum over records of L (MATH.md, losses and cost)
     check_targets(X, Y);
     Workspace ws(layer_sizes_, std::min(X.rows, kChunkRecords), false);
+    std::shared_lock<std::shared_mutex> reading(*params_mutex_);
     double total = 0.0;
     for (std::size_t start = 0; start < X.rows; start += ws.capacity) {
         const std::size_t rows = std::min(ws.capacity, X.rows - start);
@@ -355,6 +366,7 @@ double Network<T>::compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y)
     check_targets(X, Y);
     const auto lock = lock_for_training(*train_mutex_);
     Workspace& ws = training_workspace(std::min(X.rows, kChunkRecords));
+    std::shared_lock<std::shared_mutex> reading(*params_mutex_);
     return accumulate_gradients(ws, X, Y) / static_cast<double>(X.rows);
 }
 
@@ -364,6 +376,7 @@ double Network<T>::sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, double l
     check_targets(X, Y);
     const auto lock = lock_for_training(*train_mutex_);
     Workspace& ws = training_workspace(std::min(X.rows, kChunkRecords));
+    std::unique_lock<std::shared_mutex> writing(*params_mutex_);
     const double cost = accumulate_gradients(ws, X, Y) / static_cast<double>(X.rows);
     if (!std::isfinite(cost)) {
         throw divergence_error(concat("the cost is ", cost, " (not finite); the parameters were left unchanged"));
@@ -378,7 +391,7 @@ double Network<T>::sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, double l
 
 template <typename T>
 std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, const FitOptions& options,
-                                    const EpochCallback& on_epoch) {
+                                    const EpochCallback& on_epoch, const InterruptCheck& check_interrupt) {
     check_learning_rate(options.learning_rate);
     if (options.batch_size < 1) throw std::invalid_argument("batch_size must be >= 1, got 0");
     if (options.tol && (!std::isfinite(*options.tol) || *options.tol < 0.0)) {
@@ -400,6 +413,11 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
     history.reserve(options.epochs);
     double best_cost = INFINITY;
     std::size_t epochs_without_improvement = 0;
+    // Poll for interrupts about every 2^20 multiply-adds, a millisecond or so.
+    const std::size_t steps_per_poll = std::max<std::size_t>(1, (std::size_t{1} << 20) / (batch_size * num_params()));
+    std::size_t steps_since_poll = 0;
+    // Readers (predict, cost) get in between steps, when the lock is let go.
+    std::unique_lock<std::shared_mutex> writing(*params_mutex_);
 
     for (std::size_t epoch = 0; epoch < options.epochs; ++epoch) {
         if (options.shuffle) {
@@ -436,6 +454,12 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
                                               options.learning_rate, ")"));
             }
             epoch_loss += loss;
+            if (check_interrupt && ++steps_since_poll >= steps_per_poll) {
+                steps_since_poll = 0;
+                writing.unlock();
+                check_interrupt();  // may throw: the last completed step stands
+                writing.lock();
+            }
         }
         const double epoch_cost = epoch_loss / static_cast<double>(num_records);
         history.push_back(epoch_cost);
@@ -446,8 +470,10 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
             best_cost = std::min(best_cost, epoch_cost);
             stop = epochs_without_improvement >= options.n_iter_no_change;
         }
+        writing.unlock();
         if (on_epoch && !on_epoch(EpochReport{epoch, epoch_cost})) stop = true;
         if (stop) break;
+        writing.lock();
     }
     return history;
 }

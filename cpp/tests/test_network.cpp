@@ -1,4 +1,5 @@
 // Network<T> against central differences, its own invariants, and bad arguments.
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -218,6 +219,34 @@ TEST(early_stopping_and_callback) {
         return r.epoch < 4;  // stop after the fifth epoch
     });
     CHECK(history.size() == 5 && calls == 5);
+}
+
+TEST(interrupt_leaves_the_last_completed_step) {
+    // 1024 x 1024 weights: one record is ~2^20 multiply-adds, so fit polls after every step.
+    const std::size_t n = 1024;
+    const auto X = random_matrix<double>(8, n, 14, -1, 1);
+    const auto Y = random_matrix<double>(8, 1, 15, -1, 1);
+    Network<double> net({n, n, 1}, {Activation::tanh, Activation::identity}, Loss::mse, 5);
+    Network<double> replay(net);
+    FitOptions options;
+    options.batch_size = 1;
+    options.shuffle = false;
+    options.learning_rate = 0.01;
+    struct Interrupted {};
+    int polls = 0;
+    bool interrupted = false;
+    try {
+        net.fit({X.data(), 8, n}, {Y.data(), 8, 1}, options, {}, [&] {
+            if (++polls == 3) throw Interrupted{};
+        });
+    } catch (const Interrupted&) {
+        interrupted = true;
+    }
+    CHECK(interrupted);
+    for (std::size_t r = 0; r < 3; ++r) replay.sgd_step({X.data() + r * n, 1, n}, {Y.data() + r, 1, 1}, 0.01);
+    CHECK(std::equal(net.params(), net.params() + net.num_params(), replay.params()));
+    // The network stays usable: the training lock was released.
+    CHECK(net.fit({X.data(), 8, n}, {Y.data(), 8, 1}, options).size() == options.epochs);
 }
 
 TEST_MAIN()

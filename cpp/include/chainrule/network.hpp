@@ -5,6 +5,14 @@
 // shape (out), and an activation. All parameters live in one contiguous
 // buffer, layer by layer [W_1, b_1, W_2, b_2, ...]; the gradients live in a
 // second buffer of the same layout, so the optimizer is one loop.
+//
+// Threads: predict and cost may run from any number of threads at once.
+// fit, sgd_step and compute_gradients use the network's one training
+// workspace; a second such call while one runs throws busy_error. A predict
+// or cost that overlaps a fit waits for a step boundary (fit lets readers in
+// every few milliseconds and after each epoch), so it never sees a half-done
+// update. Writing parameters through params()/layer() while another thread
+// trains is a data race: don't.
 #pragma once
 
 #include <cstddef>
@@ -12,7 +20,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "chainrule/matrix.hpp"
@@ -48,6 +58,11 @@ struct EpochReport {
 
 // Called after each epoch; return false to stop training after that epoch.
 using EpochCallback = std::function<bool(const EpochReport&)>;
+
+// Called every few milliseconds of training (about 2^20 multiply-adds), between
+// two steps; it stops training by throwing, which leaves the parameters of the
+// last completed step. Python's bindings deliver Ctrl-C through it.
+using InterruptCheck = std::function<void()>;
 
 template <typename T>
 class Network {
@@ -100,7 +115,7 @@ public:
     // Mini-batch SGD over (X, Y); returns the cost of each epoch run. On
     // divergence_error the parameters are those before the offending step.
     std::vector<double> fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, const FitOptions& options,
-                            const EpochCallback& on_epoch = {});
+                            const EpochCallback& on_epoch = {}, const InterruptCheck& check_interrupt = {});
 
 private:
     struct Workspace;
@@ -121,7 +136,15 @@ private:
     std::vector<T> grads_;
     std::unique_ptr<Workspace> train_workspace_;
     std::unique_ptr<std::mutex> train_mutex_;  // guards grads_ and train_workspace_
+    mutable std::unique_ptr<std::shared_mutex> params_mutex_;  // readers: predict, cost, save; writer: SGD
+
+    template <typename U>
+    friend void save(const Network<U>& network, const std::string& path);
 };
+
+// Declared here so that Network can befriend it; documented in model_file.hpp.
+template <typename T>
+void save(const Network<T>& network, const std::string& path);
 
 extern template class Network<float>;
 extern template class Network<double>;
