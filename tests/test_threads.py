@@ -1,0 +1,186 @@
+"""The GIL is released while the core works; threads and Ctrl-C are safe.
+
+These tests measure progress, not time: a thread that holds the GIL for the
+whole of a call leaves the main thread no chance to run, however slow or fast
+the machine is.
+"""
+
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+
+
+def make_data(num_records, num_features, seed=0, dtype="float64"):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((num_records, num_features)).astype(dtype)
+    y = (rng.random((num_records, 1)) < 0.5).astype(dtype)
+    return X, y
+
+
+def main_thread_progress_during(work):
+    """Runs work() in a thread; counts main-thread loop turns until it ends."""
+    started = threading.Event()
+
+    def run():
+        started.set()
+        work()
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    started.wait()
+    turns = 0
+    while worker.is_alive():
+        turns += 1
+    worker.join()
+    return turns
+
+
+@pytest.mark.parametrize("call", ["fit", "predict", "cost", "gradients"])
+def test_the_gil_is_released_while_the_core_works(call):
+    # 256 x 256 weights, 4096 records: each call takes tens of milliseconds.
+    net = cr.Network([256, 256, 1], seed=0)
+    X, y = make_data(4096, 256)
+    work = {
+        "fit": lambda: net.fit(X, y, epochs=2, lr=0.01, batch_size=64, seed=0),
+        "predict": lambda: [net.predict(X) for _ in range(10)],
+        "cost": lambda: [net.cost(X, y) for _ in range(10)],
+        "gradients": lambda: [net.gradients(X, y) for _ in range(3)],
+    }[call]
+    # With the GIL held for the whole call the main thread would count a
+    # handful of turns at most (those before the call starts).
+    assert main_thread_progress_during(work) > 10_000
+
+
+def test_concurrent_predict_equals_serial():
+    net = cr.Network([20, 32, 16, 3], activation=["tanh", "relu"], output="sigmoid", seed=1)
+    inputs = [make_data(500, 20, seed=s)[0] for s in range(8)]
+    serial = [net.predict(X) for X in inputs]
+    results = [None] * len(inputs)
+
+    def predict(i):
+        for _ in range(20):
+            results[i] = net.predict(inputs[i])
+
+    threads = [threading.Thread(target=predict, args=(i,)) for i in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, expected in zip(results, serial):
+        assert np.array_equal(got, expected)
+
+
+def test_predict_during_fit_sees_whole_steps_and_fit_is_unaffected():
+    X, y = make_data(2000, 64, seed=2)
+    net = cr.Network([64, 64, 1], seed=3)
+    twin = net.copy()
+    seen = []
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            seen.append(net.predict(X[:4]))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        history = net.fit(X, y, epochs=5, lr=0.1, batch_size=16, seed=4)
+    finally:
+        stop.set()
+        watcher.join()
+    # Readers never change training: the same run without them is bitwise equal.
+    assert np.array_equal(history, twin.fit(X, y, epochs=5, lr=0.1, batch_size=16, seed=4))
+    for w, w_twin in zip(net.weights, twin.weights):
+        assert np.array_equal(w, w_twin)
+    assert len(seen) > 0 and all(np.isfinite(p).all() for p in seen)
+
+
+def test_a_second_fit_on_the_same_network_raises_busy_error():
+    X, y = make_data(200, 8, seed=5)
+    net = cr.Network([8, 4, 1], seed=6)
+    in_fit, release = threading.Event(), threading.Event()
+    outcome = {}
+
+    def hold_after_first_epoch(epoch, cost):
+        in_fit.set()  # the callback runs inside fit, which keeps the network's training lock
+        release.wait(timeout=30)
+
+    def first():
+        outcome["history"] = net.fit(X, y, epochs=2, lr=0.1, seed=0, callback=hold_after_first_epoch)
+
+    worker = threading.Thread(target=first)
+    worker.start()
+    assert in_fit.wait(timeout=30)
+    before = [w.copy() for w in net.weights]
+    try:
+        with pytest.raises(cr.BusyError, match="another thread"):
+            net.fit(X, y, epochs=1, lr=0.1)
+        with pytest.raises(cr.BusyError):
+            net.gradients(X, y)
+        assert all(np.array_equal(w, b) for w, b in zip(net.weights, before))
+        assert net.predict(X[:3]).shape == (3, 1)  # readers are let in between epochs
+    finally:
+        release.set()
+        worker.join()
+    assert len(outcome["history"]) == 2
+
+
+def test_two_networks_train_in_two_threads():
+    X, y = make_data(1000, 16, seed=7)
+    nets = [cr.Network([16, 8, 1], seed=s) for s in (8, 9)]
+    twins = [n.copy() for n in nets]
+    histories = [None, None]
+
+    def train(i):
+        histories[i] = nets[i].fit(X, y, epochs=5, lr=0.1, batch_size=10, seed=i)
+
+    threads = [threading.Thread(target=train, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(2):
+        assert np.array_equal(histories[i], twins[i].fit(X, y, epochs=5, lr=0.1, batch_size=10, seed=i))
+
+
+INTERRUPTED_FIT = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    import chainrule as cr
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2048, 512))
+    y = (rng.random((2048, 1)) < 0.5).astype(float)
+    net = cr.Network([512, 512, 1], seed=0)
+    print("ready", flush=True)
+    try:
+        net.fit(X, y, epochs=1000, lr=0.01, batch_size=8, seed=0)
+        print("finished", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+    ok = all(np.isfinite(w).all() for w in net.weights) and np.isfinite(net.predict(X[:2])).all()
+    print("finite" if ok else "not finite", flush=True)
+    net.fit(X[:16], y[:16], epochs=1, lr=0.01)  # still usable: the training lock was let go
+    print("usable", flush=True)
+""")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery to a child differs on Windows")
+def test_ctrl_c_stops_fit_with_keyboard_interrupt():
+    child = subprocess.Popen([sys.executable, "-c", INTERRUPTED_FIT], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        # Let fit start (it runs for minutes if nothing stops it), then interrupt.
+        threading.Event().wait(0.5)
+        child.send_signal(signal.SIGINT)
+        out, _ = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert out.split() == ["interrupted", "finite", "usable"]
