@@ -1,0 +1,34 @@
+"""Shared fixtures: seeded data, and a network's parameters as tests/reference.py takes them."""
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def make_data():
+    """make_data(num_records, num_features, num_outputs, loss, dtype="float64", seed=0) -> (X, Y).
+
+    X is standard normal; Y holds 0/1 labels for 'bce' and standard normal
+    targets for 'mse'. Both C-contiguous of `dtype`, as chainrule requires.
+    """
+
+    def make(num_records, num_features, num_outputs, loss, dtype="float64", seed=0):
+        rng = np.random.default_rng(seed)
+        X = rng.standard_normal((num_records, num_features))
+        if loss == "bce":
+            Y = (rng.random((num_records, num_outputs)) < 0.5).astype(np.float64)
+        else:
+            Y = rng.standard_normal((num_records, num_outputs))
+        return np.ascontiguousarray(X, dtype=dtype), np.ascontiguousarray(Y, dtype=dtype)
+
+    return make
+
+
+@pytest.fixture
+def copy_params():
+    """copy_params(net) -> [(W_1, b_1), ..., (W_L, b_L)]: copies, W_l of shape (n_l, n_{l-1})."""
+
+    def copy(net):
+        return [(w.copy(), b.copy()) for w, b in zip(net.weights, net.biases)]
+
+    return copy
