@@ -234,18 +234,23 @@ ModelHeader read_header(Reader& in) {
 
 template <typename T>
 void save(const Network<T>& network, const std::string& path) {
+    // The temporary file sits beside the target (a rename is atomic only within
+    // one file system) under a short name of its own, so any target name that
+    // the file system allows can be saved to. Errors name the target.
     static std::atomic<unsigned> counter{0};
-    std::string temporary = path + ".tmp";
+    std::string name = ".chainrule-save";
 #ifdef CHAINRULE_POSIX
-    temporary += "." + std::to_string(static_cast<long>(getpid()));
+    name += "-" + std::to_string(static_cast<long>(getpid()));
 #endif
-    temporary += "." + std::to_string(counter++);
+    name += "-" + std::to_string(counter++) + ".tmp";
+    const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+    const std::string temporary = (parent / name).string();
 
     std::shared_lock<std::shared_mutex> reading(*network.params_mutex_);  // no update mid-write
     try {
         File file(std::fopen(temporary.c_str(), "wb"));
-        if (!file) throw_file_error("cannot create", temporary, errno);
-        Writer out(file.get(), temporary);
+        if (!file) throw_file_error("cannot save to", path, errno);
+        Writer out(file.get(), path);
         out.bytes(kMagic, 8);
         out.u32(kModelFormatVersion);
         out.u32(static_cast<std::uint32_t>(sizeof(T)));
@@ -256,12 +261,12 @@ void save(const Network<T>& network, const std::string& path) {
         out.u64(network.num_params());
         out.scalars(network.params(), network.num_params());
         out.u32(out.crc());
-        if (std::fflush(file.get()) != 0) throw_file_error("cannot write", temporary, errno);
+        if (std::fflush(file.get()) != 0) throw_file_error("cannot write", path, errno);
 #ifdef CHAINRULE_POSIX
-        if (fsync(fileno(file.get())) != 0) throw_file_error("cannot flush to disk", temporary, errno);
+        if (fsync(fileno(file.get())) != 0) throw_file_error("cannot flush to disk", path, errno);
 #endif
         std::FILE* raw = file.release();
-        if (std::fclose(raw) != 0) throw_file_error("cannot close", temporary, errno);
+        if (std::fclose(raw) != 0) throw_file_error("cannot write", path, errno);
         std::error_code ec;
         std::filesystem::rename(temporary, path, ec);  // atomic replacement
         if (ec) throw_file_error("cannot rename the temporary file onto", path, ec.value());
@@ -272,7 +277,6 @@ void save(const Network<T>& network, const std::string& path) {
     }
 #ifdef CHAINRULE_POSIX
     // Make the rename itself durable; failing here loses nothing already written.
-    std::filesystem::path parent = std::filesystem::path(path).parent_path();
     const int dir = ::open(parent.empty() ? "." : parent.c_str(), O_RDONLY);
     if (dir >= 0) {
         (void)fsync(dir);
