@@ -98,7 +98,10 @@ void bind_network(py::module_& m, const char* class_name) {
                      sizes.push_back(non_negative(layer_sizes[i], ("layer_sizes[" + std::to_string(i) + "]").c_str()));
                  }
                  std::vector<Activation> parsed;
-                 for (const auto& name : activations) parsed.push_back(parse_activation(name));
+                 for (std::size_t i = 0; i < activations.size(); ++i) {  // the last is the output's
+                     const bool output = i + 1 == activations.size();
+                     parsed.push_back(parse_activation(activations[i], output ? "output" : "activation"));
+                 }
                  const Loss parsed_loss = parse_loss(loss);
                  py::gil_scoped_release release;  // initialising a large network takes a while
                  return new Net(std::move(sizes), std::move(parsed), parsed_loss, seed);

@@ -323,9 +323,18 @@ std::unique_lock<std::mutex> lock_for_training(std::mutex& mutex) {
     return lock;
 }
 
+// lr must be positive and finite in the network's dtype too: a float32 step
+// with an lr that rounds to 0 (or to inf) would silently do nothing (or diverge).
+template <typename T>
 void check_learning_rate(double learning_rate) {
     if (!std::isfinite(learning_rate) || learning_rate <= 0.0) {
         throw std::invalid_argument(concat("lr must be a finite number > 0, got ", learning_rate));
+    }
+    const T rounded = static_cast<T>(learning_rate);
+    if (!(rounded > T(0)) || !std::isfinite(rounded)) {
+        throw std::invalid_argument(concat("lr=", learning_rate, " is ", rounded, " in ",
+                                           sizeof(T) == 4 ? "float32" : "float64",
+                                           "; use an lr that the network's dtype can hold"));
     }
 }
 }  // namespace
@@ -372,7 +381,7 @@ double Network<T>::compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y)
 
 template <typename T>
 double Network<T>::sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, double learning_rate) {
-    check_learning_rate(learning_rate);
+    check_learning_rate<T>(learning_rate);
     check_targets(X, Y);
     const auto lock = lock_for_training(*train_mutex_);
     Workspace& ws = training_workspace(std::min(X.rows, kChunkRecords));
@@ -392,7 +401,7 @@ double Network<T>::sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, double l
 template <typename T>
 std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, const FitOptions& options,
                                     const EpochCallback& on_epoch, const InterruptCheck& check_interrupt) {
-    check_learning_rate(options.learning_rate);
+    check_learning_rate<T>(options.learning_rate);
     if (options.batch_size < 1) throw std::invalid_argument("batch_size must be >= 1, got 0");
     if (options.tol && (!std::isfinite(*options.tol) || *options.tol < 0.0)) {
         throw std::invalid_argument(concat("tol must be None or a finite number >= 0, got ", *options.tol));

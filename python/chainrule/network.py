@@ -30,12 +30,24 @@ def _dtype_name(dtype) -> str:
     return name
 
 
+# The core counts in 64 bits; the bindings take signed 64-bit integers.
+_INT64_MAX = 2**63 - 1
+
+
 def _integer(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     value = operator.index(value)
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _count(name: str, value, minimum: int) -> int:
+    """An integer argument that the core counts with (epochs, n_iter_no_change)."""
+    value = _integer(name, value, minimum)
+    if value > _INT64_MAX:
+        raise ValueError(f"{name} must be < 2**63, got {value}")
     return value
 
 
@@ -92,6 +104,9 @@ class Network:
         if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
             raise TypeError(f"layer_sizes must be a sequence of integers, got {type(layer_sizes).__name__}")
         sizes = [_integer(f"layer_sizes[{i}]", n, 1) for i, n in enumerate(layer_sizes)]
+        for i, n in enumerate(sizes):
+            if n > _INT64_MAX:  # the core would refuse it as too large to allocate anyway
+                raise MemoryError(f"layer_sizes[{i}] = {n}: a layer that large cannot be allocated")
         if len(sizes) < 2:
             raise ValueError(f"layer_sizes needs at least two sizes (inputs and outputs), got {len(sizes)}")
         num_hidden = len(sizes) - 2
@@ -196,9 +211,9 @@ class Network:
             raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
         if tol is not None:
             tol = _real("tol", tol)
-        return self._core.fit(X, y, _integer("epochs", epochs, 0), _real("lr", lr),
-                              _integer("batch_size", batch_size, 1), bool(shuffle), _seed("seed", seed), tol,
-                              _integer("n_iter_no_change", n_iter_no_change, 1), callback)
+        batch_size = min(_integer("batch_size", batch_size, 1), _INT64_MAX)  # clipped to the records anyway
+        return self._core.fit(X, y, _count("epochs", epochs, 0), _real("lr", lr), batch_size, bool(shuffle),
+                              _seed("seed", seed), tol, _count("n_iter_no_change", n_iter_no_change, 1), callback)
 
     # -- persistence -------------------------------------------------------
 
