@@ -474,7 +474,8 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
         history.push_back(epoch_cost);
 
         bool stop = false;
-        if (options.tol) {  // scikit-learn's rule: no improvement by tol for n_iter_no_change epochs
+        if (options.tol) {  // stop after n_iter_no_change epochs in a row that did not beat the best cost by tol
+            // (scikit-learn's MLP counts the same way but waits for one epoch more)
             epochs_without_improvement = epoch_cost > best_cost - *options.tol ? epochs_without_improvement + 1 : 0;
             best_cost = std::min(best_cost, epoch_cost);
             stop = epochs_without_improvement >= options.n_iter_no_change;
