@@ -1,7 +1,10 @@
-// The kernels declared in chainrule/kernels.hpp: plain loops over raw
-// buffers, written so that the compiler vectorizes the inner loop
-// (`omp simd` needs -fopenmp-simd, which adds no OpenMP runtime).
+// The kernels declared in chainrule/kernels.hpp: loops over raw buffers,
+// written so that the compiler vectorizes the inner loop (`omp simd` needs
+// -fopenmp-simd, which adds no OpenMP runtime); large matrix products go to
+// the GEMM backend.
 #include "chainrule/kernels.hpp"
+
+#include "gemm.hpp"
 
 #include <algorithm>
 #include <cassert>
@@ -19,11 +22,26 @@ T sigmoid(T z) {
     return z >= T(0) ? s : e * s;
 }
 
+namespace {
+// Below this many multiply-adds a plain loop beats a library call's overhead.
+constexpr std::size_t kGemmMinWork = std::size_t{1} << 12;
+
+bool worth_a_gemm(std::size_t m, std::size_t n, std::size_t k) { return m * n * k >= kGemmMinWork; }
+}  // namespace
+
 template <typename T>
 void linear_forward(T* out, const T* inp, const T* weight, const T* bias,
                     std::size_t num_records, std::size_t in_features, std::size_t out_features) {
     // out (B, OC) = inp (B, C) @ weight^T (OC, C) + bias (OC)
     assert(out && inp && weight && bias);
+    if (worth_a_gemm(num_records, out_features, in_features)) {
+        for (std::size_t r = 0; r < num_records; ++r) {  // Z = b, then Z += A W^T
+            std::memcpy(out + r * out_features, bias, out_features * sizeof(T));
+        }
+        detail::gemm(false, true, num_records, out_features, in_features, inp, in_features, weight, in_features,
+                     T(1), out, out_features);
+        return;
+    }
     for (std::size_t r = 0; r < num_records; ++r) {
         const T* x = inp + r * in_features;
         T* z = out + r * out_features;
@@ -79,20 +97,38 @@ void activation_backward(T* dinp, const T* dout, const T* out, std::size_t n, Ac
 
 template <typename T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
-                     std::size_t num_records, std::size_t in_features, std::size_t out_features) {
+                     std::size_t num_records, std::size_t in_features, std::size_t out_features, bool accumulate) {
     assert(dweight && dbias && dout && inp && weight);
-    for (std::size_t r = 0; r < num_records; ++r) {
+    if (!accumulate) std::fill(dbias, dbias + out_features, T(0));
+    for (std::size_t r = 0; r < num_records; ++r) {  // db = sum over records of dZ
         const T* d = dout + r * out_features;
-        const T* x = inp + r * in_features;
-        for (std::size_t j = 0; j < out_features; ++j) {
-            const T g = d[j];
-            dbias[j] += g;  // db_j += dz_j
-            T* dw = dweight + j * in_features;
 #pragma omp simd
-            for (std::size_t k = 0; k < in_features; ++k) dw[k] += g * x[k];  // dW_jk += dz_j a_k
+        for (std::size_t j = 0; j < out_features; ++j) dbias[j] += d[j];
+    }
+    if (worth_a_gemm(out_features, in_features, num_records)) {
+        // dW (OC, C) (+)= dZ^T (OC, B) @ A (B, C)
+        detail::gemm(true, false, out_features, in_features, num_records, dout, out_features, inp, in_features,
+                     accumulate ? T(1) : T(0), dweight, in_features);
+    } else {
+        if (!accumulate) std::fill(dweight, dweight + out_features * in_features, T(0));
+        for (std::size_t r = 0; r < num_records; ++r) {
+            const T* d = dout + r * out_features;
+            const T* x = inp + r * in_features;
+            for (std::size_t j = 0; j < out_features; ++j) {
+                const T g = d[j];
+                T* dw = dweight + j * in_features;
+#pragma omp simd
+                for (std::size_t k = 0; k < in_features; ++k) dw[k] += g * x[k];  // dW_jk += dz_j a_k
+            }
         }
     }
     if (dinp == nullptr) return;  // the first layer passes nothing down
+    if (worth_a_gemm(num_records, in_features, out_features)) {
+        // dA (B, C) = dZ (B, OC) @ W (OC, C)
+        detail::gemm(false, false, num_records, in_features, out_features, dout, out_features, weight, in_features,
+                     T(0), dinp, in_features);
+        return;
+    }
     for (std::size_t r = 0; r < num_records; ++r) {
         const T* d = dout + r * out_features;
         T* di = dinp + r * in_features;
@@ -172,7 +208,7 @@ bool all_finite(const T* data, std::size_t n) {
     template void activation_forward<T>(T*, const T*, std::size_t, Activation);                     \
     template void activation_backward<T>(T*, const T*, const T*, std::size_t, Activation);          \
     template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, std::size_t,         \
-                                     std::size_t, std::size_t);                                     \
+                                     std::size_t, std::size_t, bool);                               \
     template double bce_forward<T>(const T*, const T*, std::size_t, std::size_t);                   \
     template void bce_backward<T>(T*, const T*, const T*, std::size_t, T);                          \
     template double mse_forward<T>(const T*, const T*, std::size_t, std::size_t);                   \

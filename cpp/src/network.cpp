@@ -261,8 +261,8 @@ double Network<T>::batch_loss(const Workspace& ws, const T* Y, std::size_t rows)
 }
 
 template <typename T>
-void Network<T>::backward(Workspace& ws, const T* X, const T* Y, std::size_t rows, T scale) {
-    // Accumulates scale * (the gradient of the summed record losses) into grads_.
+void Network<T>::backward(Workspace& ws, const T* X, const T* Y, std::size_t rows, T scale, bool accumulate) {
+    // grads_ (+)= scale * (the gradient of the summed record losses of these rows).
     const std::size_t last = num_layers() - 1;
     const std::size_t n = rows * num_outputs();
     T* delta = ws.delta.data();
@@ -281,7 +281,7 @@ void Network<T>::backward(Workspace& ws, const T* X, const T* Y, std::size_t row
         const T* inp = l == 0 ? X : ws.output(l - 1);
         T* dinp = l == 0 ? nullptr : spare;
         // uses W_l before any update: SGD runs only after the whole backward pass
-        linear_backward(dinp, dweight, dbias, delta, inp, p.weight, rows, p.in_features, p.out_features);
+        linear_backward(dinp, dweight, dbias, delta, inp, p.weight, rows, p.in_features, p.out_features, accumulate);
         if (l > 0) {
             activation_backward(dinp, dinp, ws.output(l - 1), rows * p.in_features, activations_[l - 1]);
             std::swap(delta, spare);
@@ -292,14 +292,13 @@ void Network<T>::backward(Workspace& ws, const T* X, const T* Y, std::size_t row
 template <typename T>
 double Network<T>::accumulate_gradients(Workspace& ws, ConstMatrixView<T> X, ConstMatrixView<T> Y) {
     // grads_ = gradient of the mean record loss over all of X, chunk by chunk.
-    std::fill(grads_.begin(), grads_.end(), T(0));
     const T scale = T(1) / static_cast<T>(X.rows);
     double total = 0.0;
     for (std::size_t start = 0; start < X.rows; start += ws.capacity) {
         const std::size_t rows = std::min(ws.capacity, X.rows - start);
         forward(ws, X.row(start), rows);
         total += batch_loss(ws, Y.row(start), rows);
-        backward(ws, X.row(start), Y.row(start), rows, scale);
+        backward(ws, X.row(start), Y.row(start), rows, scale, /*accumulate=*/start > 0);
     }
     return total;
 }
@@ -437,7 +436,6 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
                 inputs = ws.batch_inputs.data();
                 targets = ws.batch_targets.data();
             }
-            std::fill(grads_.begin(), grads_.end(), T(0));
             forward(ws, inputs, rows);
             const double loss = batch_loss(ws, targets, rows);
             if (!std::isfinite(loss)) {
@@ -446,7 +444,7 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
                                               "values (before that step); lower the learning rate (lr=",
                                               options.learning_rate, ")"));
             }
-            backward(ws, inputs, targets, rows, T(1) / static_cast<T>(rows));
+            backward(ws, inputs, targets, rows, T(1) / static_cast<T>(rows), /*accumulate=*/false);
             if (!sgd_update(params_.data(), grads_.data(), params_.size(), lr)) {
                 throw divergence_error(concat("training diverged at epoch ", epoch + 1, ", batch ", batch + 1,
                                               ": a parameter would become non-finite; the parameters hold their "
