@@ -4,7 +4,30 @@ The math (layouts, losses, every gradient) is in docs/math.md; the public
 class is :class:`Network`.
 """
 
-from ._core import BusyError, DivergenceError, ModelFormatError, __version__
-from .network import Network
+
+def _preload_openblas() -> None:
+    # The compiled core links libscipy_openblas.so (from the scipy-openblas32
+    # package) and finds it through an RPATH to ../scipy_openblas32/lib. Where
+    # the two packages sit in different site directories that RPATH misses, so
+    # load the library by its full path first: the dynamic loader then finds
+    # the soname already present. A build without OpenBLAS needs none of this.
+    try:
+        import scipy_openblas32
+    except ImportError:
+        return
+    import ctypes
+    import os
+
+    try:
+        ctypes.CDLL(os.path.join(scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library(fullname=True)))
+    except (AttributeError, IndexError, OSError):  # no such file: let the RPATH have its chance
+        pass
+
+
+_preload_openblas()
+del _preload_openblas
+
+from ._core import BusyError, DivergenceError, ModelFormatError, __version__  # noqa: E402
+from .network import Network  # noqa: E402
 
 __all__ = ["Network", "DivergenceError", "ModelFormatError", "BusyError", "__version__"]
