@@ -240,6 +240,9 @@ PYBIND11_MODULE(_core, m) {
         const ModelHeader h = read_model_header(path);
         return std::string(h.scalar_bytes == 4 ? "float32" : "float64");
     }, py::arg("path"), "The dtype of the model file at path ('float32' or 'float64').");
+    m.def("set_num_threads", &set_num_threads, py::arg("threads"),
+          "Use at most `threads` (>= 1) threads for the large matrix products (the GEMM library's too).");
+    m.def("get_num_threads", &get_num_threads, "The thread count set by set_num_threads (default: all cores).");
     m.def("load_float32", &load<float>, py::arg("path"), py::call_guard<py::gil_scoped_release>());
     m.def("load_float64", &load<double>, py::arg("path"), py::call_guard<py::gil_scoped_release>());
 }

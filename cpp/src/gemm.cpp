@@ -1,7 +1,13 @@
 #include "gemm.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cassert>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "chainrule/threads.hpp"
 
 #if defined(CHAINRULE_BLAS_SCIPY_OPENBLAS)
 #include <cblas.h>  // scipy-openblas32: every symbol carries the scipy_ prefix
@@ -101,3 +107,31 @@ int gemm_threads() { return 1; }
 #endif
 
 }  // namespace chainrule::detail
+
+namespace chainrule {
+
+namespace {
+std::atomic<int> g_num_threads{0};  // 0: not set yet, take the GEMM library's default
+
+int all_cores() {
+    const unsigned cores = std::thread::hardware_concurrency();
+    return cores == 0 ? 1 : static_cast<int>(cores);
+}
+}  // namespace
+
+void set_num_threads(int threads) {
+    if (threads < 1) {
+        throw std::invalid_argument("set_num_threads: threads must be >= 1, got " + std::to_string(threads));
+    }
+    g_num_threads.store(threads);
+    detail::set_gemm_threads(threads);
+}
+
+int get_num_threads() {
+    const int threads = g_num_threads.load();
+    if (threads > 0) return threads;
+    // Not set: OpenBLAS starts with all cores unless OPENBLAS_NUM_THREADS says otherwise.
+    return std::string(detail::gemm_backend()) == "openblas" ? detail::gemm_threads() : all_cores();
+}
+
+}  // namespace chainrule

@@ -5,6 +5,7 @@
 
 #include "chainrule/kernels.hpp"
 #include "check.hpp"
+#include "../src/fast_math.hpp"
 #include "../src/kernels_reference.hpp"
 #include "../src/random.hpp"
 
@@ -43,6 +44,38 @@ TEST(sigmoid_is_stable_and_exact_at_the_limits) {
     CHECK(sigmoid(-200.0f) == 0.0f);
     CHECK(!std::isnan(sigmoid(-std::numeric_limits<double>::max())));
     for (double z : {-30.0, -5.0, -0.1, 0.1, 5.0, 30.0}) CHECK_CLOSE(sigmoid(z), 1.0 / (1.0 + std::exp(-z)), 1e-15);
+}
+
+// The branch-free exp and log1p behind sigmoid and the BCE loss, against libm
+// over their whole ranges, subnormal results and limits included.
+TEST(fast_exp_and_log1p_match_libm) {
+    detail::Random random(11);
+    for (int i = 0; i < 200000; ++i) {
+        const double x = -760.0 * random.uniform() * (i % 2 ? 1.0 : 0.01);
+        const double exact = std::exp(x);
+        const double fast = detail::exp_nonpositive(x);
+        if (exact >= std::numeric_limits<double>::min()) {
+            CHECK(std::abs(fast - exact) <= 4e-16 * exact);  // relative: check::close is absolute below 1
+        } else {
+            CHECK(std::abs(fast - exact) <= 2 * std::numeric_limits<double>::denorm_min());
+        }
+        const float xf = static_cast<float>(x / 7.0);
+        const float exactf = std::exp(xf);
+        const float fastf = detail::exp_nonpositive(xf);
+        if (exactf >= std::numeric_limits<float>::min()) {
+            CHECK(std::abs(fastf - exactf) <= 2.5e-7f * exactf);
+        } else {
+            CHECK(std::abs(fastf - exactf) <= 2 * std::numeric_limits<float>::denorm_min());
+        }
+        const double e = std::exp(x / 100.0);  // e in (0, 1]
+        CHECK(std::abs(detail::log1p_unit(e) - std::log1p(e)) <= 4e-16 * std::log1p(e));
+    }
+    CHECK(detail::exp_nonpositive(0.0) == 1.0 && detail::exp_nonpositive(0.0f) == 1.0f);
+    CHECK(detail::exp_nonpositive(-800.0) == 0.0 && detail::exp_nonpositive(-200.0f) == 0.0f);
+    CHECK(detail::exp_nonpositive(-INFINITY) == 0.0);
+    CHECK(std::isnan(detail::exp_nonpositive(std::nan(""))));
+    CHECK(detail::log1p_unit(0.0) == 0.0);
+    CHECK_CLOSE(detail::log1p_unit(1.0), std::log(2.0), 2e-16);
 }
 
 TEST(reference_linear_forward_is_the_equation) {

@@ -27,7 +27,25 @@ def _preload_openblas() -> None:
 _preload_openblas()
 del _preload_openblas
 
+from . import _core  # noqa: E402
 from ._core import BusyError, DivergenceError, ModelFormatError, __version__  # noqa: E402
-from .network import Network  # noqa: E402
+from .network import Network, _integer  # noqa: E402
 
-__all__ = ["Network", "DivergenceError", "ModelFormatError", "BusyError", "__version__"]
+__all__ = ["Network", "DivergenceError", "ModelFormatError", "BusyError", "set_num_threads", "get_num_threads",
+           "__version__"]
+
+
+def set_num_threads(n: int) -> None:
+    """Use at most ``n`` threads (>= 1) for training and prediction.
+
+    Only the large matrix products run on several threads (through the GEMM
+    library, whose thread count this sets too); small layers and the
+    elementwise work stay on the calling thread. Process-wide; the default is
+    all cores. Call it between trainings, not while another thread trains.
+    """
+    _core.set_num_threads(_integer("n", n, 1))
+
+
+def get_num_threads() -> int:
+    """The thread count set by :func:`set_num_threads` (default: all cores)."""
+    return _core.get_num_threads()
