@@ -99,15 +99,15 @@ struct Network<T>::Workspace {
             const std::size_t gather_size =
                 detail::checked_add(detail::checked_mul(capacity, sizes.front(), what), logits_size, what);
             total = detail::checked_add(total, detail::checked_add(2 * delta_size, gather_size, what), what);
-            detail::check_fits_in_memory(detail::checked_mul(total, sizeof(T), what),
-                                         concat("a workspace for batches of ", capacity, " records"));
+            detail::check_fits_in_memory_lazy(detail::checked_mul(total, sizeof(T), what),
+                                              [&] { return concat("a workspace for batches of ", capacity, " records"); });
             delta.resize(delta_size);
             spare_delta.resize(delta_size);
             batch_inputs.resize(capacity * sizes.front());
             batch_targets.resize(logits_size);
         } else {
-            detail::check_fits_in_memory(detail::checked_mul(total, sizeof(T), what),
-                                         concat("a workspace for ", capacity, " records"));
+            detail::check_fits_in_memory_lazy(detail::checked_mul(total, sizeof(T), what),
+                                              [&] { return concat("a workspace for ", capacity, " records"); });
         }
         outputs.resize(total_outputs);
         logits.resize(logits_size);
