@@ -70,11 +70,13 @@ inline T exp_nonpositive(T x) {
     }
     // 2^n in two factors 2^(n/2) 2^(n - n/2), each a normal number, so that
     // subnormal results come out right.
-    const Bits n_int = static_cast<Bits>(bit_cast<Bits>(shifted) << mantissa_bits) >> mantissa_bits;
+    // (Shifts on unsigned values: a left shift into the sign bit of a signed one is undefined.)
+    using UBits = std::make_unsigned_t<Bits>;
+    const Bits n_int = static_cast<Bits>(bit_cast<UBits>(shifted) << mantissa_bits) >> mantissa_bits;
     const Bits half = n_int >> 1;
-    const Bits one = bit_cast<Bits>(T(1));
-    const T scale_a = bit_cast<T>(static_cast<Bits>(one + static_cast<Bits>(half << mantissa_bits)));
-    const T scale_b = bit_cast<T>(static_cast<Bits>(one + static_cast<Bits>((n_int - half) << mantissa_bits)));
+    const UBits one = bit_cast<UBits>(T(1));
+    const T scale_a = bit_cast<T>(static_cast<UBits>(one + (static_cast<UBits>(half) << mantissa_bits)));
+    const T scale_b = bit_cast<T>(static_cast<UBits>(one + (static_cast<UBits>(n_int - half) << mantissa_bits)));
     const T result = p * scale_a * scale_b;
     return x < underflow ? T(0) : result;
 }
