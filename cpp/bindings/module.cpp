@@ -18,6 +18,12 @@ using namespace chainrule;
 
 namespace {
 
+// predict releases the GIL only for at least this many multiply-adds (records
+// x parameters), about 10 microseconds of work: releasing and taking it back
+// costs a fraction of a microsecond, more than a single-record predict of a
+// small network. Below it, other Python threads wait that long at most.
+constexpr std::size_t kReleaseGilWork = std::size_t{1} << 15;
+
 template <typename T>
 const char* dtype_name() {
     return sizeof(T) == 4 ? "float32" : "float64";
@@ -135,7 +141,9 @@ void bind_network(py::module_& m, const char* class_name) {
                  if (x.cols != net.num_inputs()) net.predict({nullptr, 0, 0}, x);  // raises the shape error
                  py::array_t<T> out({py::ssize_t(x.rows), py::ssize_t(net.num_outputs())});
                  MatrixView<T> o{out.mutable_data(), x.rows, net.num_outputs()};
-                 {
+                 if (x.rows * net.num_params() < kReleaseGilWork) {
+                     net.predict(o, x);  // a microsecond or less: releasing the GIL would cost more
+                 } else {
                      py::gil_scoped_release release;
                      net.predict(o, x);
                  }
@@ -243,6 +251,9 @@ PYBIND11_MODULE(_core, m) {
         const ModelHeader h = read_model_header(path);
         return std::string(h.scalar_bytes == 4 ? "float32" : "float64");
     }, py::arg("path"), "The dtype of the model file at path ('float32' or 'float64').");
+    m.def("set_num_threads", &set_num_threads, py::arg("threads"),
+          "Use at most `threads` (>= 1) threads for the large matrix products (the GEMM library's too).");
+    m.def("get_num_threads", &get_num_threads, "The thread count set by set_num_threads (default: all cores).");
     m.def("load_float32", &load<float>, py::arg("path"), py::call_guard<py::gil_scoped_release>());
     m.def("load_float64", &load<double>, py::arg("path"), py::call_guard<py::gil_scoped_release>());
 }

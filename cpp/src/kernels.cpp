@@ -1,7 +1,11 @@
-// The kernels declared in chainrule/kernels.hpp: plain loops over raw
-// buffers, written so that the compiler vectorizes the inner loop
-// (`omp simd` needs -fopenmp-simd, which adds no OpenMP runtime).
+// The kernels declared in chainrule/kernels.hpp: loops over raw buffers,
+// written so that the compiler vectorizes the inner loop (`omp simd` needs
+// -fopenmp-simd, which adds no OpenMP runtime); large matrix products go to
+// the GEMM backend.
 #include "chainrule/kernels.hpp"
+
+#include "fast_math.hpp"
+#include "gemm.hpp"
 
 #include <algorithm>
 #include <cassert>
@@ -14,16 +18,32 @@ template <typename T>
 T sigmoid(T z) {
     // e^{-|z|} lies in (0, 1], so nothing overflows; for z < 0,
     // 1/(1+e^{-z}) = e^{z}/(1+e^{z}), which underflows to 0 instead of 1/inf.
-    const T e = std::exp(-std::abs(z));
+    const T e = detail::exp_nonpositive(-std::abs(z));
     const T s = T(1) / (T(1) + e);
-    return z >= T(0) ? s : e * s;
+    const T es = e * s;  // both sides computed, so that a loop over sigmoid is branch-free
+    return z >= T(0) ? s : es;
 }
 
+namespace {
+// Below this many multiply-adds a plain loop beats a library call's overhead.
+constexpr std::size_t kGemmMinWork = std::size_t{1} << 12;
+
+bool worth_a_gemm(std::size_t m, std::size_t n, std::size_t k) { return m * n * k >= kGemmMinWork; }
+}  // namespace
+
 template <typename T>
-void linear_forward(T* out, const T* inp, const T* weight, const T* bias,
+CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weight, const T* bias,
                     std::size_t num_records, std::size_t in_features, std::size_t out_features) {
     // out (B, OC) = inp (B, C) @ weight^T (OC, C) + bias (OC)
     assert(out && inp && weight && bias);
+    if (worth_a_gemm(num_records, out_features, in_features)) {
+        for (std::size_t r = 0; r < num_records; ++r) {  // Z = b, then Z += A W^T
+            std::memcpy(out + r * out_features, bias, out_features * sizeof(T));
+        }
+        detail::gemm(false, true, num_records, out_features, in_features, inp, in_features, weight, in_features,
+                     T(1), out, out_features);
+        return;
+    }
     for (std::size_t r = 0; r < num_records; ++r) {
         const T* x = inp + r * in_features;
         T* z = out + r * out_features;
@@ -38,9 +58,10 @@ void linear_forward(T* out, const T* inp, const T* weight, const T* bias,
 }
 
 template <typename T>
-void activation_forward(T* out, const T* inp, std::size_t n, Activation activation) {
+CHAINRULE_TARGET_CLONES void activation_forward(T* out, const T* inp, std::size_t n, Activation activation) {
     switch (activation) {
         case Activation::sigmoid:
+#pragma omp simd
             for (std::size_t i = 0; i < n; ++i) out[i] = sigmoid(inp[i]);
             break;
         case Activation::identity:
@@ -57,7 +78,7 @@ void activation_forward(T* out, const T* inp, std::size_t n, Activation activati
 }
 
 template <typename T>
-void activation_backward(T* dinp, const T* dout, const T* out, std::size_t n, Activation activation) {
+CHAINRULE_TARGET_CLONES void activation_backward(T* dinp, const T* dout, const T* out, std::size_t n, Activation activation) {
     switch (activation) {
         case Activation::sigmoid:  // sigma'(z) = a (1 - a)
 #pragma omp simd
@@ -78,21 +99,39 @@ void activation_backward(T* dinp, const T* dout, const T* out, std::size_t n, Ac
 }
 
 template <typename T>
-void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
-                     std::size_t num_records, std::size_t in_features, std::size_t out_features) {
+CHAINRULE_TARGET_CLONES void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                     std::size_t num_records, std::size_t in_features, std::size_t out_features, bool accumulate) {
     assert(dweight && dbias && dout && inp && weight);
-    for (std::size_t r = 0; r < num_records; ++r) {
+    if (!accumulate) std::fill(dbias, dbias + out_features, T(0));
+    for (std::size_t r = 0; r < num_records; ++r) {  // db = sum over records of dZ
         const T* d = dout + r * out_features;
-        const T* x = inp + r * in_features;
-        for (std::size_t j = 0; j < out_features; ++j) {
-            const T g = d[j];
-            dbias[j] += g;  // db_j += dz_j
-            T* dw = dweight + j * in_features;
 #pragma omp simd
-            for (std::size_t k = 0; k < in_features; ++k) dw[k] += g * x[k];  // dW_jk += dz_j a_k
+        for (std::size_t j = 0; j < out_features; ++j) dbias[j] += d[j];
+    }
+    if (worth_a_gemm(out_features, in_features, num_records)) {
+        // dW (OC, C) (+)= dZ^T (OC, B) @ A (B, C)
+        detail::gemm(true, false, out_features, in_features, num_records, dout, out_features, inp, in_features,
+                     accumulate ? T(1) : T(0), dweight, in_features);
+    } else {
+        if (!accumulate) std::fill(dweight, dweight + out_features * in_features, T(0));
+        for (std::size_t r = 0; r < num_records; ++r) {
+            const T* d = dout + r * out_features;
+            const T* x = inp + r * in_features;
+            for (std::size_t j = 0; j < out_features; ++j) {
+                const T g = d[j];
+                T* dw = dweight + j * in_features;
+#pragma omp simd
+                for (std::size_t k = 0; k < in_features; ++k) dw[k] += g * x[k];  // dW_jk += dz_j a_k
+            }
         }
     }
     if (dinp == nullptr) return;  // the first layer passes nothing down
+    if (worth_a_gemm(num_records, in_features, out_features)) {
+        // dA (B, C) = dZ (B, OC) @ W (OC, C)
+        detail::gemm(false, false, num_records, in_features, out_features, dout, out_features, weight, in_features,
+                     T(0), dinp, in_features);
+        return;
+    }
     for (std::size_t r = 0; r < num_records; ++r) {
         const T* d = dout + r * out_features;
         T* di = dinp + r * in_features;
@@ -107,29 +146,31 @@ void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
 }
 
 template <typename T>
-double bce_forward(const T* logits, const T* targets, std::size_t num_records, std::size_t num_outputs) {
-    // log(1 + e^{-|z|}) never sees log(0); accumulated in double for the report.
+CHAINRULE_TARGET_CLONES double bce_forward(const T* logits, const T* targets, std::size_t num_records, std::size_t num_outputs) {
+    // log(1 + e^{-|z|}) never sees log(0); in double, for the report.
     double total = 0.0;
     const std::size_t n = num_records * num_outputs;
+#pragma omp simd reduction(+ : total)
     for (std::size_t i = 0; i < n; ++i) {
         const double z = logits[i];
         const double y = targets[i];
-        total += std::max(z, 0.0) - z * y + std::log1p(std::exp(-std::abs(z)));
+        total += (z > 0.0 ? z : 0.0) - z * y + detail::log1p_unit(detail::exp_nonpositive(-std::abs(z)));
     }
     return total;
 }
 
 template <typename T>
-void bce_backward(T* dlogits, const T* out, const T* targets, std::size_t n, T scale) {
+CHAINRULE_TARGET_CLONES void bce_backward(T* dlogits, const T* out, const T* targets, std::size_t n, T scale) {
     // Fused: holds for a sigmoid output with BCE only (MATH.md, backward pass).
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) dlogits[i] = scale * (out[i] - targets[i]);
 }
 
 template <typename T>
-double mse_forward(const T* out, const T* targets, std::size_t num_records, std::size_t num_outputs) {
+CHAINRULE_TARGET_CLONES double mse_forward(const T* out, const T* targets, std::size_t num_records, std::size_t num_outputs) {
     double total = 0.0;
     const std::size_t n = num_records * num_outputs;
+#pragma omp simd reduction(+ : total)
     for (std::size_t i = 0; i < n; ++i) {
         const double diff = static_cast<double>(out[i]) - static_cast<double>(targets[i]);
         total += diff * diff;
@@ -138,14 +179,14 @@ double mse_forward(const T* out, const T* targets, std::size_t num_records, std:
 }
 
 template <typename T>
-void mse_backward(T* dout, const T* out, const T* targets, std::size_t n, T scale) {
+CHAINRULE_TARGET_CLONES void mse_backward(T* dout, const T* out, const T* targets, std::size_t n, T scale) {
     const T two_scale = T(2) * scale;  // the factor 2 of d(a - y)^2/da stays (MATH.md)
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) dout[i] = two_scale * (out[i] - targets[i]);
 }
 
 template <typename T>
-bool sgd_update(T* params, const T* grads, std::size_t n, T lr) {
+CHAINRULE_TARGET_CLONES bool sgd_update(T* params, const T* grads, std::size_t n, T lr) {
     // x * 0 is 0 for finite x and NaN for inf or NaN, so `poison` stays 0
     // exactly when every updated value is finite; the sum vectorizes.
     T poison = T(0);
@@ -158,7 +199,7 @@ bool sgd_update(T* params, const T* grads, std::size_t n, T lr) {
 }
 
 template <typename T>
-bool all_finite(const T* data, std::size_t n) {
+CHAINRULE_TARGET_CLONES bool all_finite(const T* data, std::size_t n) {
     T poison = T(0);
 #pragma omp simd reduction(+ : poison)
     for (std::size_t i = 0; i < n; ++i) poison += data[i] * T(0);
@@ -172,7 +213,7 @@ bool all_finite(const T* data, std::size_t n) {
     template void activation_forward<T>(T*, const T*, std::size_t, Activation);                     \
     template void activation_backward<T>(T*, const T*, const T*, std::size_t, Activation);          \
     template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, std::size_t,         \
-                                     std::size_t, std::size_t);                                     \
+                                     std::size_t, std::size_t, bool);                               \
     template double bce_forward<T>(const T*, const T*, std::size_t, std::size_t);                   \
     template void bce_backward<T>(T*, const T*, const T*, std::size_t, T);                          \
     template double mse_forward<T>(const T*, const T*, std::size_t, std::size_t);                   \

@@ -23,6 +23,10 @@ namespace {
 // this many, so their workspace stays small whatever the size of X.
 constexpr std::size_t kChunkRecords = 256;
 
+// A shuffled fit prefetches the records of the next steps, at least this many
+// records ahead: one small step takes less time than a cache miss.
+constexpr std::size_t kPrefetchRecords = 16;
+
 template <typename... Parts>
 std::string concat(const Parts&... parts) {
     std::ostringstream out;
@@ -37,6 +41,23 @@ std::pair<std::size_t, std::size_t> first_non_finite(ConstMatrixView<T> m) {
         if (!std::isfinite(m.data[i])) return {i / m.cols, i % m.cols};
     }
     return {m.rows, 0};
+}
+
+// Hints the cache to fetch rows[0..count) of m (the records of the next
+// shuffled batch). Rows wider than a few cache lines get their first lines
+// only: the hardware prefetcher follows a row once it is being read.
+template <typename T>
+void prefetch_rows(ConstMatrixView<T> m, const std::size_t* rows, std::size_t count) {
+#if defined(__GNUC__)
+    constexpr std::size_t kLine = 64, kMaxLinesPerRow = 4;
+    const std::size_t lines = std::min(kMaxLinesPerRow, (m.cols * sizeof(T) + kLine - 1) / kLine);
+    for (std::size_t r = 0; r < count; ++r) {
+        const char* row = reinterpret_cast<const char*>(m.row(rows[r]));
+        for (std::size_t i = 0; i < lines; ++i) __builtin_prefetch(row + i * kLine);
+    }
+#else
+    (void)m, (void)rows, (void)count;
+#endif
 }
 
 template <typename T>
@@ -78,15 +99,15 @@ struct Network<T>::Workspace {
             const std::size_t gather_size =
                 detail::checked_add(detail::checked_mul(capacity, sizes.front(), what), logits_size, what);
             total = detail::checked_add(total, detail::checked_add(2 * delta_size, gather_size, what), what);
-            detail::check_fits_in_memory(detail::checked_mul(total, sizeof(T), what),
-                                         concat("a workspace for batches of ", capacity, " records"));
+            detail::check_fits_in_memory_lazy(detail::checked_mul(total, sizeof(T), what),
+                                              [&] { return concat("a workspace for batches of ", capacity, " records"); });
             delta.resize(delta_size);
             spare_delta.resize(delta_size);
             batch_inputs.resize(capacity * sizes.front());
             batch_targets.resize(logits_size);
         } else {
-            detail::check_fits_in_memory(detail::checked_mul(total, sizeof(T), what),
-                                         concat("a workspace for ", capacity, " records"));
+            detail::check_fits_in_memory_lazy(detail::checked_mul(total, sizeof(T), what),
+                                              [&] { return concat("a workspace for ", capacity, " records"); });
         }
         outputs.resize(total_outputs);
         logits.resize(logits_size);
@@ -261,8 +282,8 @@ double Network<T>::batch_loss(const Workspace& ws, const T* Y, std::size_t rows)
 }
 
 template <typename T>
-void Network<T>::backward(Workspace& ws, const T* X, const T* Y, std::size_t rows, T scale) {
-    // Accumulates scale * (the gradient of the summed record losses) into grads_.
+void Network<T>::backward(Workspace& ws, const T* X, const T* Y, std::size_t rows, T scale, bool accumulate) {
+    // grads_ (+)= scale * (the gradient of the summed record losses of these rows).
     const std::size_t last = num_layers() - 1;
     const std::size_t n = rows * num_outputs();
     T* delta = ws.delta.data();
@@ -281,7 +302,7 @@ void Network<T>::backward(Workspace& ws, const T* X, const T* Y, std::size_t row
         const T* inp = l == 0 ? X : ws.output(l - 1);
         T* dinp = l == 0 ? nullptr : spare;
         // uses W_l before any update: SGD runs only after the whole backward pass
-        linear_backward(dinp, dweight, dbias, delta, inp, p.weight, rows, p.in_features, p.out_features);
+        linear_backward(dinp, dweight, dbias, delta, inp, p.weight, rows, p.in_features, p.out_features, accumulate);
         if (l > 0) {
             activation_backward(dinp, dinp, ws.output(l - 1), rows * p.in_features, activations_[l - 1]);
             std::swap(delta, spare);
@@ -292,14 +313,13 @@ void Network<T>::backward(Workspace& ws, const T* X, const T* Y, std::size_t row
 template <typename T>
 double Network<T>::accumulate_gradients(Workspace& ws, ConstMatrixView<T> X, ConstMatrixView<T> Y) {
     // grads_ = gradient of the mean record loss over all of X, chunk by chunk.
-    std::fill(grads_.begin(), grads_.end(), T(0));
     const T scale = T(1) / static_cast<T>(X.rows);
     double total = 0.0;
     for (std::size_t start = 0; start < X.rows; start += ws.capacity) {
         const std::size_t rows = std::min(ws.capacity, X.rows - start);
         forward(ws, X.row(start), rows);
         total += batch_loss(ws, Y.row(start), rows);
-        backward(ws, X.row(start), Y.row(start), rows, scale);
+        backward(ws, X.row(start), Y.row(start), rows, scale, /*accumulate=*/start > 0);
     }
     return total;
 }
@@ -425,6 +445,7 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
     // Poll for interrupts about every 2^20 multiply-adds, a millisecond or so.
     const std::size_t steps_per_poll = std::max<std::size_t>(1, (std::size_t{1} << 20) / (batch_size * num_params()));
     std::size_t steps_since_poll = 0;
+    const std::size_t prefetch_distance = std::max(batch_size, kPrefetchRecords);
     // Readers (predict, cost) get in between steps, when the lock is let go.
     std::unique_lock<std::shared_mutex> writing(*params_mutex_);
 
@@ -434,19 +455,34 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
             random.shuffle(order.data(), num_records);
         }
         double epoch_loss = 0.0;
+        std::size_t prefetched = 0;  // the records of order[0, prefetched) were prefetched
         for (std::size_t start = 0, batch = 0; start < num_records; start += batch_size, ++batch) {
             const std::size_t rows = std::min(batch_size, num_records - start);
             const T* inputs = X.row(start);
             const T* targets = Y.row(start);
-            if (options.shuffle) {  // gather the batch; X itself is never copied
-                for (std::size_t r = 0; r < rows; ++r) {
-                    std::memcpy(ws.batch_inputs.data() + r * X.cols, X.row(order[start + r]), X.cols * sizeof(T));
-                    std::memcpy(ws.batch_targets.data() + r * Y.cols, Y.row(order[start + r]), Y.cols * sizeof(T));
+            if (options.shuffle) {
+                const std::size_t* batch_order = order.data() + start;
+                if (rows == 1) {  // one record is contiguous already: read it in place
+                    inputs = X.row(batch_order[0]);
+                    targets = Y.row(batch_order[0]);
+                } else {  // gather the batch; X itself is never copied
+                    for (std::size_t r = 0; r < rows; ++r) {
+                        std::memcpy(ws.batch_inputs.data() + r * X.cols, X.row(batch_order[r]), X.cols * sizeof(T));
+                        std::memcpy(ws.batch_targets.data() + r * Y.cols, Y.row(batch_order[r]), Y.cols * sizeof(T));
+                    }
+                    inputs = ws.batch_inputs.data();
+                    targets = ws.batch_targets.data();
                 }
-                inputs = ws.batch_inputs.data();
-                targets = ws.batch_targets.data();
+                // The records of a shuffled batch sit anywhere in X: ask for those
+                // of the next steps now (at least kPrefetchRecords ahead), so that
+                // their cache misses overlap this step's work.
+                const std::size_t ahead = std::min(num_records, start + rows + prefetch_distance);
+                if (prefetched < ahead) {
+                    prefetch_rows(X, order.data() + prefetched, ahead - prefetched);
+                    prefetch_rows(Y, order.data() + prefetched, ahead - prefetched);
+                    prefetched = ahead;
+                }
             }
-            std::fill(grads_.begin(), grads_.end(), T(0));
             forward(ws, inputs, rows);
             const double loss = batch_loss(ws, targets, rows);
             if (!std::isfinite(loss)) {
@@ -455,7 +491,7 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
                                               "values (before that step); lower the learning rate (lr=",
                                               options.learning_rate, ")"));
             }
-            backward(ws, inputs, targets, rows, T(1) / static_cast<T>(rows));
+            backward(ws, inputs, targets, rows, T(1) / static_cast<T>(rows), /*accumulate=*/false);
             if (!sgd_update(params_.data(), grads_.data(), params_.size(), lr)) {
                 throw divergence_error(concat("training diverged at epoch ", epoch + 1, ", batch ", batch + 1,
                                               ": a parameter would become non-finite; the parameters hold their "

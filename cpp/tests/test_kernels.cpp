@@ -5,6 +5,8 @@
 
 #include "chainrule/kernels.hpp"
 #include "check.hpp"
+#include "../src/fast_math.hpp"
+#include "../src/kernels_reference.hpp"
 #include "../src/random.hpp"
 
 using namespace chainrule;
@@ -44,18 +46,88 @@ TEST(sigmoid_is_stable_and_exact_at_the_limits) {
     for (double z : {-30.0, -5.0, -0.1, 0.1, 5.0, 30.0}) CHECK_CLOSE(sigmoid(z), 1.0 / (1.0 + std::exp(-z)), 1e-15);
 }
 
-TEST(linear_forward_matches_naive) {
+// The branch-free exp and log1p behind sigmoid and the BCE loss, against libm
+// over their whole ranges, subnormal results and limits included.
+TEST(fast_exp_and_log1p_match_libm) {
+    detail::Random random(11);
+    for (int i = 0; i < 200000; ++i) {
+        const double x = -760.0 * random.uniform() * (i % 2 ? 1.0 : 0.01);
+        const double exact = std::exp(x);
+        const double fast = detail::exp_nonpositive(x);
+        if (exact >= std::numeric_limits<double>::min()) {
+            CHECK(std::abs(fast - exact) <= 4e-16 * exact);  // relative: check::close is absolute below 1
+        } else {
+            CHECK(std::abs(fast - exact) <= 2 * std::numeric_limits<double>::denorm_min());
+        }
+        const float xf = static_cast<float>(x / 7.0);
+        const float exactf = std::exp(xf);
+        const float fastf = detail::exp_nonpositive(xf);
+        if (exactf >= std::numeric_limits<float>::min()) {
+            CHECK(std::abs(fastf - exactf) <= 2.5e-7f * exactf);
+        } else {
+            CHECK(std::abs(fastf - exactf) <= 2 * std::numeric_limits<float>::denorm_min());
+        }
+        const double e = std::exp(x / 100.0);  // e in (0, 1]
+        CHECK(std::abs(detail::log1p_unit(e) - std::log1p(e)) <= 4e-16 * std::log1p(e));
+    }
+    CHECK(detail::exp_nonpositive(0.0) == 1.0 && detail::exp_nonpositive(0.0f) == 1.0f);
+    CHECK(detail::exp_nonpositive(-800.0) == 0.0 && detail::exp_nonpositive(-200.0f) == 0.0f);
+    CHECK(detail::exp_nonpositive(-INFINITY) == 0.0);
+    CHECK(std::isnan(detail::exp_nonpositive(std::nan(""))));
+    CHECK(detail::log1p_unit(0.0) == 0.0);
+    CHECK_CLOSE(detail::log1p_unit(1.0), std::log(2.0), 2e-16);
+}
+
+TEST(reference_linear_forward_is_the_equation) {
     const std::size_t B = 5, C = 7, OC = 3;
     const auto x = random_vector(B * C, 1), w = random_vector(OC * C, 2), b = random_vector(OC, 3);
     std::vector<double> z(B * OC);
-    linear_forward(z.data(), x.data(), w.data(), b.data(), B, C, OC);
-    for (std::size_t r = 0; r < B; ++r) {
-        for (std::size_t j = 0; j < OC; ++j) {
-            double expected = b[j];  // Z = A W^T + b
-            for (std::size_t k = 0; k < C; ++k) expected += x[r * C + k] * w[j * C + k];
-            CHECK_CLOSE(z[r * OC + j], expected, 1e-14);
+    reference::linear_forward(z.data(), x.data(), w.data(), b.data(), B, C, OC);
+    CHECK_CLOSE(z[1 * OC + 2], b[2] + x[7] * w[14] + x[8] * w[15] + x[9] * w[16] + x[10] * w[17] + x[11] * w[18] +
+                                   x[12] * w[19] + x[13] * w[20], 1e-15);  // z_{1,2} = b_2 + sum_k x_{1,k} w_{2,k}
+}
+
+// Shapes on both sides of the GEMM threshold: batch-1 logistic regression,
+// the small layers of W2/W3, a W4 layer, and a skinny one.
+const std::size_t kShapes[][3] = {{1, 30, 1}, {32, 30, 16}, {32, 16, 1}, {5, 7, 3}, {64, 784, 256}, {100, 3, 200}};
+
+template <typename T>
+void check_linear_kernels_against_reference(double tol) {
+    for (const auto& shape : kShapes) {
+        const std::size_t B = shape[0], C = shape[1], OC = shape[2];
+        const auto xd = random_vector(B * C, 20 + B), wd = random_vector(OC * C, 21 + C), bd = random_vector(OC, 22);
+        const auto dd = random_vector(B * OC, 23 + OC);
+        const std::vector<T> x(xd.begin(), xd.end()), w(wd.begin(), wd.end()), b(bd.begin(), bd.end()),
+            d(dd.begin(), dd.end());
+        std::vector<T> fast(B * OC), slow(B * OC);
+        linear_forward(fast.data(), x.data(), w.data(), b.data(), B, C, OC);
+        reference::linear_forward(slow.data(), x.data(), w.data(), b.data(), B, C, OC);
+        for (std::size_t i = 0; i < fast.size(); ++i) CHECK_CLOSE(fast[i], slow[i], tol * std::sqrt(double(C)));
+        for (bool accumulate : {false, true}) {
+            std::vector<T> dx_fast(B * C, T(7)), dx_slow(B * C), dw_fast(OC * C, T(0.5)), dw_slow(OC * C, T(0.5)),
+                db_fast(OC, T(-1)), db_slow(OC, T(-1));
+            linear_backward(dx_fast.data(), dw_fast.data(), db_fast.data(), d.data(), x.data(), w.data(), B, C, OC,
+                            accumulate);
+            reference::linear_backward(dx_slow.data(), dw_slow.data(), db_slow.data(), d.data(), x.data(), w.data(), B,
+                                       C, OC, accumulate);
+            for (std::size_t i = 0; i < dx_fast.size(); ++i) CHECK_CLOSE(dx_fast[i], dx_slow[i], tol * std::sqrt(double(OC)));
+            for (std::size_t i = 0; i < dw_fast.size(); ++i) CHECK_CLOSE(dw_fast[i], dw_slow[i], tol * std::sqrt(double(B)));
+            for (std::size_t i = 0; i < db_fast.size(); ++i) CHECK_CLOSE(db_fast[i], db_slow[i], tol * std::sqrt(double(B)));
         }
     }
+}
+
+TEST(linear_kernels_match_their_reference_twins) {
+    check_linear_kernels_against_reference<double>(1e-14);
+    check_linear_kernels_against_reference<float>(2e-6);
+}
+
+TEST(linear_backward_without_dinp_leaves_it_alone) {
+    const auto x = random_vector(12, 7), d = random_vector(8, 9), w = random_vector(6, 8);
+    std::vector<double> dw(6), db(2), dw_ref(6), db_ref(2);
+    linear_backward<double>(nullptr, dw.data(), db.data(), d.data(), x.data(), w.data(), 4, 3, 2, false);
+    reference::linear_backward<double>(nullptr, dw_ref.data(), db_ref.data(), d.data(), x.data(), w.data(), 4, 3, 2, false);
+    for (std::size_t i = 0; i < dw.size(); ++i) CHECK_CLOSE(dw[i], dw_ref[i], 1e-15);
 }
 
 TEST(activations_and_derivatives_match_naive) {
@@ -87,7 +159,7 @@ TEST(linear_backward_matches_naive) {
     const std::size_t B = 4, C = 6, OC = 3;
     const auto x = random_vector(B * C, 7), w = random_vector(OC * C, 8), d = random_vector(B * OC, 9);
     std::vector<double> dx(B * C, 123.0), dw(OC * C, 0.0), db(OC, 0.0);
-    linear_backward(dx.data(), dw.data(), db.data(), d.data(), x.data(), w.data(), B, C, OC);
+    linear_backward(dx.data(), dw.data(), db.data(), d.data(), x.data(), w.data(), B, C, OC, false);
     for (std::size_t j = 0; j < OC; ++j) {
         double expected_db = 0;
         for (std::size_t r = 0; r < B; ++r) expected_db += d[r * OC + j];
@@ -107,7 +179,7 @@ TEST(linear_backward_matches_naive) {
     }
     // dweight and dbias accumulate: a second call doubles them.
     const std::vector<double> dw_once = dw;
-    linear_backward<double>(nullptr, dw.data(), db.data(), d.data(), x.data(), w.data(), B, C, OC);
+    linear_backward<double>(nullptr, dw.data(), db.data(), d.data(), x.data(), w.data(), B, C, OC, true);
     for (std::size_t i = 0; i < dw.size(); ++i) CHECK_CLOSE(dw[i], 2 * dw_once[i], 1e-14);
 }
 

@@ -14,4 +14,5 @@
 #include "chainrule/model_file.hpp"
 #include "chainrule/names.hpp"
 #include "chainrule/network.hpp"
+#include "chainrule/threads.hpp"
 #include "chainrule/version.hpp"

@@ -4,7 +4,9 @@
 // its value's name with a `d` prefix. The equations are those of MATH.md
 // (written up in docs/math.md); B is the number of records in the batch.
 //
-// Explicitly instantiated for float and double in cpp/src/kernels.cpp.
+// Explicitly instantiated for float and double in cpp/src/kernels.cpp. The
+// linear kernels hand large products to the GEMM backend (cpp/src/gemm.hpp);
+// their naive twins live in cpp/src/kernels_reference.cpp.
 #pragma once
 
 #include <cstddef>
@@ -35,14 +37,15 @@ void activation_forward(T* out, const T* inp, std::size_t n, Activation activati
 template <typename T>
 void activation_backward(T* dinp, const T* dout, const T* out, std::size_t n, Activation activation);
 
-// Accumulates the gradients of a linear layer and, when dinp is not null,
-// writes the delta it passes down. dout (B, OC) is dZ_l, already scaled by 1/B.
-//   dweight (OC, C) += dout^T @ inp          MATH.md: dW_l = (1/B) dZ_l^T A_{l-1}
-//   dbias   (OC)    += sum over records dout  MATH.md: db_l = (1/B) sum dZ_l
-//   dinp    (B, C)   = dout @ weight          MATH.md: (dZ_l W_l), before f'_{l-1}
+// The gradients of a linear layer, written (or, with accumulate, added) into
+// dweight and dbias and, when dinp is not null, the delta it passes down.
+// dout (B, OC) is dZ_l, already scaled by 1/B.
+//   dweight (OC, C) (+)= dout^T @ inp          MATH.md: dW_l = (1/B) dZ_l^T A_{l-1}
+//   dbias   (OC)    (+)= sum over records dout  MATH.md: db_l = (1/B) sum dZ_l
+//   dinp    (B, C)    = dout @ weight          MATH.md: (dZ_l W_l), before f'_{l-1}
 template <typename T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
-                     std::size_t num_records, std::size_t in_features, std::size_t out_features);
+                     std::size_t num_records, std::size_t in_features, std::size_t out_features, bool accumulate);
 
 // Sum over the records of the binary cross-entropy, computed from the logits
 // so that a saturated sigmoid never takes log(0).

@@ -124,7 +124,7 @@ private:
     void check_targets(ConstMatrixView<T> X, ConstMatrixView<T> Y) const;
     const T* forward(Workspace& ws, const T* X, std::size_t rows) const;
     double batch_loss(const Workspace& ws, const T* Y, std::size_t rows) const;
-    void backward(Workspace& ws, const T* X, const T* Y, std::size_t rows, T scale);
+    void backward(Workspace& ws, const T* X, const T* Y, std::size_t rows, T scale, bool accumulate);
     double accumulate_gradients(Workspace& ws, ConstMatrixView<T> X, ConstMatrixView<T> Y);
     Workspace& training_workspace(std::size_t capacity);
 

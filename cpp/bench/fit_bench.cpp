@@ -1,0 +1,70 @@
+// Microbenchmark of Network<T>::fit on the issue-6 workloads, in C++ (no
+// Python in the way): nanoseconds per SGD step, best and median of repeats.
+// Not a test and not the benchmark suite; built with -DCHAINRULE_BUILD_BENCH=ON.
+//   build/dev/cpp/bench/fit_bench [float|double] [W1,W2,...] [threads]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "chainrule/chainrule.hpp"
+
+using namespace chainrule;
+using A = Activation;
+
+struct Workload {
+    const char* name;
+    std::vector<std::size_t> sizes;
+    std::vector<Activation> activations;
+    Loss loss;
+    std::size_t batch, records;
+};
+
+template <typename T>
+void run(const Workload& w, int repeats) {
+    std::vector<T> X(w.records * w.sizes.front()), Y(w.records * w.sizes.back());
+    std::srand(1);
+    for (T& x : X) x = T(std::rand()) / T(RAND_MAX) * 2 - 1;
+    for (T& y : Y) y = std::rand() % 2 ? T(1) : T(0);
+    Network<T> net(w.sizes, w.activations, w.loss, 1);
+    FitOptions options;
+    options.batch_size = w.batch;
+    options.learning_rate = 0.01;
+    const std::size_t steps_per_epoch = (w.records + w.batch - 1) / w.batch;
+    // Epochs for about 0.1 s a repeat.
+    double flops = 0;
+    for (std::size_t l = 0; l + 1 < w.sizes.size(); ++l) flops += 6.0 * w.sizes[l] * w.sizes[l + 1] * w.batch;
+    options.epochs = std::max<std::size_t>(1, std::size_t(2e8 / (flops * steps_per_epoch) + 0.5));
+    std::vector<double> ns;
+    for (int r = 0; r < repeats; ++r) {
+        options.seed = r;
+        const auto t0 = std::chrono::steady_clock::now();
+        net.fit({X.data(), w.records, w.sizes.front()}, {Y.data(), w.records, w.sizes.back()}, options);
+        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        ns.push_back(dt * 1e9 / double(options.epochs * steps_per_epoch));
+    }
+    std::sort(ns.begin(), ns.end());
+    const double best = ns.front(), median = ns[ns.size() / 2];
+    std::printf("%-3s %-6s ns/step best %10.0f median %10.0f  samples/s best %10.4g median %10.4g\n", w.name,
+                sizeof(T) == 4 ? "float" : "double", best, median, w.batch * 1e9 / best, w.batch * 1e9 / median);
+}
+
+int main(int argc, char** argv) {
+    const std::string dtype = argc > 1 ? argv[1] : "float";
+    const std::string which = argc > 2 ? argv[2] : "W1,W2,W3,W4,W5";
+    if (argc > 3) set_num_threads(std::atoi(argv[3]));
+    const int repeats = argc > 4 ? std::atoi(argv[4]) : 9;
+    const Workload all[] = {
+        {"W1", {30, 1}, {A::sigmoid}, Loss::bce, 1, 20000},
+        {"W2", {30, 16, 1}, {A::sigmoid, A::sigmoid}, Loss::bce, 32, 20000},
+        {"W3", {10, 32, 1}, {A::sigmoid, A::identity}, Loss::mse, 32, 20000},
+        {"W4", {784, 256, 256, 10}, {A::sigmoid, A::sigmoid, A::sigmoid}, Loss::bce, 64, 6400},
+        {"W5", {1024, 4096, 4096, 16}, {A::sigmoid, A::sigmoid, A::sigmoid}, Loss::bce, 1024, 2048},
+    };
+    for (const Workload& w : all) {
+        if (which.find(w.name) == std::string::npos) continue;
+        if (dtype == "double") run<double>(w, repeats); else run<float>(w, repeats);
+    }
+}

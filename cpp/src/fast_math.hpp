@@ -1,0 +1,118 @@
+// exp and log1p for the ranges the kernels need, written without branches or
+// calls so that a loop over them vectorizes (`omp simd`); std::exp and
+// std::log1p are calls into libm, one element at a time. Both are accurate to
+// a few units in the last place (Cody-Waite reduction with Taylor/fdlibm
+// polynomials), far inside MATH.md's 1e-10 agreement in float64. The same
+// functions serve scalar and vector code, so a value never depends on which.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+namespace chainrule::detail {
+
+template <typename To, typename From>
+inline To bit_cast(From from) {
+    static_assert(sizeof(To) == sizeof(From), "bit_cast between types of one size");
+    To to;
+    std::memcpy(&to, &from, sizeof(To));
+    return to;
+}
+
+// e^x for x <= 0 (and NaN, which it returns). Exact limits: 1 at 0, 0 where
+// e^x rounds to 0 (x below about -745 in double, -104 in float); subnormal
+// results in between are kept.
+template <typename T>
+inline T exp_nonpositive(T x) {
+    static_assert(std::is_floating_point_v<T>, "float or double");
+    constexpr bool single = sizeof(T) == 4;
+    using Bits = std::conditional_t<single, std::int32_t, std::int64_t>;
+    constexpr int mantissa_bits = single ? 23 : 52;
+    // Round x / ln2 to the nearest integer n by adding 1.5 * 2^mantissa_bits:
+    // n then sits in the low bits of `shifted`.
+    constexpr T shifter = single ? T(12582912.0) : T(6755399441055744.0);
+    constexpr T log2e = T(1.4426950408889634);
+    constexpr T ln2_hi = single ? T(0.693145751953125) : T(0.6931471803691238);
+    constexpr T ln2_lo = single ? T(1.428606765330187e-06) : T(1.9082149292705877e-10);
+    constexpr T underflow = single ? T(-104.0) : T(-746.0);  // e^x rounds to 0 below these
+
+    const T xc = x < underflow ? underflow : x;  // keeps n in range; the select below gives 0
+    const T shifted = xc * log2e + shifter;
+    const T n = shifted - shifter;
+    const T r = (xc - n * ln2_hi) - n * ln2_lo;  // x = n ln2 + r, |r| <= ln2/2
+    // e^r by its Taylor series: 8 terms in float (error < 2^-26), 14 in double (< 2^-57).
+    T p;
+    if constexpr (single) {
+        p = T(1.0 / 5040);
+        p = p * r + T(1.0 / 720);
+        p = p * r + T(1.0 / 120);
+        p = p * r + T(1.0 / 24);
+        p = p * r + T(1.0 / 6);
+        p = p * r + T(0.5);
+        p = p * r + T(1);
+        p = p * r + T(1);
+    } else {
+        p = T(1.0 / 6227020800.0);
+        p = p * r + T(1.0 / 479001600.0);
+        p = p * r + T(1.0 / 39916800.0);
+        p = p * r + T(1.0 / 3628800.0);
+        p = p * r + T(1.0 / 362880.0);
+        p = p * r + T(1.0 / 40320.0);
+        p = p * r + T(1.0 / 5040.0);
+        p = p * r + T(1.0 / 720.0);
+        p = p * r + T(1.0 / 120.0);
+        p = p * r + T(1.0 / 24.0);
+        p = p * r + T(1.0 / 6.0);
+        p = p * r + T(0.5);
+        p = p * r + T(1);
+        p = p * r + T(1);
+    }
+    // 2^n in two factors 2^(n/2) 2^(n - n/2), each a normal number, so that
+    // subnormal results come out right.
+    // (Shifts on unsigned values: a left shift into the sign bit of a signed one is undefined.)
+    using UBits = std::make_unsigned_t<Bits>;
+    const Bits n_int = static_cast<Bits>(bit_cast<UBits>(shifted) << mantissa_bits) >> mantissa_bits;
+    const Bits half = n_int >> 1;
+    const UBits one = bit_cast<UBits>(T(1));
+    const T scale_a = bit_cast<T>(static_cast<UBits>(one + (static_cast<UBits>(half) << mantissa_bits)));
+    const T scale_b = bit_cast<T>(static_cast<UBits>(one + (static_cast<UBits>(n_int - half) << mantissa_bits)));
+    const T result = p * scale_a * scale_b;
+    return x < underflow ? T(0) : result;
+}
+
+// log(1 + e) for e in [0, 1], in double (fdlibm's log kernel): the
+// log(1 + e^{-|z|}) term of the binary cross-entropy.
+inline double log1p_unit(double e) {
+    // 1 + e = 2^k (1 + f) with 1 + f in [sqrt(2)/2, sqrt(2)]; f is exact for k = 0
+    // and within an ulp of it for k = 1.
+    const bool k = e > 0.41421356237309503;
+    const double f_half = (e - 1.0) * 0.5;  // computed either way: selects, no branches
+    const double f = k ? f_half : e;
+    const double s = f / (2.0 + f);
+    const double z = s * s;
+    const double R = z * (6.666666666666735130e-01 +
+                     z * (3.999999999940941908e-01 +
+                     z * (2.857142874366239149e-01 +
+                     z * (2.222219843214978396e-01 +
+                     z * (1.818357216161805012e-01 +
+                     z * (1.531383769920937332e-01 +
+                     z * 1.479819860511658591e-01))))));
+    const double hfsq = 0.5 * f * f;
+    const double log1pf = f - (hfsq - s * (hfsq + R));
+    const double with_ln2 = 0.6931471805599453 + log1pf;
+    return k ? with_ln2 : log1pf;
+}
+
+}  // namespace chainrule::detail
+
+// Compiles the function it marks twice, for x86-64-v3 (AVX2 + FMA) and for the
+// baseline, and picks one at load time from the CPU (GCC/Clang ifunc on ELF);
+// the default build stays portable. Elsewhere: one baseline copy. The FMA copy
+// rounds differently from the baseline one, so results are reproducible per
+// machine, not across machines with and without AVX2.
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__ELF__) && !defined(CHAINRULE_NO_TARGET_CLONES)
+#define CHAINRULE_TARGET_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define CHAINRULE_TARGET_CLONES
+#endif

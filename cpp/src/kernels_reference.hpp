@@ -1,0 +1,21 @@
+// The naive twins of the optimized kernels: the plainest loops that compute
+// MATH.md's equations, kept as the reference the fast kernels are tested
+// against (cpp/tests/test_kernels.cpp). Not used by the network.
+#pragma once
+
+#include <cstddef>
+
+namespace chainrule::reference {
+
+// out (B, OC) = inp (B, C) @ weight^T (OC, C) + bias (OC)
+template <typename T>
+void linear_forward(T* out, const T* inp, const T* weight, const T* bias, std::size_t num_records,
+                    std::size_t in_features, std::size_t out_features);
+
+// dweight (OC, C) (+)= dout^T @ inp, dbias (OC) (+)= column sums of dout,
+// dinp (B, C) = dout @ weight when dinp is not null.
+template <typename T>
+void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                     std::size_t num_records, std::size_t in_features, std::size_t out_features, bool accumulate);
+
+}  // namespace chainrule::reference
