@@ -184,3 +184,41 @@ def test_ctrl_c_stops_fit_with_keyboard_interrupt():
         if child.poll() is None:
             child.kill()
     assert out.split() == ["interrupted", "finite", "usable"]
+
+
+def test_set_num_threads_round_trips_and_refuses_bad_counts():
+    original = cr.get_num_threads()
+    assert original >= 1
+    try:
+        for n in (1, 2):
+            cr.set_num_threads(n)
+            assert cr.get_num_threads() == n
+        with pytest.raises(ValueError, match="n must be >= 1"):
+            cr.set_num_threads(0)
+        with pytest.raises(TypeError, match="n must be an integer"):
+            cr.set_num_threads(1.5)
+        assert cr.get_num_threads() == 2  # unchanged by the refused calls
+    finally:
+        cr.set_num_threads(original)
+
+
+def test_one_and_two_threads_train_alike():
+    # Large enough for the GEMM library to split the work between threads.
+    X, y = make_data(512, 256, seed=10)
+    runs = []
+    original = cr.get_num_threads()
+    try:
+        for n in (1, 2, 1):
+            cr.set_num_threads(n)
+            net = cr.Network([256, 128, 1], seed=11)
+            history = net.fit(X, y, epochs=2, lr=0.1, batch_size=128, seed=12)
+            runs.append((history, [w.copy() for w in net.weights]))
+    finally:
+        cr.set_num_threads(original)
+    # The same thread count repeats bit for bit; another count may round
+    # differently in the last bits (the GEMM library splits sums by thread).
+    assert np.array_equal(runs[0][0], runs[2][0])
+    assert all(np.array_equal(a, b) for a, b in zip(runs[0][1], runs[2][1]))
+    np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-12)
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
