@@ -8,6 +8,7 @@
 #include <numeric>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "chainrule/errors.hpp"
@@ -499,10 +500,14 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
                                               options.learning_rate, ")"));
             }
             epoch_loss += loss;
-            if (check_interrupt && ++steps_since_poll >= steps_per_poll) {
+            if (++steps_since_poll >= steps_per_poll) {  // a window for readers, and for Ctrl-C
                 steps_since_poll = 0;
                 writing.unlock();
-                check_interrupt();  // may throw: the last completed step stands
+                if (check_interrupt) {
+                    check_interrupt();  // may throw: the last completed step stands
+                } else {
+                    std::this_thread::yield();  // let a waiting reader take the lock first
+                }
                 writing.lock();
             }
         }

@@ -1,9 +1,11 @@
 // Network<T> against central differences, its own invariants, and bad arguments.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <new>
+#include <thread>
 #include <vector>
 
 #include "chainrule/chainrule.hpp"
@@ -247,6 +249,39 @@ TEST(interrupt_leaves_the_last_completed_step) {
     CHECK(std::equal(net.params(), net.params() + net.num_params(), replay.params()));
     // The network stays usable: the training lock was released.
     CHECK(net.fit({X.data(), 8, n}, {Y.data(), 8, 1}, options).size() == options.epochs);
+}
+
+TEST(predict_gets_in_while_fit_runs_without_an_interrupt_check) {
+    // One long epoch, no callback and no interrupt check: fit still opens a
+    // window for readers between steps, so a predict from another thread
+    // waits for a step, not for the epoch. Measured as a fraction of the
+    // fit's own time, so a slow machine or a sanitizer build changes nothing.
+    using clock = std::chrono::steady_clock;
+    const std::size_t n = 256, records = 8192;
+    const auto X = random_matrix<double>(records, n, 16, -1, 1);
+    const auto Y = random_matrix<double>(records, 1, 17, 0, 1);
+    Network<double> net({n, n, 1}, {Activation::sigmoid, Activation::sigmoid}, Loss::bce, 6);
+    FitOptions options;
+    options.epochs = 1;
+    options.batch_size = 1;
+    options.learning_rate = 0.01;
+    std::atomic<bool> started{false};
+    clock::duration fit_time{};
+    std::thread trainer([&] {
+        const auto start = clock::now();
+        started = true;
+        net.fit({X.data(), records, n}, {Y.data(), records, 1}, options);
+        fit_time = clock::now() - start;
+    });
+    while (!started) std::this_thread::yield();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    double out[4];
+    const auto start = clock::now();
+    net.predict({out, 4, 1}, {X.data(), 4, n});
+    const auto predict_time = clock::now() - start;
+    trainer.join();
+    CHECK(predict_time * 4 < fit_time);
+    CHECK(std::all_of(out, out + 4, [](double a) { return std::isfinite(a); }));
 }
 
 TEST_MAIN()
