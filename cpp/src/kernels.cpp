@@ -74,6 +74,9 @@ CHAINRULE_TARGET_CLONES void activation_forward(T* out, const T* inp, std::size_
 #pragma omp simd
             for (std::size_t i = 0; i < n; ++i) out[i] = inp[i] > T(0) ? inp[i] : T(0);
             break;
+        case Activation::softmax:  // row-wise, not elementwise: the network calls softmax_forward
+            assert(false && "softmax is row-wise: use softmax_forward");
+            break;
     }
 }
 
@@ -94,6 +97,9 @@ CHAINRULE_TARGET_CLONES void activation_backward(T* dinp, const T* dout, const T
         case Activation::relu:  // relu'(z) = 1 if a > 0 else 0
 #pragma omp simd
             for (std::size_t i = 0; i < n; ++i) dinp[i] = out[i] > T(0) ? dout[i] : T(0);
+            break;
+        case Activation::softmax:  // its Jacobian is not diagonal: only the fused cce_backward applies it
+            assert(false && "softmax has no elementwise derivative: use cce_backward");
             break;
     }
 }

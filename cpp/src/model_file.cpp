@@ -208,6 +208,8 @@ ModelHeader read_header(Reader& in) {
     if (h.loss == Loss::bce && h.activations.back() != Activation::sigmoid) {
         in.invalid("the bce loss needs a sigmoid output");
     }
+    const std::string softmax_problem = softmax_pairing_problem(h.activations, h.loss, h.layer_sizes.back());
+    if (!softmax_problem.empty()) in.invalid("its layers break the softmax rules (" + softmax_problem + ")");
     h.num_params = in.u64("parameter count");
     std::uint64_t expected = 0;
     for (std::uint32_t l = 0; l < num_layers; ++l) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <sstream>
 #include <string>
@@ -59,6 +60,31 @@ void prefetch_rows(ConstMatrixView<T> m, const std::size_t* rows, std::size_t co
 #else
     (void)m, (void)rows, (void)count;
 #endif
+}
+
+// Targets of the cce loss: each row a probability distribution (one-hot or
+// soft labels), every value in [0, 1] and each row summing to 1 within
+// sqrt(machine epsilon) of T (1.5e-8 for double, 3.5e-4 for float), summed in
+// double. The fused delta A - Y of cce_backward needs the sum to be 1.
+template <typename T>
+void check_distribution_targets(ConstMatrixView<T> Y) {
+    const double tolerance = std::sqrt(static_cast<double>(std::numeric_limits<T>::epsilon()));
+    for (std::size_t r = 0; r < Y.rows; ++r) {
+        const T* y = Y.row(r);
+        double sum = 0.0;
+        for (std::size_t k = 0; k < Y.cols; ++k) {
+            if (y[k] < T(0) || y[k] > T(1)) {
+                throw std::invalid_argument(concat("y holds ", y[k], " at record ", r, ", output ", k,
+                                                   "; targets of the cce loss must lie in [0, 1]"));
+            }
+            sum += static_cast<double>(y[k]);
+        }
+        if (std::abs(sum - 1.0) > tolerance) {
+            throw std::invalid_argument(concat("y at record ", r, " sums to ", sum, "; targets of the cce loss "
+                                               "must sum to 1 over the outputs of each record (within ", tolerance,
+                                               "): one-hot or soft labels"));
+        }
+    }
 }
 
 template <typename T>
@@ -135,6 +161,8 @@ Network<T>::Network(std::vector<std::size_t> layer_sizes, std::vector<Activation
         throw std::invalid_argument(concat("activations: expected ", num_layers, " (one per layer), got ",
                                            activations_.size()));
     }
+    const std::string softmax_problem = softmax_pairing_problem(activations_, loss_, layer_sizes_.back());
+    if (!softmax_problem.empty()) throw std::invalid_argument(softmax_problem);
     if (loss_ == Loss::bce && activations_.back() != Activation::sigmoid) {
         throw std::invalid_argument(concat("loss: 'bce' needs a sigmoid output, but the output activation is '",
                                            activation_name(activations_.back()),
@@ -258,6 +286,7 @@ void Network<T>::check_targets(ConstMatrixView<T> X, ConstMatrixView<T> Y) const
             }
         }
     }
+    if (loss_ == Loss::cce) check_distribution_targets(Y);
 }
 
 template <typename T>
@@ -270,7 +299,11 @@ const T* Network<T>::forward(Workspace& ws, const T* X, std::size_t rows) const 
         T* a = ws.output(l);
         T* z = l == last ? ws.logits.data() : a;  // Z_L is kept for the BCE; hidden Z_l become A_l in place
         linear_forward(z, inp, p.weight, p.bias, rows, p.in_features, p.out_features);
-        activation_forward(a, z, rows * p.out_features, activations_[l]);
+        if (activations_[l] == Activation::softmax) {
+            softmax_forward(a, z, rows, p.out_features);  // row-wise: the output layer only
+        } else {
+            activation_forward(a, z, rows * p.out_features, activations_[l]);
+        }
         inp = a;
     }
     return inp;
@@ -279,6 +312,7 @@ const T* Network<T>::forward(Workspace& ws, const T* X, std::size_t rows) const 
 template <typename T>
 double Network<T>::batch_loss(const Workspace& ws, const T* Y, std::size_t rows) const {
     if (loss_ == Loss::bce) return bce_forward(ws.logits.data(), Y, rows, num_outputs());
+    if (loss_ == Loss::cce) return cce_forward(ws.logits.data(), Y, rows, num_outputs());
     return mse_forward(ws.outputs.data() + ws.output_offset.back(), Y, rows, num_outputs());
 }
 
@@ -292,6 +326,8 @@ void Network<T>::backward(Workspace& ws, const T* X, const T* Y, std::size_t row
     const T* out = ws.output(last);
     if (loss_ == Loss::bce) {
         bce_backward(delta, out, Y, n, scale);  // sigmoid + BCE (the constructor enforces the pair)
+    } else if (loss_ == Loss::cce) {
+        cce_backward(delta, out, Y, n, scale);  // softmax + CCE, rows of Y summing to 1 (check_targets)
     } else {
         mse_backward(delta, out, Y, n, scale);                       // dA_L = 2 (A_L - Y)
         activation_backward(delta, delta, out, n, activations_[last]);  // dZ_L = dA_L * f'(Z_L)

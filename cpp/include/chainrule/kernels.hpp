@@ -70,6 +70,27 @@ double mse_forward(const T* out, const T* targets, std::size_t num_records, std:
 template <typename T>
 void mse_backward(T* dout, const T* out, const T* targets, std::size_t n, T scale);
 
+// out (B, K) = softmax of each row of inp (B, K), stable: the row's maximum
+// is subtracted before exponentiating. Row-wise, so not an activation_forward
+// case; out may equal inp. (chainrule's extension of MATH.md; docs/math.md.)
+//   docs/math.md: a_k = e^{z_k - m} / sum_j e^{z_j - m},  m = max_j z_j
+template <typename T>
+void softmax_forward(T* out, const T* inp, std::size_t num_records, std::size_t num_outputs);
+
+// Sum over the records of the categorical cross-entropy, computed from the
+// logits with log-sum-exp so that a softmax output rounded to 0 never takes log(0).
+//   docs/math.md: L = - sum_k y_k log a_k = sum_k y_k (lse(z) - z_k)
+template <typename T>
+double cce_forward(const T* logits, const T* targets, std::size_t num_records, std::size_t num_outputs);
+
+// Fused output delta of a softmax output with CCE: dlogits = scale (A - Y).
+// Valid for that pair only, with each target row summing to 1 (the network
+// checks it): the softmax Jacobian a_j ([j = k] - a_k) times dL/da_k = -y_k / a_k
+// sums to a_j sum_k y_k - y_j.
+//   docs/math.md: dZ_L = A_L - Y   (CCE + softmax)
+template <typename T>
+void cce_backward(T* dlogits, const T* out, const T* targets, std::size_t n, T scale);
+
 // One SGD update of a flat parameter buffer: params -= lr * grads.
 // Checks first that every updated value is finite; if one is not, nothing is
 // written and the function returns false.
