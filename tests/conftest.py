@@ -8,8 +8,8 @@ import pytest
 def make_data():
     """make_data(num_records, num_features, num_outputs, loss, dtype="float64", seed=0) -> (X, Y).
 
-    X is standard normal; Y holds 0/1 labels for 'bce' and standard normal
-    targets for 'mse'. Both C-contiguous of `dtype`, as chainrule requires.
+    X is standard normal; Y holds 0/1 labels for 'bce', one-hot rows for
+    'cce' and standard normal targets for 'mse'. Both C-contiguous of `dtype`, as chainrule requires.
     """
 
     def make(num_records, num_features, num_outputs, loss, dtype="float64", seed=0):
@@ -17,6 +17,8 @@ def make_data():
         X = rng.standard_normal((num_records, num_features))
         if loss == "bce":
             Y = (rng.random((num_records, num_outputs)) < 0.5).astype(np.float64)
+        elif loss == "cce":
+            Y = np.eye(num_outputs)[rng.integers(0, num_outputs, num_records)]
         else:
             Y = rng.standard_normal((num_records, num_outputs))
         return np.ascontiguousarray(X, dtype=dtype), np.ascontiguousarray(Y, dtype=dtype)

@@ -4,7 +4,9 @@ Written from the equations, not from the C++ core, so that agreement between
 the two means something. Everything is computed in float64 whatever dtype the
 inputs have. Parameters are ``[(W_1, b_1), ..., (W_L, b_L)]`` with ``W_l`` of
 shape ``(n_l, n_{l-1})`` and ``b_l`` of shape ``(n_l,)``; ``activations`` names
-the activation of each layer, the output's last; ``loss`` is 'bce' or 'mse'.
+the activation of each layer, the output's last; ``loss`` is 'bce', 'mse' or
+'cce'. Softmax + categorical cross-entropy is chainrule's extension of MATH.md,
+written here from docs/math.md ("Softmax and categorical cross-entropy").
 Arrays are ``X (B, n_0)`` and ``Y (B, n_L)``, one record per row.
 """
 
@@ -37,6 +39,27 @@ DERIVATIVES = {
     "tanh": lambda a: 1.0 - a * a,                # 1 - a^2
     "relu": lambda a: (a > 0).astype(np.float64),  # 1 if a > 0 else 0
 }
+
+
+def softmax(Z):
+    """Z (B, K) -> A (B, K), each row a_k = e^{z_k - m} / sum_j e^{z_j - m} with m the row maximum.
+
+    Row-wise, not elementwise: it is the output activation of the 'cce' loss
+    only, and has no entry in DERIVATIVES (its Jacobian is not diagonal).
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    E = np.exp(Z - Z.max(axis=1, keepdims=True))
+    return E / E.sum(axis=1, keepdims=True)
+
+
+ACTIVATIONS["softmax"] = softmax
+
+
+def log_softmax(Z):
+    """Z (B, K) -> log A (B, K) = z_k - lse(z), lse(z) = m + log sum_j e^{z_j - m}: never log(0)."""
+    Z = np.asarray(Z, dtype=np.float64)
+    m = Z.max(axis=1, keepdims=True)
+    return Z - (m + np.log(np.exp(Z - m).sum(axis=1, keepdims=True)))
 
 
 def _as_float64(params, X, Y=None):
@@ -86,6 +109,8 @@ def record_losses(Z_L, A_L, Y, loss):
         return np.sum(np.maximum(Z_L, 0.0) - Z_L * Y + np.log1p(np.exp(-np.abs(Z_L))), axis=1)
     if loss == "mse":
         return np.sum((A_L - Y) ** 2, axis=1)
+    if loss == "cce":  # L = - sum_k y_k log a_k, log a from the logits
+        return -np.sum(Y * log_softmax(Z_L), axis=1)
     raise ValueError(f"unknown loss {loss!r}")
 
 
@@ -112,6 +137,13 @@ def output_delta(A_L, Y, activation, loss):
         return A_L - Y
     if loss == "mse":
         return 2.0 * (A_L - Y) * DERIVATIVES[activation](A_L)  # f' = 1 for identity
+    if loss == "cce":
+        if activation != "softmax":
+            raise ValueError("CCE needs a softmax output")
+        # The chain rule through the softmax Jacobian da_k/dz_j = a_k ([j = k] - a_j)
+        # and dL/da_k = -y_k / a_k, summed in closed form: dZ_j = a_j sum_k y_k - y_j
+        # (the A - Y of chainrule's fused delta only where rows sum to 1).
+        return A_L * Y.sum(axis=1, keepdims=True) - Y
     raise ValueError(f"unknown loss {loss!r}")
 
 

@@ -487,3 +487,71 @@ def test_a_diverging_first_step_leaves_the_parameters_unchanged(case, method, dt
     with pytest.raises(cr.DivergenceError, match=r"diverge|non-finite|not finite"):
         call(net, method, X, y, lr=lr)
     assert_unchanged(net, before)
+
+
+# -- softmax + cce: only together, only at the output, targets that are distributions --------
+
+SOFTMAX_PAIRINGS = {
+    "softmax-with-bce": ({"output": "softmax", "loss": "bce"}, "output"),
+    "softmax-with-mse": ({"output": "softmax", "loss": "mse"}, "output"),
+    "cce-with-sigmoid": ({"output": "sigmoid", "loss": "cce"}, "loss"),
+    "cce-with-identity": ({"output": "identity", "loss": "cce"}, "loss"),
+    "softmax-hidden": ({"activation": "softmax", "output": "softmax", "loss": "cce"}, "activation"),
+    "softmax-in-hidden-list": ({"activation": ["tanh", "softmax"], "output": "softmax", "loss": "cce"},
+                               "activation"),
+}
+
+
+@pytest.mark.parametrize("case", list(SOFTMAX_PAIRINGS))
+def test_softmax_and_cce_only_together_at_the_output(case):
+    kwargs, argument = SOFTMAX_PAIRINGS[case]
+    sizes = [3, 4, 4, 2] if isinstance(kwargs.get("activation"), list) else [3, 4, 2]
+    with pytest.raises(ValueError, match=names(argument)) as raised:
+        cr.Network(sizes, seed=0, **kwargs)
+    message = str(raised.value)
+    assert "softmax" in message and ("cce" in message or "output" in message)
+
+
+def test_softmax_over_a_single_output_is_refused():
+    with pytest.raises(ValueError, match=names("output")):
+        cr.Network([3, 1], output="softmax", loss="cce", seed=0)
+
+
+def make_softmax_network(dtype):
+    return cr.Network([NUM_INPUTS, 5, 3], activation="tanh", output="softmax", loss="cce", dtype=dtype, seed=0)
+
+
+CCE_TARGETS = {
+    "row-sums-to-0.9": ([[0.0, 0.9, 0.0]], "sums to"),
+    "row-sums-to-2": ([[1.0, 1.0, 0.0]], "sums to"),
+    "all-zero-row": ([[0.0, 0.0, 0.0]], "sums to"),
+    "negative-value": ([[-0.5, 1.5, 0.0]], r"\[0, 1\]"),
+    "above-one": ([[1.5, -0.25, -0.25]], r"\[0, 1\]"),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", TARGET_METHODS)
+@pytest.mark.parametrize("case", list(CCE_TARGETS))
+def test_cce_targets_that_are_not_distributions_are_refused(case, method, dtype):
+    net = make_softmax_network(dtype)
+    before = snapshot(net)
+    X, _ = make_data(dtype)
+    y = np.ascontiguousarray(np.tile(np.eye(3)[0], (NUM_RECORDS, 1)), dtype=dtype)
+    bad_row, message = CCE_TARGETS[case]
+    y[NUM_RECORDS - 1] = bad_row[0]
+    with pytest.raises(ValueError, match=message) as raised:
+        call(net, method, X, y)
+    assert re.search(names("y"), str(raised.value)) and "record 5" in str(raised.value)
+    assert_unchanged(net, before)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cce_accepts_soft_labels_within_the_tolerance(dtype):
+    """Rows summing to 1 up to rounding in the dtype (here: normalised in float64, then cast)."""
+    net = make_softmax_network(dtype)
+    X, _ = make_data(dtype)
+    P = np.random.default_rng(3).random((NUM_RECORDS, 3)) + 0.01
+    y = np.ascontiguousarray(P / P.sum(axis=1, keepdims=True), dtype=dtype)
+    assert np.isfinite(net.cost(X, y))
+    net.fit(X, y, epochs=2, lr=0.1, batch_size=4, seed=0)

@@ -170,3 +170,44 @@ def test_single_record_batch(make_data, copy_params, dtype):
     net = cr.Network([3, 4, 2], activation="tanh", output="identity", loss="mse", dtype=dtype, seed=31)
     X, Y = make_data(1, 3, 2, "mse", dtype=dtype, seed=32)
     _check(net, copy_params, X, Y)
+
+
+# -- softmax + categorical cross-entropy (chainrule's extension, docs/math.md) --
+
+SOFTMAX_ARCHITECTURES = {
+    "depth1": [4, 3],
+    "depth2": [4, 6, 3],
+    "depth3": [4, 6, 5, 3],
+    "depth4": [5, 7, 6, 4, 3],
+}
+
+SOFTMAX_CASES = [
+    pytest.param(sizes, activation, dtype, id=f"{name}-{activation}-softmax-cce-{dtype}")
+    for dtype in ["float64", "float32"]
+    for activation in ACTIVATIONS
+    for name, sizes in SOFTMAX_ARCHITECTURES.items()
+    if not (name == "depth1" and activation != "sigmoid")  # no hidden layer: tested once
+]
+
+
+@pytest.mark.parametrize("layer_sizes, activation, dtype", SOFTMAX_CASES)
+def test_softmax_cce_gradients_match_central_differences(make_data, copy_params, layer_sizes, activation, dtype):
+    """One-hot targets; the fused delta A - Y against the cost's own differences."""
+    net = cr.Network(layer_sizes, activation=activation, output="softmax", loss="cce", dtype=dtype, seed=5)
+    num_records = 10
+    X, Y = make_data(200, layer_sizes[0], layer_sizes[-1], "cce", dtype=dtype, seed=6)
+    if "relu" in net.activations:
+        X, Y = _keep_away_from_relu_kinks(net, copy_params, X, Y, RELU_MARGIN[dtype], num_records)
+    else:
+        X, Y = X[:num_records].copy(), Y[:num_records].copy()
+    _check(net, copy_params, X, Y)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_softmax_cce_with_soft_labels(make_data, copy_params, dtype):
+    """Soft labels (rows of a distribution, not one-hot) take the same fused delta."""
+    net = cr.Network([4, 6, 3], activation="tanh", output="softmax", loss="cce", dtype=dtype, seed=7)
+    X, _ = make_data(12, 4, 3, "cce", dtype=dtype, seed=8)
+    P = np.random.default_rng(9).random((12, 3)) + 0.05
+    Y = np.ascontiguousarray(P / P.sum(axis=1, keepdims=True), dtype=dtype)
+    _check(net, copy_params, X, Y)

@@ -28,14 +28,15 @@ import chainrule as cr
 
 MAGIC = b"CHAINRUL"
 VERSION = 1
-LOSS_CODES = {"bce": 0, "mse": 1}
-ACTIVATION_CODES = {"sigmoid": 0, "identity": 1, "tanh": 2, "relu": 3}
+LOSS_CODES = {"bce": 0, "mse": 1, "cce": 2}
+ACTIVATION_CODES = {"sigmoid": 0, "identity": 1, "tanh": 2, "relu": 3, "softmax": 4}
 DTYPES = ["float32", "float64"]
 
 ARCHITECTURES = {
     "tanh-sigmoid-bce": ([2, 3, 1], "tanh", "sigmoid", "bce"),
     "mixed-identity-mse": ([4, 5, 3, 2], ["relu", "sigmoid"], "identity", "mse"),
     "no-hidden-relu-mse": ([3, 2], [], "relu", "mse"),
+    "relu-softmax-cce": ([3, 4, 3], "relu", "softmax", "cce"),
 }
 
 
@@ -94,6 +95,8 @@ def trained_network(name, dtype):
     rng = np.random.default_rng(4)
     X = np.ascontiguousarray(rng.standard_normal((16, net.layer_sizes[0])), dtype=dtype)
     y = np.ascontiguousarray(rng.random((16, net.layer_sizes[-1])) < 0.5, dtype=dtype)
+    if net.loss == "cce":  # one-hot rows
+        y = np.ascontiguousarray(np.eye(net.layer_sizes[-1])[rng.integers(0, net.layer_sizes[-1], 16)], dtype=dtype)
     net.fit(X, y, epochs=2, lr=0.1, batch_size=5, seed=0)
     assert all(np.any(b) for b in net.biases)
     return net, X
@@ -460,6 +463,13 @@ LYING_HEADERS = {
     "activation-code-4": lambda: lying_header(activation_codes=[4, 1]),
     "activation-code-max": lambda: lying_header(activation_codes=[2, 2**32 - 1]),
     "bce-with-identity-output": lambda: lying_header(loss_code=LOSS_CODES["bce"], activation_codes=[2, 1]),
+    "loss-code-3": lambda: lying_header(loss_code=3),
+    "activation-code-5": lambda: lying_header(activation_codes=[5, 1]),
+    "cce-with-identity-output": lambda: lying_header(loss_code=LOSS_CODES["cce"], activation_codes=[2, 1]),
+    "softmax-output-with-mse": lambda: lying_header(layer_sizes=[2, 3, 2], activation_codes=[2, 4]),
+    "softmax-in-a-hidden-layer": lambda: lying_header(loss_code=LOSS_CODES["cce"], layer_sizes=[2, 3, 2],
+                                                      activation_codes=[4, 4]),
+    "softmax-over-one-output": lambda: lying_header(loss_code=LOSS_CODES["cce"], activation_codes=[2, 4]),
 }
 
 
@@ -489,3 +499,13 @@ def test_consistent_huge_header_with_short_body_is_truncated(tmp_path, dtype):
     with pytest.raises(cr.ModelFormatError):
         cr.Network.load(path)
     assert peak_rss_bytes() - peak_before < 64 * 2**20
+
+
+@pytest.mark.parametrize("case", ["cce-with-identity-output", "softmax-output-with-mse", "softmax-in-a-hidden-layer",
+                                  "softmax-over-one-output"])
+def test_model_file_breaking_the_softmax_rules_is_refused(tmp_path, case):
+    """The constructor's softmax rules hold for files too: a ModelFormatError that says so."""
+    path = tmp_path / "bad.crnn"
+    path.write_bytes(LYING_HEADERS[case]())
+    with pytest.raises(cr.ModelFormatError, match="softmax"):
+        cr.Network.load(path)

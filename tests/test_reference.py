@@ -24,6 +24,11 @@ MODELS = {
     "relu-tanh-mse": ([3, 8, 1], "relu", "tanh", "mse"),
     "relu-relu-relu-relu-mse": ([5, 7, 6, 4, 3], "relu", "relu", "mse"),
     "mixed-identity-mse": ([5, 6, 5, 4, 2], ["tanh", "relu", "sigmoid"], "identity", "mse"),
+    # softmax + CCE, chainrule's extension of MATH.md (docs/math.md), depth 1 to 4
+    "softmax-regression-cce": ([3, 4], "sigmoid", "softmax", "cce"),
+    "tanh-softmax-cce": ([4, 6, 3], "tanh", "softmax", "cce"),
+    "relu-sigmoid-softmax-cce": ([5, 8, 6, 3], ["relu", "sigmoid"], "softmax", "cce"),
+    "relu-relu-relu-softmax-cce": ([5, 7, 6, 4, 3], "relu", "softmax", "cce"),
 }
 MODEL_PARAMS = [pytest.param(*model, id=name) for name, model in MODELS.items()]
 
@@ -227,3 +232,23 @@ def test_one_dimensional_y_is_the_same_as_a_column(make_data, copy_params, loss,
         fresh = _network([3, 4, 1], "tanh", output, loss)
         _assert_close(fresh.fit(X, y, epochs=1, lr=0.1, batch_size=4, shuffle=False), expected_costs,
                       FLOAT64_TOLERANCE, "per-epoch costs")
+
+
+def test_saturated_softmax_and_cce_stay_finite(copy_params):
+    """Logits 1000 apart: the target's probability rounds to exactly 0, and the
+    CCE, taken from the logits by log-sum-exp, is the finite gap the reference gives."""
+    net = _network([1, 3], "sigmoid", "softmax", "cce")
+    net.weights[0][:] = np.array([[1000.0], [0.0], [-1000.0]])
+    net.biases[0][:] = 0.0
+    X = np.array([[1.0], [-1.0]])
+    Y = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+        expected = reference.cost(copy_params(net), net.activations, "cce", X, Y)
+    predictions = net.predict(X)
+    assert predictions[0, 0] == 1.0 and predictions[0, 2] == 0.0 and np.all(np.isfinite(predictions))
+    assert np.isfinite(net.cost(X, Y))
+    _assert_close(net.cost(X, Y), expected, FLOAT64_TOLERANCE, "cost")  # (2000 + 2000) / 2
+    for (dW, db), (dW_ref, db_ref) in zip(net.gradients(X, Y),
+                                          reference.gradients(copy_params(net), net.activations, "cce", X, Y)):
+        _assert_close(dW, dW_ref, FLOAT64_TOLERANCE, "dW")
+        _assert_close(db, db_ref, FLOAT64_TOLERANCE, "db")

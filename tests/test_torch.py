@@ -19,6 +19,7 @@ TORCH_ACTIVATIONS = {
     "identity": lambda z: z,
     "tanh": torch.tanh,
     "relu": torch.relu,  # gradient 0 at z == 0, as MATH.md's "1 if a > 0 else 0"
+    "softmax": lambda z: torch.softmax(z, dim=1),  # row-wise; chainrule's extension (docs/math.md)
 }
 
 
@@ -34,6 +35,8 @@ def torch_cost_and_gradients(params, activations, loss, X, Y, dtype):
         A = TORCH_ACTIVATIONS[name](Z)
     if loss == "bce":  # from the logits Z_L; sum over outputs, mean over records
         cost = F.binary_cross_entropy_with_logits(Z, Y, reduction="sum") / num_records
+    elif loss == "cce":  # from the logits, with probability targets (one-hot or soft)
+        cost = F.cross_entropy(Z, Y, reduction="sum") / num_records
     else:
         cost = F.mse_loss(A, Y, reduction="sum") / num_records
     cost.backward()
@@ -79,3 +82,22 @@ def test_float32_gradients_match_autograd(make_data, copy_params):
                      seed=45)
     X, Y = make_data(21, 5, 2, "bce", dtype="float32", seed=46)
     _compare(net, copy_params, X, Y, torch.float32, tolerance=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("layer_sizes", [[4, 3], [5, 7, 3], [5, 7, 6, 4], [5, 7, 6, 4, 3]],
+                         ids=["depth1", "depth2", "depth3", "depth4"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_softmax_cce_gradients_match_autograd(make_data, copy_params, activation, layer_sizes, dtype):
+    """softmax + CCE against torch's cross_entropy from the logits, one-hot targets."""
+    net = cr.Network(layer_sizes, activation=activation, output="softmax", loss="cce", dtype=dtype, seed=47)
+    X, Y = make_data(17, layer_sizes[0], layer_sizes[-1], "cce", dtype=dtype, seed=48)
+    tolerance, torch_dtype = (1e-10, torch.float64) if dtype == "float64" else (1e-4, torch.float32)
+    _compare(net, copy_params, X, Y, torch_dtype, tolerance)
+
+
+def test_softmax_cce_with_soft_labels_matches_autograd(make_data, copy_params):
+    net = cr.Network([4, 6, 3], activation="tanh", output="softmax", loss="cce", dtype="float64", seed=49)
+    X, _ = make_data(11, 4, 3, "cce", seed=50)
+    P = np.random.default_rng(51).random((11, 3)) + 0.05
+    _compare(net, copy_params, X, np.ascontiguousarray(P / P.sum(axis=1, keepdims=True)), torch.float64, 1e-10)
