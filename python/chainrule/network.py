@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from . import _core
+from ._progress import EpochProgress
 
 __all__ = ["Network"]
 
@@ -83,10 +84,13 @@ class Network:
         Activation of the hidden layers ('sigmoid', 'identity', 'tanh',
         'relu'), or one name per hidden layer.
     output : str
-        Activation of the output layer.
-    loss : {'bce', 'mse'}
-        Binary cross-entropy (needs a sigmoid output) or squared error,
-        summed over the outputs of a record; the cost is the mean over records.
+        Activation of the output layer: one of those, or 'softmax' (row-wise,
+        only with loss='cce', over at least 2 outputs).
+    loss : {'bce', 'mse', 'cce'}
+        Binary cross-entropy (needs a sigmoid output), squared error, or
+        categorical cross-entropy (needs a softmax output and targets whose
+        rows sum to 1), summed over the outputs of a record; the cost is the
+        mean over records.
     dtype : {'float32', 'float64'}
         The dtype of the parameters and of every array passed in.
     seed : int or None
@@ -193,7 +197,7 @@ class Network:
         return self._core.sgd_step(X, y, _real("lr", lr))
 
     def fit(self, X, y, epochs=10, lr=0.1, batch_size=32, shuffle=True, seed=None, tol=None,
-            n_iter_no_change=10, callback=None) -> np.ndarray:
+            n_iter_no_change=10, callback=None, progress=False) -> np.ndarray:
         """Train by mini-batch SGD; return the cost of each epoch run.
 
         The whole loop runs in C++ with the GIL released. Each epoch's cost is
@@ -203,17 +207,35 @@ class Network:
         without it, in order. With ``tol``, training stops once the cost has
         not improved by ``tol`` for ``n_iter_no_change`` epochs in a row.
         ``callback(epoch, cost)`` is called after each epoch; returning False
-        stops training. If training diverges (a non-finite cost or parameter),
+        stops training. ``progress`` reports each epoch's cost as it ends:
+        ``True`` draws a tqdm bar when tqdm is installed and prints one line
+        per epoch otherwise, ``"bar"`` insists on tqdm, ``"lines"`` always
+        prints lines; the costs reported are those returned. If training diverges (a non-finite cost or parameter),
         :class:`DivergenceError` is raised and the parameters hold their values
         from before the offending step.
         """
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
+        if progress not in (False, True, "bar", "lines"):
+            raise ValueError(f"progress must be False, True, 'bar' or 'lines', got {progress!r}")
         if tol is not None:
             tol = _real("tol", tol)
         batch_size = min(_integer("batch_size", batch_size, 1), _INT64_MAX)  # clipped to the records anyway
-        return self._core.fit(X, y, _count("epochs", epochs, 0), _real("lr", lr), batch_size, bool(shuffle),
-                              _seed("seed", seed), tol, _count("n_iter_no_change", n_iter_no_change, 1), callback)
+        epochs = _count("epochs", epochs, 0)
+        arguments = (_real("lr", lr), batch_size, bool(shuffle), _seed("seed", seed), tol,
+                     _count("n_iter_no_change", n_iter_no_change, 1))
+        if not progress:
+            return self._core.fit(X, y, epochs, *arguments, callback)
+        reporter = EpochProgress(epochs, bar={True: None, "bar": True, "lines": False}[progress])
+
+        def report_then_call(epoch, cost):
+            reporter.update(epoch, cost)
+            return True if callback is None else callback(epoch, cost)
+
+        try:
+            return self._core.fit(X, y, epochs, *arguments, report_then_call)
+        finally:
+            reporter.close()
 
     # -- persistence -------------------------------------------------------
 

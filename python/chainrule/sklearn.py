@@ -1,0 +1,503 @@
+"""scikit-learn estimators trained by chainrule's C++ core.
+
+``MLPClassifier``, ``MLPRegressor`` and ``LogisticRegression`` follow
+scikit-learn's conventions (``__init__`` stores its arguments, ``fit``
+validates them and returns ``self``, learned state ends in ``_``), so they drop
+into pipelines, grid searches, ``clone`` and pickling. Unlike
+:class:`chainrule.Network`, which reads arrays in place and never converts,
+this layer accepts whatever scikit-learn accepts (lists, other dtypes, pandas
+frames) and converts it once per call to a C-contiguous array of ``dtype``.
+
+The optimiser is chainrule's plain mini-batch SGD (docs/math.md): no momentum,
+no Adam, no L2 penalty, a constant learning rate. ``loss_curve_`` holds
+chainrule's epoch costs: BCE or categorical cross-entropy summed over the
+outputs of a record, or squared error *not* halved, each averaged over the
+records (scikit-learn's squared loss is half of that, divided by the outputs).
+
+scikit-learn is an optional dependency: ``pip install 'chainrule[sklearn]'``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import accuracy_score, r2_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.utils import check_random_state
+    from sklearn.utils._param_validation import Interval, StrOptions
+    from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
+    from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+except ImportError as error:  # pragma: no cover - exercised only without scikit-learn
+    raise ImportError("chainrule.sklearn needs scikit-learn >= 1.6: pip install 'chainrule[sklearn]'") from error
+
+from ._progress import EpochProgress
+from .network import Network
+
+__all__ = ["MLPClassifier", "MLPRegressor", "LogisticRegression"]
+
+# scikit-learn's names for the hidden activations, and chainrule's own.
+_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu"}
+_SEED_BOUND = 2**63 - 1  # seeds drawn from random_state for the initial weights and each fit's shuffling
+
+
+class _BaseSGD(BaseEstimator):
+    """What the three estimators share: parameters, input conversion, the epoch loop."""
+
+    _parameter_constraints: dict = {
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "dtype": [StrOptions({"float32", "float64"})],
+    }
+
+    # -- what subclasses decide ------------------------------------------
+
+    def _hidden_layers(self):
+        """(sizes, chainrule activation name) of the hidden layers."""
+        raise NotImplementedError
+
+    def _output_and_loss(self):
+        """(output activation, loss) for the targets seen at the first fit."""
+        raise NotImplementedError
+
+    def _encode_targets(self, y, first, classes=None):
+        """y as validated -> Y (n_samples, n_outputs) of self.dtype; sets classes_ etc. when first."""
+        raise NotImplementedError
+
+    def _validation_score(self, X, y):
+        raise NotImplementedError
+
+    # -- learned state in scikit-learn's layout ---------------------------
+
+    @property
+    def coefs_(self):
+        """Copies of the weights in scikit-learn's layout: ``coefs_[i]`` has shape (n_in, n_out).
+
+        (The network's own views, ``network_.weights``, are (n_out, n_in), the
+        ``z = W x + b`` layout of docs/math.md.)"""
+        check_is_fitted(self, "network_")
+        return [np.array(weight.T) for weight in self.network_.weights]
+
+    @property
+    def intercepts_(self):
+        check_is_fitted(self, "network_")
+        return [np.array(bias) for bias in self.network_.biases]
+
+    @property
+    def n_layers_(self):
+        check_is_fitted(self, "network_")
+        return len(self.network_.layer_sizes)
+
+    @property
+    def out_activation_(self):
+        """The output activation, in scikit-learn's names ('logistic', 'softmax', 'identity')."""
+        check_is_fitted(self, "network_")
+        name = self.network_.activations[-1]
+        return "logistic" if name == "sigmoid" else name
+
+    # -- fitting -----------------------------------------------------------
+
+    def _batch_size(self, num_samples):
+        if self.batch_size == "auto":
+            return min(200, num_samples)
+        if self.batch_size > num_samples:
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped",
+                          UserWarning)
+        return min(self.batch_size, num_samples)
+
+    def _validate_input(self, X, y, first):
+        X, y = validate_data(self, X, y, reset=first, dtype=(np.float64, np.float32), multi_output=True,
+                             y_numeric=isinstance(self, RegressorMixin))
+        return np.ascontiguousarray(X, dtype=self.dtype), y
+
+    def _initialize(self, num_features, num_outputs):
+        sizes, activation = self._hidden_layers()
+        output, loss = self._output_and_loss()
+        seed = int(self._random_state.randint(0, _SEED_BOUND, dtype=np.int64))
+        self.network_ = Network([num_features, *sizes, num_outputs], activation=activation, output=output,
+                                loss=loss, dtype=self.dtype, seed=seed)
+        self.n_outputs_ = num_outputs
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+            self.best_loss_ = np.inf
+
+    def fit(self, X, y):
+        """Train for up to ``max_iter`` epochs (fresh weights unless ``warm_start``); returns self."""
+        self._validate_params()
+        return self._fit(X, y, incremental=False)
+
+    def _fit(self, X, y, incremental, classes=None):
+        first = not hasattr(self, "network_") or not (self.warm_start or incremental)
+        X, y = self._validate_input(X, y, first)
+        if first:
+            self._random_state = check_random_state(self.random_state)
+        Y = self._encode_targets(y, first, classes)
+        if first:
+            self._initialize(X.shape[1], Y.shape[1])
+        elif Y.shape[1] != self.n_outputs_:
+            raise ValueError(f"y has {Y.shape[1]} outputs, but the estimator was fitted with {self.n_outputs_}")
+        early_stopping = self.early_stopping and not incremental
+        X_val = y_val = None
+        if early_stopping:
+            stratify = y if isinstance(self, ClassifierMixin) and self._target_kind != "multilabel" else None
+            X, X_val, Y, _, _, y_val = train_test_split(X, Y, y, random_state=self._random_state,
+                                                        test_size=self.validation_fraction, stratify=stratify)
+            X, Y = np.ascontiguousarray(X), np.ascontiguousarray(Y)
+            if X_val.shape[0] < 2:
+                raise ValueError("The validation set is too small: increase validation_fraction or the sample size")
+        epochs = 1 if incremental else self.max_iter
+        self._run_epochs(X, Y, X_val, y_val, epochs, early_stopping, incremental)
+        return self
+
+    def _run_epochs(self, X, Y, X_val, y_val, epochs, early_stopping, incremental):
+        """network_.fit over (X, Y), with scikit-learn's stopping rule applied after each epoch."""
+        network = self.network_
+        reporter = EpochProgress(epochs, type(self).__name__) if self.verbose else None
+        best_params = None
+        stopped = [False]
+
+        def on_epoch(epoch, cost):
+            self.n_iter_ += 1
+            self.t_ += X.shape[0]
+            self.loss_curve_.append(float(cost))
+            score = None
+            if early_stopping:
+                score = self._validation_score(X_val, y_val)
+                self.validation_scores_.append(score)
+            if reporter is not None:
+                reporter.update(self.n_iter_ - 1, cost, score)
+            if incremental:
+                return True
+            # scikit-learn's _update_no_improvement_count: an epoch that does
+            # not beat the best by tol counts; stop once the count exceeds
+            # n_iter_no_change.
+            if early_stopping:
+                self._no_improvement_count = (self._no_improvement_count + 1
+                                              if score < self.best_validation_score_ + self.tol else 0)
+                if score > self.best_validation_score_:
+                    self.best_validation_score_ = score
+                    nonlocal best_params
+                    best_params = network.copy()
+            else:
+                self._no_improvement_count = (self._no_improvement_count + 1
+                                              if cost > self.best_loss_ - self.tol else 0)
+                self.best_loss_ = min(self.best_loss_, float(cost))
+            if self._no_improvement_count > self.n_iter_no_change:
+                stopped[0] = True
+                if reporter is not None:
+                    what = "Validation score" if early_stopping else "Training loss"
+                    reporter.message(f"{what} did not improve more than tol={self.tol:f} for "
+                                     f"{self.n_iter_no_change} consecutive epochs. Stopping.")
+                return False
+            return True
+
+        seed = int(self._random_state.randint(0, _SEED_BOUND, dtype=np.int64))
+        try:
+            network.fit(X, Y, epochs=epochs, lr=self.learning_rate_init, batch_size=self._batch_size(X.shape[0]),
+                        shuffle=self.shuffle, seed=seed, callback=on_epoch)
+        finally:
+            if reporter is not None:
+                reporter.close()
+        if early_stopping and best_params is not None:  # the parameters of the best validation score
+            for mine, best in zip(network.weights + network.biases, best_params.weights + best_params.biases):
+                mine[...] = best
+        if not incremental and not stopped[0]:
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
+                          "optimization hasn't converged yet.", ConvergenceWarning)
+
+    def _forward(self, X):
+        check_is_fitted(self, "network_")
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        return self.network_.predict(np.ascontiguousarray(X, dtype=self.dtype))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+class MLPClassifier(ClassifierMixin, _BaseSGD):
+    """A multi-layer perceptron classifier trained by chainrule's SGD.
+
+    Binary targets train one sigmoid output with binary cross-entropy;
+    multi-label indicator targets one sigmoid output per label, also with BCE;
+    multi-class targets one softmax output per class with categorical
+    cross-entropy. Labels may be strings or integers.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of int, default=(100,)
+        Widths of the hidden layers; ``()`` for none.
+    activation : {'relu', 'tanh', 'logistic', 'sigmoid', 'identity'}, default='relu'
+        Activation of the hidden layers ('logistic' and 'sigmoid' are the same).
+    learning_rate_init : float, default=0.1
+        The constant SGD learning rate. Plain SGD has no momentum, so it is
+        larger than scikit-learn's 0.001 (for Adam, or SGD with momentum 0.9).
+    batch_size : int or 'auto', default='auto'
+        Records per SGD step; 'auto' is ``min(200, n_samples)``.
+    max_iter : int, default=200
+        Epochs of one ``fit``.
+    shuffle : bool, default=True
+        Visit the records in a new order each epoch.
+    random_state : int, RandomState or None
+        Seeds the initial weights, the shuffling and the validation split.
+    tol, n_iter_no_change : float, int
+        Stop once the training loss (or, with ``early_stopping``, the
+        validation score) has not improved by ``tol`` for more than
+        ``n_iter_no_change`` epochs in a row, as scikit-learn does.
+    verbose : bool
+        Report each epoch's loss (and validation score): a tqdm bar where
+        tqdm is installed, scikit-learn's lines otherwise.
+    warm_start : bool
+        ``fit`` continues from the current weights instead of starting anew.
+    early_stopping : bool, validation_fraction : float
+        Hold out ``validation_fraction`` of the data (stratified), score it
+        after each epoch, stop on the rule above and restore the parameters of
+        the best validation score.
+    dtype : {'float64', 'float32'}
+        The dtype of the network and of the arrays it is trained on.
+
+    Attributes
+    ----------
+    classes_, n_features_in_, feature_names_in_, n_outputs_, n_iter_, t_,
+    loss_curve_, best_loss_, validation_scores_, best_validation_score_,
+    network_ (the trained :class:`chainrule.Network`), and, as copies in
+    scikit-learn's layout, coefs_ and intercepts_.
+    """
+
+    _parameter_constraints: dict = {
+        **_BaseSGD._parameter_constraints,
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(_ACTIVATIONS))],
+    }
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, learning_rate_init=0.1, batch_size="auto",
+                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, dtype="float64"):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.learning_rate_init = learning_rate_init
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.dtype = dtype
+
+    def _hidden_layers(self):
+        return _hidden_sizes(self.hidden_layer_sizes), _ACTIVATIONS[self.activation]
+
+    def _output_and_loss(self):
+        return ("softmax", "cce") if self._target_kind == "multiclass" else ("sigmoid", "bce")
+
+    def _encode_targets(self, y, first, classes=None):
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        if first:
+            if type_of_target(y) == "multilabel-indicator":
+                self._target_kind = "multilabel"
+                self.classes_ = np.arange(y.shape[1])
+            else:
+                self.classes_ = unique_labels(y) if classes is None else unique_labels(np.asarray(classes))
+                self._target_kind = "multiclass" if len(self.classes_) > 2 else "binary"
+        if self._target_kind == "multilabel":
+            if y.ndim != 2 or y.shape[1] != len(self.classes_):
+                raise ValueError(f"y must be a multi-label indicator matrix with {len(self.classes_)} columns")
+            return np.ascontiguousarray(y, dtype=self.dtype)
+        if y.ndim != 1:
+            raise ValueError("y holds several labels per record, but the estimator was fitted on one label each")
+        unknown = np.setdiff1d(y, self.classes_)
+        if unknown.size:
+            raise ValueError(f"y contains labels not in classes {self.classes_.tolist()}: {unknown[:5].tolist()}")
+        index = np.searchsorted(self.classes_, y)
+        if self._target_kind == "binary":  # one sigmoid output: P(classes_[1]); one class alone: all 0
+            return np.ascontiguousarray((index == 1)[:, None], dtype=self.dtype)
+        Y = np.zeros((len(y), len(self.classes_)), dtype=self.dtype)  # one-hot for the softmax
+        Y[np.arange(len(y)), index] = 1
+        return Y
+
+    def _labels(self, probabilities):
+        if self._target_kind == "multilabel":
+            return (probabilities > 0.5).astype(int)
+        if self._target_kind == "binary":
+            return self.classes_[(probabilities[:, 0] > 0.5).astype(int) if len(self.classes_) == 2 else 0]
+        return self.classes_[np.argmax(probabilities, axis=1)]
+
+    def _validation_score(self, X, y):
+        return float(accuracy_score(y, self._labels(self.network_.predict(X))))
+
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over (X, y); ``classes`` (all labels) is required on the first call."""
+        if not hasattr(self, "classes_"):
+            self._validate_params()
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+        elif classes is not None and not np.array_equal(unique_labels(np.asarray(classes)), self.classes_):
+            raise ValueError(f"`classes={list(classes)}` is not the same as on the first call to partial_fit, "
+                             f"which was {self.classes_.tolist()}")
+        first = not hasattr(self, "network_")
+        if first:
+            return self._fit(X, y, incremental=True, classes=classes)
+        return self._fit(X, y, incremental=True)
+
+    def predict(self, X):
+        """The predicted labels (an indicator matrix for multi-label targets)."""
+        return self._labels(self._forward(X))
+
+    def predict_proba(self, X):
+        """Class probabilities, columns in the order of ``classes_``."""
+        output = self._forward(X)
+        if self._target_kind == "binary":
+            return np.hstack([1 - output, output]) if len(self.classes_) == 2 else np.ones_like(output)
+        return output
+
+    def predict_log_proba(self, X):
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class LogisticRegression(MLPClassifier):
+    """The seeds' single neuron: no hidden layer, sigmoid + BCE, trained by SGD.
+
+    With more than two classes it is multinomial (softmax + categorical
+    cross-entropy); with indicator targets, one sigmoid per label. Not
+    scikit-learn's ``LogisticRegression`` (no penalty, no solver choice); its
+    other parameters are those of :class:`MLPClassifier`. ``coef_`` (n_outputs,
+    n_features) and ``intercept_`` (n_outputs,) have scikit-learn's layout.
+    """
+
+    _parameter_constraints: dict = dict(_BaseSGD._parameter_constraints)
+
+    def __init__(self, *, learning_rate_init=0.1, batch_size="auto", max_iter=200, shuffle=True, random_state=None,
+                 tol=1e-4, verbose=False, warm_start=False, early_stopping=False, validation_fraction=0.1,
+                 n_iter_no_change=10, dtype="float64"):
+        self.learning_rate_init = learning_rate_init
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.dtype = dtype
+
+    def _hidden_layers(self):
+        return [], "sigmoid"
+
+    @property
+    def coef_(self):
+        check_is_fitted(self, "network_")
+        return np.array(self.network_.weights[0])
+
+    @property
+    def intercept_(self):
+        check_is_fitted(self, "network_")
+        return np.array(self.network_.biases[0])
+
+
+class MLPRegressor(RegressorMixin, _BaseSGD):
+    """A multi-layer perceptron regressor: identity output, squared error, chainrule's SGD.
+
+    Parameters are those of :class:`MLPClassifier`, except that
+    ``learning_rate_init`` defaults to 0.001: plain SGD on the squared error
+    (factor 2 kept) of unscaled targets takes large steps. With
+    ``early_stopping`` the validation score is R^2. Targets of shape (n_samples,) give
+    predictions of that shape; (n_samples, n_outputs) one output per column.
+    ``loss_curve_`` is chainrule's MSE: summed over the outputs, not halved.
+    """
+
+    _parameter_constraints: dict = dict(MLPClassifier._parameter_constraints)
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, learning_rate_init=0.001, batch_size="auto",
+                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, dtype="float64"):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.learning_rate_init = learning_rate_init
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.dtype = dtype
+
+    def _hidden_layers(self):
+        return _hidden_sizes(self.hidden_layer_sizes), _ACTIVATIONS[self.activation]
+
+    def _output_and_loss(self):
+        return "identity", "mse"
+
+    def _encode_targets(self, y, first, classes=None):
+        if first:
+            self._y_ndim = y.ndim
+        return np.ascontiguousarray(y.reshape(len(y), -1), dtype=self.dtype)
+
+    def _validation_score(self, X, y):
+        return float(r2_score(y, self._shaped(self.network_.predict(X))))
+
+    def _shaped(self, output):
+        return output.ravel() if self._y_ndim == 1 else output
+
+    def partial_fit(self, X, y):
+        """One epoch over (X, y)."""
+        if not hasattr(self, "network_"):
+            self._validate_params()
+        return self._fit(X, y, incremental=True)
+
+    def predict(self, X):
+        return self._shaped(self._forward(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+
+def _hidden_sizes(hidden_layer_sizes):
+    sizes = [hidden_layer_sizes] if isinstance(hidden_layer_sizes, Integral) else list(hidden_layer_sizes)
+    for size in sizes:
+        if isinstance(size, bool) or not isinstance(size, Integral) or size < 1:
+            raise ValueError(f"hidden_layer_sizes must hold positive integers, got {hidden_layer_sizes!r}")
+    return [int(size) for size in sizes]
