@@ -310,3 +310,20 @@ def test_accuracy_is_on_par_with_sklearn(loader):
     ours_score, theirs_score = ours.score(X_test, y_test), theirs.score(X_test, y_test)
     # Same architecture and epochs; SGD against Adam, so not equal, but close.
     assert ours_score >= theirs_score - 0.03, (ours_score, theirs_score)
+
+
+def test_digits_example_writes_its_png(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parent.parent / "python" / "examples" / "digits.py"
+    spec = importlib.util.spec_from_file_location("digits_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    output = tmp_path / "curves.png"
+    example.main(str(output))
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    printed = capsys.readouterr().out
+    accuracies = [float(a) for a in re.findall(r"test accuracy ([0-9.]+)", printed)]
+    assert len(accuracies) == 2 and accuracies[0] > accuracies[1] - 0.03  # chainrule, then scikit-learn
