@@ -3,7 +3,7 @@ MLPClassifier.partial_fit over the blocks of a Dask array read from chunks on
 disk, ParallelPostFit predicts block by block, on a LocalCluster of two worker
 processes bound to the loopback interface.
 
-The data set (~600 MB of float32 in .npy chunks) is several times larger than
+The data set (~1 GB of float32 in .npy chunks) is several times larger than
 what any process is allowed to hold: the test measures the peak resident
 memory of both worker processes and of this client process (each sampled
 every 10 ms during training and prediction) and checks that each
@@ -31,7 +31,7 @@ from chainrule.sklearn import MLPClassifier  # noqa: E402
 NUM_FEATURES = 50
 NUM_CLASSES = 3
 ROWS_PER_CHUNK = 100_000  # 20 MB of float32 features per chunk
-NUM_CHUNKS = 30           # 600 MB on disk in all: a worker's interpreter with its imports is ~300 MB
+NUM_CHUNKS = 50           # 1 GB on disk in all: a worker's interpreter with its imports is 300-400 MB
 MiB = 2**20
 
 
@@ -108,7 +108,7 @@ def stop_sampling(dask_worker):
 def test_incremental_training_on_a_local_cluster_stays_out_of_core(tmp_path):
     write_chunks(tmp_path)
     data_bytes = sum(f.stat().st_size for f in tmp_path.glob("X_*.npy"))
-    assert data_bytes > 570 * MiB
+    assert data_bytes > 950 * MiB
     X, y = dask_arrays(tmp_path)
 
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
@@ -137,10 +137,12 @@ def test_incremental_training_on_a_local_cluster_stays_out_of_core(tmp_path):
                        for address, peak in worker_peaks.items())
     print(f"\n{data_bytes / MiB:.0f} MiB of data, {seconds:.1f} s, accuracy {accuracy:.3f}; {report}; "
           f"client peak {client_rss.peak / MiB:.0f} MiB (before {client_before / MiB:.0f})")
-    # Each worker held a few blocks at a time, never the data set: its peak
-    # (interpreter, NumPy, scikit-learn and Dask included) stays well below it.
+    # Each worker held a few blocks at a time, never the data set: what training
+    # added to it stays a small fraction of the data, and its whole peak
+    # (interpreter, NumPy, scikit-learn and Dask included, 300-400 MB of
+    # imports alone) stays well below the data's size.
     for address, peak in worker_peaks.items():
-        assert peak < 0.75 * data_bytes, f"worker {address} peaked at {peak / MiB:.0f} MiB"
         assert peak - worker_baseline[address] < 0.2 * data_bytes, f"worker {address} grew by more than 20%"
+        assert peak < 0.6 * data_bytes, f"worker {address} peaked at {peak / MiB:.0f} MiB"
     # The client only sends the graph and receives the model and one number.
     assert client_rss.peak - client_before < 0.1 * data_bytes
