@@ -1,7 +1,9 @@
 // Microbenchmark of Network<T>::fit on the issue-6 workloads, in C++ (no
 // Python in the way): nanoseconds per SGD step, best and median of repeats.
 // Not a test and not the benchmark suite; built with -DCHAINRULE_BUILD_BENCH=ON.
-//   build/dev/cpp/bench/fit_bench [float|double] [W1,W2,...] [threads]
+//   build/dev/cpp/bench/fit_bench [float|double] [W1,W2,...] [threads] [repeats]
+// With NO_SHUFFLE set in the environment the records are visited in order,
+// which separates the cost of a step from that of fetching random records.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -32,6 +34,7 @@ void run(const Workload& w, int repeats) {
     FitOptions options;
     options.batch_size = w.batch;
     options.learning_rate = 0.01;
+    options.shuffle = std::getenv("NO_SHUFFLE") == nullptr;
     const std::size_t steps_per_epoch = (w.records + w.batch - 1) / w.batch;
     // Epochs for about 0.1 s a repeat.
     double flops = 0;

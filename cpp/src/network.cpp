@@ -51,11 +51,15 @@ std::pair<std::size_t, std::size_t> first_non_finite(ConstMatrixView<T> m) {
 template <typename T>
 void prefetch_rows(ConstMatrixView<T> m, const std::size_t* rows, std::size_t count) {
 #if defined(__GNUC__)
-    constexpr std::size_t kLine = 64, kMaxLinesPerRow = 4;
-    const std::size_t lines = std::min(kMaxLinesPerRow, (m.cols * sizeof(T) + kLine - 1) / kLine);
+    // Every cache line a row touches: a row that does not start on a line
+    // boundary spans one line more than its length alone says.
+    constexpr std::uintptr_t kLine = 64, kMaxLinesPerRow = 4;
+    const std::uintptr_t row_bytes = m.cols * sizeof(T);
     for (std::size_t r = 0; r < count; ++r) {
-        const char* row = reinterpret_cast<const char*>(m.row(rows[r]));
-        for (std::size_t i = 0; i < lines; ++i) __builtin_prefetch(row + i * kLine);
+        const auto begin = reinterpret_cast<std::uintptr_t>(m.row(rows[r])) & ~(kLine - 1);
+        const auto end = reinterpret_cast<std::uintptr_t>(m.row(rows[r])) + row_bytes;
+        const std::uintptr_t lines = std::min(kMaxLinesPerRow, (end - begin + kLine - 1) / kLine);
+        for (std::uintptr_t i = 0; i < lines; ++i) __builtin_prefetch(reinterpret_cast<const char*>(begin + i * kLine));
     }
 #else
     (void)m, (void)rows, (void)count;
