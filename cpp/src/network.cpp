@@ -29,6 +29,9 @@ constexpr std::size_t kChunkRecords = 256;
 // records ahead: one small step takes less time than a cache miss.
 constexpr std::size_t kPrefetchRecords = 16;
 
+// fit reserves room for at most this many epoch costs up front (32 KiB).
+constexpr std::size_t kHistoryReserve = 4096;
+
 template <typename... Parts>
 std::string concat(const Parts&... parts) {
     std::ostringstream out;
@@ -479,8 +482,8 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
     Workspace& ws = training_workspace(batch_size);
     std::vector<std::size_t> order(options.shuffle ? num_records : 0);
     detail::Random random(options.seed);
-    std::vector<double> history;
-    history.reserve(options.epochs);
+    std::vector<double> history;  // grows as epochs end: a huge epochs (stopped by tol or the callback) is valid
+    history.reserve(std::min<std::size_t>(options.epochs, kHistoryReserve));
     double best_cost = INFINITY;
     std::size_t epochs_without_improvement = 0;
     // Poll for interrupts about every 2^20 multiply-adds, a millisecond or so.

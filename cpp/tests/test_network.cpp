@@ -223,6 +223,22 @@ TEST(early_stopping_and_callback) {
     CHECK(history.size() == 5 && calls == 5);
 }
 
+TEST(huge_epochs_stopped_by_the_callback_or_tol) {
+    // epochs is only a bound: fit may not size anything by it up front.
+    const auto X = random_matrix<double>(6, 2, 18, -1, 1);
+    const auto Y = random_matrix<double>(6, 1, 19, 0, 1);
+    Network<double> net({2, 2, 1}, {Activation::tanh, Activation::sigmoid}, Loss::bce, 7);
+    FitOptions options;
+    options.epochs = std::size_t(-1);
+    CHECK(net.fit({X.data(), 6, 2}, {Y.data(), 6, 1}, options, [](const EpochReport& r) { return r.epoch < 2; })
+              .size() == 3);
+    options.epochs = std::size_t{1} << 40;
+    options.learning_rate = 1e-12;  // a plateau: tol stops it after the first epoch and 2 more
+    options.tol = 1e-3;
+    options.n_iter_no_change = 2;
+    CHECK(net.fit({X.data(), 6, 2}, {Y.data(), 6, 1}, options).size() == 3);
+}
+
 TEST(interrupt_leaves_the_last_completed_step) {
     // 1024 x 1024 weights: one record is ~2^20 multiply-adds, so fit polls after every step.
     const std::size_t n = 1024;
