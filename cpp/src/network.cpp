@@ -176,7 +176,7 @@ Network<T>::Network(std::vector<std::size_t> layer_sizes, std::vector<Activation
                                            "'; use output='sigmoid' or loss='mse'"));
     }
 
-    const char* what = "the network";
+    const char* what = "layer_sizes: the network";
     std::size_t total = 0;
     for (std::size_t l = 0; l < num_layers; ++l) {
         offsets_.push_back(total);

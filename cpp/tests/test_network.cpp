@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <new>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -179,6 +180,12 @@ TEST(bad_arguments_throw_and_change_nothing) {
     CHECK_THROWS(std::invalid_argument, Network<double>({3, 1}, {A::relu, A::identity}, Loss::mse, 0));
     CHECK_THROWS(std::invalid_argument, Network<double>({3, 1}, {A::identity}, Loss::bce, 0));
     CHECK_THROWS(std::bad_alloc, Network<double>({1u << 30, 1u << 30, 1}, {A::relu, A::identity}, Loss::mse, 0));
+    try {  // a size count that overflows names the argument too
+        Network<double>({1, std::size_t{1} << 62}, {A::identity}, Loss::mse, 0);
+        CHECK(false);
+    } catch (const std::bad_alloc& e) {
+        CHECK(std::string(e.what()).find("layer_sizes") != std::string::npos);
+    }
     CHECK_THROWS(std::invalid_argument, parse_activation("gelu"));  // softmax is a name since Activation::softmax
     CHECK_THROWS(std::invalid_argument, parse_loss("hinge"));
 

@@ -117,7 +117,12 @@ class Network:
         if isinstance(activation, str):
             hidden = [activation] * num_hidden
         else:
-            hidden = [_name(f"activation[{i}]", a) for i, a in enumerate(activation)]
+            try:
+                names = list(activation)
+            except TypeError:
+                raise TypeError(f"activation must be a name (str) or a sequence of names, one per hidden layer, "
+                                f"got {type(activation).__name__}") from None
+            hidden = [_name(f"activation[{i}]", a) for i, a in enumerate(names)]
             if len(hidden) != num_hidden:
                 raise ValueError(f"activation: expected {num_hidden} names (one per hidden layer), "
                                  f"got {len(hidden)}")
