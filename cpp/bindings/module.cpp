@@ -8,6 +8,7 @@
 #include <pybind11/stl.h>
 
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -87,6 +88,25 @@ py::array_t<T> copy_of(const T* data, std::vector<py::ssize_t> shape) {
     std::copy(data, data + out.size(), out.mutable_data());
     return out;
 }
+
+// The core's messages are UTF-8 text, except for the file names they quote:
+// those are the path's bytes, which on POSIX need not be UTF-8. Such a byte
+// shows as \xNN (Python's backslashreplace) instead of failing the conversion.
+py::str message_text(const std::string& message) {
+    PyObject* text = PyUnicode_DecodeUTF8(message.data(), static_cast<py::ssize_t>(message.size()), "backslashreplace");
+    if (text == nullptr) throw py::error_already_set();
+    return py::reinterpret_steal<py::str>(text);
+}
+
+// A path from the core as Python spells it: os.fsdecode of its bytes.
+py::str path_text(const std::string& path) {
+    PyObject* text = PyUnicode_DecodeFSDefaultAndSize(path.data(), static_cast<py::ssize_t>(path.size()));
+    if (text == nullptr) throw py::error_already_set();
+    return py::reinterpret_steal<py::str>(text);
+}
+
+// The Python type of chainrule::format_error, set once at import.
+PyObject* g_model_format_error = nullptr;
 
 std::size_t non_negative(long long value, const char* name) {
     if (value < 0) throw py::value_error(std::string(name) + " must be >= 0, got " + std::to_string(value));
@@ -221,7 +241,7 @@ void bind_network(py::module_& m, const char* class_name) {
         .def("save", [](const Net& net, const std::string& path) {
                  py::gil_scoped_release release;
                  save(net, path);
-             }, py::arg("path"), "Writes the model file atomically.")
+             }, py::arg("path"), "Writes the model file atomically; path: bytes (os.fsencode) or str.")
         .def("copy", [](const Net& net) { return Net(net); }, "An independent copy of the network.");
 }
 
@@ -232,15 +252,21 @@ PYBIND11_MODULE(_core, m) {
     m.attr("__version__") = chainrule::version;
 
     py::register_exception<divergence_error>(m, "DivergenceError", PyExc_FloatingPointError);
-    py::register_exception<format_error>(m, "ModelFormatError", PyExc_ValueError);
+    g_model_format_error = py::register_exception<format_error>(m, "ModelFormatError", PyExc_ValueError).ptr();
     py::register_exception<busy_error>(m, "BusyError", PyExc_RuntimeError);
+    // Tried before the translators above (pybind11 tries the latest first):
+    // the errors whose messages quote a path.
     py::register_exception_translator([](std::exception_ptr p) {
         try {
             if (p) std::rethrow_exception(p);
         } catch (const file_error& e) {
             // OSError(errno, message, filename) becomes FileNotFoundError etc.
-            const py::tuple args = py::make_tuple(e.code(), std::string(e.what()), e.path());
+            const py::tuple args = py::make_tuple(e.code(), message_text(e.what()), path_text(e.path()));
             PyErr_SetObject(PyExc_OSError, args.ptr());
+        } catch (const format_error& e) {
+            PyErr_SetObject(g_model_format_error, message_text(e.what()).ptr());
+        } catch (const std::invalid_argument& e) {
+            PyErr_SetObject(PyExc_ValueError, message_text(e.what()).ptr());
         }
     });
 
@@ -250,7 +276,8 @@ PYBIND11_MODULE(_core, m) {
     m.def("model_dtype", [](const std::string& path) {
         const ModelHeader h = read_model_header(path);
         return std::string(h.scalar_bytes == 4 ? "float32" : "float64");
-    }, py::arg("path"), "The dtype of the model file at path ('float32' or 'float64').");
+    }, py::arg("path"), py::call_guard<py::gil_scoped_release>(),
+          "The dtype of the model file at path ('float32' or 'float64'); path: bytes (os.fsencode) or str.");
     m.def("set_num_threads", &set_num_threads, py::arg("threads"),
           "Use at most `threads` (>= 1) threads for the large matrix products (the GEMM library's too).");
     m.def("get_num_threads", &get_num_threads, "The thread count set by set_num_threads (default: all cores).");

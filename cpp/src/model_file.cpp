@@ -9,6 +9,7 @@
 #include <limits>
 #include <memory>
 #include <shared_mutex>
+#include <stdexcept>
 #include <system_error>
 
 #include "chainrule/errors.hpp"
@@ -75,6 +76,16 @@ using File = std::unique_ptr<std::FILE, FileCloser>;
 
 [[noreturn]] void throw_file_error(const std::string& what, const std::string& path, int code) {
     throw file_error(what + " '" + path + "': " + std::strerror(code), code, path);
+}
+
+// A std::string may hold a NUL byte, a file name never does: the C library
+// would silently read or write the file named by the bytes before it.
+void check_path(const std::string& path) {
+    const std::size_t nul = path.find('\0');
+    if (nul != std::string::npos) {
+        throw std::invalid_argument("path holds a NUL byte (at byte " + std::to_string(nul) +
+                                    "), which no file name can hold");
+    }
 }
 
 // Writes little-endian values and keeps the running CRC.
@@ -160,6 +171,7 @@ private:
 };
 
 File open_for_reading(const std::string& path, std::uint64_t& length) {
+    check_path(path);
     std::error_code ec;
     const auto status = std::filesystem::status(path, ec);
     if (ec || !std::filesystem::exists(status)) throw_file_error("cannot open", path, ENOENT);
@@ -239,6 +251,7 @@ void save(const Network<T>& network, const std::string& path) {
     // The temporary file sits beside the target (a rename is atomic only within
     // one file system) under a short name of its own, so any target name that
     // the file system allows can be saved to. Errors name the target.
+    check_path(path);
     static std::atomic<unsigned> counter{0};
     std::string name = ".chainrule-save";
 #ifdef CHAINRULE_POSIX

@@ -85,4 +85,17 @@ TEST(save_failure_leaves_target_and_no_temporary) {
     CHECK_THROWS(file_error, save(net, "no_such_directory_chainrule/model.crnn"));
 }
 
+TEST(a_path_with_a_nul_byte_is_refused) {
+    // std::string("model.crnn\0x") would reach fopen as "model.crnn": refused instead.
+    Network<double> net({2, 1}, {Activation::sigmoid}, Loss::bce, 1);
+    const std::string prefix = temp_path("nul");
+    const std::string with_nul = prefix + std::string(1, '\0') + "x";
+    CHECK_THROWS(std::invalid_argument, save(net, with_nul));
+    CHECK(!std::ifstream(prefix).good());  // nothing written at the name before the NUL
+    save(net, prefix);
+    CHECK_THROWS(std::invalid_argument, load<double>(with_nul));  // never the file named by the prefix
+    CHECK_THROWS(std::invalid_argument, read_model_header(with_nul));
+    std::remove(prefix.c_str());
+}
+
 TEST_MAIN()

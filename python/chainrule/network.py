@@ -67,6 +67,25 @@ def _seed(name: str, seed) -> int:
     return seed
 
 
+def _path(path) -> bytes:
+    """`path` as the bytes the operating system sees (os.fsencode), for the core.
+
+    Bytes reach the core unchanged, so any POSIX file name works, UTF-8 or not
+    (a str that os.fsdecode made from such a name encodes back to it).
+    """
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path must be a str, bytes or os.PathLike, got {type(path).__name__}") from None
+    try:
+        encoded = os.fsencode(path)
+    except UnicodeEncodeError as error:
+        raise ValueError(f"path {path!r} cannot be encoded as a file name: {error.reason}") from None
+    if b"\0" in encoded:  # the C library would use the name before it
+        raise ValueError(f"path {path!r} holds a NUL byte, which no file name can hold")
+    return encoded
+
+
 def _name(argument: str, value) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{argument} must be a name (str), got {type(value).__name__}")
@@ -246,12 +265,12 @@ class Network:
 
     def save(self, path) -> None:
         """Write the network to ``path`` (atomically: a temporary file, then a rename)."""
-        self._core.save(os.fsdecode(os.fspath(path)))
+        self._core.save(_path(path))
 
     @classmethod
     def load(cls, path) -> "Network":
         """Read a network written by :meth:`save` (or by the C++ ``chainrule::save``)."""
-        path = os.fsdecode(os.fspath(path))
+        path = _path(path)
         return cls._from_core(_LOADERS[_core.model_dtype(path)](path))
 
     def copy(self) -> "Network":

@@ -40,6 +40,10 @@ struct ModelHeader {
     std::uint64_t num_params = 0;
 };
 
+// Paths are byte strings, passed to the operating system as they are (any
+// bytes but NUL on POSIX, UTF-8 or not). A path holding a NUL byte names no
+// file: save, read_model_header and load throw std::invalid_argument for it.
+
 // Writes `network` to `path` atomically; throws file_error.
 template <typename T>
 void save(const Network<T>& network, const std::string& path);
