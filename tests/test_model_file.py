@@ -16,6 +16,7 @@ import os
 import pathlib
 import re
 import resource
+import stat
 import struct
 import subprocess
 import sys
@@ -306,6 +307,40 @@ def test_a_long_target_name_saves(tmp_path):
     net.save(target)
     assert os.listdir(tmp_path) == [target.name]
     assert cr.Network.load(target).predict(X).tobytes() == net.predict(X).tobytes()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
+def test_save_onto_a_fifo_is_refused_and_leaves_it_a_fifo(tmp_path):
+    # save replaces a regular file only: renaming over a FIFO (or /dev/null,
+    # which a test must not risk) would replace it with a regular file.
+    fifo = tmp_path / "model.crnn"
+    os.mkfifo(fifo)
+    net = make_network("tanh-sigmoid-bce", "float64")
+    with pytest.raises(ValueError, match=r"path .*FIFO"):
+        net.save(fifo)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert os.listdir(tmp_path) == ["model.crnn"]
+    link = tmp_path / "link.crnn"
+    os.symlink(fifo, link)  # the check follows a link
+    with pytest.raises(ValueError, match=r"path .*FIFO"):
+        net.save(link)
+    assert os.path.islink(link)
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+def test_save_onto_a_symlink_to_a_model_replaces_the_link(tmp_path):
+    # The documented choice: the rename replaces the link with the new file;
+    # the file the link pointed to keeps the old model.
+    old, X = trained_network("tanh-sigmoid-bce", "float64")
+    real = tmp_path / "real.crnn"
+    old.save(real)
+    old_bytes = real.read_bytes()
+    link = tmp_path / "model.crnn"
+    os.symlink(real, link)
+    new = make_network("tanh-sigmoid-bce", "float64", seed=8)
+    new.save(link)
+    assert not os.path.islink(link) and real.read_bytes() == old_bytes
+    assert cr.Network.load(link).predict(X).tobytes() == new.predict(X).tobytes()
 
 
 # -- loads that must fail ----------------------------------------------------------------

@@ -16,6 +16,7 @@
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #define CHAINRULE_POSIX 1
 #endif
@@ -170,17 +171,92 @@ private:
     Crc32 crc_;
 };
 
+#ifdef CHAINRULE_POSIX
+// What a file that is not a regular file is, for a message.
+const char* file_kind(mode_t mode) {
+    if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISSOCK(mode)) return "a socket";
+    return "not a regular file";
+}
+
+[[noreturn]] void refuse_to_read(const std::string& path, mode_t mode) {
+    throw format_error("'" + path + "' is not a chainrule model file: it is " + file_kind(mode) +
+                       ", and a model file is a regular file");
+}
+
+// A model file is a regular file: anything else is refused before it is
+// opened (opening a FIFO blocks until a writer comes, which may be never; a
+// device may never end). O_NONBLOCK and the fstat cover a FIFO put in the
+// file's place between the stat and the open.
+File open_for_reading(const std::string& path, std::uint64_t& length) {
+    check_path(path);
+    struct stat info {};
+    if (::stat(path.c_str(), &info) != 0) throw_file_error("cannot open", path, errno);
+    if (S_ISDIR(info.st_mode)) throw_file_error("cannot open", path, EISDIR);
+    if (!S_ISREG(info.st_mode)) refuse_to_read(path, info.st_mode);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) throw_file_error("cannot open", path, errno);
+    if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+        const int code = errno;
+        ::close(fd);
+        if (S_ISDIR(info.st_mode)) throw_file_error("cannot open", path, EISDIR);
+        if (!S_ISREG(info.st_mode)) refuse_to_read(path, info.st_mode);
+        throw_file_error("cannot read the size of", path, code);
+    }
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags != -1) (void)::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);  // a regular file never blocks anyway
+    File file(::fdopen(fd, "rb"));
+    if (!file) {
+        const int code = errno;
+        ::close(fd);
+        throw_file_error("cannot open", path, code);
+    }
+    length = static_cast<std::uint64_t>(info.st_size);
+    return file;
+}
+#else
 File open_for_reading(const std::string& path, std::uint64_t& length) {
     check_path(path);
     std::error_code ec;
     const auto status = std::filesystem::status(path, ec);
     if (ec || !std::filesystem::exists(status)) throw_file_error("cannot open", path, ENOENT);
     if (std::filesystem::is_directory(status)) throw_file_error("cannot open", path, EISDIR);
+    if (!std::filesystem::is_regular_file(status)) {
+        throw format_error("'" + path + "' is not a chainrule model file: it is not a regular file");
+    }
     File file(std::fopen(path.c_str(), "rb"));
     if (!file) throw_file_error("cannot open", path, errno);
     length = std::filesystem::file_size(path, ec);
     if (ec) throw_file_error("cannot read the size of", path, ec.value());
     return file;
+}
+#endif
+
+// save replaces a regular file (or creates one), never anything else: a
+// rename over /dev/null would replace the device with a regular file, and a
+// FIFO's reader would never see the model. A symbolic link is followed for
+// this check; the rename then replaces the link itself.
+void check_save_target(const std::string& path) {
+#ifdef CHAINRULE_POSIX
+    struct stat info {};
+    if (::stat(path.c_str(), &info) != 0) return;  // nothing there (or a dangling link): created
+    if (S_ISDIR(info.st_mode)) throw_file_error("cannot save to", path, EISDIR);
+    if (!S_ISREG(info.st_mode)) {
+        throw std::invalid_argument("path '" + path + "' is " + file_kind(info.st_mode) +
+                                    "; save replaces a regular file only: choose the path of a model file");
+    }
+#else
+    std::error_code ec;
+    const auto status = std::filesystem::status(path, ec);
+    if (ec || !std::filesystem::exists(status)) return;
+    if (std::filesystem::is_directory(status)) throw_file_error("cannot save to", path, EISDIR);
+    if (!std::filesystem::is_regular_file(status)) {
+        throw std::invalid_argument("path '" + path + "' is not a regular file; save replaces a regular file "
+                                    "only: choose the path of a model file");
+    }
+#endif
 }
 
 ModelHeader read_header(Reader& in) {
@@ -252,6 +328,7 @@ void save(const Network<T>& network, const std::string& path) {
     // one file system) under a short name of its own, so any target name that
     // the file system allows can be saved to. Errors name the target.
     check_path(path);
+    check_save_target(path);
     static std::atomic<unsigned> counter{0};
     std::string name = ".chainrule-save";
 #ifdef CHAINRULE_POSIX

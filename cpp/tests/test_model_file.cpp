@@ -8,6 +8,10 @@
 #include "chainrule/chainrule.hpp"
 #include "check.hpp"
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/stat.h>
+#endif
+
 using namespace chainrule;
 
 namespace {
@@ -97,5 +101,28 @@ TEST(a_path_with_a_nul_byte_is_refused) {
     CHECK_THROWS(std::invalid_argument, read_model_header(with_nul));
     std::remove(prefix.c_str());
 }
+
+#if defined(__unix__) || defined(__APPLE__)
+TEST(only_regular_files_are_read_or_replaced) {
+    // A FIFO: opening it to read would block until a writer comes (here never),
+    // so load refuses it before opening; save leaves it a FIFO.
+    Network<double> net({2, 1}, {Activation::sigmoid}, Loss::bce, 1);
+    const std::string fifo = temp_path("fifo");
+    std::remove(fifo.c_str());
+    CHECK(mkfifo(fifo.c_str(), 0600) == 0);
+    CHECK_THROWS(format_error, load<double>(fifo));
+    CHECK_THROWS(format_error, read_model_header(fifo));
+    CHECK_THROWS(std::invalid_argument, save(net, fifo));
+    struct stat info {};
+    CHECK(stat(fifo.c_str(), &info) == 0 && S_ISFIFO(info.st_mode));
+    std::remove(fifo.c_str());
+    // A character device that never ends: refused, not read. (Never saved to:
+    // the tests may run as root, and a broken check would replace the device.)
+    CHECK_THROWS(format_error, load<double>("/dev/zero"));
+    // A directory: EISDIR for both, and nothing written into or beside it.
+    CHECK_THROWS(file_error, load<double>("."));
+    CHECK_THROWS(file_error, save(net, "."));
+}
+#endif
 
 TEST_MAIN()
