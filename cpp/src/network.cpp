@@ -212,7 +212,7 @@ Network<T>::Network(const Network& other)
       loss_(other.loss_),
       offsets_(other.offsets_),
       params_(copy_while_reading(other.params_, *other.params_mutex_)),
-      grads_(other.grads_),
+      grads_(other.grads_.size(), T(0)),  // not other.grads_: a fit in another thread may be writing them
       train_mutex_(std::make_unique<std::mutex>()),
       params_mutex_(std::make_unique<std::shared_mutex>()) {}
 

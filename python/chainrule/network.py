@@ -284,8 +284,11 @@ class Network:
         return self.copy()
 
     def __getstate__(self) -> dict:
+        # Through the core's copy, which reads the parameters under the reader
+        # lock: a fit in another thread is never caught halfway through a step.
+        snapshot = self._core.copy()
         return {"layer_sizes": list(self.layer_sizes), "activations": list(self.activations), "loss": self.loss,
-                "dtype": self.dtype.name, "params": self._core.params().copy()}
+                "dtype": self.dtype.name, "params": snapshot.params().copy()}
 
     def __setstate__(self, state: dict) -> None:
         core = _CORE_CLASSES[state["dtype"]](state["layer_sizes"], state["activations"], state["loss"], 0)

@@ -75,7 +75,7 @@ public:
     // (He-uniform for relu layers) drawn from `seed`; biases are zero.
     Network(std::vector<std::size_t> layer_sizes, std::vector<Activation> activations, Loss loss,
             std::uint64_t seed);
-    Network(const Network& other);             // copies the parameters, not the workspace
+    Network(const Network& other);             // copies the parameters (under the reader lock); zeroed gradients
     Network& operator=(const Network& other);
     ~Network();
 
