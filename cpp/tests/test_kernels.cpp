@@ -245,6 +245,31 @@ TEST(all_finite_finds_nan_and_inf) {
     CHECK(!all_finite(v.data(), v.size()));
     v[57] = std::numeric_limits<float>::max();
     CHECK(all_finite(v.data(), v.size()));
+    // Every position (vector body and tail), both dtypes, every kind of non-finite
+    // value, next to the finite extremes (max, lowest, subnormal, -0).
+    auto check_every_position = [](auto zero) {
+        using T = decltype(zero);
+        using limits = std::numeric_limits<T>;
+        const T finite[] = {limits::max(), limits::lowest(), limits::denorm_min(), -T(0)};
+        const T non_finite[] = {limits::infinity(), -limits::infinity(), limits::quiet_NaN(), -limits::quiet_NaN()};
+        for (std::size_t n : {1u, 7u, 8u, 9u, 33u}) {
+            std::vector<T> w(n, T(0.5));
+            for (std::size_t i = 0; i < n; ++i) {
+                for (T value : finite) {
+                    w[i] = value;
+                    CHECK(all_finite(w.data(), n));
+                }
+                for (T value : non_finite) {
+                    w[i] = value;
+                    CHECK(!all_finite(w.data(), n));
+                    CHECK(all_finite(w.data(), i));  // the values before it
+                }
+                w[i] = T(0.5);
+            }
+        }
+    };
+    check_every_position(0.0f);
+    check_every_position(0.0);
 }
 
 TEST_MAIN()
