@@ -95,6 +95,11 @@ void check_distribution_targets(ConstMatrixView<T> Y) {
 }
 
 template <typename T>
+const char* dtype_name() {
+    return sizeof(T) == 4 ? "float32" : "float64";
+}
+
+template <typename T>
 std::vector<T> copy_while_reading(const std::vector<T>& values, std::shared_mutex& mutex) {
     std::shared_lock<std::shared_mutex> reading(mutex);
     return values;
@@ -297,6 +302,30 @@ void Network<T>::check_targets(ConstMatrixView<T> X, ConstMatrixView<T> Y) const
 }
 
 template <typename T>
+void Network<T>::check_params_finite() const {
+    // One vectorized pass; the search for the culprit runs only when it fails.
+    // Training never leaves a non-finite parameter (it refuses such a step),
+    // so one came from outside: params(), layer(), Python's writable views.
+    if (all_finite(params_.data(), params_.size())) return;
+    const char* why = "; the network's parameters must be finite (they were set so through params() or the "
+                      "weight and bias views: training never makes one non-finite)";
+    for (std::size_t l = 0; l < num_layers(); ++l) {
+        const LayerView<const T> p = layer(l);
+        const ConstMatrixView<T> weight{p.weight, p.out_features, p.in_features};
+        const auto [r, c] = first_non_finite(weight);
+        if (r < weight.rows) {
+            throw std::invalid_argument(concat("weights[", l, "] holds a non-finite value (", weight.row(r)[c],
+                                               ") at (", r, ", ", c, ")", why));
+        }
+        const auto [i, zero] = first_non_finite(ConstMatrixView<T>{p.bias, p.out_features, 1});
+        if (i < p.out_features) {
+            throw std::invalid_argument(concat("biases[", l, "] holds a non-finite value (", p.bias[i], ") at (",
+                                               i, ",)", why));
+        }
+    }
+}
+
+template <typename T>
 const T* Network<T>::forward(Workspace& ws, const T* X, std::size_t rows) const {
     // A_0 = X;  Z_l = A_{l-1} W_l^T + b_l;  A_l = f_l(Z_l)
     const std::size_t last = num_layers() - 1;
@@ -356,16 +385,18 @@ void Network<T>::backward(Workspace& ws, const T* X, const T* Y, std::size_t row
 
 template <typename T>
 double Network<T>::accumulate_gradients(Workspace& ws, ConstMatrixView<T> X, ConstMatrixView<T> Y) {
-    // grads_ = gradient of the mean record loss over all of X, chunk by chunk.
+    // grads_ = gradient of the mean record loss over all of X, chunk by chunk;
+    // returns that mean. Each chunk's loss is divided before it is added, so
+    // huge but finite record losses cannot overflow the sum.
     const T scale = T(1) / static_cast<T>(X.rows);
-    double total = 0.0;
+    double mean = 0.0;
     for (std::size_t start = 0; start < X.rows; start += ws.capacity) {
         const std::size_t rows = std::min(ws.capacity, X.rows - start);
         forward(ws, X.row(start), rows);
-        total += batch_loss(ws, Y.row(start), rows);
+        mean += batch_loss(ws, Y.row(start), rows) / static_cast<double>(X.rows);
         backward(ws, X.row(start), Y.row(start), rows, scale, /*accumulate=*/start > 0);
     }
-    return total;
+    return mean;
 }
 
 template <typename T>
@@ -378,6 +409,15 @@ typename Network<T>::Workspace& Network<T>::training_workspace(std::size_t capac
 }
 
 namespace {
+// What predict/cost/gradients say when finite inputs and parameters overflow.
+template <typename T>
+std::string overflow_message(const char* call, const std::string& what) {
+    return concat(call, " overflowed: ", what, " although the inputs and parameters are finite; the values "
+                  "exceed the range of ", dtype_name<T>(), ": scale the inputs (e.g. standardize them)",
+                  sizeof(T) == 4 ? " or use float64" : "", ", or lower the learning rate if training made the "
+                  "parameters this large");
+}
+
 std::unique_lock<std::mutex> lock_for_training(std::mutex& mutex) {
     std::unique_lock<std::mutex> lock(mutex, std::try_to_lock);
     if (!lock.owns_lock()) {
@@ -412,9 +452,17 @@ void Network<T>::predict(MatrixView<T> out, ConstMatrixView<T> X) const {
     }
     Workspace ws(layer_sizes_, std::min(X.rows, kChunkRecords), false);
     std::shared_lock<std::shared_mutex> reading(*params_mutex_);
+    check_params_finite();
     for (std::size_t start = 0; start < X.rows; start += ws.capacity) {
         const std::size_t rows = std::min(ws.capacity, X.rows - start);
         const T* a = forward(ws, X.row(start), rows);
+        // Finite inputs and parameters can still overflow (1e30 inputs through
+        // identity or relu layers): say so rather than return inf or NaN.
+        if (!all_finite(a, rows * num_outputs())) {
+            const auto [r, k] = first_non_finite(ConstMatrixView<T>{a, rows, num_outputs()});
+            throw divergence_error(overflow_message<T>(
+                "predict", concat("output ", k, " of record ", start + r, " is ", a[r * num_outputs() + k])));
+        }
         std::memcpy(out.row(start), a, rows * num_outputs() * sizeof(T));
     }
 }
@@ -425,13 +473,23 @@ double Network<T>::cost(ConstMatrixView<T> X, ConstMatrixView<T> Y) const {
     check_targets(X, Y);
     Workspace ws(layer_sizes_, std::min(X.rows, kChunkRecords), false);
     std::shared_lock<std::shared_mutex> reading(*params_mutex_);
-    double total = 0.0;
-    for (std::size_t start = 0; start < X.rows; start += ws.capacity) {
-        const std::size_t rows = std::min(ws.capacity, X.rows - start);
-        forward(ws, X.row(start), rows);
-        total += batch_loss(ws, Y.row(start), rows);
-    }
-    return total / static_cast<double>(X.rows);
+    check_params_finite();
+    // Each chunk's loss is divided before it is added; should a chunk's own sum
+    // overflow, the records are summed one by one, each divided first, so that
+    // only a record's loss that overflows by itself makes the cost overflow.
+    auto mean_loss = [&](std::size_t chunk) {
+        double mean = 0.0;
+        for (std::size_t start = 0; start < X.rows; start += chunk) {
+            const std::size_t rows = std::min(chunk, X.rows - start);
+            forward(ws, X.row(start), rows);
+            mean += batch_loss(ws, Y.row(start), rows) / static_cast<double>(X.rows);
+        }
+        return mean;
+    };
+    double mean = mean_loss(ws.capacity);
+    if (!std::isfinite(mean)) mean = mean_loss(1);
+    if (!std::isfinite(mean)) throw divergence_error(overflow_message<T>("cost", concat("the cost is ", mean)));
+    return mean;
 }
 
 template <typename T>
@@ -440,7 +498,13 @@ double Network<T>::compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y)
     const auto lock = lock_for_training(*train_mutex_);
     Workspace& ws = training_workspace(std::min(X.rows, kChunkRecords));
     std::shared_lock<std::shared_mutex> reading(*params_mutex_);
-    return accumulate_gradients(ws, X, Y) / static_cast<double>(X.rows);
+    check_params_finite();
+    const double cost = accumulate_gradients(ws, X, Y);
+    if (!std::isfinite(cost)) throw divergence_error(overflow_message<T>("gradients", concat("the cost is ", cost)));
+    if (!all_finite(grads_.data(), grads_.size())) {  // e.g. dW = dZ^T X with X of 1e30 in float32
+        throw divergence_error(overflow_message<T>("gradients", "a gradient is not finite"));
+    }
+    return cost;
 }
 
 template <typename T>
@@ -450,9 +514,11 @@ double Network<T>::sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, double l
     const auto lock = lock_for_training(*train_mutex_);
     Workspace& ws = training_workspace(std::min(X.rows, kChunkRecords));
     std::unique_lock<std::shared_mutex> writing(*params_mutex_);
-    const double cost = accumulate_gradients(ws, X, Y) / static_cast<double>(X.rows);
+    check_params_finite();
+    const double cost = accumulate_gradients(ws, X, Y);
     if (!std::isfinite(cost)) {
-        throw divergence_error(concat("the cost is ", cost, " (not finite); the parameters were left unchanged"));
+        throw divergence_error(concat("the cost is ", cost, " (not finite): the forward pass overflowed; the "
+                                      "parameters were left unchanged; scale the inputs if they are large"));
     }
     if (!sgd_update(params_.data(), grads_.data(), params_.size(), static_cast<T>(learning_rate))) {
         throw divergence_error(concat("the step with lr=", learning_rate,
@@ -492,13 +558,14 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
     const std::size_t prefetch_distance = std::max(batch_size, kPrefetchRecords);
     // Readers (predict, cost) get in between steps, when the lock is let go.
     std::unique_lock<std::shared_mutex> writing(*params_mutex_);
+    check_params_finite();  // once: from here on, each step keeps them finite or throws
 
     for (std::size_t epoch = 0; epoch < options.epochs; ++epoch) {
         if (options.shuffle) {
             std::iota(order.begin(), order.end(), std::size_t{0});
             random.shuffle(order.data(), num_records);
         }
-        double epoch_loss = 0.0;
+        double epoch_cost = 0.0;  // sum of loss / num_records: huge finite losses cannot overflow it
         std::size_t prefetched = 0;  // the records of order[0, prefetched) were prefetched
         for (std::size_t start = 0, batch = 0; start < num_records; start += batch_size, ++batch) {
             const std::size_t rows = std::min(batch_size, num_records - start);
@@ -533,7 +600,7 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
                 throw divergence_error(concat("training diverged at epoch ", epoch + 1, ", batch ", batch + 1,
                                               ": the cost became ", loss, "; the parameters hold their last finite "
                                               "values (before that step); lower the learning rate (lr=",
-                                              options.learning_rate, ")"));
+                                              options.learning_rate, "), or scale the inputs if they are large"));
             }
             backward(ws, inputs, targets, rows, T(1) / static_cast<T>(rows), /*accumulate=*/false);
             if (!sgd_update(params_.data(), grads_.data(), params_.size(), lr)) {
@@ -542,7 +609,7 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
                                               "last finite values (before that step); lower the learning rate (lr=",
                                               options.learning_rate, ")"));
             }
-            epoch_loss += loss;
+            epoch_cost += loss / static_cast<double>(num_records);
             if (++steps_since_poll >= steps_per_poll) {  // a window for readers, and for Ctrl-C
                 steps_since_poll = 0;
                 writing.unlock();
@@ -554,7 +621,6 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
                 writing.lock();
             }
         }
-        const double epoch_cost = epoch_loss / static_cast<double>(num_records);
         history.push_back(epoch_cost);
 
         bool stop = false;

@@ -204,6 +204,12 @@ class Network:
 
     # -- computation -------------------------------------------------------
 
+    # predict, cost, gradients, sgd_step and fit never return inf or NaN. A
+    # parameter made non-finite through the writable views is refused with a
+    # ValueError naming it; a result that overflows although the parameters
+    # and inputs are finite (inputs of 1e30 through identity layers, say)
+    # raises DivergenceError (a FloatingPointError): scale the inputs.
+
     def predict(self, X) -> np.ndarray:
         """A_L, shape (n_records, n_outputs), for X of shape (n_records, n_features)."""
         return self._core.predict(X)

@@ -5,7 +5,8 @@
 //   std::invalid_argument      a bad argument: shape, value, name, range
 //   chainrule::file_error      the operating system refused a file operation
 //   chainrule::format_error    a model file that is not a valid chainrule file
-//   chainrule::divergence_error  training produced a non-finite cost or parameter
+//   chainrule::divergence_error  training produced a non-finite cost or parameter,
+//                              or a result overflowed (finite inputs and parameters)
 //   chainrule::busy_error      the network is already training in another thread
 //   chainrule::allocation_error  (a std::bad_alloc) a network or workspace too
 //                              large for this machine's memory
@@ -43,7 +44,9 @@ public:
 };
 
 // Training reached a non-finite cost or parameter; the parameters hold the
-// last finite values (those before the offending step).
+// last finite values (those before the offending step). Also thrown by
+// predict, cost and compute_gradients when their result overflows the dtype
+// although the parameters and inputs are finite.
 class divergence_error : public error {
 public:
     using error::error;

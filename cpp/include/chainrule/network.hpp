@@ -97,14 +97,23 @@ public:
     LayerView<const T> layer(std::size_t l) const;
     LayerView<const T> layer_grads(std::size_t l) const;
 
-    // out (B, n_L) = A_L for the records of X (B, n_0). Thread-safe.
+    // No NaN or inf comes out of the five calls below. On entry each checks,
+    // in one pass, that the parameters are finite: a non-finite one (written
+    // through params() or layer(); training never makes one) throws
+    // std::invalid_argument naming it ("weights[1] holds a non-finite value
+    // (nan) at (2, 3)"). A result that overflows although the parameters and
+    // inputs are finite (e.g. inputs of 1e30 through identity or relu layers)
+    // throws divergence_error.
+
+    // out (B, n_L) = A_L for the records of X (B, n_0). Thread-safe. On
+    // divergence_error, rows of `out` before the overflowing chunk may be written.
     void predict(MatrixView<T> out, ConstMatrixView<T> X) const;
 
     // The mean record loss over the records of X (B, n_0) with targets Y (B, n_L).
     double cost(ConstMatrixView<T> X, ConstMatrixView<T> Y) const;
 
     // The gradient of cost(X, Y) at the current parameters, into grads();
-    // returns the cost.
+    // returns the cost. divergence_error if a gradient or the cost overflows.
     double compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y);
 
     // One SGD step on the batch (X, Y); returns the cost before the step.
@@ -113,7 +122,8 @@ public:
     double sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, double learning_rate);
 
     // Mini-batch SGD over (X, Y); returns the cost of each epoch run. On
-    // divergence_error the parameters are those before the offending step.
+    // divergence_error the parameters are those before the offending step
+    // (finite: they were checked on entry). options.epochs is only a bound.
     std::vector<double> fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, const FitOptions& options,
                             const EpochCallback& on_epoch = {}, const InterruptCheck& check_interrupt = {});
 
@@ -122,6 +132,7 @@ private:
 
     void check_inputs(ConstMatrixView<T> X) const;
     void check_targets(ConstMatrixView<T> X, ConstMatrixView<T> Y) const;
+    void check_params_finite() const;  // the caller holds params_mutex_
     const T* forward(Workspace& ws, const T* X, std::size_t rows) const;
     double batch_loss(const Workspace& ws, const T* Y, std::size_t rows) const;
     void backward(Workspace& ws, const T* X, const T* Y, std::size_t rows, T scale, bool accumulate);
