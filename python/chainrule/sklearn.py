@@ -67,8 +67,8 @@ class _BaseSGD(BaseEstimator):
     # -- what subclasses decide ------------------------------------------
 
     def _hidden_layers(self):
-        """(sizes, chainrule activation name) of the hidden layers."""
-        raise NotImplementedError
+        """(sizes, chainrule activation name) of the hidden layers: those of the MLPs."""
+        return _hidden_sizes(self.hidden_layer_sizes), _ACTIVATIONS[self.activation]
 
     def _output_and_loss(self):
         """(output activation, loss) for the targets seen at the first fit."""
@@ -312,9 +312,6 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
         self.n_iter_no_change = n_iter_no_change
         self.dtype = dtype
 
-    def _hidden_layers(self):
-        return _hidden_sizes(self.hidden_layer_sizes), _ACTIVATIONS[self.activation]
-
     def _output_and_loss(self):
         return ("softmax", "cce") if self._target_kind == "multiclass" else ("sigmoid", "bce")
 
@@ -462,9 +459,6 @@ class MLPRegressor(RegressorMixin, _BaseSGD):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.dtype = dtype
-
-    def _hidden_layers(self):
-        return _hidden_sizes(self.hidden_layer_sizes), _ACTIVATIONS[self.activation]
 
     def _output_and_loss(self):
         return "identity", "mse"
