@@ -350,6 +350,17 @@ def test_load_of_a_missing_file_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError) as raised:
         cr.Network.load(tmp_path / "missing.crnn")
     assert "missing.crnn" in str(raised.value)
+    # OSError's own str() appends the filename: the message names it once.
+    assert str(raised.value).count("missing.crnn") == 1
+    assert raised.value.filename == str(tmp_path / "missing.crnn")
+    assert raised.value.strerror.startswith("cannot open")
+
+
+def test_save_into_a_missing_directory_names_the_target_once(tmp_path):
+    target = tmp_path / "no-such-directory" / "model.crnn"
+    with pytest.raises(FileNotFoundError) as raised:
+        cr.Network([2, 1], seed=0).save(target)
+    assert str(raised.value).count("model.crnn") == 1 and raised.value.filename == str(target)
 
 
 def test_load_of_a_directory_raises_os_error(tmp_path):

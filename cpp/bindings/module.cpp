@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -260,8 +261,11 @@ PYBIND11_MODULE(_core, m) {
         try {
             if (p) std::rethrow_exception(p);
         } catch (const file_error& e) {
-            // OSError(errno, message, filename) becomes FileNotFoundError etc.
-            const py::tuple args = py::make_tuple(e.code(), message_text(e.what()), path_text(e.path()));
+            // OSError(errno, message, filename) becomes FileNotFoundError etc.;
+            // Python appends the filename, so the message leaves it out.
+            const std::string message =
+                e.action().empty() ? std::string(e.what()) : e.action() + ": " + std::strerror(e.code());
+            const py::tuple args = py::make_tuple(e.code(), message_text(message), path_text(e.path()));
             PyErr_SetObject(PyExc_OSError, args.ptr());
         } catch (const format_error& e) {
             PyErr_SetObject(g_model_format_error, message_text(e.what()).ptr());

@@ -76,7 +76,7 @@ struct FileCloser {
 using File = std::unique_ptr<std::FILE, FileCloser>;
 
 [[noreturn]] void throw_file_error(const std::string& what, const std::string& path, int code) {
-    throw file_error(what + " '" + path + "': " + std::strerror(code), code, path);
+    throw file_error(what + " '" + path + "': " + std::strerror(code), code, path, what);
 }
 
 // A std::string may hold a NUL byte, a file name never does: the C library
@@ -242,7 +242,7 @@ void check_save_target(const std::string& path) {
 #ifdef CHAINRULE_POSIX
     struct stat info {};
     if (::stat(path.c_str(), &info) != 0) return;  // nothing there (or a dangling link): created
-    if (S_ISDIR(info.st_mode)) throw_file_error("cannot save to", path, EISDIR);
+    if (S_ISDIR(info.st_mode)) throw_file_error("cannot save", path, EISDIR);
     if (!S_ISREG(info.st_mode)) {
         throw std::invalid_argument("path '" + path + "' is " + file_kind(info.st_mode) +
                                     "; save replaces a regular file only: choose the path of a model file");
@@ -251,7 +251,7 @@ void check_save_target(const std::string& path) {
     std::error_code ec;
     const auto status = std::filesystem::status(path, ec);
     if (ec || !std::filesystem::exists(status)) return;
-    if (std::filesystem::is_directory(status)) throw_file_error("cannot save to", path, EISDIR);
+    if (std::filesystem::is_directory(status)) throw_file_error("cannot save", path, EISDIR);
     if (!std::filesystem::is_regular_file(status)) {
         throw std::invalid_argument("path '" + path + "' is not a regular file; save replaces a regular file "
                                     "only: choose the path of a model file");
@@ -341,7 +341,7 @@ void save(const Network<T>& network, const std::string& path) {
     std::shared_lock<std::shared_mutex> reading(*network.params_mutex_);  // no update mid-write
     try {
         File file(std::fopen(temporary.c_str(), "wb"));
-        if (!file) throw_file_error("cannot save to", path, errno);
+        if (!file) throw_file_error("cannot save", path, errno);
         Writer out(file.get(), path);
         out.bytes(kMagic, 8);
         out.u32(kModelFormatVersion);

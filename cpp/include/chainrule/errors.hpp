@@ -24,17 +24,20 @@ public:
     using std::runtime_error::runtime_error;
 };
 
-// Opening, writing or renaming a file failed; `code` is the errno value.
+// Opening, writing or renaming a file failed; `code` is the errno value,
+// `action` what was attempted ("cannot open"), without the path.
 class file_error : public error {
 public:
-    file_error(const std::string& message, int code, std::string path)
-        : error(message), code_(code), path_(std::move(path)) {}
+    file_error(const std::string& message, int code, std::string path, std::string action = {})
+        : error(message), code_(code), path_(std::move(path)), action_(std::move(action)) {}
     int code() const noexcept { return code_; }
     const std::string& path() const noexcept { return path_; }
+    const std::string& action() const noexcept { return action_; }
 
 private:
     int code_;
     std::string path_;
+    std::string action_;
 };
 
 // A model file is truncated, corrupted, of another version, or not ours.
