@@ -1,6 +1,6 @@
-"""Benchmark chainrule against NumPy, PyTorch and scikit-learn on the same math (issue 6).
+"""Benchmark chainrule against NumPy, PyTorch and scikit-learn on the same math, for the performance targets.
 
-    python bench/run.py            # the full suite (about 10 minutes on 2 cores)
+    python bench/run.py            # the full suite (about 4-5 minutes on 2 cores)
     python bench/run.py --quick    # a smoke run, under a minute
 
 Order of work: check that every implementation agrees with bench/numpy_mlp.py

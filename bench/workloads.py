@@ -1,4 +1,4 @@
-"""The benchmark's workloads (issue 6) and the seeded data and initial weights they train on.
+"""The benchmark's workloads (for the performance targets) and the seeded data and initial weights they train on.
 
 Every implementation of a workload starts from the same initial parameters and
 trains on the same records: both are made here from fixed seeds, in float64,
