@@ -91,6 +91,14 @@ inline double log1p_unit(double e) {
     const double f = k ? f_half : e;
     const double s = f / (2.0 + f);
     const double z = s * s;
+    // The coefficients below are fdlibm's Lg1..Lg7 (e_log.c; s_log1p.c has the
+    // same as Lp1..Lp7), and the scheme around them (s = f / (2 + f), hfsq)
+    // follows fdlibm's log. fdlibm's notice, kept as it asks:
+    //   Copyright (C) 1993 by Sun Microsystems, Inc. All rights reserved.
+    //   Developed at SunSoft, a Sun Microsystems, Inc. business.
+    //   Permission to use, copy, modify, and distribute this
+    //   software is freely granted, provided that this notice
+    //   is preserved.
     const double R = z * (6.666666666666735130e-01 +
                      z * (3.999999999940941908e-01 +
                      z * (2.857142874366239149e-01 +

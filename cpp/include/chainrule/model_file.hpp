@@ -44,16 +44,27 @@ struct ModelHeader {
 // bytes but NUL on POSIX, UTF-8 or not). A path holding a NUL byte names no
 // file: save, read_model_header and load throw std::invalid_argument for it.
 
-// Writes `network` to `path` atomically; throws file_error.
+// Writes `network` to `path` atomically. Throws std::invalid_argument for a
+// path holding a NUL byte, and for a target that exists and is neither a
+// regular file nor a directory (a FIFO, a character or block device, a
+// socket; a symbolic link is followed for this check): save replaces a
+// regular file only, or creates one. Throws file_error when the file cannot
+// be written, flushed or renamed into place, and for a directory at `path`
+// (EISDIR).
 template <typename T>
 void save(const Network<T>& network, const std::string& path);
 
-// Reads and validates the header of the model file at `path`; throws
-// file_error or format_error.
+// Reads and validates the header of the model file at `path`. Throws
+// std::invalid_argument for a path holding a NUL byte; file_error when the
+// file cannot be opened or read (one missing, a directory: EISDIR);
+// format_error when it is not a regular file (a FIFO, a device, a socket:
+// refused before it is opened) or its header is not a valid one of this
+// format version.
 ModelHeader read_model_header(const std::string& path);
 
-// Loads the model file at `path`; throws file_error, or format_error when the
-// file is not a valid model file of this version or holds the other dtype.
+// Loads the model file at `path`. Throws what read_model_header throws, and
+// format_error too when the file holds the other dtype, is truncated, or its
+// checksum does not match.
 template <typename T>
 Network<T> load(const std::string& path);
 
