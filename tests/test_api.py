@@ -439,3 +439,23 @@ def test_clone_views_belong_to_the_clone(dtype):
     clone.biases[-1][...] = 0.0
     assert np.all(clone.predict(X) == 0.5)  # sigmoid(0)
     assert not np.all(net.predict(X) == 0.5)
+
+
+def test_fit_callback_uses_python_truthiness():
+    X = np.ascontiguousarray(np.random.default_rng(0).standard_normal((20, 3)))
+    y = (X[:, :1] > 0).astype(np.float64)
+    net = cr.Network([3, 1], seed=0)
+    assert len(net.fit(X, y, epochs=5, seed=0, callback=lambda epoch, cost: epoch < 2 and "go on")) == 3
+    assert len(net.fit(X, y, epochs=5, seed=0, callback=lambda epoch, cost: [])) == 1  # falsy: stop
+
+
+def test_a_callback_that_writes_nan_into_the_weights_is_caught():
+    X = np.ascontiguousarray(np.random.default_rng(1).standard_normal((20, 3)))
+    y = (X[:, :1] > 0).astype(np.float64)
+    net = cr.Network([3, 2, 1], seed=0)
+
+    def poison(epoch, cost):
+        net.weights[0][0, 0] = np.nan
+
+    with pytest.raises(ValueError, match=r"weights\[0\].*non-finite"):
+        net.fit(X, y, epochs=3, seed=0, callback=poison)

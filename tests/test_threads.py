@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -222,3 +223,62 @@ def test_one_and_two_threads_train_alike():
     np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-12)
     for a, b in zip(runs[0][1], runs[1][1]):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+
+
+def test_gradients_from_two_threads_are_each_their_own():
+    # gradients copies the core's gradient while it still holds its training
+    # lock: another thread's gradients (or fit) cannot overwrite it in between.
+    net = cr.Network([64, 64, 1], seed=13)
+    data = [make_data(256, 64, seed=s) for s in (14, 15)]
+    expected = [net.gradients(X, y) for X, y in data]
+    wrong = []
+    done = 0
+
+    def hammer(i):
+        nonlocal done
+        X, y = data[i]
+        for _ in range(200):
+            try:
+                got = net.gradients(X, y)
+            except cr.BusyError:
+                continue  # the other thread was in the middle of its own
+            done += 1
+            if not all(np.array_equal(a, b) for pair in zip(got, expected[i]) for a, b in zip(*pair)):
+                wrong.append(i)
+
+    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert done > 0 and not wrong
+
+
+def test_fit_is_not_starved_by_threads_that_predict():
+    # Readers queue behind a waiting fit (a writer-first lock): with four
+    # threads predicting in a loop, fit slows by the share of the CPU it
+    # loses, not by orders of magnitude (glibc's reader-first rwlock made it
+    # ~250x slower). The bound is generous: a liveness check, not a timing.
+    X, y = make_data(2048, 256, seed=16)
+    net = cr.Network([256, 256, 1], seed=17)
+    start = time.perf_counter()
+    net.fit(X, y, epochs=1, lr=0.01, batch_size=16, seed=0)
+    alone = time.perf_counter() - start
+    stop = threading.Event()
+
+    def predict_forever():
+        while not stop.is_set():
+            net.predict(X[:512])
+
+    readers = [threading.Thread(target=predict_forever) for _ in range(4)]
+    for t in readers:
+        t.start()
+    try:
+        start = time.perf_counter()
+        net.fit(X, y, epochs=1, lr=0.01, batch_size=16, seed=0)
+        contended = time.perf_counter() - start
+    finally:
+        stop.set()
+        for t in readers:
+            t.join()
+    assert contended < 25 * alone + 0.5, f"fit took {contended:.2f} s with readers, {alone:.2f} s alone"

@@ -7,10 +7,12 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "chainrule/chainrule.hpp"
@@ -25,6 +27,8 @@ namespace {
 // costs a fraction of a microsecond, more than a single-record predict of a
 // small network. Below it, other Python threads wait that long at most.
 constexpr std::size_t kReleaseGilWork = std::size_t{1} << 15;
+// How often a fit in the main thread takes the GIL to look for Ctrl-C.
+constexpr std::chrono::milliseconds kSignalInterval{20};
 
 template <typename T>
 const char* dtype_name() {
@@ -179,16 +183,23 @@ void bind_network(py::module_& m, const char* class_name) {
         .def("gradients", [](Net& net, const py::object& X, const py::object& y) {
                  const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
                  const ConstMatrixView<T> t = as_targets(net, y);
+                 // One new buffer, filled while the core still holds its training
+                 // lock (another thread's fit may overwrite the core's own
+                 // gradient right after); the arrays returned are views of it.
+                 py::array_t<T> flat(py::ssize_t(net.num_params()));
+                 T* gradient = flat.mutable_data();
                  {
                      py::gil_scoped_release release;
-                     net.compute_gradients(x, t);
+                     net.compute_gradients(x, t, gradient);
                  }
                  py::list grads;
                  for (std::size_t l = 0; l < net.num_layers(); ++l) {
-                     const LayerView<const T> g = net.layer_grads(l);
+                     const LayerView<const T> p = std::as_const(net).layer(l);  // where layer l sits in the layout
+                     T* weight = gradient + (p.weight - net.params());
+                     T* bias = gradient + (p.bias - net.params());
                      grads.append(py::make_tuple(
-                         copy_of<T>(g.weight, {py::ssize_t(g.out_features), py::ssize_t(g.in_features)}),
-                         copy_of<T>(g.bias, {py::ssize_t(g.out_features)})));
+                         view<T>(weight, {py::ssize_t(p.out_features), py::ssize_t(p.in_features)}, flat),
+                         view<T>(bias, {py::ssize_t(p.out_features)}, flat)));
                  }
                  return grads;
              }, py::arg("X"), py::arg("y"), "[(dW_1, db_1), ...]: the gradient of cost(X, y).")
@@ -215,18 +226,31 @@ void bind_network(py::module_& m, const char* class_name) {
                  options.seed = seed;
                  options.tol = tol;
                  options.n_iter_no_change = static_cast<std::size_t>(std::max(1LL, n_iter_no_change));
-                 // Between steps, every millisecond or so: take the GIL and deliver
-                 // pending signals, so Ctrl-C stops training with KeyboardInterrupt.
-                 const InterruptCheck interrupt = [] {
-                     py::gil_scoped_acquire acquire;
-                     if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-                 };
+                 // Ctrl-C: fit offers a check between steps every millisecond or so;
+                 // at most every kSignalInterval, take the GIL and deliver pending
+                 // signals, so that it stops training with KeyboardInterrupt. Only
+                 // in the main thread, the one Python runs signal handlers in:
+                 // elsewhere, waiting for the GIL would only slow training down.
+                 InterruptCheck interrupt;
+                 const py::module_ threading = py::module_::import("threading");
+                 if (threading.attr("current_thread")().is(threading.attr("main_thread")())) {
+                     interrupt = [last = std::chrono::steady_clock::now()]() mutable {
+                         const auto now = std::chrono::steady_clock::now();
+                         if (now - last < kSignalInterval) return;
+                         last = now;
+                         py::gil_scoped_acquire acquire;
+                         if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+                     };
+                 }
                  EpochCallback hook;
                  if (!on_epoch.is_none()) {
                      hook = [&on_epoch](const EpochReport& report) {
                          py::gil_scoped_acquire acquire;
                          const py::object keep_going = on_epoch(report.epoch, report.cost);
-                         return keep_going.is_none() || keep_going.cast<bool>();
+                         if (keep_going.is_none()) return true;
+                         const int truth = PyObject_IsTrue(keep_going.ptr());  // Python's truthiness
+                         if (truth < 0) throw py::error_already_set();
+                         return truth != 0;
                      };
                  }
                  std::vector<double> history;

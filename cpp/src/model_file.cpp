@@ -338,7 +338,7 @@ void save(const Network<T>& network, const std::string& path) {
     const std::filesystem::path parent = std::filesystem::path(path).parent_path();
     const std::string temporary = (parent / name).string();
 
-    std::shared_lock<std::shared_mutex> reading(*network.params_mutex_);  // no update mid-write
+    std::shared_lock<detail::WriterFirstMutex> reading(*network.params_mutex_);  // no update mid-write
     try {
         File file(std::fopen(temporary.c_str(), "wb"));
         if (!file) throw_file_error("cannot save", path, errno);

@@ -100,8 +100,8 @@ const char* dtype_name() {
 }
 
 template <typename T>
-std::vector<T> copy_while_reading(const std::vector<T>& values, std::shared_mutex& mutex) {
-    std::shared_lock<std::shared_mutex> reading(mutex);
+std::vector<T> copy_while_reading(const std::vector<T>& values, detail::WriterFirstMutex& mutex) {
+    std::shared_lock<detail::WriterFirstMutex> reading(mutex);
     return values;
 }
 
@@ -193,7 +193,7 @@ Network<T>::Network(std::vector<std::size_t> layer_sizes, std::vector<Activation
     params_.assign(total, T(0));
     grads_.assign(total, T(0));
     train_mutex_ = std::make_unique<std::mutex>();
-    params_mutex_ = std::make_unique<std::shared_mutex>();
+    params_mutex_ = std::make_unique<detail::WriterFirstMutex>();
 
     // Glorot-uniform: U(-r, r), r = sqrt(6 / (fan_in + fan_out)); He-uniform
     // for relu layers: r = sqrt(6 / fan_in). Drawn in double, then rounded,
@@ -219,14 +219,14 @@ Network<T>::Network(const Network& other)
       params_(copy_while_reading(other.params_, *other.params_mutex_)),
       grads_(other.grads_.size(), T(0)),  // not other.grads_: a fit in another thread may be writing them
       train_mutex_(std::make_unique<std::mutex>()),
-      params_mutex_(std::make_unique<std::shared_mutex>()) {}
+      params_mutex_(std::make_unique<detail::WriterFirstMutex>()) {}
 
 template <typename T>
 Network<T>& Network<T>::operator=(const Network& other) {
     if (this != &other) {
         Network copy(other);
         std::lock_guard<std::mutex> training(*train_mutex_);
-        std::unique_lock<std::shared_mutex> writing(*params_mutex_);
+        std::unique_lock<detail::WriterFirstMutex> writing(*params_mutex_);
         layer_sizes_ = std::move(copy.layer_sizes_);
         activations_ = std::move(copy.activations_);
         loss_ = copy.loss_;
@@ -451,7 +451,7 @@ void Network<T>::predict(MatrixView<T> out, ConstMatrixView<T> X) const {
                                            out.rows, ", ", out.cols, ")"));
     }
     Workspace ws(layer_sizes_, std::min(X.rows, kChunkRecords), false);
-    std::shared_lock<std::shared_mutex> reading(*params_mutex_);
+    std::shared_lock<detail::WriterFirstMutex> reading(*params_mutex_);
     check_params_finite();
     for (std::size_t start = 0; start < X.rows; start += ws.capacity) {
         const std::size_t rows = std::min(ws.capacity, X.rows - start);
@@ -472,7 +472,7 @@ double Network<T>::cost(ConstMatrixView<T> X, ConstMatrixView<T> Y) const {
     // C = (1/B) sum over records of L (MATH.md, losses and cost)
     check_targets(X, Y);
     Workspace ws(layer_sizes_, std::min(X.rows, kChunkRecords), false);
-    std::shared_lock<std::shared_mutex> reading(*params_mutex_);
+    std::shared_lock<detail::WriterFirstMutex> reading(*params_mutex_);
     check_params_finite();
     // Each chunk's loss is divided before it is added; should a chunk's own sum
     // overflow, the records are summed one by one, each divided first, so that
@@ -496,8 +496,13 @@ template <typename T>
 double Network<T>::compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y) {
     check_targets(X, Y);
     const auto lock = lock_for_training(*train_mutex_);
+    return compute_gradients_locked(X, Y);
+}
+
+template <typename T>
+double Network<T>::compute_gradients_locked(ConstMatrixView<T> X, ConstMatrixView<T> Y) {
     Workspace& ws = training_workspace(std::min(X.rows, kChunkRecords));
-    std::shared_lock<std::shared_mutex> reading(*params_mutex_);
+    std::shared_lock<detail::WriterFirstMutex> reading(*params_mutex_);
     check_params_finite();
     const double cost = accumulate_gradients(ws, X, Y);
     if (!std::isfinite(cost)) throw divergence_error(overflow_message<T>("gradients", concat("the cost is ", cost)));
@@ -508,12 +513,21 @@ double Network<T>::compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y)
 }
 
 template <typename T>
+double Network<T>::compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y, T* gradient) {
+    check_targets(X, Y);
+    const auto lock = lock_for_training(*train_mutex_);  // held until grads_ is copied
+    const double cost = compute_gradients_locked(X, Y);
+    std::copy(grads_.begin(), grads_.end(), gradient);
+    return cost;
+}
+
+template <typename T>
 double Network<T>::sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, double learning_rate) {
     check_learning_rate<T>(learning_rate);
     check_targets(X, Y);
     const auto lock = lock_for_training(*train_mutex_);
     Workspace& ws = training_workspace(std::min(X.rows, kChunkRecords));
-    std::unique_lock<std::shared_mutex> writing(*params_mutex_);
+    std::unique_lock<detail::WriterFirstMutex> writing(*params_mutex_);
     check_params_finite();
     const double cost = accumulate_gradients(ws, X, Y);
     if (!std::isfinite(cost)) {
@@ -557,7 +571,7 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
     std::size_t steps_since_poll = 0;
     const std::size_t prefetch_distance = std::max(batch_size, kPrefetchRecords);
     // Readers (predict, cost) get in between steps, when the lock is let go.
-    std::unique_lock<std::shared_mutex> writing(*params_mutex_);
+    std::unique_lock<detail::WriterFirstMutex> writing(*params_mutex_);
     check_params_finite();  // once: from here on, each step keeps them finite or throws
 
     for (std::size_t epoch = 0; epoch < options.epochs; ++epoch) {
@@ -634,6 +648,7 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
         if (on_epoch && !on_epoch(EpochReport{epoch, epoch_cost})) stop = true;
         if (stop) break;
         writing.lock();
+        if (on_epoch) check_params_finite();  // the callback may have written through params()
     }
     return history;
 }

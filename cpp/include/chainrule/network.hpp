@@ -30,6 +30,30 @@
 
 namespace chainrule {
 
+namespace detail {
+// A shared mutex that lets a waiting writer in ahead of readers that come
+// after it: a writer holds the turnstile while it waits, so new readers
+// queue behind it instead of keeping it out forever (glibc's rwlock prefers
+// readers, and four threads calling predict in a loop starved fit).
+class WriterFirstMutex {
+public:
+    void lock() {
+        std::lock_guard<std::mutex> turn(turnstile_);
+        mutex_.lock();
+    }
+    void unlock() { mutex_.unlock(); }
+    void lock_shared() {
+        { std::lock_guard<std::mutex> turn(turnstile_); }
+        mutex_.lock_shared();
+    }
+    void unlock_shared() { mutex_.unlock_shared(); }
+
+private:
+    std::mutex turnstile_;
+    std::shared_mutex mutex_;
+};
+}  // namespace detail
+
 // Views of one layer's weights (out_features, in_features) and bias (out_features).
 template <typename T>
 struct LayerView {
@@ -115,6 +139,9 @@ public:
     // The gradient of cost(X, Y) at the current parameters, into grads();
     // returns the cost. divergence_error if a gradient or the cost overflows.
     double compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y);
+    // The same, also copied to `gradient` (num_params() values, the layout of
+    // params()) before another thread's training can overwrite grads().
+    double compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y, T* gradient);
 
     // One SGD step on the batch (X, Y); returns the cost before the step.
     // Throws divergence_error (parameters unchanged) if the cost or an
@@ -133,6 +160,7 @@ private:
     void check_inputs(ConstMatrixView<T> X) const;
     void check_targets(ConstMatrixView<T> X, ConstMatrixView<T> Y) const;
     void check_params_finite() const;  // the caller holds params_mutex_
+    double compute_gradients_locked(ConstMatrixView<T> X, ConstMatrixView<T> Y);  // ... and train_mutex_
     const T* forward(Workspace& ws, const T* X, std::size_t rows) const;
     double batch_loss(const Workspace& ws, const T* Y, std::size_t rows) const;
     void backward(Workspace& ws, const T* X, const T* Y, std::size_t rows, T scale, bool accumulate);
@@ -147,7 +175,7 @@ private:
     std::vector<T> grads_;
     std::unique_ptr<Workspace> train_workspace_;
     std::unique_ptr<std::mutex> train_mutex_;  // guards grads_ and train_workspace_
-    mutable std::unique_ptr<std::shared_mutex> params_mutex_;  // readers: predict, cost, save; writer: SGD
+    mutable std::unique_ptr<detail::WriterFirstMutex> params_mutex_;  // readers: predict, cost, save; writer: SGD
 
     template <typename U>
     friend void save(const Network<U>& network, const std::string& path);
