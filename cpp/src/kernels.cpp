@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 namespace chainrule {
@@ -30,7 +31,14 @@ namespace {
 // Below this many multiply-adds a plain loop beats a library call's overhead.
 constexpr std::size_t kGemmMinWork = std::size_t{1} << 12;
 
-bool worth_a_gemm(std::size_t m, std::size_t n, std::size_t k) { return m * n * k >= kGemmMinWork; }
+// A CBLAS counts in int: larger sizes (only a network of 2^31 units in one
+// layer, or a batch that large, has them) stay with the loops.
+constexpr std::size_t kGemmMaxSize = static_cast<std::size_t>(std::numeric_limits<int>::max());
+
+bool worth_a_gemm(std::size_t m, std::size_t n, std::size_t k) {
+    if (m > kGemmMaxSize || n > kGemmMaxSize || k > kGemmMaxSize) return false;
+    return m * n * k >= kGemmMinWork;
+}
 }  // namespace
 
 template <typename T>
