@@ -459,3 +459,12 @@ def test_a_callback_that_writes_nan_into_the_weights_is_caught():
 
     with pytest.raises(ValueError, match=r"weights\[0\].*non-finite"):
         net.fit(X, y, epochs=3, seed=0, callback=poison)
+
+
+def test_unpickling_a_state_of_another_dtype_or_shape_is_refused():
+    net = cr.Network([3, 2, 1], dtype="float32", seed=0)
+    state = net.__getstate__()
+    for params in (state["params"].astype(np.float64), state["params"][:-1], list(state["params"])):
+        bad = dict(state, params=params)
+        with pytest.raises(ValueError, match="params"):
+            cr.Network.__new__(cr.Network).__setstate__(bad)

@@ -298,5 +298,9 @@ class Network:
 
     def __setstate__(self, state: dict) -> None:
         core = _CORE_CLASSES[state["dtype"]](state["layer_sizes"], state["activations"], state["loss"], 0)
-        core.params()[:] = state["params"]
+        params = state["params"]
+        target = core.params()
+        if not isinstance(params, np.ndarray) or params.dtype != target.dtype or params.shape != target.shape:
+            raise ValueError(f"pickled state: params must be a {target.dtype} array of shape {target.shape}")
+        target[:] = params  # same dtype and shape: an exact copy, never a conversion
         self._attach(core)

@@ -100,6 +100,8 @@ public:
     Network(std::vector<std::size_t> layer_sizes, std::vector<Activation> activations, Loss loss,
             std::uint64_t seed);
     Network(const Network& other);             // copies the parameters (under the reader lock); zeroed gradients
+    // Replaces this network's structure and parameters: not while another
+    // thread uses this network, and LayerViews taken before are invalidated.
     Network& operator=(const Network& other);
     ~Network();
 
