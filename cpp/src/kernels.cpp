@@ -110,9 +110,15 @@ template <typename T>
 CHAINRULE_TARGET_CLONES void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                      std::size_t num_records, std::size_t in_features, std::size_t out_features, bool accumulate) {
     assert(dweight && dbias && dout && inp && weight);
-    if (!accumulate) std::fill(dbias, dbias + out_features, T(0));
+    // Without accumulate, the first record's terms are written rather than
+    // added to zeros: no fill, and no reload of what was just stored (a
+    // batch-1 step is all first record).
     for (std::size_t r = 0; r < num_records; ++r) {  // db = sum over records of dZ
         const T* d = dout + r * out_features;
+        if (r == 0 && !accumulate) {
+            std::memcpy(dbias, d, out_features * sizeof(T));
+            continue;
+        }
 #pragma omp simd
         for (std::size_t j = 0; j < out_features; ++j) dbias[j] += d[j];
     }
@@ -121,15 +127,20 @@ CHAINRULE_TARGET_CLONES void linear_backward(T* dinp, T* dweight, T* dbias, cons
         detail::gemm(true, false, out_features, in_features, num_records, dout, out_features, inp, in_features,
                      accumulate ? T(1) : T(0), dweight, in_features);
     } else {
-        if (!accumulate) std::fill(dweight, dweight + out_features * in_features, T(0));
         for (std::size_t r = 0; r < num_records; ++r) {
             const T* d = dout + r * out_features;
             const T* x = inp + r * in_features;
+            const bool first = r == 0 && !accumulate;
             for (std::size_t j = 0; j < out_features; ++j) {
                 const T g = d[j];
                 T* dw = dweight + j * in_features;
+                if (first) {
 #pragma omp simd
-                for (std::size_t k = 0; k < in_features; ++k) dw[k] += g * x[k];  // dW_jk += dz_j a_k
+                    for (std::size_t k = 0; k < in_features; ++k) dw[k] = g * x[k];  // dW_jk = dz_j a_k
+                } else {
+#pragma omp simd
+                    for (std::size_t k = 0; k < in_features; ++k) dw[k] += g * x[k];  // dW_jk += dz_j a_k
+                }
             }
         }
     }
@@ -195,12 +206,20 @@ CHAINRULE_TARGET_CLONES void mse_backward(T* dout, const T* out, const T* target
 
 template <typename T>
 CHAINRULE_TARGET_CLONES bool sgd_update(T* params, const T* grads, std::size_t n, T lr) {
-    // x * 0 is 0 for finite x and NaN for inf or NaN, so `poison` stays 0
-    // exactly when every updated value is finite; the sum vectorizes.
-    T poison = T(0);
-#pragma omp simd reduction(+ : poison)
-    for (std::size_t i = 0; i < n; ++i) poison += (params[i] - lr * grads[i]) * T(0);
-    if (!(poison == T(0))) return false;
+    // An updated value is inf or NaN exactly when its exponent bits are all
+    // set: an OR of integer compares (as in all_finite) has no floating-point
+    // add chain to wait on, and its horizontal reduction is cheap and exact.
+    using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    constexpr Bits kExponent = static_cast<Bits>(sizeof(T) == 4 ? 0x7F800000u : 0x7FF0000000000000u);
+    Bits non_finite = 0;
+#pragma omp simd reduction(| : non_finite)
+    for (std::size_t i = 0; i < n; ++i) {
+        const T updated = params[i] - lr * grads[i];
+        Bits bits;
+        std::memcpy(&bits, &updated, sizeof(T));
+        non_finite |= static_cast<Bits>((bits & kExponent) == kExponent);
+    }
+    if (non_finite != 0) return false;
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) params[i] -= lr * grads[i];  // W <- W - lr dW
     return true;
