@@ -179,6 +179,17 @@ CHAINRULE_TARGET_CLONES double bce_forward(const T* logits, const T* targets, st
 }
 
 template <typename T>
+CHAINRULE_TARGET_CLONES void bce_losses(double* losses, const T* logits, const T* targets, std::size_t n) {
+    // The terms of bce_forward one by one: the loss of each of n one-output records.
+#pragma omp simd
+    for (std::size_t i = 0; i < n; ++i) {
+        const double z = logits[i];
+        const double y = targets[i];
+        losses[i] = (z > 0.0 ? z : 0.0) - z * y + detail::log1p_unit(detail::exp_nonpositive(-std::abs(z)));
+    }
+}
+
+template <typename T>
 CHAINRULE_TARGET_CLONES void bce_backward(T* dlogits, const T* out, const T* targets, std::size_t n, T scale) {
     // Fused: holds for a sigmoid output with BCE only (MATH.md, backward pass).
 #pragma omp simd
@@ -252,6 +263,7 @@ CHAINRULE_TARGET_CLONES bool all_finite(const T* data, std::size_t n) {
     template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, std::size_t,         \
                                      std::size_t, std::size_t, bool);                               \
     template double bce_forward<T>(const T*, const T*, std::size_t, std::size_t);                   \
+    template void bce_losses<T>(double*, const T*, const T*, std::size_t);                          \
     template void bce_backward<T>(T*, const T*, const T*, std::size_t, T);                          \
     template double mse_forward<T>(const T*, const T*, std::size_t, std::size_t);                   \
     template void mse_backward<T>(T*, const T*, const T*, std::size_t, T);                          \
