@@ -51,10 +51,16 @@ CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weigh
         T* z = out + r * out_features;
         for (std::size_t j = 0; j < out_features; ++j) {
             const T* w = weight + j * in_features;
-            T acc = T(0);
-#pragma omp simd reduction(+ : acc)
-            for (std::size_t k = 0; k < in_features; ++k) acc += x[k] * w[k];  // z_j = w_j . x
-            z[j] = acc + bias[j];                                               //       + b_j
+            // Eight partial sums (one vector), then a fixed pairwise tree: no
+            // serial horizontal sum and no scalar tail chain on the critical path.
+            T lanes[8] = {};
+            std::size_t k = 0;
+            for (; k + 8 <= in_features; k += 8) {
+                for (std::size_t l = 0; l < 8; ++l) lanes[l] += x[k + l] * w[k + l];  // z_j = w_j . x
+            }
+            for (std::size_t l = 0; k + l < in_features; ++l) lanes[l] += x[k + l] * w[k + l];
+            const T acc = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+            z[j] = acc + bias[j];  //       + b_j
         }
     }
 }
