@@ -59,10 +59,16 @@ CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weigh
         T* z = out + r * out_features;
         for (std::size_t j = 0; j < out_features; ++j) {
             const T* w = weight + j * in_features;
-            T acc = T(0);
-#pragma omp simd reduction(+ : acc)
-            for (std::size_t k = 0; k < in_features; ++k) acc += x[k] * w[k];  // z_j = w_j . x
-            z[j] = acc + bias[j];                                               //       + b_j
+            // Eight partial sums (one vector), then a fixed pairwise tree: no
+            // serial horizontal sum and no scalar tail chain on the critical path.
+            T lanes[8] = {};
+            std::size_t k = 0;
+            for (; k + 8 <= in_features; k += 8) {
+                for (std::size_t l = 0; l < 8; ++l) lanes[l] += x[k + l] * w[k + l];  // z_j = w_j . x
+            }
+            for (std::size_t l = 0; k + l < in_features; ++l) lanes[l] += x[k + l] * w[k + l];
+            const T acc = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+            z[j] = acc + bias[j];  //       + b_j
         }
     }
 }
@@ -118,9 +124,15 @@ template <typename T>
 CHAINRULE_TARGET_CLONES void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                      std::size_t num_records, std::size_t in_features, std::size_t out_features, bool accumulate) {
     assert(dweight && dbias && dout && inp && weight);
-    if (!accumulate) std::fill(dbias, dbias + out_features, T(0));
+    // Without accumulate, the first record's terms are written rather than
+    // added to zeros: no fill, and no reload of what was just stored (a
+    // batch-1 step is all first record).
     for (std::size_t r = 0; r < num_records; ++r) {  // db = sum over records of dZ
         const T* d = dout + r * out_features;
+        if (r == 0 && !accumulate) {
+            std::memcpy(dbias, d, out_features * sizeof(T));
+            continue;
+        }
 #pragma omp simd
         for (std::size_t j = 0; j < out_features; ++j) dbias[j] += d[j];
     }
@@ -129,15 +141,20 @@ CHAINRULE_TARGET_CLONES void linear_backward(T* dinp, T* dweight, T* dbias, cons
         detail::gemm(true, false, out_features, in_features, num_records, dout, out_features, inp, in_features,
                      accumulate ? T(1) : T(0), dweight, in_features);
     } else {
-        if (!accumulate) std::fill(dweight, dweight + out_features * in_features, T(0));
         for (std::size_t r = 0; r < num_records; ++r) {
             const T* d = dout + r * out_features;
             const T* x = inp + r * in_features;
+            const bool first = r == 0 && !accumulate;
             for (std::size_t j = 0; j < out_features; ++j) {
                 const T g = d[j];
                 T* dw = dweight + j * in_features;
+                if (first) {
 #pragma omp simd
-                for (std::size_t k = 0; k < in_features; ++k) dw[k] += g * x[k];  // dW_jk += dz_j a_k
+                    for (std::size_t k = 0; k < in_features; ++k) dw[k] = g * x[k];  // dW_jk = dz_j a_k
+                } else {
+#pragma omp simd
+                    for (std::size_t k = 0; k < in_features; ++k) dw[k] += g * x[k];  // dW_jk += dz_j a_k
+                }
             }
         }
     }
@@ -176,6 +193,17 @@ CHAINRULE_TARGET_CLONES double bce_forward(const T* logits, const T* targets, st
 }
 
 template <typename T>
+CHAINRULE_TARGET_CLONES void bce_losses(double* losses, const T* logits, const T* targets, std::size_t n) {
+    // The terms of bce_forward one by one: the loss of each of n one-output records.
+#pragma omp simd
+    for (std::size_t i = 0; i < n; ++i) {
+        const double z = logits[i];
+        const double y = targets[i];
+        losses[i] = (z > 0.0 ? z : 0.0) - z * y + detail::log1p_unit(detail::exp_nonpositive(-std::abs(z)));
+    }
+}
+
+template <typename T>
 CHAINRULE_TARGET_CLONES void bce_backward(T* dlogits, const T* out, const T* targets, std::size_t n, T scale) {
     // Fused: holds for a sigmoid output with BCE only (MATH.md, backward pass).
 #pragma omp simd
@@ -203,12 +231,22 @@ CHAINRULE_TARGET_CLONES void mse_backward(T* dout, const T* out, const T* target
 
 template <typename T>
 CHAINRULE_TARGET_CLONES bool sgd_update(T* params, const T* grads, std::size_t n, T lr) {
-    // x * 0 is 0 for finite x and NaN for inf or NaN, so `poison` stays 0
-    // exactly when every updated value is finite; the sum vectorizes.
-    T poison = T(0);
-#pragma omp simd reduction(+ : poison)
-    for (std::size_t i = 0; i < n; ++i) poison += (params[i] - lr * grads[i]) * T(0);
-    if (!(poison == T(0))) return false;
+    // An updated value is inf or NaN exactly when its exponent bits are all
+    // set: an OR of integer compares (as in all_finite) has no floating-point
+    // add chain to wait on, and its horizontal reduction is cheap and exact.
+    using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    constexpr Bits kExponent = static_cast<Bits>(sizeof(T) == 4 ? 0x7F800000u : 0x7FF0000000000000u);
+    // (No `omp simd reduction`: GCC lowers it through a stack array whose
+    // scalar-tail stores the final vector load cannot forward from, a stall
+    // on every tiny step. An integer OR vectorizes without it.)
+    Bits non_finite = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const T updated = params[i] - lr * grads[i];
+        Bits bits;
+        std::memcpy(&bits, &updated, sizeof(T));
+        non_finite |= static_cast<Bits>((bits & kExponent) == kExponent);
+    }
+    if (non_finite != 0) return false;
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) params[i] -= lr * grads[i];  // W <- W - lr dW
     return true;
@@ -241,6 +279,7 @@ CHAINRULE_TARGET_CLONES bool all_finite(const T* data, std::size_t n) {
     template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, std::size_t,         \
                                      std::size_t, std::size_t, bool);                               \
     template double bce_forward<T>(const T*, const T*, std::size_t, std::size_t);                   \
+    template void bce_losses<T>(double*, const T*, const T*, std::size_t);                          \
     template void bce_backward<T>(T*, const T*, const T*, std::size_t, T);                          \
     template double mse_forward<T>(const T*, const T*, std::size_t, std::size_t);                   \
     template void mse_backward<T>(T*, const T*, const T*, std::size_t, T);                          \

@@ -29,6 +29,9 @@ constexpr std::size_t kChunkRecords = 256;
 // records ahead: one small step takes less time than a cache miss.
 constexpr std::size_t kPrefetchRecords = 16;
 
+// fit computes the losses of one-record BCE steps this many at a time.
+constexpr std::size_t kDeferredSteps = 256;
+
 // fit reserves room for at most this many epoch costs up front (32 KiB).
 constexpr std::size_t kHistoryReserve = 4096;
 
@@ -51,8 +54,15 @@ std::pair<std::size_t, std::size_t> first_non_finite(ConstMatrixView<T> m) {
 // Hints the cache to fetch rows[0..count) of m (the records of the next
 // shuffled batch). Rows wider than a few cache lines get their first lines
 // only: the hardware prefetcher follows a row once it is being read.
+// Always inlined: GCC finds a function that does nothing but prefetch "pure"
+// (a prefetch is no side effect to it) and deletes every call to it.
+#if defined(__GNUC__)
+#define CHAINRULE_ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define CHAINRULE_ALWAYS_INLINE inline
+#endif
 template <typename T>
-void prefetch_rows(ConstMatrixView<T> m, const std::size_t* rows, std::size_t count) {
+CHAINRULE_ALWAYS_INLINE void prefetch_rows(ConstMatrixView<T> m, const std::size_t* rows, std::size_t count) {
 #if defined(__GNUC__)
     // Every cache line a row touches: a row that does not start on a line
     // boundary spans one line more than its length alone says.
@@ -570,6 +580,13 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
     const std::size_t steps_per_poll = std::max<std::size_t>(1, (std::size_t{1} << 20) / (batch_size * num_params()));
     std::size_t steps_since_poll = 0;
     const std::size_t prefetch_distance = std::max(batch_size, kPrefetchRecords);
+    // One-record steps of a one-output BCE network leave their loss for later:
+    // the divergence check needs only a finite logit (the targets are in [0, 1]),
+    // and the losses of many steps are then computed together, vectorized.
+    const bool defer_loss = batch_size == 1 && num_outputs() == 1 && loss_ == Loss::bce;
+    T deferred_logits[kDeferredSteps];
+    T deferred_targets[kDeferredSteps];
+    double deferred_losses[kDeferredSteps];
     // Readers (predict, cost) get in between steps, when the lock is let go.
     std::unique_lock<detail::WriterFirstMutex> writing(*params_mutex_);
     check_params_finite();  // once: from here on, each step keeps them finite or throws
@@ -580,6 +597,12 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
             random.shuffle(order.data(), num_records);
         }
         double epoch_cost = 0.0;  // sum of loss / num_records: huge finite losses cannot overflow it
+        std::size_t deferred = 0;  // steps whose loss waits in deferred_logits and deferred_targets
+        auto flush_losses = [&] {  // adds their losses to epoch_cost, in the order of the steps
+            bce_losses(deferred_losses, deferred_logits, deferred_targets, deferred);
+            for (std::size_t i = 0; i < deferred; ++i) epoch_cost += deferred_losses[i] / static_cast<double>(num_records);
+            deferred = 0;
+        };
         std::size_t prefetched = 0;  // the records of order[0, prefetched) were prefetched
         for (std::size_t start = 0, batch = 0; start < num_records; start += batch_size, ++batch) {
             const std::size_t rows = std::min(batch_size, num_records - start);
@@ -609,7 +632,15 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
                 }
             }
             forward(ws, inputs, rows);
-            const double loss = batch_loss(ws, targets, rows);
+            double loss = 0.0;
+            if (defer_loss && std::isfinite(ws.logits[0])) {
+                // A finite logit and a target in [0, 1] make a finite BCE: the
+                // loss itself can wait for the flush below.
+                deferred_logits[deferred] = ws.logits[0];
+                deferred_targets[deferred] = targets[0];
+            } else {
+                loss = batch_loss(ws, targets, rows);
+            }
             if (!std::isfinite(loss)) {
                 throw divergence_error(concat("training diverged at epoch ", epoch + 1, ", batch ", batch + 1,
                                               ": the cost became ", loss, "; the parameters hold their last finite "
@@ -623,7 +654,11 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
                                               "last finite values (before that step); lower the learning rate (lr=",
                                               options.learning_rate, ")"));
             }
-            epoch_cost += loss / static_cast<double>(num_records);
+            if (defer_loss) {
+                if (++deferred == kDeferredSteps) flush_losses();
+            } else {
+                epoch_cost += loss / static_cast<double>(num_records);
+            }
             if (++steps_since_poll >= steps_per_poll) {  // a window for readers, and for Ctrl-C
                 steps_since_poll = 0;
                 writing.unlock();
@@ -635,6 +670,7 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
                 writing.lock();
             }
         }
+        flush_losses();
         history.push_back(epoch_cost);
 
         bool stop = false;

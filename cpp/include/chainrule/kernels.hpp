@@ -53,6 +53,12 @@ void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
 template <typename T>
 double bce_forward(const T* logits, const T* targets, std::size_t num_records, std::size_t num_outputs);
 
+// losses (n) = the binary cross-entropy of each of n one-output records, in
+// double: the terms that bce_forward sums, computed together (fit evaluates
+// the losses of many batch-1 steps at once).
+template <typename T>
+void bce_losses(double* losses, const T* logits, const T* targets, std::size_t n);
+
 // Fused output delta of a sigmoid output with BCE: dlogits = scale (A - Y).
 // Valid for that pair only: dL/da = (a-y)/(a(1-a)) and sigma'(z) = a(1-a) cancel.
 //   MATH.md: dZ_L = A_L - Y   (BCE + sigmoid)
