@@ -142,16 +142,18 @@ CASES = [
 ]
 
 
+def _records_to_check(net, copy_params, X, Y, dtype, num_records=10):
+    """num_records records of (X, Y): with relu, ones whose pre-activations keep clear of the kink."""
+    if "relu" in net.activations:
+        return _keep_away_from_relu_kinks(net, copy_params, X, Y, RELU_MARGIN[dtype], num_records)
+    return X[:num_records].copy(), Y[:num_records].copy()
+
+
 @pytest.mark.parametrize("layer_sizes, activation, loss, dtype", CASES)
 def test_gradients_match_central_differences(make_data, copy_params, layer_sizes, activation, loss, dtype):
     net = _network(layer_sizes, activation, loss, dtype, seed=3)
-    num_records = 10
     X, Y = make_data(200, layer_sizes[0], layer_sizes[-1], loss, dtype=dtype, seed=4)
-    if "relu" in net.activations:
-        X, Y = _keep_away_from_relu_kinks(net, copy_params, X, Y, RELU_MARGIN[dtype], num_records)
-    else:
-        X, Y = X[:num_records].copy(), Y[:num_records].copy()
-    _check(net, copy_params, X, Y)
+    _check(net, copy_params, *_records_to_check(net, copy_params, X, Y, dtype))
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -194,13 +196,8 @@ SOFTMAX_CASES = [
 def test_softmax_cce_gradients_match_central_differences(make_data, copy_params, layer_sizes, activation, dtype):
     """One-hot targets; the fused delta A - Y against the cost's own differences."""
     net = cr.Network(layer_sizes, activation=activation, output="softmax", loss="cce", dtype=dtype, seed=5)
-    num_records = 10
     X, Y = make_data(200, layer_sizes[0], layer_sizes[-1], "cce", dtype=dtype, seed=6)
-    if "relu" in net.activations:
-        X, Y = _keep_away_from_relu_kinks(net, copy_params, X, Y, RELU_MARGIN[dtype], num_records)
-    else:
-        X, Y = X[:num_records].copy(), Y[:num_records].copy()
-    _check(net, copy_params, X, Y)
+    _check(net, copy_params, *_records_to_check(net, copy_params, X, Y, dtype))
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
