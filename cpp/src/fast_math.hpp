@@ -38,45 +38,45 @@ inline T exp_nonpositive(T x) {
     constexpr T underflow = single ? T(-104.0) : T(-746.0);  // e^x rounds to 0 below these
 
     const T xc = x < underflow ? underflow : x;  // keeps n in range; the select below gives 0
-    const T shifted = xc * log2e + shifter;
-    const T n = shifted - shifter;
+    const T n = (xc * log2e + shifter) - shifter;
     const T r = (xc - n * ln2_hi) - n * ln2_lo;  // x = n ln2 + r, |r| <= ln2/2
-    // e^r by its Taylor series: 8 terms in float (error < 2^-26), 14 in double (< 2^-57).
-    T p;
+    // e^r by its Taylor series: 8 terms in float (error < 2^-26), 14 in double
+    // (< 2^-57), as 1 + (r + r^2 t(r)): the two largest terms are added last,
+    // so the result keeps the accuracy of Horner's scheme, while t is
+    // evaluated in Estrin's scheme (pairs, then pairs of pairs, in powers r^2,
+    // r^4, r^8): its dependency chain is 3-4 multiply-adds long where Horner's
+    // is 6-12, and a loop over exp is bound by that chain's latency.
+    const T r2 = r * r;
+    const T r4 = r2 * r2;
+    T t;
     if constexpr (single) {
-        p = T(1.0 / 5040);
-        p = p * r + T(1.0 / 720);
-        p = p * r + T(1.0 / 120);
-        p = p * r + T(1.0 / 24);
-        p = p * r + T(1.0 / 6);
-        p = p * r + T(0.5);
-        p = p * r + T(1);
-        p = p * r + T(1);
+        const T t01 = T(1.0 / 2) + T(1.0 / 6) * r;
+        const T t23 = T(1.0 / 24) + T(1.0 / 120) * r;
+        const T t45 = T(1.0 / 720) + T(1.0 / 5040) * r;
+        t = (t01 + t23 * r2) + t45 * r4;
     } else {
-        p = T(1.0 / 6227020800.0);
-        p = p * r + T(1.0 / 479001600.0);
-        p = p * r + T(1.0 / 39916800.0);
-        p = p * r + T(1.0 / 3628800.0);
-        p = p * r + T(1.0 / 362880.0);
-        p = p * r + T(1.0 / 40320.0);
-        p = p * r + T(1.0 / 5040.0);
-        p = p * r + T(1.0 / 720.0);
-        p = p * r + T(1.0 / 120.0);
-        p = p * r + T(1.0 / 24.0);
-        p = p * r + T(1.0 / 6.0);
-        p = p * r + T(0.5);
-        p = p * r + T(1);
-        p = p * r + T(1);
+        const T r8 = r4 * r4;
+        const T t01 = T(1.0 / 2) + T(1.0 / 6) * r;
+        const T t23 = T(1.0 / 24) + T(1.0 / 120) * r;
+        const T t45 = T(1.0 / 720) + T(1.0 / 5040) * r;
+        const T t67 = T(1.0 / 40320) + T(1.0 / 362880) * r;
+        const T t89 = T(1.0 / 3628800) + T(1.0 / 39916800) * r;
+        const T t1011 = T(1.0 / 479001600) + T(1.0 / 6227020800.0) * r;
+        t = ((t01 + t23 * r2) + (t45 + t67 * r2) * r4) + (t89 + t1011 * r2) * r8;
     }
-    // 2^n in two factors 2^(n/2) 2^(n - n/2), each a normal number, so that
-    // subnormal results come out right.
-    // (Shifts on unsigned values: a left shift into the sign bit of a signed one is undefined.)
+    const T p = T(1) + (r + r2 * t);
+    // 2^n in two factors 2^a 2^b (a = n/2 rounded, b = n - a), each a normal
+    // number, so that subnormal results come out right with one rounding.
+    // 2^v for an integer v: v + shifter + bias holds v + bias in its low bits,
+    // which the left shift moves into the exponent field (the shifter's own
+    // bit falls off the top). No integer conversion, no arithmetic shift
+    // (AVX2 has none for 64-bit lanes).
     using UBits = std::make_unsigned_t<Bits>;
-    const Bits n_int = static_cast<Bits>(bit_cast<UBits>(shifted) << mantissa_bits) >> mantissa_bits;
-    const Bits half = n_int >> 1;
-    const UBits one = bit_cast<UBits>(T(1));
-    const T scale_a = bit_cast<T>(static_cast<UBits>(one + (static_cast<UBits>(half) << mantissa_bits)));
-    const T scale_b = bit_cast<T>(static_cast<UBits>(one + (static_cast<UBits>(n_int - half) << mantissa_bits)));
+    constexpr T biased_shifter = shifter + T(single ? 127 : 1023);
+    const T a = (n * T(0.5) + shifter) - shifter;
+    const T b = n - a;
+    const T scale_a = bit_cast<T>(static_cast<UBits>(bit_cast<UBits>(a + biased_shifter) << mantissa_bits));
+    const T scale_b = bit_cast<T>(static_cast<UBits>(bit_cast<UBits>(b + biased_shifter) << mantissa_bits));
     const T result = p * scale_a * scale_b;
     return x < underflow ? T(0) : result;
 }
@@ -114,13 +114,14 @@ inline double log1p_unit(double e) {
 
 }  // namespace chainrule::detail
 
-// Compiles the function it marks twice, for x86-64-v3 (AVX2 + FMA) and for the
-// baseline, and picks one at load time from the CPU (GCC/Clang ifunc on ELF);
-// the default build stays portable. Elsewhere: one baseline copy. The FMA copy
-// rounds differently from the baseline one, so results are reproducible per
-// machine, not across machines with and without AVX2.
+// Compiles the function it marks three times, for x86-64-v4 (AVX-512), for
+// x86-64-v3 (AVX2 + FMA) and for the baseline, and picks one at load time from
+// the CPU (GCC/Clang ifunc on ELF); the default build stays portable.
+// Elsewhere: one baseline copy. The FMA copies round differently from the
+// baseline one, and a vectorized sum adds in another order at another vector
+// width, so results are reproducible per machine, not across instruction sets.
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__ELF__) && !defined(CHAINRULE_NO_TARGET_CLONES)
-#define CHAINRULE_TARGET_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define CHAINRULE_TARGET_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define CHAINRULE_TARGET_CLONES
 #endif
