@@ -17,6 +17,12 @@ FLOAT64_TOLERANCE = 1e-10
 # (layer_sizes, hidden activation(s), output, loss); ids name what each covers.
 MODELS = {
     "logistic-regression": ([3, 1], "sigmoid", "sigmoid", "bce"),
+    # one-layer networks: their one-record steps take the fused kernel (dense_record_steps);
+    # 9 and 17 inputs reach its vector tail
+    "linear-regression": ([4, 1], "identity", "identity", "mse"),
+    "one-layer-multi-output-bce": ([9, 3], "sigmoid", "sigmoid", "bce"),
+    "one-layer-tanh-mse": ([8, 2], "identity", "tanh", "mse"),
+    "one-layer-relu-mse": ([17, 2], "identity", "relu", "mse"),
     "tanh-sigmoid-bce": ([4, 6, 2], "tanh", "sigmoid", "bce"),
     "relu-relu-sigmoid-bce": ([5, 8, 6, 3], "relu", "sigmoid", "bce"),
     "sigmoid-identity-mse": ([3, 5, 1], "sigmoid", "identity", "mse"),  # seed 003's network

@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
     const int repeats = argc > 4 ? std::atoi(argv[4]) : 9;
     const Workload all[] = {
         {"W1", {30, 1}, {A::sigmoid}, Loss::bce, 1, 20000},
+        {"L1", {30, 1}, {A::identity}, Loss::mse, 1, 20000},
         {"W2", {30, 16, 1}, {A::sigmoid, A::sigmoid}, Loss::bce, 32, 20000},
         {"W3", {10, 32, 1}, {A::sigmoid, A::identity}, Loss::mse, 32, 20000},
         {"W4", {784, 256, 256, 10}, {A::sigmoid, A::sigmoid, A::sigmoid}, Loss::bce, 64, 6400},

@@ -39,6 +39,88 @@ bool worth_a_gemm(std::size_t m, std::size_t n, std::size_t k) {
     if (m > kGemmMaxSize || n > kGemmMaxSize || k > kGemmMaxSize) return false;
     return m * n * k >= kGemmMinWork;
 }
+
+// w . x (n): eight partial sums (one vector), then a fixed pairwise tree: no
+// serial horizontal sum on the critical path. The last n % 8 elements are
+// read as the last 8 of the row, lanes that were summed already adding 0, so
+// that the tail is vector work too (a scalar tail through the lane array made
+// a chain of stores and reloads). One order of summation for linear_forward
+// and dense_record_step alike. (Four accumulators, for shorter chains, measured
+// slower: GCC keeps them on the stack.)
+template <typename T>
+inline T dot(const T* w, const T* x, std::size_t n) {
+    T lanes[8] = {};  // never -0: adding +0 to a lane leaves it as it was
+    std::size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        for (std::size_t l = 0; l < 8; ++l) lanes[l] += x[k + l] * w[k + l];
+    }
+    const std::size_t rest = n - k;
+    if (rest > 0 && n >= 8) {  // lane l takes element n - 8 + l, if it was not summed above
+        const std::size_t base = n - 8;
+        for (std::size_t l = 0; l < 8; ++l) lanes[l] += l + rest >= 8 ? x[base + l] * w[base + l] : T(0);
+    } else {
+        for (std::size_t l = 0; l < rest; ++l) lanes[l] += x[k + l] * w[k + l];
+    }
+    return ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+}
+
+// f(z) for one value, and f'(z) written through a = f(z): the elementwise
+// activations (not softmax) as activation_forward and activation_backward
+// compute them.
+template <typename T>
+inline T activate(T z, Activation activation) {
+    switch (activation) {
+        case Activation::sigmoid: return sigmoid(z);
+        case Activation::tanh: return std::tanh(z);
+        case Activation::relu: return z > T(0) ? z : T(0);
+        default: return z;  // identity (softmax never reaches here)
+    }
+}
+
+template <typename T>
+inline T times_derivative(T d, T a, Activation activation) {
+    switch (activation) {
+        case Activation::sigmoid: return d * (a * (T(1) - a));
+        case Activation::tanh: return d * (T(1) - a * a);
+        case Activation::relu: return a > T(0) ? d : T(0);
+        default: return d;  // identity
+    }
+}
+
+#if defined(__GNUC__)
+#define CHAINRULE_ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define CHAINRULE_ALWAYS_INLINE inline
+#endif
+
+// Hints the cache to fetch the lines of [p, p + bytes), at most four: the
+// hardware prefetcher follows a longer row once it is being read. Always
+// inlined: GCC finds a function that only prefetches "pure" and drops calls to it.
+CHAINRULE_ALWAYS_INLINE void prefetch_bytes(const void* p, std::size_t bytes) {
+#if defined(__GNUC__)
+    constexpr std::uintptr_t kLine = 64, kMaxLines = 4;
+    const auto begin = reinterpret_cast<std::uintptr_t>(p) & ~(kLine - 1);
+    const auto end = reinterpret_cast<std::uintptr_t>(p) + bytes;
+    const std::uintptr_t lines = std::min<std::uintptr_t>(kMaxLines, (end - begin + kLine - 1) / kLine);
+    for (std::uintptr_t i = 0; i < lines; ++i) __builtin_prefetch(reinterpret_cast<const char*>(begin + i * kLine));
+#else
+    (void)p, (void)bytes;
+#endif
+}
+
+// 1 when v is inf or NaN (its exponent bits all set), else 0: an integer, so
+// that an OR of these over a loop vectorizes and has no floating-point chain
+// to wait on (a bool OR does not vectorize).
+template <typename T>
+using FloatBits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+
+template <typename T>
+inline FloatBits<T> non_finite_bits(T v) {
+    constexpr FloatBits<T> kExponent = static_cast<FloatBits<T>>(sizeof(T) == 4 ? 0x7F800000u : 0x7FF0000000000000u);
+    FloatBits<T> bits;
+    std::memcpy(&bits, &v, sizeof(T));
+    return static_cast<FloatBits<T>>((bits & kExponent) == kExponent);
+}
 }  // namespace
 
 template <typename T>
@@ -58,17 +140,7 @@ CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weigh
         const T* x = inp + r * in_features;
         T* z = out + r * out_features;
         for (std::size_t j = 0; j < out_features; ++j) {
-            const T* w = weight + j * in_features;
-            // Eight partial sums (one vector), then a fixed pairwise tree: no
-            // serial horizontal sum and no scalar tail chain on the critical path.
-            T lanes[8] = {};
-            std::size_t k = 0;
-            for (; k + 8 <= in_features; k += 8) {
-                for (std::size_t l = 0; l < 8; ++l) lanes[l] += x[k + l] * w[k + l];  // z_j = w_j . x
-            }
-            for (std::size_t l = 0; k + l < in_features; ++l) lanes[l] += x[k + l] * w[k + l];
-            const T acc = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
-            z[j] = acc + bias[j];  //       + b_j
+            z[j] = dot(weight + j * in_features, x, in_features) + bias[j];  // z_j = w_j . x + b_j
         }
     }
 }
@@ -270,6 +342,79 @@ CHAINRULE_TARGET_CLONES bool all_finite(const T* data, std::size_t n) {
     return non_finite == 0;
 }
 
+namespace {
+// One step of dense_record_steps (see there), inlined into its loop.
+template <typename T>
+CHAINRULE_ALWAYS_INLINE RecordStep record_step(T* weight, T* bias, T* z, T* a, double* loss, const T* x, const T* y,
+                                               std::size_t in_features, std::size_t out_features,
+                                               Activation activation, Loss loss_kind, T lr) {
+    for (std::size_t j = 0; j < out_features; ++j) {
+        z[j] = dot(weight + j * in_features, x, in_features) + bias[j];  // z = W x + b
+        a[j] = activate(z[j], activation);                                // a = f(z)
+    }
+    if (loss_kind == Loss::bce) {  // finite logits and targets in [0, 1]: a finite loss (the caller's)
+        for (std::size_t j = 0; j < out_features; ++j) {
+            if (non_finite_bits(z[j]) != 0) return RecordStep::loss_not_finite;
+        }
+    } else {
+        double sum = 0.0;  // L = sum_k (a_k - y_k)^2
+        for (std::size_t j = 0; j < out_features; ++j) {
+            const double diff = static_cast<double>(a[j]) - static_cast<double>(y[j]);
+            sum += diff * diff;
+        }
+        *loss = sum;
+        if (!std::isfinite(sum)) return RecordStep::loss_not_finite;
+    }
+    // The output deltas, as bce_backward, or mse_backward and
+    // activation_backward, compute them with scale 1; recomputed in both
+    // passes below (a one-layer network has few outputs).
+    auto delta = [&](std::size_t j) {
+        return loss_kind == Loss::bce ? a[j] - y[j] : times_derivative(T(2) * (a[j] - y[j]), a[j], activation);
+    };
+    // First every updated value is checked, then written: a step that would
+    // leave a non-finite parameter leaves them all as they were (sgd_update).
+    FloatBits<T> non_finite = 0;
+    for (std::size_t j = 0; j < out_features; ++j) {
+        const T d = delta(j);
+        const T* w = weight + j * in_features;
+        for (std::size_t k = 0; k < in_features; ++k) non_finite |= non_finite_bits(w[k] - lr * (d * x[k]));
+        non_finite |= non_finite_bits(bias[j] - lr * d);
+    }
+    if (non_finite != 0) return RecordStep::update_not_finite;
+    for (std::size_t j = 0; j < out_features; ++j) {
+        const T d = delta(j);
+        T* w = weight + j * in_features;
+#pragma omp simd
+        for (std::size_t k = 0; k < in_features; ++k) w[k] -= lr * (d * x[k]);  // W <- W - lr dZ x^T
+        bias[j] -= lr * d;                                                       // b <- b - lr dZ
+    }
+    return RecordStep::ok;
+}
+}  // namespace
+
+template <typename T>
+CHAINRULE_TARGET_CLONES RecordSteps dense_record_steps(T* weight, T* bias, T* z, T* a, double* losses, const T* X,
+                                                       const T* Y, const std::size_t* rows, std::size_t count,
+                                                       std::size_t in_features, std::size_t out_features,
+                                                       Activation activation, Loss loss_kind, T lr) {
+    // weight (OC, C), bias (OC), X (., C), Y (., OC), rows (count) or null; z (count, OC), a (OC), losses (count)
+    // MATH.md with B = 1, for each step: z = W x + b, a = f(z), dZ = a - y
+    // (BCE + sigmoid) or 2 (a - y) f'(z) (MSE); W <- W - lr dZ x^T, b <- b - lr dZ
+    assert(activation != Activation::softmax && loss_kind != Loss::cce);
+    constexpr std::size_t kAhead = 16;  // records prefetched ahead of a shuffled step: it is shorter than a miss
+    for (std::size_t i = 0; i < count; ++i) {
+        const std::size_t r = rows ? rows[i] : i;
+        if (rows && i + kAhead < count) {
+            prefetch_bytes(X + rows[i + kAhead] * in_features, in_features * sizeof(T));
+            prefetch_bytes(Y + rows[i + kAhead] * out_features, out_features * sizeof(T));
+        }
+        const RecordStep done = record_step(weight, bias, z + i * out_features, a, losses + i, X + r * in_features,
+                                            Y + r * out_features, in_features, out_features, activation, loss_kind, lr);
+        if (done != RecordStep::ok) return {i, done};
+    }
+    return {count, RecordStep::ok};
+}
+
 #define CHAINRULE_INSTANTIATE_KERNELS(T)                                                              \
     template T sigmoid<T>(T);                                                                       \
     template void linear_forward<T>(T*, const T*, const T*, const T*, std::size_t, std::size_t,     \
@@ -284,7 +429,10 @@ CHAINRULE_TARGET_CLONES bool all_finite(const T* data, std::size_t n) {
     template double mse_forward<T>(const T*, const T*, std::size_t, std::size_t);                   \
     template void mse_backward<T>(T*, const T*, const T*, std::size_t, T);                          \
     template bool sgd_update<T>(T*, const T*, std::size_t, T);                                      \
-    template bool all_finite<T>(const T*, std::size_t);
+    template bool all_finite<T>(const T*, std::size_t);                                             \
+    template RecordSteps dense_record_steps<T>(T*, T*, T*, T*, double*, const T*, const T*,              \
+                                               const std::size_t*, std::size_t, std::size_t, std::size_t,    \
+                                               Activation, Loss, T);
 
 CHAINRULE_INSTANTIATE_KERNELS(float)
 CHAINRULE_INSTANTIATE_KERNELS(double)

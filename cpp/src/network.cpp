@@ -3,6 +3,7 @@
 #include "chainrule/network.hpp"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -29,8 +30,11 @@ constexpr std::size_t kChunkRecords = 256;
 // records ahead: one small step takes less time than a cache miss.
 constexpr std::size_t kPrefetchRecords = 16;
 
-// fit computes the losses of one-record BCE steps this many at a time.
+// fit computes the losses of one-record BCE steps this many at a time, and
+// takes fused one-record steps this many per call ...
 constexpr std::size_t kDeferredSteps = 256;
+// ... or fewer, keeping their logits within this many values.
+constexpr std::size_t kFusedValues = 4096;
 
 // fit reserves room for at most this many epoch costs up front (32 KiB).
 constexpr std::size_t kHistoryReserve = 4096;
@@ -410,6 +414,37 @@ double Network<T>::accumulate_gradients(Workspace& ws, ConstMatrixView<T> X, Con
 }
 
 template <typename T>
+bool Network<T>::has_fused_record_step() const {
+    return num_layers() == 1 && loss_ != Loss::cce;  // cce comes with softmax, which is row-wise
+}
+
+template <typename T>
+RecordSteps Network<T>::record_steps(Workspace& ws, T* logits, double* losses, const T* X, const T* Y,
+                                     const std::size_t* rows, std::size_t count, T lr) {
+    // count fused one-record steps (dense_record_steps), then the BCE of each
+    // step taken and of a refused one: computed here, many at once, from the
+    // logits (MSE comes from the kernel).
+    assert(count <= kDeferredSteps);
+    const std::size_t inputs = num_inputs(), outputs = num_outputs();
+    T* weight = params_.data();
+    T* bias = weight + outputs * inputs;
+    const RecordSteps steps = dense_record_steps(weight, bias, logits, ws.output(0), losses, X, Y, rows, count,
+                                                 inputs, outputs, activations_[0], loss_, lr);
+    if (loss_ == Loss::bce) {
+        const std::size_t n = steps.done + (steps.stopped == RecordStep::ok ? 0 : 1);
+        auto targets_of = [&](std::size_t i) { return Y + (rows ? rows[i] : i) * outputs; };
+        if (outputs == 1) {
+            T targets[kDeferredSteps];  // count <= kDeferredSteps (fit's fused_chunk, or 1)
+            for (std::size_t i = 0; i < n; ++i) targets[i] = *targets_of(i);
+            bce_losses(losses, logits, targets, n);
+        } else {
+            for (std::size_t i = 0; i < n; ++i) losses[i] = bce_forward(logits + i * outputs, targets_of(i), 1, outputs);
+        }
+    }
+    return steps;
+}
+
+template <typename T>
 typename Network<T>::Workspace& Network<T>::training_workspace(std::size_t capacity) {
     if (!train_workspace_ || train_workspace_->capacity < capacity) {
         train_workspace_.reset();  // free the old one before sizing the new one
@@ -539,15 +574,27 @@ double Network<T>::sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, double l
     Workspace& ws = training_workspace(std::min(X.rows, kChunkRecords));
     std::unique_lock<detail::WriterFirstMutex> writing(*params_mutex_);
     check_params_finite();
-    const double cost = accumulate_gradients(ws, X, Y);
-    if (!std::isfinite(cost)) {
-        throw divergence_error(concat("the cost is ", cost, " (not finite): the forward pass overflowed; the "
-                                      "parameters were left unchanged; scale the inputs if they are large"));
+    auto cost_diverged = [](double cost) {
+        return divergence_error(concat("the cost is ", cost, " (not finite): the forward pass overflowed; the "
+                                       "parameters were left unchanged; scale the inputs if they are large"));
+    };
+    auto update_diverged = [&] {
+        return divergence_error(concat("the step with lr=", learning_rate,
+                                       " would make a parameter non-finite; the parameters were left unchanged; "
+                                       "lower the learning rate"));
+    };
+    if (X.rows == 1 && has_fused_record_step()) {  // the step fit takes for one record: the same values
+        double cost = 0.0;
+        const RecordSteps step = record_steps(ws, ws.logits.data(), &cost, X.data, Y.data, nullptr, 1,
+                                              static_cast<T>(learning_rate));
+        if (step.stopped == RecordStep::loss_not_finite) throw cost_diverged(cost);
+        if (step.stopped == RecordStep::update_not_finite) throw update_diverged();
+        return cost;
     }
+    const double cost = accumulate_gradients(ws, X, Y);
+    if (!std::isfinite(cost)) throw cost_diverged(cost);
     if (!sgd_update(params_.data(), grads_.data(), params_.size(), static_cast<T>(learning_rate))) {
-        throw divergence_error(concat("the step with lr=", learning_rate,
-                                      " would make a parameter non-finite; the parameters were left unchanged; "
-                                      "lower the learning rate"));
+        throw update_diverged();
     }
     return cost;
 }
@@ -587,8 +634,38 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
     T deferred_logits[kDeferredSteps];
     T deferred_targets[kDeferredSteps];
     double deferred_losses[kDeferredSteps];
+    // One-record steps of a one-layer network run fused, many per call
+    // (dense_record_steps), which leaves each step's logits (and MSE) here.
+    const bool fused = batch_size == 1 && has_fused_record_step();
+    const std::size_t fused_chunk =
+        fused ? std::clamp<std::size_t>(kFusedValues / num_outputs(), 1, kDeferredSteps) : 0;
+    std::vector<T> step_logits(fused_chunk * num_outputs());
+    std::vector<double> step_losses(fused_chunk);
+
+    auto cost_diverged = [&](std::size_t epoch, std::size_t batch, double loss) {
+        return divergence_error(concat("training diverged at epoch ", epoch + 1, ", batch ", batch + 1,
+                                       ": the cost became ", loss, "; the parameters hold their last finite "
+                                       "values (before that step); lower the learning rate (lr=",
+                                       options.learning_rate, "), or scale the inputs if they are large"));
+    };
+    auto update_diverged = [&](std::size_t epoch, std::size_t batch) {
+        return divergence_error(concat("training diverged at epoch ", epoch + 1, ", batch ", batch + 1,
+                                       ": a parameter would become non-finite; the parameters hold their "
+                                       "last finite values (before that step); lower the learning rate (lr=",
+                                       options.learning_rate, ")"));
+    };
     // Readers (predict, cost) get in between steps, when the lock is let go.
     std::unique_lock<detail::WriterFirstMutex> writing(*params_mutex_);
+    auto poll = [&] {  // a window for readers, and for Ctrl-C
+        steps_since_poll = 0;
+        writing.unlock();
+        if (check_interrupt) {
+            check_interrupt();  // may throw: the last completed step stands
+        } else {
+            std::this_thread::yield();  // let a waiting reader take the lock first
+        }
+        writing.lock();
+    };
     check_params_finite();  // once: from here on, each step keeps them finite or throws
 
     for (std::size_t epoch = 0; epoch < options.epochs; ++epoch) {
@@ -603,8 +680,32 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
             for (std::size_t i = 0; i < deferred; ++i) epoch_cost += deferred_losses[i] / static_cast<double>(num_records);
             deferred = 0;
         };
+        for (std::size_t start = 0; fused && start < num_records;) {
+            // Up to fused_chunk steps in one call, stopping at the next poll.
+            const std::size_t count =
+                std::min({fused_chunk, num_records - start, steps_per_poll - steps_since_poll});
+            const std::size_t* rows = options.shuffle ? order.data() + start : nullptr;  // else in place, in order
+            if (rows) {  // the kernel prefetches within its steps; these open the next call's
+                const std::size_t next = std::min(kPrefetchRecords, num_records - start - count);
+                prefetch_rows(X, rows + count, next);
+                prefetch_rows(Y, rows + count, next);
+            }
+            const T* inputs = options.shuffle ? X.data : X.row(start);
+            const T* targets = options.shuffle ? Y.data : Y.row(start);
+            const RecordSteps steps = record_steps(ws, step_logits.data(), step_losses.data(), inputs, targets,
+                                                   rows, count, lr);
+            // The losses of the steps taken, in order, and of the refused one for the message.
+            for (std::size_t i = 0; i < steps.done; ++i) epoch_cost += step_losses[i] / static_cast<double>(num_records);
+            if (steps.stopped == RecordStep::loss_not_finite) {
+                throw cost_diverged(epoch, start + steps.done, step_losses[steps.done]);
+            }
+            if (steps.stopped == RecordStep::update_not_finite) throw update_diverged(epoch, start + steps.done);
+            start += count;
+            steps_since_poll += count;
+            if (steps_since_poll >= steps_per_poll) poll();
+        }
         std::size_t prefetched = 0;  // the records of order[0, prefetched) were prefetched
-        for (std::size_t start = 0, batch = 0; start < num_records; start += batch_size, ++batch) {
+        for (std::size_t start = 0, batch = 0; !fused && start < num_records; start += batch_size, ++batch) {
             const std::size_t rows = std::min(batch_size, num_records - start);
             const T* inputs = X.row(start);
             const T* targets = Y.row(start);
@@ -641,34 +742,15 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
             } else {
                 loss = batch_loss(ws, targets, rows);
             }
-            if (!std::isfinite(loss)) {
-                throw divergence_error(concat("training diverged at epoch ", epoch + 1, ", batch ", batch + 1,
-                                              ": the cost became ", loss, "; the parameters hold their last finite "
-                                              "values (before that step); lower the learning rate (lr=",
-                                              options.learning_rate, "), or scale the inputs if they are large"));
-            }
+            if (!std::isfinite(loss)) throw cost_diverged(epoch, batch, loss);
             backward(ws, inputs, targets, rows, T(1) / static_cast<T>(rows), /*accumulate=*/false);
-            if (!sgd_update(params_.data(), grads_.data(), params_.size(), lr)) {
-                throw divergence_error(concat("training diverged at epoch ", epoch + 1, ", batch ", batch + 1,
-                                              ": a parameter would become non-finite; the parameters hold their "
-                                              "last finite values (before that step); lower the learning rate (lr=",
-                                              options.learning_rate, ")"));
-            }
+            if (!sgd_update(params_.data(), grads_.data(), params_.size(), lr)) throw update_diverged(epoch, batch);
             if (defer_loss) {
                 if (++deferred == kDeferredSteps) flush_losses();
             } else {
                 epoch_cost += loss / static_cast<double>(num_records);
             }
-            if (++steps_since_poll >= steps_per_poll) {  // a window for readers, and for Ctrl-C
-                steps_since_poll = 0;
-                writing.unlock();
-                if (check_interrupt) {
-                    check_interrupt();  // may throw: the last completed step stands
-                } else {
-                    std::this_thread::yield();  // let a waiting reader take the lock first
-                }
-                writing.lock();
-            }
+            if (++steps_since_poll >= steps_per_poll) poll();
         }
         flush_losses();
         history.push_back(epoch_cost);

@@ -236,6 +236,100 @@ TEST(sgd_update_applies_or_refuses_whole) {
     CHECK(w == before);
 }
 
+// The fused one-record steps against the kernels they fuse, called one by one
+// as the network's general path calls them with B = 1: the same bits.
+template <typename T>
+void check_fused_steps_equal_unfused(Activation activation, Loss loss, std::size_t C, std::size_t OC, bool shuffled) {
+    const std::size_t records = 12, n = OC * C + OC;
+    const T lr = T(0.3);
+    std::vector<T> X(records * C), Y(records * OC), fused(n), unfused(n), grads(n);
+    const auto x = random_vector(X.size(), 21, 2.0);
+    const auto y = random_vector(Y.size(), 22);
+    const auto p = random_vector(n, 23);
+    for (std::size_t i = 0; i < X.size(); ++i) X[i] = static_cast<T>(x[i]);
+    for (std::size_t i = 0; i < Y.size(); ++i) Y[i] = static_cast<T>(loss == Loss::bce ? (y[i] + 1) / 2 : y[i]);
+    for (std::size_t i = 0; i < n; ++i) fused[i] = unfused[i] = static_cast<T>(p[i]);
+    std::vector<std::size_t> rows(records);
+    for (std::size_t i = 0; i < records; ++i) rows[i] = shuffled ? (i * 5 + 3) % records : i;
+
+    std::vector<T> z(records * OC), a(OC);
+    std::vector<double> losses(records);
+    const RecordSteps steps = dense_record_steps(fused.data(), fused.data() + OC * C, z.data(), a.data(),
+                                                 losses.data(), X.data(), Y.data(), shuffled ? rows.data() : nullptr,
+                                                 records, C, OC, activation, loss, lr);
+    CHECK(steps.done == records && steps.stopped == RecordStep::ok);
+
+    std::vector<T> z1(OC), a1(OC), d(OC);
+    for (std::size_t i = 0; i < records; ++i) {
+        const T* xr = X.data() + rows[i] * C;
+        const T* yr = Y.data() + rows[i] * OC;
+        T* W = unfused.data();
+        T* b = W + OC * C;
+        linear_forward(z1.data(), xr, W, b, 1, C, OC);
+        activation_forward(a1.data(), z1.data(), OC, activation);
+        for (std::size_t j = 0; j < OC; ++j) CHECK(z[i * OC + j] == z1[j]);
+        if (loss == Loss::bce) {
+            bce_backward(d.data(), a1.data(), yr, OC, T(1));
+        } else {
+            CHECK_CLOSE(losses[i], mse_forward(a1.data(), yr, 1, OC), 1e-15);
+            mse_backward(d.data(), a1.data(), yr, OC, T(1));
+            activation_backward(d.data(), d.data(), a1.data(), OC, activation);
+        }
+        linear_backward<T>(nullptr, grads.data(), grads.data() + OC * C, d.data(), xr, W, 1, C, OC, false);
+        CHECK(sgd_update(unfused.data(), grads.data(), n, lr));
+    }
+    CHECK(fused == unfused);
+}
+
+TEST(fused_record_steps_equal_the_unfused_kernels_bit_for_bit) {
+    const std::pair<Activation, Loss> pairs[] = {{Activation::sigmoid, Loss::bce}, {Activation::sigmoid, Loss::mse},
+                                                 {Activation::identity, Loss::mse}, {Activation::tanh, Loss::mse},
+                                                 {Activation::relu, Loss::mse}};
+    for (const auto& [activation, loss] : pairs) {
+        for (std::size_t C : {1, 5, 8, 9, 30, 33}) {  // below, at and past one vector of 8, with and without a tail
+            for (std::size_t OC : {1, 3}) {
+                for (bool shuffled : {false, true}) {
+                    check_fused_steps_equal_unfused<float>(activation, loss, C, OC, shuffled);
+                    check_fused_steps_equal_unfused<double>(activation, loss, C, OC, shuffled);
+                }
+            }
+        }
+    }
+}
+
+TEST(fused_record_steps_stop_before_a_step_that_would_not_be_finite) {
+    // Linear regression on one input: the third record's loss overflows double.
+    const std::vector<double> X = {1.0, 2.0, 1e200, 1.0}, Y = {0.5, -0.5, 0.0, 0.0};
+    auto run = [&](std::size_t count, double lr, std::vector<double>& params, std::vector<double>& losses) {
+        std::vector<double> z(count), a(1);
+        return dense_record_steps(params.data(), params.data() + 1, z.data(), a.data(), losses.data(), X.data(),
+                                  Y.data(), nullptr, count, 1, 1, Activation::identity, Loss::mse, lr);
+    };
+    std::vector<double> params = {0.25, 0.125}, after_two = params, losses(4);
+    run(2, 0.1, after_two, losses);
+    RecordSteps steps = run(4, 0.1, params, losses);
+    CHECK(steps.done == 2 && steps.stopped == RecordStep::loss_not_finite);
+    CHECK(std::isinf(losses[2]));
+    CHECK(params == after_two);  // the steps before it, and nothing of it
+    // A finite loss but an update that overflows: the step is refused whole.
+    const std::vector<double> X2 = {1e10}, Y2 = {0.0};
+    const std::vector<double> untouched = {0.25, 0.125};
+    params = untouched;
+    std::vector<double> z2(1), a2(1);
+    steps = dense_record_steps(params.data(), params.data() + 1, z2.data(), a2.data(), losses.data(), X2.data(),
+                               Y2.data(), nullptr, 1, 1, 1, Activation::identity, Loss::mse, 1e300);
+    CHECK(steps.done == 0 && steps.stopped == RecordStep::update_not_finite);
+    CHECK(std::isfinite(losses[0]));
+    CHECK(params == untouched);
+    // BCE: a logit that overflows float stops the step before its update.
+    const std::vector<float> Xf = {1.0f, 3e38f}, Yf = {1.0f, 0.0f};
+    std::vector<float> w = {10.0f, 0.0f}, z(2), a(1);
+    std::vector<double> unused(2);
+    steps = dense_record_steps(w.data(), w.data() + 1, z.data(), a.data(), unused.data(), Xf.data(), Yf.data(),
+                               nullptr, 2, 1, 1, Activation::sigmoid, Loss::bce, 0.5f);
+    CHECK(steps.done == 1 && steps.stopped == RecordStep::loss_not_finite && std::isinf(z[1]));
+}
+
 TEST(all_finite_finds_nan_and_inf) {
     std::vector<float> v(100, 1.0f);
     CHECK(all_finite(v.data(), v.size()));

@@ -139,11 +139,34 @@ TEST(in_order_fit_equals_sgd_steps) {
     for (std::size_t i = 0; i < a.num_params(); ++i) CHECK(a.params()[i] == b.params()[i]);
 }
 
+TEST(in_order_one_record_fit_of_one_layer_equals_sgd_steps) {
+    // The fused path (dense_record_steps): many steps a call in fit, one in sgd_step.
+    const auto X = random_matrix<float>(300, 11, 17, -1, 1);
+    const auto Y = random_matrix<float>(300, 1, 18, 0, 1);
+    Network<float> a({11, 1}, {Activation::sigmoid}, Loss::bce, 3);
+    Network<float> b(a);
+    FitOptions options;
+    options.epochs = 2;
+    options.batch_size = 1;
+    options.shuffle = false;
+    options.learning_rate = 0.1;
+    const auto history = a.fit({X.data(), 300, 11}, {Y.data(), 300, 1}, options);
+    for (int epoch = 0; epoch < 2; ++epoch) {
+        double cost = 0;
+        for (std::size_t r = 0; r < 300; ++r) cost += b.sgd_step({X.data() + r * 11, 1, 11}, {Y.data() + r, 1, 1}, 0.1) / 300;
+        CHECK(history[epoch] == cost);  // the same losses, added in the same order
+    }
+    for (std::size_t i = 0; i < a.num_params(); ++i) CHECK(a.params()[i] == b.params()[i]);
+}
+
 TEST(training_allocates_nothing_per_step) {
     const auto X = random_matrix<double>(64, 5, 9, -1, 1);
     const auto Y = random_matrix<double>(64, 1, 10, 0, 1);
-    auto allocations_of_fit = [&](std::size_t epochs, bool shuffle) {
-        Network<double> net({5, 8, 8, 1}, {Activation::tanh, Activation::relu, Activation::sigmoid}, Loss::bce, 2);
+    auto allocations_of_fit = [&](std::size_t epochs, bool shuffle, bool one_layer) {
+        // one layer: the fused one-record steps; else the general path
+        Network<double> net = one_layer ? Network<double>({5, 1}, {Activation::sigmoid}, Loss::bce, 2)
+                                        : Network<double>({5, 8, 8, 1}, {Activation::tanh, Activation::relu,
+                                                                         Activation::sigmoid}, Loss::bce, 2);
         FitOptions options;
         options.epochs = epochs;
         options.batch_size = 1;
@@ -152,10 +175,12 @@ TEST(training_allocates_nothing_per_step) {
         net.fit({X.data(), 64, 5}, {Y.data(), 64, 1}, options);
         return g_allocations.load() - before;
     };
-    for (bool shuffle : {false, true}) {
-        const long one = allocations_of_fit(1, shuffle), many = allocations_of_fit(30, shuffle);
-        CHECK(one == many);  // 64 steps or 1920: the same few set-up allocations
-        CHECK(many <= 16);   // set-up only: the workspace's buffers, the shuffle order, the history
+    for (bool one_layer : {false, true}) {
+        for (bool shuffle : {false, true}) {
+            const long one = allocations_of_fit(1, shuffle, one_layer), many = allocations_of_fit(30, shuffle, one_layer);
+            CHECK(one == many);  // 64 steps or 1920: the same few set-up allocations
+            CHECK(many <= 16);   // set-up only: the workspace's buffers, the shuffle order, the history
+        }
     }
 }
 

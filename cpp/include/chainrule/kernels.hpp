@@ -108,4 +108,36 @@ bool sgd_update(T* params, const T* grads, std::size_t n, T lr);
 template <typename T>
 bool all_finite(const T* data, std::size_t n);
 
+// Why dense_record_steps stopped: it did not, or the step's loss (MSE) or a
+// logit (BCE) was not finite, or an updated parameter would not have been.
+enum class RecordStep { ok, loss_not_finite, update_not_finite };
+
+// How many steps dense_record_steps took, and why it stopped (ok: all of them).
+struct RecordSteps {
+    std::size_t done;
+    RecordStep stopped;
+};
+
+// count SGD steps of a one-layer network, one record each, fused: the forward
+// pass, the output delta and the update in one loop, for the per-record steps
+// of logistic and linear regression, where five kernel calls a step and the
+// round trips of z, a, dZ and dW through memory cost more than the math.
+// Step i trains on record r = rows[i] of X and Y (r = i when rows is null),
+// with the same values, bit for bit, as linear_forward, activation_forward,
+// bce_backward (or mse_backward and activation_backward), linear_backward and
+// sgd_update with B = 1. Any elementwise activation; loss bce (sigmoid
+// output) or mse. z (count, OC) receives each step's logits and, with mse,
+// losses (count) each step's loss (with bce the caller computes it from z:
+// bce_losses; it is finite when z is); a (OC) is scratch.
+// It stops before the first step whose loss or updated parameters would not
+// be finite, and returns {that step, why}: the parameters are those of the
+// steps before it; its row of z (and, with mse, its loss) hold its values.
+//   weight (OC, C), bias (OC), X (., C), Y (., OC)
+//   MATH.md with B = 1: z = W x + b, a = f(z), dZ = a - y or 2 (a - y) f'(z),
+//   W <- W - lr dZ x^T, b <- b - lr dZ
+template <typename T>
+RecordSteps dense_record_steps(T* weight, T* bias, T* z, T* a, double* losses, const T* X, const T* Y,
+                               const std::size_t* rows, std::size_t count, std::size_t in_features,
+                               std::size_t out_features, Activation activation, Loss loss_kind, T lr);
+
 }  // namespace chainrule

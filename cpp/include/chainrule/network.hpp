@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "chainrule/kernels.hpp"
 #include "chainrule/matrix.hpp"
 #include "chainrule/names.hpp"
 
@@ -166,6 +167,9 @@ private:
     const T* forward(Workspace& ws, const T* X, std::size_t rows) const;
     double batch_loss(const Workspace& ws, const T* Y, std::size_t rows) const;
     void backward(Workspace& ws, const T* X, const T* Y, std::size_t rows, T scale, bool accumulate);
+    bool has_fused_record_step() const;
+    RecordSteps record_steps(Workspace& ws, T* logits, double* losses, const T* X, const T* Y, const std::size_t* rows,
+                             std::size_t count, T lr);
     double accumulate_gradients(Workspace& ws, ConstMatrixView<T> X, ConstMatrixView<T> Y);
     Workspace& training_workspace(std::size_t capacity);
 
