@@ -41,7 +41,7 @@ inline T exp_nonpositive(T x) {
     const T n = (xc * log2e + shifter) - shifter;
     const T r = (xc - n * ln2_hi) - n * ln2_lo;  // x = n ln2 + r, |r| <= ln2/2
     // e^r by its Taylor series: 8 terms in float (error < 2^-26), 14 in double
-    // (< 2^-57), as 1 + (r + r^2 t(r)): the two largest terms are added last,
+    // (< 2^-57), as 1 + q, q = r + r^2 t(r): the two largest terms are added last,
     // so the result keeps the accuracy of Horner's scheme, while t is
     // evaluated in Estrin's scheme (pairs, then pairs of pairs, in powers r^2,
     // r^4, r^8): its dependency chain is 3-4 multiply-adds long where Horner's
@@ -64,7 +64,7 @@ inline T exp_nonpositive(T x) {
         const T t1011 = T(1.0 / 479001600) + T(1.0 / 6227020800.0) * r;
         t = ((t01 + t23 * r2) + (t45 + t67 * r2) * r4) + (t89 + t1011 * r2) * r8;
     }
-    const T p = T(1) + (r + r2 * t);
+    const T q = r + r2 * t;  // e^r = 1 + q
     // 2^n in two factors 2^a 2^b (a = n/2 rounded, b = n - a), each a normal
     // number, so that subnormal results come out right with one rounding.
     // 2^v for an integer v: v + shifter + bias holds v + bias in its low bits,
@@ -77,7 +77,7 @@ inline T exp_nonpositive(T x) {
     const T b = n - a;
     const T scale_a = bit_cast<T>(static_cast<UBits>(bit_cast<UBits>(a + biased_shifter) << mantissa_bits));
     const T scale_b = bit_cast<T>(static_cast<UBits>(bit_cast<UBits>(b + biased_shifter) << mantissa_bits));
-    const T result = p * scale_a * scale_b;
+    const T result = (q * scale_a + scale_a) * scale_b;  // (1 + q) 2^a 2^b, the 1 + q in the multiply-add
     return x < underflow ? T(0) : result;
 }
 
