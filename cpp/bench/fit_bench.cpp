@@ -1,9 +1,13 @@
 // Microbenchmark of Network<T>::fit on the issue-6 workloads, in C++ (no
 // Python in the way): nanoseconds per SGD step, best and median of repeats.
-// Not a test and not the benchmark suite; built with -DCHAINRULE_BUILD_BENCH=ON.
-//   build/dev/cpp/bench/fit_bench [float|double] [W1,W2,...] [threads] [repeats]
-// With NO_SHUFFLE set in the environment the records are visited in order,
-// which separates the cost of a step from that of fetching random records.
+// Not a test and not the benchmark suite; built with -DCHAINRULE_BUILD_BENCH=ON
+// (with -DCHAINRULE_BLAS=scipy-openblas for the GEMM backend of the wheel):
+//   <build dir>/fit_bench [float|double] [W1,W2,...] [threads] [repeats]
+// W1-W5 are bench/'s workloads on random data; L1 is W1 as linear regression
+// (identity output, MSE): W1 less the sigmoid. With NO_SHUFFLE set in the
+// environment the records are visited in order, which separates the cost of a
+// step from that of fetching random records. Compare two builds by
+// alternating them, several rounds, best of each: this machine is shared.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
