@@ -11,6 +11,7 @@
 #include <shared_mutex>
 #include <stdexcept>
 #include <system_error>
+#include <vector>
 
 #include "chainrule/errors.hpp"
 
@@ -338,7 +339,14 @@ void save(const Network<T>& network, const std::string& path) {
     const std::filesystem::path parent = std::filesystem::path(path).parent_path();
     const std::string temporary = (parent / name).string();
 
-    std::shared_lock<detail::WriterFirstMutex> reading(*network.params_mutex_);  // no update mid-write
+    // A snapshot taken under the reader lock, then written without it: a fit
+    // in another thread waits for the copy, not for the disk (fsync can take
+    // a long time).
+    std::vector<T> params;
+    {
+        std::shared_lock<detail::WriterFirstMutex> reading(*network.params_mutex_);
+        params.assign(network.params(), network.params() + network.num_params());
+    }
     try {
         File file(std::fopen(temporary.c_str(), "wb"));
         if (!file) throw_file_error("cannot save", path, errno);
@@ -351,7 +359,7 @@ void save(const Network<T>& network, const std::string& path) {
         for (std::size_t size : network.layer_sizes()) out.u64(size);
         for (Activation a : network.activations()) out.u32(static_cast<std::uint32_t>(a));
         out.u64(network.num_params());
-        out.scalars(network.params(), network.num_params());
+        out.scalars(params.data(), params.size());
         out.u32(out.crc());
         if (std::fflush(file.get()) != 0) throw_file_error("cannot write", path, errno);
 #ifdef CHAINRULE_POSIX
