@@ -159,6 +159,33 @@ TEST(in_order_one_record_fit_of_one_layer_equals_sgd_steps) {
     for (std::size_t i = 0; i < a.num_params(); ++i) CHECK(a.params()[i] == b.params()[i]);
 }
 
+TEST(shuffled_one_record_fit_of_one_layer_equals_sgd_steps_in_that_order) {
+    // The fused path with a shuffled order, in chunks of 256 steps and a
+    // shorter last one: the same as sgd_step over the records in fit's order.
+    const std::size_t n = 700;  // > 2 chunks of 256, and not a multiple of it
+    const auto X = random_matrix<double>(n, 9, 27, -1, 1);
+    const auto Y = random_matrix<double>(n, 2, 28, -1, 1);
+    Network<double> a({9, 2}, {Activation::tanh}, Loss::mse, 5);
+    Network<double> b(a);
+    FitOptions options;
+    options.epochs = 2;
+    options.batch_size = 1;
+    options.shuffle = true;
+    options.seed = 99;
+    options.learning_rate = 0.01;
+    const auto history = a.fit({X.data(), n, 9}, {Y.data(), n, 2}, options);
+    detail::Random random(options.seed);  // fit's shuffle, replayed
+    std::vector<std::size_t> order(n);
+    for (int epoch = 0; epoch < 2; ++epoch) {
+        for (std::size_t i = 0; i < n; ++i) order[i] = i;
+        random.shuffle(order.data(), n);
+        double cost = 0;
+        for (std::size_t r : order) cost += b.sgd_step({X.data() + r * 9, 1, 9}, {Y.data() + r * 2, 1, 2}, 0.01) / n;
+        CHECK(history[epoch] == cost);
+    }
+    for (std::size_t i = 0; i < a.num_params(); ++i) CHECK(a.params()[i] == b.params()[i]);
+}
+
 TEST(training_allocates_nothing_per_step) {
     const auto X = random_matrix<double>(64, 5, 9, -1, 1);
     const auto Y = random_matrix<double>(64, 1, 10, 0, 1);
