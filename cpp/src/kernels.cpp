@@ -6,6 +6,7 @@
 
 #include "fast_math.hpp"
 #include "gemm.hpp"
+#include "prefetch.hpp"
 
 #include <algorithm>
 #include <cassert>
@@ -85,27 +86,6 @@ inline T times_derivative(T d, T a, Activation activation) {
         case Activation::relu: return a > T(0) ? d : T(0);
         default: return d;  // identity
     }
-}
-
-#if defined(__GNUC__)
-#define CHAINRULE_ALWAYS_INLINE __attribute__((always_inline)) inline
-#else
-#define CHAINRULE_ALWAYS_INLINE inline
-#endif
-
-// Hints the cache to fetch the lines of [p, p + bytes), at most four: the
-// hardware prefetcher follows a longer row once it is being read. Always
-// inlined: GCC finds a function that only prefetches "pure" and drops calls to it.
-CHAINRULE_ALWAYS_INLINE void prefetch_bytes(const void* p, std::size_t bytes) {
-#if defined(__GNUC__)
-    constexpr std::uintptr_t kLine = 64, kMaxLines = 4;
-    const auto begin = reinterpret_cast<std::uintptr_t>(p) & ~(kLine - 1);
-    const auto end = reinterpret_cast<std::uintptr_t>(p) + bytes;
-    const std::uintptr_t lines = std::min<std::uintptr_t>(kMaxLines, (end - begin + kLine - 1) / kLine);
-    for (std::uintptr_t i = 0; i < lines; ++i) __builtin_prefetch(reinterpret_cast<const char*>(begin + i * kLine));
-#else
-    (void)p, (void)bytes;
-#endif
 }
 
 // 1 when v is inf or NaN (its exponent bits all set), else 0: an integer, so
@@ -408,8 +388,8 @@ CHAINRULE_TARGET_CLONES RecordSteps dense_record_steps(T* weight, T* bias, T* z,
     for (std::size_t i = 0; i < count; ++i) {
         const std::size_t r = rows ? rows[i] : i;
         if (rows && i + kAhead < count) {
-            prefetch_bytes(X + rows[i + kAhead] * in_features, in_features * sizeof(T));
-            prefetch_bytes(Y + rows[i + kAhead] * out_features, out_features * sizeof(T));
+            detail::prefetch_bytes(X + rows[i + kAhead] * in_features, in_features * sizeof(T));
+            detail::prefetch_bytes(Y + rows[i + kAhead] * out_features, out_features * sizeof(T));
         }
         const RecordStep done = record_step(weight, bias, z + i * out_features, a, losses + i, X + r * in_features,
                                             Y + r * out_features, in_features, out_features, activation, loss_kind, lr);

@@ -16,6 +16,7 @@
 #include "chainrule/errors.hpp"
 #include "chainrule/kernels.hpp"
 #include "memory.hpp"
+#include "prefetch.hpp"
 #include "random.hpp"
 
 namespace chainrule {
@@ -56,31 +57,10 @@ std::pair<std::size_t, std::size_t> first_non_finite(ConstMatrixView<T> m) {
 }
 
 // Hints the cache to fetch rows[0..count) of m (the records of the next
-// shuffled batch). Rows wider than a few cache lines get their first lines
-// only: the hardware prefetcher follows a row once it is being read.
-// Always inlined: GCC finds a function that does nothing but prefetch "pure"
-// (a prefetch is no side effect to it) and deletes every call to it.
-#if defined(__GNUC__)
-#define CHAINRULE_ALWAYS_INLINE __attribute__((always_inline)) inline
-#else
-#define CHAINRULE_ALWAYS_INLINE inline
-#endif
+// shuffled batch).
 template <typename T>
 CHAINRULE_ALWAYS_INLINE void prefetch_rows(ConstMatrixView<T> m, const std::size_t* rows, std::size_t count) {
-#if defined(__GNUC__)
-    // Every cache line a row touches: a row that does not start on a line
-    // boundary spans one line more than its length alone says.
-    constexpr std::uintptr_t kLine = 64, kMaxLinesPerRow = 4;
-    const std::uintptr_t row_bytes = m.cols * sizeof(T);
-    for (std::size_t r = 0; r < count; ++r) {
-        const auto begin = reinterpret_cast<std::uintptr_t>(m.row(rows[r])) & ~(kLine - 1);
-        const auto end = reinterpret_cast<std::uintptr_t>(m.row(rows[r])) + row_bytes;
-        const std::uintptr_t lines = std::min(kMaxLinesPerRow, (end - begin + kLine - 1) / kLine);
-        for (std::uintptr_t i = 0; i < lines; ++i) __builtin_prefetch(reinterpret_cast<const char*>(begin + i * kLine));
-    }
-#else
-    (void)m, (void)rows, (void)count;
-#endif
+    for (std::size_t r = 0; r < count; ++r) detail::prefetch_bytes(m.row(rows[r]), m.cols * sizeof(T));
 }
 
 // Targets of the cce loss: each row a probability distribution (one-hot or
