@@ -6,7 +6,8 @@
 // W1-W5 are bench/'s workloads on random data; L1 is W1 as linear regression
 // (identity output, MSE): W1 less the sigmoid. With NO_SHUFFLE set in the
 // environment the records are visited in order, which separates the cost of a
-// step from that of fetching random records. Compare two builds by
+// step from that of fetching random records; with PREDICT set, predict over
+// all the records is timed instead (nanoseconds per record). Compare two builds by
 // alternating them, several rounds, best of each: this machine is shared.
 #include <algorithm>
 #include <chrono>
@@ -45,6 +46,23 @@ void run(const Workload& w, int repeats) {
     for (std::size_t l = 0; l + 1 < w.sizes.size(); ++l) flops += 6.0 * w.sizes[l] * w.sizes[l + 1] * w.batch;
     options.epochs = std::max<std::size_t>(1, std::size_t(2e8 / (flops * steps_per_epoch) + 0.5));
     std::vector<double> ns;
+    if (std::getenv("PREDICT")) {  // predict over all the records instead: nanoseconds per record
+        std::vector<T> out(w.records * w.sizes.back());
+        const std::size_t calls = std::max<std::size_t>(1, std::size_t(1e8 / (flops / 3 * w.records / w.batch)));
+        for (int r = 0; r < repeats; ++r) {
+            const auto t0 = std::chrono::steady_clock::now();
+            for (std::size_t c = 0; c < calls; ++c) {
+                net.predict({out.data(), w.records, w.sizes.back()}, {X.data(), w.records, w.sizes.front()});
+            }
+            const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            ns.push_back(dt * 1e9 / double(calls * w.records));
+        }
+        std::sort(ns.begin(), ns.end());
+        std::printf("%-3s %-6s ns/rec  best %10.1f median %10.1f  records/s best %10.4g median %10.4g\n", w.name,
+                    sizeof(T) == 4 ? "float" : "double", ns.front(), ns[ns.size() / 2], 1e9 / ns.front(),
+                    1e9 / ns[ns.size() / 2]);
+        return;
+    }
     for (int r = 0; r < repeats; ++r) {
         options.seed = r;
         const auto t0 = std::chrono::steady_clock::now();
