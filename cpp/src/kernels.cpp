@@ -46,7 +46,7 @@ bool worth_a_gemm(std::size_t m, std::size_t n, std::size_t k) {
 // read as the last 8 of the row, lanes that were summed already adding 0, so
 // that the tail is vector work too (a scalar tail through the lane array made
 // a chain of stores and reloads). One order of summation for linear_forward
-// and dense_record_step alike. (Four accumulators, for shorter chains, measured
+// and dense_record_steps alike. (Four accumulators, for shorter chains, measured
 // slower: GCC keeps them on the stack.)
 template <typename T>
 inline T dot(const T* w, const T* x, std::size_t n) {
@@ -287,20 +287,13 @@ CHAINRULE_TARGET_CLONES void mse_backward(T* dout, const T* out, const T* target
 template <typename T>
 CHAINRULE_TARGET_CLONES bool sgd_update(T* params, const T* grads, std::size_t n, T lr) {
     // An updated value is inf or NaN exactly when its exponent bits are all
-    // set: an OR of integer compares (as in all_finite) has no floating-point
+    // set: an OR of integer compares (non_finite_bits) has no floating-point
     // add chain to wait on, and its horizontal reduction is cheap and exact.
-    using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
-    constexpr Bits kExponent = static_cast<Bits>(sizeof(T) == 4 ? 0x7F800000u : 0x7FF0000000000000u);
     // (No `omp simd reduction`: GCC lowers it through a stack array whose
     // scalar-tail stores the final vector load cannot forward from, a stall
     // on every tiny step. An integer OR vectorizes without it.)
-    Bits non_finite = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-        const T updated = params[i] - lr * grads[i];
-        Bits bits;
-        std::memcpy(&bits, &updated, sizeof(T));
-        non_finite |= static_cast<Bits>((bits & kExponent) == kExponent);
-    }
+    FloatBits<T> non_finite = 0;
+    for (std::size_t i = 0; i < n; ++i) non_finite |= non_finite_bits(params[i] - lr * grads[i]);
     if (non_finite != 0) return false;
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) params[i] -= lr * grads[i];  // W <- W - lr dW
@@ -313,15 +306,9 @@ CHAINRULE_TARGET_CLONES bool all_finite(const T* data, std::size_t n) {
     // integer compares has no floating-point add chain to wait on (a sum of
     // x * 0 is bound by the add latency): this runs at load speed, cheap
     // enough for the network to check its parameters on entry to every call.
-    using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
-    constexpr Bits kExponent = static_cast<Bits>(sizeof(T) == 4 ? 0x7F800000u : 0x7FF0000000000000u);
-    Bits non_finite = 0;
+    FloatBits<T> non_finite = 0;
 #pragma omp simd reduction(| : non_finite)
-    for (std::size_t i = 0; i < n; ++i) {
-        Bits bits;
-        std::memcpy(&bits, data + i, sizeof(T));
-        non_finite |= static_cast<Bits>((bits & kExponent) == kExponent);
-    }
+    for (std::size_t i = 0; i < n; ++i) non_finite |= non_finite_bits(data[i]);
     return non_finite == 0;
 }
 
