@@ -152,9 +152,12 @@ def test_two_networks_train_in_two_threads():
 
 
 INTERRUPTED_FIT = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
     import numpy as np
     import chainrule as cr
+    # A shell that starts jobs in the background (`cmd &`) hands them SIGINT
+    # ignored, and Python then leaves it ignored: ask for KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((2048, 512))
     y = (rng.random((2048, 1)) < 0.5).astype(float)
