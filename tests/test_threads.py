@@ -5,6 +5,8 @@ whole of a call leaves the main thread no chance to run, however slow or fast
 the machine is.
 """
 
+import hashlib
+import os
 import signal
 import subprocess
 import sys
@@ -206,26 +208,57 @@ def test_set_num_threads_round_trips_and_refuses_bad_counts():
         cr.set_num_threads(original)
 
 
-def test_one_and_two_threads_train_alike():
-    # Large enough for the GEMM library to split the work between threads.
-    X, y = make_data(512, 256, seed=10)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_any_thread_count_trains_and_predicts_bit_for_bit_alike(dtype):
+    # Products of 2^21 multiply-adds and more (128 x 128 x 256 here) are cut
+    # into blocks of rows or columns, one per thread, each computed whole by
+    # the GEMM library on one thread: every sum keeps its order.
+    X, y = make_data(512, 256, seed=10, dtype=dtype)
     runs = []
     original = cr.get_num_threads()
     try:
-        for n in (1, 2, 1):
+        for n in (1, 2, 3):
             cr.set_num_threads(n)
-            net = cr.Network([256, 128, 1], seed=11)
+            net = cr.Network([256, 128, 1], dtype=dtype, seed=11)
             history = net.fit(X, y, epochs=2, lr=0.1, batch_size=128, seed=12)
-            runs.append((history, [w.copy() for w in net.weights]))
+            runs.append([history, net.predict(X), *net.weights, *net.biases])
     finally:
         cr.set_num_threads(original)
-    # The same thread count repeats bit for bit; another count may round
-    # differently in the last bits (the GEMM library splits sums by thread).
-    assert np.array_equal(runs[0][0], runs[2][0])
-    assert all(np.array_equal(a, b) for a, b in zip(runs[0][1], runs[2][1]))
-    np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-12)
-    for a, b in zip(runs[0][1], runs[1][1]):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    for other in runs[1:]:
+        assert all(a.tobytes() == b.tobytes() for a, b in zip(runs[0], other))
+
+
+def test_a_forked_child_trains_on_threads_of_its_own():
+    # The pool's workers do not survive a fork: the child must start its own
+    # (not wait forever on the parent's) and train exactly as the parent does.
+    X, y = make_data(512, 256, seed=13)
+    original = cr.get_num_threads()
+    cr.set_num_threads(2)
+    try:
+        net = cr.Network([256, 128, 1], seed=14)
+        net.fit(X, y, epochs=1, lr=0.1, batch_size=128, seed=15)  # the pool now runs in this process
+        reader, writer = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: train a copy, send its weights, and leave at once
+            try:
+                child = net.copy()
+                child.fit(X, y, epochs=1, lr=0.1, batch_size=128, seed=16)
+                os.write(writer, hashlib.sha256(child.weights[0].tobytes()).digest())  # fits the pipe's buffer
+            finally:
+                os._exit(0)
+        os.close(writer)
+        deadline = time.monotonic() + 60
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                pytest.fail("the forked child did not finish its fit within 60 s")
+            time.sleep(0.05)
+        with os.fdopen(reader, "rb") as pipe:
+            got = pipe.read()
+        net.fit(X, y, epochs=1, lr=0.1, batch_size=128, seed=16)
+        assert got == hashlib.sha256(net.weights[0].tobytes()).digest()
+    finally:
+        cr.set_num_threads(original)
 
 
 def test_gradients_from_two_threads_are_each_their_own():

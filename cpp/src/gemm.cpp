@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <atomic>
 #include <cassert>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
 
 #include "chainrule/threads.hpp"
+#include "thread_pool.hpp"
 
 #if defined(CHAINRULE_BLAS_SCIPY_OPENBLAS)
 #include <cblas.h>  // scipy-openblas32: every symbol carries the scipy_ prefix
@@ -25,27 +27,30 @@ namespace {
 CBLAS_TRANSPOSE op(bool transpose) { return transpose ? CblasTrans : CblasNoTrans; }
 }  // namespace
 
-template <>
-void gemm<float>(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda,
-                 const float* B, std::size_t ldb, float beta, float* C, std::size_t ldc) {
+// One product on the calling thread (the library's own threads stay at 1
+// for scipy-openblas: chainrule splits large products itself, below).
+
+void gemm_one(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda,
+              const float* B, std::size_t ldb, float beta, float* C, std::size_t ldc) {
     CHAINRULE_CBLAS(sgemm)(CblasRowMajor, op(ta), op(tb), static_cast<int>(M), static_cast<int>(N),
                            static_cast<int>(K), 1.0f, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta, C,
                            static_cast<int>(ldc));
 }
 
-template <>
-void gemm<double>(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A, std::size_t lda,
-                  const double* B, std::size_t ldb, double beta, double* C, std::size_t ldc) {
+void gemm_one(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A, std::size_t lda,
+              const double* B, std::size_t ldb, double beta, double* C, std::size_t ldc) {
     CHAINRULE_CBLAS(dgemm)(CblasRowMajor, op(ta), op(tb), static_cast<int>(M), static_cast<int>(N),
                            static_cast<int>(K), 1.0, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta, C,
                            static_cast<int>(ldc));
 }
 
 #if defined(CHAINRULE_BLAS_SCIPY_OPENBLAS)
+constexpr bool kSplitProducts = true;
 const char* gemm_backend() { return "openblas"; }
 void set_gemm_threads(int threads) { scipy_openblas_set_num_threads(threads); }
 int gemm_threads() { return scipy_openblas_get_num_threads(); }
 #else
+constexpr bool kSplitProducts = false;  // an unknown CBLAS threads by itself, as its user configured it
 const char* gemm_backend() { return "cblas"; }
 void set_gemm_threads(int) {}  // a generic CBLAS has no standard thread control
 int gemm_threads() { return 1; }
@@ -54,8 +59,8 @@ int gemm_threads() { return 1; }
 #else  // no BLAS: cache-friendly loops, vectorized by the compiler
 
 template <typename T>
-void gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t lda, const T* B,
-          std::size_t ldb, T beta, T* C, std::size_t ldc) {
+void gemm_one(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t lda, const T* B,
+              std::size_t ldb, T beta, T* C, std::size_t ldc) {
     // Scale C by beta first, then accumulate rank-1 updates along K with the
     // innermost loop running over a contiguous row of C.
     for (std::size_t i = 0; i < M; ++i) {
@@ -95,27 +100,98 @@ void gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const T
     }
 }
 
-template void gemm<float>(bool, bool, std::size_t, std::size_t, std::size_t, const float*, std::size_t, const float*,
-                          std::size_t, float, float*, std::size_t);
-template void gemm<double>(bool, bool, std::size_t, std::size_t, std::size_t, const double*, std::size_t,
-                           const double*, std::size_t, double, double*, std::size_t);
-
+constexpr bool kSplitProducts = true;  // the loops sum each element in one order, whatever the block
 const char* gemm_backend() { return "loops"; }
 void set_gemm_threads(int) {}
 int gemm_threads() { return 1; }
 
 #endif
 
+namespace {
+
+// Products of at least this many multiply-adds are split across the threads
+// (each part then has ~2^20 or more: well clear of the sizes where a
+// library's small-matrix path, with another order of summation, would take
+// over); smaller ones, and every small layer, stay on the calling thread.
+constexpr double kSplitMinWork = double(std::size_t{1} << 21);
+// Parts are whole multiples of this many rows or columns of C.
+constexpr std::size_t kBlock = 16;
+
+template <typename T>
+struct Split {
+    bool ta, tb, by_rows;
+    std::size_t M, N, K, lda, ldb, ldc, block;
+    const T* A;
+    const T* B;
+    T beta;
+    T* C;
+
+    static void run(void* context, int part) {
+        const Split& s = *static_cast<const Split*>(context);
+        const std::size_t extent = s.by_rows ? s.M : s.N;
+        const std::size_t begin = static_cast<std::size_t>(part) * s.block;
+        if (begin >= extent) return;
+        const std::size_t count = std::min(s.block, extent - begin);
+        if (s.by_rows) {  // rows [begin, begin + count) of C and of op(A)
+            gemm_one(s.ta, s.tb, count, s.N, s.K, s.ta ? s.A + begin : s.A + begin * s.lda, s.lda, s.B, s.ldb,
+                     s.beta, s.C + begin * s.ldc, s.ldc);
+        } else {  // columns [begin, begin + count) of C and of op(B)
+            gemm_one(s.ta, s.tb, s.M, count, s.K, s.A, s.lda, s.tb ? s.B + begin * s.ldb : s.B + begin, s.ldb,
+                     s.beta, s.C + begin, s.ldc);
+        }
+    }
+};
+
+}  // namespace
+
+template <typename T>
+void gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t lda, const T* B,
+          std::size_t ldb, T beta, T* C, std::size_t ldc) {
+    // A large product is cut into blocks of rows of C (or of columns, the
+    // longer side), one per thread, each computed by the backend on one
+    // thread: every element of C gets the same sum in the same order as in
+    // one call, so results do not depend on the thread count.
+    const int threads = kSplitProducts ? get_num_threads() : 1;
+    const bool by_rows = M >= N;
+    const std::size_t extent = by_rows ? M : N;
+    const std::size_t parts = std::min<std::size_t>(static_cast<std::size_t>(threads), extent / kBlock);
+    if (parts < 2 || double(M) * double(N) * double(K) < kSplitMinWork) {
+        gemm_one(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    const std::size_t block = (extent / parts + kBlock - 1) / kBlock * kBlock;  // covers extent in <= parts blocks
+    Split<T> split{ta, tb, by_rows, M, N, K, lda, ldb, ldc, block, A, B, beta, C};
+    run_parts(static_cast<int>((extent + block - 1) / block), &Split<T>::run, &split);
+}
+
+template void gemm<float>(bool, bool, std::size_t, std::size_t, std::size_t, const float*, std::size_t, const float*,
+                          std::size_t, float, float*, std::size_t);
+template void gemm<double>(bool, bool, std::size_t, std::size_t, std::size_t, const double*, std::size_t,
+                           const double*, std::size_t, double, double*, std::size_t);
+
 }  // namespace chainrule::detail
 
 namespace chainrule {
 
 namespace {
-std::atomic<int> g_num_threads{0};  // 0: not set yet, take the GEMM library's default
+std::atomic<int> g_num_threads{0};  // 0: not set yet
+std::once_flag g_threads_once;
 
 int all_cores() {
     const unsigned cores = std::thread::hardware_concurrency();
     return cores == 0 ? 1 : static_cast<int>(cores);
+}
+
+// Once: the default thread count (OpenBLAS's own start-up count, which
+// honours OPENBLAS_NUM_THREADS, else all cores), and the GEMM library set to
+// one thread: chainrule's pool runs the parts of a product.
+void init_threads() {
+    std::call_once(g_threads_once, [] {
+        const int initial = std::string(detail::gemm_backend()) == "openblas" ? detail::gemm_threads() : all_cores();
+        if (detail::kSplitProducts) detail::set_gemm_threads(1);
+        int expected = 0;
+        if (g_num_threads.compare_exchange_strong(expected, initial)) detail::set_pool_threads(initial);
+    });
 }
 }  // namespace
 
@@ -123,15 +199,15 @@ void set_num_threads(int threads) {
     if (threads < 1) {
         throw std::invalid_argument("set_num_threads: threads must be >= 1, got " + std::to_string(threads));
     }
+    init_threads();
     g_num_threads.store(threads);
-    detail::set_gemm_threads(threads);
+    detail::set_pool_threads(threads);
+    if (!detail::kSplitProducts) detail::set_gemm_threads(threads);
 }
 
 int get_num_threads() {
-    const int threads = g_num_threads.load();
-    if (threads > 0) return threads;
-    // Not set: OpenBLAS starts with all cores unless OPENBLAS_NUM_THREADS says otherwise.
-    return std::string(detail::gemm_backend()) == "openblas" ? detail::gemm_threads() : all_cores();
+    init_threads();
+    return g_num_threads.load();
 }
 
 }  // namespace chainrule

@@ -186,6 +186,32 @@ TEST(shuffled_one_record_fit_of_one_layer_equals_sgd_steps_in_that_order) {
     for (std::size_t i = 0; i < a.num_params(); ++i) CHECK(a.params()[i] == b.params()[i]);
 }
 
+TEST(results_do_not_depend_on_the_thread_count) {
+    // Products of 2^21 multiply-adds and more are split across the threads
+    // (64 x 256 x 300 here); every element keeps its one order of summation.
+    const auto X = random_matrix<float>(256, 300, 31, -1, 1);
+    const auto Y = random_matrix<float>(256, 10, 32, 0, 1);
+    const int before = get_num_threads();
+    std::vector<std::vector<float>> finals;
+    for (int threads : {1, 2, 3}) {
+        set_num_threads(threads);
+        Network<float> net({300, 256, 64, 10}, {Activation::tanh, Activation::relu, Activation::sigmoid}, Loss::bce, 4);
+        FitOptions options;
+        options.epochs = 2;
+        options.batch_size = 64;
+        options.seed = 5;
+        net.fit({X.data(), 256, 300}, {Y.data(), 256, 10}, options);
+        std::vector<float> out(256 * 10);
+        net.predict({out.data(), 256, 10}, {X.data(), 256, 300});
+        std::vector<float> all(net.params(), net.params() + net.num_params());
+        all.insert(all.end(), out.begin(), out.end());
+        finals.push_back(all);
+    }
+    set_num_threads(before);
+    CHECK(finals[0] == finals[1]);
+    CHECK(finals[0] == finals[2]);
+}
+
 TEST(training_allocates_nothing_per_step) {
     const auto X = random_matrix<double>(64, 5, 9, -1, 1);
     const auto Y = random_matrix<double>(64, 1, 10, 0, 1);

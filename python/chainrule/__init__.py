@@ -38,10 +38,12 @@ __all__ = ["Network", "DivergenceError", "ModelFormatError", "BusyError", "set_n
 def set_num_threads(n: int) -> None:
     """Use at most ``n`` threads (>= 1) for training and prediction.
 
-    Only the large matrix products run on several threads (through the GEMM
-    library, whose thread count this sets too); small layers and the
+    Only the large matrix products run on several threads: each is cut into
+    one block of rows or columns per thread, computed by the GEMM library on
+    that thread, so results do not depend on ``n``. Small layers and the
     elementwise work stay on the calling thread. Process-wide; the default is
-    all cores. Call it between trainings, not while another thread trains.
+    all cores (or ``OPENBLAS_NUM_THREADS``). Call it between trainings, not
+    while another thread trains.
     """
     _core.set_num_threads(_integer("n", n, 1))
 

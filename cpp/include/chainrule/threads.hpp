@@ -1,21 +1,24 @@
 // How many threads the core may use. Only the large matrix products of the
-// forward and backward passes (the GEMM library's) run on several threads;
-// small layers, the elementwise work and the SGD update always run on the
-// calling thread. The setting is process-wide, like the GEMM library's own.
+// forward and backward passes run on several threads: a product of 2^21
+// multiply-adds or more is cut into one block of rows or columns of its
+// result per thread, each block computed whole by the GEMM backend on one
+// thread (the scipy-openblas library is kept at one thread of its own). Every
+// element is then summed in the same order whatever the thread count, so
+// results are identical for any setting. Small layers, the elementwise work
+// and the SGD update run on the calling thread. The setting is process-wide.
 //
-// With the "loops" GEMM backend (a CMake build without a BLAS) the core is
-// single-threaded whatever the setting.
+// With the "cblas" backend (a CBLAS chosen by the embedder) products are not
+// split: that library threads as it is configured to.
 #pragma once
 
 namespace chainrule {
 
 // Use at most `threads` threads (>= 1); throws std::invalid_argument otherwise.
-// Also sets the GEMM library's thread count. Call it between trainings, not
-// while another thread trains.
+// Call it between trainings, not while another thread trains.
 void set_num_threads(int threads);
 
-// The current setting; by default all cores (or what OPENBLAS_NUM_THREADS
-// asked the GEMM library for at start-up).
+// The current setting; by default what OPENBLAS_NUM_THREADS asked OpenBLAS
+// for at start-up, else all cores.
 int get_num_threads();
 
 }  // namespace chainrule
