@@ -22,9 +22,17 @@ namespace {
 // A worker that finished a part waits this many polls for the next before it
 // sleeps: the products of one training step follow each other within tens
 // of microseconds, and a wake-up from sleep costs about that much.
-constexpr int kSpinPolls = 1 << 16;
+constexpr unsigned kSpinPolls = 1u << 16;
+// Every this many polls a waiting thread offers its core to the scheduler:
+// with more threads than free cores (set_num_threads above the core count, or
+// a busy machine) the thread it waits for may be the one that needs it.
+constexpr unsigned kPollsPerYield = 256;
 
-inline void cpu_relax() {
+inline void poll_pause(unsigned polls) {
+    if (polls % kPollsPerYield == 0) {
+        std::this_thread::yield();
+        return;
+    }
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
     _mm_pause();
 #else
@@ -66,16 +74,16 @@ public:
         }
         wake_.notify_all();
         body(context, 0);
-        while (remaining_.load(std::memory_order_acquire) != 0) cpu_relax();
+        for (unsigned polls = 1; remaining_.load(std::memory_order_acquire) != 0; ++polls) poll_pause(polls);
     }
 
 private:
     void work(int index, std::uint64_t seen) {
         for (;;) {
-            int polls = 0;
+            unsigned polls = 0;
             while (generation_.load(std::memory_order_acquire) == seen && !stop_.load(std::memory_order_acquire)) {
                 if (++polls < kSpinPolls) {
-                    cpu_relax();
+                    poll_pause(polls);
                     continue;
                 }
                 std::unique_lock<std::mutex> lock(mutex_);
