@@ -189,8 +189,8 @@ void init_threads() {
     std::call_once(g_threads_once, [] {
         const int initial = std::string(detail::gemm_backend()) == "openblas" ? detail::gemm_threads() : all_cores();
         if (detail::kSplitProducts) detail::set_gemm_threads(1);
-        int expected = 0;
-        if (g_num_threads.compare_exchange_strong(expected, initial)) detail::set_pool_threads(initial);
+        g_num_threads.store(initial);  // every other store waits for this once
+        detail::set_pool_threads(initial);
     });
 }
 }  // namespace
@@ -202,7 +202,6 @@ void set_num_threads(int threads) {
     init_threads();
     g_num_threads.store(threads);
     detail::set_pool_threads(threads);
-    if (!detail::kSplitProducts) detail::set_gemm_threads(threads);
 }
 
 int get_num_threads() {
