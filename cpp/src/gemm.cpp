@@ -108,7 +108,6 @@ int gemm_threads() { return 1; }
 #endif
 
 namespace {
-
 // Products of at least this many multiply-adds are split across the threads
 // (each part then has ~2^20 or more: well clear of the sizes where a
 // library's small-matrix path, with another order of summation, would take
@@ -116,32 +115,6 @@ namespace {
 constexpr double kSplitMinWork = double(std::size_t{1} << 21);
 // Parts are whole multiples of this many rows or columns of C.
 constexpr std::size_t kBlock = 16;
-
-template <typename T>
-struct Split {
-    bool ta, tb, by_rows;
-    std::size_t M, N, K, lda, ldb, ldc, block;
-    const T* A;
-    const T* B;
-    T beta;
-    T* C;
-
-    static void run(void* context, int part) {
-        const Split& s = *static_cast<const Split*>(context);
-        const std::size_t extent = s.by_rows ? s.M : s.N;
-        const std::size_t begin = static_cast<std::size_t>(part) * s.block;
-        if (begin >= extent) return;
-        const std::size_t count = std::min(s.block, extent - begin);
-        if (s.by_rows) {  // rows [begin, begin + count) of C and of op(A)
-            gemm_one(s.ta, s.tb, count, s.N, s.K, s.ta ? s.A + begin : s.A + begin * s.lda, s.lda, s.B, s.ldb,
-                     s.beta, s.C + begin * s.ldc, s.ldc);
-        } else {  // columns [begin, begin + count) of C and of op(B)
-            gemm_one(s.ta, s.tb, s.M, count, s.K, s.A, s.lda, s.tb ? s.B + begin * s.ldb : s.B + begin, s.ldb,
-                     s.beta, s.C + begin, s.ldc);
-        }
-    }
-};
-
 }  // namespace
 
 template <typename T>
@@ -151,17 +124,21 @@ void gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const T
     // longer side), one per thread, each computed by the backend on one
     // thread: every element of C gets the same sum in the same order as in
     // one call, so results do not depend on the thread count.
-    const int threads = kSplitProducts ? get_num_threads() : 1;
-    const bool by_rows = M >= N;
-    const std::size_t extent = by_rows ? M : N;
-    const std::size_t parts = std::min<std::size_t>(static_cast<std::size_t>(threads), extent / kBlock);
-    if (parts < 2 || double(M) * double(N) * double(K) < kSplitMinWork) {
+    if (!kSplitProducts || double(M) * double(N) * double(K) < kSplitMinWork) {
         gemm_one(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    const std::size_t block = (extent / parts + kBlock - 1) / kBlock * kBlock;  // covers extent in <= parts blocks
-    Split<T> split{ta, tb, by_rows, M, N, K, lda, ldb, ldc, block, A, B, beta, C};
-    run_parts(static_cast<int>((extent + block - 1) / block), &Split<T>::run, &split);
+    if (M >= N) {  // rows [begin, end) of C and of op(A)
+        for_ranges(M, kBlock, kBlock, [&](std::size_t begin, std::size_t end) {
+            gemm_one(ta, tb, end - begin, N, K, ta ? A + begin : A + begin * lda, lda, B, ldb, beta,
+                     C + begin * ldc, ldc);
+        });
+    } else {  // columns [begin, end) of C and of op(B)
+        for_ranges(N, kBlock, kBlock, [&](std::size_t begin, std::size_t end) {
+            gemm_one(ta, tb, M, end - begin, K, A, lda, tb ? B + begin * ldb : B + begin, ldb, beta, C + begin,
+                     ldc);
+        });
+    }
 }
 
 template void gemm<float>(bool, bool, std::size_t, std::size_t, std::size_t, const float*, std::size_t, const float*,

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "chainrule/kernels.hpp"
+#include "chainrule/threads.hpp"
 #include "check.hpp"
 #include "../src/fast_math.hpp"
 #include "../src/kernels_reference.hpp"
@@ -234,6 +235,35 @@ TEST(sgd_update_applies_or_refuses_whole) {
     const std::vector<double> nan_grad = {0.0, 0.0, std::nan("")};
     CHECK(!sgd_update(w.data(), nan_grad.data(), 3, 0.1));
     CHECK(w == before);
+}
+
+TEST(a_large_sgd_update_is_the_same_on_any_thread_count_and_still_whole) {
+    // 2^17 parameters: checked and applied in one range per thread. Each value
+    // is computed alone, so every thread count gives the same bits; and a
+    // non-finite update in the last range must leave the first ranges as
+    // they were too.
+    const std::size_t n = std::size_t{1} << 17;
+    const std::vector<double> w0 = random_vector(n, 41), g0 = random_vector(n, 42);
+    std::vector<float> start(n), grads(n);
+    for (std::size_t i = 0; i < n; ++i) start[i] = static_cast<float>(w0[i]), grads[i] = static_cast<float>(g0[i]);
+    const int before = get_num_threads();
+    std::vector<float> expected(n);
+    for (std::size_t i = 0; i < n; ++i) expected[i] = start[i] - 0.25f * grads[i];
+    for (int threads : {1, 2, 3, 4}) {
+        set_num_threads(threads);
+        std::vector<float> w = start;
+        CHECK(sgd_update(w.data(), grads.data(), n, 0.25f));
+        CHECK(w == expected);
+        std::vector<float> bad = grads;
+        bad[n - 1] = std::numeric_limits<float>::infinity();
+        CHECK(!sgd_update(w.data(), bad.data(), n, 0.25f));
+        CHECK(w == expected);  // nothing written, in any range
+        bad[n - 1] = grads[n - 1];
+        bad[0] = std::nanf("");
+        CHECK(!sgd_update(w.data(), bad.data(), n, 0.25f));
+        CHECK(w == expected);
+    }
+    set_num_threads(before);
 }
 
 // The fused one-record steps against the kernels they fuse, called one by one

@@ -38,10 +38,12 @@ __all__ = ["Network", "DivergenceError", "ModelFormatError", "BusyError", "set_n
 def set_num_threads(n: int) -> None:
     """Use at most ``n`` threads (>= 1) for training and prediction.
 
-    Only the large matrix products run on several threads: each is cut into
-    one block of rows or columns per thread, computed by the GEMM library on
-    that thread, so results do not depend on ``n``. Small layers and the
-    elementwise work stay on the calling thread. Process-wide; the default is
+    Only large work runs on several threads: a large matrix product is cut
+    into one block of rows or columns per thread, computed by the GEMM
+    library on that thread; a large SGD update, and the gathering of a large
+    shuffled batch, into one range per thread. Each value is computed as on
+    one thread, so results do not depend on ``n``. Small layers and the
+    activations stay on the calling thread. Process-wide; the default is
     all cores (or ``OPENBLAS_NUM_THREADS``). Call it between trainings, not
     while another thread trains.
     """
