@@ -34,6 +34,12 @@ namespace {
 // Below this many multiply-adds a plain loop beats a library call's overhead.
 constexpr std::size_t kGemmMinWork = std::size_t{1} << 12;
 
+// Elementwise work over at least twice this many values is shared by the
+// core's threads, one range each (detail::for_ranges); less stays on the
+// calling thread, where it takes a few microseconds at most. Each value is
+// computed alone, so the results do not depend on the thread count.
+constexpr std::size_t kElementwiseMinPart = std::size_t{1} << 13;
+
 // A CBLAS counts in int: larger sizes (only a network of 2^31 units in one
 // layer, or a batch that large, has them) stay with the loops.
 constexpr std::size_t kGemmMaxSize = static_cast<std::size_t>(std::numeric_limits<int>::max());
@@ -114,9 +120,12 @@ CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weigh
     // more than it saves: one dot product per record instead (W2's output
     // layer in predict: ~10% more records/s).
     if (out_features > 1 && worth_a_gemm(num_records, out_features, in_features)) {
-        for (std::size_t r = 0; r < num_records; ++r) {  // Z = b, then Z += A W^T
-            std::memcpy(out + r * out_features, bias, out_features * sizeof(T));
-        }
+        const std::size_t min_rows = std::max<std::size_t>(1, kElementwiseMinPart / out_features);
+        detail::for_ranges(num_records, min_rows, 1, [&](std::size_t begin, std::size_t end) {
+            for (std::size_t r = begin; r < end; ++r) {  // Z = b, then Z += A W^T
+                std::memcpy(out + r * out_features, bias, out_features * sizeof(T));
+            }
+        });
         detail::gemm(false, true, num_records, out_features, in_features, inp, in_features, weight, in_features,
                      T(1), out, out_features);
         return;
@@ -130,8 +139,9 @@ CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weigh
     }
 }
 
+namespace {
 template <typename T>
-CHAINRULE_TARGET_CLONES void activation_forward(T* out, const T* inp, std::size_t n, Activation activation) {
+CHAINRULE_TARGET_CLONES void activation_forward_range(T* out, const T* inp, std::size_t n, Activation activation) {
     switch (activation) {
         case Activation::sigmoid:
 #pragma omp simd
@@ -154,7 +164,8 @@ CHAINRULE_TARGET_CLONES void activation_forward(T* out, const T* inp, std::size_
 }
 
 template <typename T>
-CHAINRULE_TARGET_CLONES void activation_backward(T* dinp, const T* dout, const T* out, std::size_t n, Activation activation) {
+CHAINRULE_TARGET_CLONES void activation_backward_range(T* dinp, const T* dout, const T* out, std::size_t n,
+                                                       Activation activation) {
     switch (activation) {
         case Activation::sigmoid:  // sigma'(z) = a (1 - a)
 #pragma omp simd
@@ -175,6 +186,22 @@ CHAINRULE_TARGET_CLONES void activation_backward(T* dinp, const T* dout, const T
             assert(false && "softmax has no elementwise derivative: use cce_backward");
             break;
     }
+}
+
+}  // namespace
+
+template <typename T>
+void activation_forward(T* out, const T* inp, std::size_t n, Activation activation) {
+    detail::for_ranges(n, kElementwiseMinPart, 16, [&](std::size_t begin, std::size_t end) {
+        activation_forward_range(out + begin, inp + begin, end - begin, activation);
+    });
+}
+
+template <typename T>
+void activation_backward(T* dinp, const T* dout, const T* out, std::size_t n, Activation activation) {
+    detail::for_ranges(n, kElementwiseMinPart, 16, [&](std::size_t begin, std::size_t end) {
+        activation_backward_range(dinp + begin, dout + begin, out + begin, end - begin, activation);
+    });
 }
 
 template <typename T>
@@ -307,28 +334,20 @@ CHAINRULE_TARGET_CLONES void sgd_apply(T* params, const T* grads, std::size_t n,
     for (std::size_t i = 0; i < n; ++i) params[i] -= lr * grads[i];  // W <- W - lr dW
 }
 
-// An update of at least twice this many parameters is checked and applied by
-// all the core's threads, a range each (W4's 270k parameters: 11% of a
-// two-thread step on one thread); smaller ones stay on the calling thread.
-constexpr std::size_t kUpdateMinPart = std::size_t{1} << 14;
 }  // namespace
 
 template <typename T>
 bool sgd_update(T* params, const T* grads, std::size_t n, T lr) {
-    if (n < 2 * kUpdateMinPart) {
-        if (sgd_non_finite(params, grads, n, lr) != 0) return false;
-        sgd_apply(params, grads, n, lr);
-        return true;
-    }
-    // Every range is checked before any is written: all or nothing, as above.
+    // Every range is checked before any is written: all or nothing. (A large
+    // update, W4's 270k parameters, took 11% of a two-thread step on one.)
     std::atomic<bool> finite{true};
-    detail::for_ranges(n, kUpdateMinPart, 16, [&](std::size_t begin, std::size_t end) {
+    detail::for_ranges(n, kElementwiseMinPart, 16, [&](std::size_t begin, std::size_t end) {
         if (sgd_non_finite(params + begin, grads + begin, end - begin, lr) != 0) {
             finite.store(false, std::memory_order_relaxed);
         }
     });
     if (!finite.load(std::memory_order_relaxed)) return false;
-    detail::for_ranges(n, kUpdateMinPart, 16, [&](std::size_t begin, std::size_t end) {
+    detail::for_ranges(n, kElementwiseMinPart, 16, [&](std::size_t begin, std::size_t end) {
         sgd_apply(params + begin, grads + begin, end - begin, lr);
     });
     return true;

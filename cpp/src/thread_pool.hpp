@@ -31,6 +31,10 @@ void set_pool_threads(int threads);
 // throw.
 template <typename Body>
 void for_ranges(std::size_t n, std::size_t min_part, std::size_t align, const Body& body) {
+    if (n < 2 * min_part) {  // the common small case, without a look at the setting
+        body(std::size_t{0}, n);
+        return;
+    }
     const std::size_t threads = static_cast<std::size_t>(get_num_threads());
     const std::size_t parts = std::min(threads, n / std::max<std::size_t>(min_part, 1));
     if (parts < 2) {

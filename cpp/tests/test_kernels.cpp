@@ -1,4 +1,5 @@
 // Each kernel against a naive reference written here from MATH.md.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -155,6 +156,34 @@ TEST(activation_in_place_equals_out_of_place) {
         activation_forward(inplace.data(), inplace.data(), z.size(), act);
         CHECK(out == inplace);
     }
+}
+
+TEST(large_activations_are_the_same_on_any_thread_count) {
+    // 2^15 + 5 values: one range per thread. Every value is computed alone,
+    // so each thread count gives the bits of the elementwise loop over the
+    // first 64 values (computed alone, on one thread) and of one thread.
+    const std::size_t n = (std::size_t{1} << 15) + 5;
+    const auto z = random_vector(n, 43, 6.0), dout = random_vector(n, 44);
+    const int before = get_num_threads();
+    for (Activation act : kAll) {
+        std::vector<std::vector<double>> runs;
+        for (int threads : {1, 2, 3}) {
+            set_num_threads(threads);
+            std::vector<double> a(n), dz(n);
+            activation_forward(a.data(), z.data(), n, act);
+            activation_backward(dz.data(), dout.data(), a.data(), n, act);
+            a.insert(a.end(), dz.begin(), dz.end());
+            runs.push_back(a);
+        }
+        CHECK(runs[0] == runs[1]);
+        CHECK(runs[0] == runs[2]);
+        std::vector<double> head(64), last(8);
+        activation_forward(head.data(), z.data(), 64, act);
+        activation_forward(last.data(), z.data() + n - 8, 8, act);
+        CHECK(std::equal(head.begin(), head.end(), runs[1].begin()));
+        CHECK(std::equal(last.begin(), last.end(), runs[1].begin() + (n - 8)));
+    }
+    set_num_threads(before);
 }
 
 TEST(linear_backward_matches_naive) {

@@ -40,12 +40,12 @@ def set_num_threads(n: int) -> None:
 
     Only large work runs on several threads: a large matrix product is cut
     into one block of rows or columns per thread, computed by the GEMM
-    library on that thread; a large SGD update, and the gathering of a large
-    shuffled batch, into one range per thread. Each value is computed as on
-    one thread, so results do not depend on ``n``. Small layers and the
-    activations stay on the calling thread. Process-wide; the default is
-    all cores (or ``OPENBLAS_NUM_THREADS``). Call it between trainings, not
-    while another thread trains.
+    library on that thread; large elementwise work (activations, the SGD
+    update) and the gathering of a large shuffled batch, into one range per
+    thread. Each value is computed as on one thread, so results do not
+    depend on ``n``. Small layers stay on the calling thread. Process-wide;
+    the default is all cores (or ``OPENBLAS_NUM_THREADS``). Call it between
+    trainings, not while another thread trains.
     """
     _core.set_num_threads(_integer("n", n, 1))
 

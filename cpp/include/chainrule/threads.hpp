@@ -4,11 +4,11 @@
 // result per thread, each block computed whole by the GEMM backend on one
 // thread (the scipy-openblas library is kept at one thread of its own). Every
 // element is then summed in the same order whatever the thread count, so
-// results are identical for any setting. The SGD update of 2^15 parameters
-// or more, and the gathering of a large shuffled batch, are cut into one range
-// per thread (each value computed alone, so again the same bits). Small
-// layers and the activations run on the calling thread. The setting is
-// process-wide.
+// results are identical for any setting. Elementwise work over 2^14 values
+// or more (bias, activations and their derivatives, the SGD update) and the
+// gathering of a large shuffled batch are cut into one range per thread (each
+// value computed alone, so again the same bits). Small layers run on the
+// calling thread. The setting is process-wide.
 //
 // With the "cblas" backend (a CBLAS chosen by the embedder) products are not
 // split: that library threads as it is configured to.
