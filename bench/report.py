@@ -103,6 +103,8 @@ def _header(results: dict) -> list:
             + (" (**chainrule was reinstalled during the run: the results mix builds**)" if len(builds) > 1 else ""),
             "- chainrule.set_num_threads exists: " + " / ".join(str(f) for f in results["chainrule_set_num_threads"]),
             f"- command: `{results['command']}`, wall time {results['wall_seconds']:.0f} s",
+            f"- timings: best of {options.get('rounds', 1)} round(s) of every implementation x workload x thread "
+            "count, one full pass after another",
             f"- load average (1, 5, 15 min) at start {loads[0]}, at end {loads[1]}",
             f"- GEMM ceiling (NumPy matmul, GFLOP/s, the higher of before and after the timings): {ceilings}", "",
             f"`*`: other processes kept at least {CONTENDED} CPUs busy on average during that measurement "
