@@ -228,6 +228,47 @@ def test_any_thread_count_trains_and_predicts_bit_for_bit_alike(dtype):
         assert all(a.tobytes() == b.tobytes() for a, b in zip(runs[0], other))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_small_network_predicts_the_same_bits_when_threads_share_the_chunks(dtype):
+    # No product of a 30-16-1 network is large enough to split, so predict
+    # hands each thread a range of 256-record chunks instead (5000 records:
+    # 20 chunks, the last one short). Each record is computed as on one thread.
+    X, _ = make_data(5000, 30, seed=17, dtype=dtype)
+    net = cr.Network([30, 16, 1], dtype=dtype, seed=18)
+    original = cr.get_num_threads()
+    try:
+        outputs = []
+        for n in (1, 2, 3):
+            cr.set_num_threads(n)
+            outputs.append(net.predict(X))
+    finally:
+        cr.set_num_threads(original)
+    one_by_one = np.concatenate([net.predict(X[i:i + 256]) for i in range(0, len(X), 256)])
+    for other in outputs[1:]:
+        assert other.tobytes() == outputs[0].tobytes()
+    assert one_by_one.tobytes() == outputs[0].tobytes()
+
+
+def test_threads_sharing_predict_report_the_earliest_record_that_overflows():
+    # Inputs of 1e30 through identity layers overflow float32 in records 700
+    # (chunk 2) and 4000 (chunk 15). The threads share the 20 chunks (849
+    # parameters: enough work for a range of one chunk); whichever of them
+    # fails first, the error names record 700, as on one thread.
+    X = np.ones((5000, 4), dtype="float32")
+    X[[700, 4000]] = 1e30
+    net = cr.Network([4, 64, 8, 1], activation="identity", output="identity", loss="mse", dtype="float32",
+                     seed=19)
+    net.weights[0][:] = 1e10
+    original = cr.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            cr.set_num_threads(n)
+            with pytest.raises(cr.DivergenceError, match="record 700 is"):
+                net.predict(X)
+    finally:
+        cr.set_num_threads(original)
+
+
 def test_a_forked_child_trains_on_threads_of_its_own():
     # The pool's workers do not survive a fork: the child must start its own
     # (not wait forever on the parent's) and train exactly as the parent does.

@@ -6,7 +6,9 @@
 #include <cassert>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <limits>
+#include <mutex>
 #include <numeric>
 #include <sstream>
 #include <string>
@@ -27,6 +29,12 @@ namespace {
 // predict, cost and compute_gradients walk the records in chunks of at most
 // this many, so their workspace stays small whatever the size of X.
 constexpr std::size_t kChunkRecords = 256;
+
+// predict shares its chunks among the threads when every product of a chunk
+// has fewer multiply-adds than this (gemm.cpp splits those from 2^21 on) ...
+constexpr double kSplitProductWork = double(std::size_t{1} << 21);
+// ... and each thread's range of chunks has at least this many (W2: 2 chunks).
+constexpr std::size_t kPredictMinPartWork = std::size_t{1} << 18;
 
 // A shuffled fit prefetches the records of the next steps, at least this many
 // records ahead: one small step takes less time than a cache miss.
@@ -481,21 +489,52 @@ void Network<T>::predict(MatrixView<T> out, ConstMatrixView<T> X) const {
         throw std::invalid_argument(concat("out must have shape (", X.rows, ", ", num_outputs(), "), got (",
                                            out.rows, ", ", out.cols, ")"));
     }
-    Workspace ws(layer_sizes_, std::min(X.rows, kChunkRecords), false);
+    const std::size_t capacity = std::min(X.rows, kChunkRecords);
+    const std::size_t chunks = (X.rows + capacity - 1) / capacity;
     std::shared_lock<detail::WriterFirstMutex> reading(*params_mutex_);
     check_params_finite();
-    for (std::size_t start = 0; start < X.rows; start += ws.capacity) {
-        const std::size_t rows = std::min(ws.capacity, X.rows - start);
-        const T* a = forward(ws, X.row(start), rows);
-        // Finite inputs and parameters can still overflow (1e30 inputs through
-        // identity or relu layers): say so rather than return inf or NaN.
-        if (!all_finite(a, rows * num_outputs())) {
-            const auto [r, k] = first_non_finite(ConstMatrixView<T>{a, rows, num_outputs()});
-            throw divergence_error(overflow_message<T>(
-                "predict", concat("output ", k, " of record ", start + r, " is ", a[r * num_outputs() + k])));
-        }
-        std::memcpy(out.row(start), a, rows * num_outputs() * sizeof(T));
+    // Chunks of records are independent. When no product of a chunk is large
+    // enough to be split across the threads (W2, W3), the threads share the
+    // chunks instead, each with a workspace of its own; every record is still
+    // computed exactly as on one thread. An error stops its own range; the
+    // one of the earliest chunk is thrown.
+    std::size_t widest_product = 0;
+    for (std::size_t l = 0; l < num_layers(); ++l) {
+        widest_product = std::max(widest_product, layer_sizes_[l] * layer_sizes_[l + 1]);
     }
+    const bool share_chunks = double(capacity) * double(widest_product) < kSplitProductWork;
+    const std::size_t min_chunks =
+        share_chunks ? std::max<std::size_t>(1, kPredictMinPartWork / (capacity * num_params())) : chunks;
+    std::mutex failure_mutex;
+    std::size_t failed_chunk = chunks;
+    std::exception_ptr failure;
+    detail::for_ranges(chunks, min_chunks, 1, [&](std::size_t first, std::size_t last) {
+        try {
+            Workspace ws(layer_sizes_, capacity, false);
+            for (std::size_t chunk = first; chunk < last; ++chunk) predict_chunk(ws, out, X, chunk * capacity);
+        } catch (...) {
+            std::lock_guard<std::mutex> lock(failure_mutex);
+            if (first < failed_chunk) {
+                failed_chunk = first;
+                failure = std::current_exception();
+            }
+        }
+    });
+    if (failure) std::rethrow_exception(failure);
+}
+
+template <typename T>
+void Network<T>::predict_chunk(Workspace& ws, MatrixView<T> out, ConstMatrixView<T> X, std::size_t start) const {
+    const std::size_t rows = std::min(ws.capacity, X.rows - start);
+    const T* a = forward(ws, X.row(start), rows);
+    // Finite inputs and parameters can still overflow (1e30 inputs through
+    // identity or relu layers): say so rather than return inf or NaN.
+    if (!all_finite(a, rows * num_outputs())) {
+        const auto [r, k] = first_non_finite(ConstMatrixView<T>{a, rows, num_outputs()});
+        throw divergence_error(overflow_message<T>(
+            "predict", concat("output ", k, " of record ", start + r, " is ", a[r * num_outputs() + k])));
+    }
+    std::memcpy(out.row(start), a, rows * num_outputs() * sizeof(T));
 }
 
 template <typename T>

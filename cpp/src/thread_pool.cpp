@@ -155,9 +155,20 @@ Pool& pool() {
 
 void set_pool_threads(int threads) { g_pool_threads.store(threads < 1 ? 1 : threads); }
 
+namespace {
+// Set while this thread runs the parts of a run it started: a run_parts from
+// inside a part (a product within a chunk of records that the threads share)
+// then runs its parts itself, rather than try the pool's lock it holds.
+thread_local bool t_leading_a_run = false;
+}  // namespace
+
 void run_parts(int parts, void (*body)(void* context, int part), void* context) {
+    if (parts <= 1 || t_leading_a_run) {
+        for (int part = 0; part < parts; ++part) body(context, part);
+        return;
+    }
     Pool& p = pool();
-    if (parts <= 1 || !p.try_begin()) {
+    if (!p.try_begin()) {  // another thread's run holds the pool
         for (int part = 0; part < parts; ++part) body(context, part);
         return;
     }
@@ -168,7 +179,9 @@ void run_parts(int parts, void (*body)(void* context, int part), void* context) 
         for (int part = 0; part < parts; ++part) body(context, part);
         return;
     }
+    t_leading_a_run = true;
     p.run(parts, body, context);
+    t_leading_a_run = false;
     p.end();
 }
 

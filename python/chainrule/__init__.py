@@ -42,10 +42,11 @@ def set_num_threads(n: int) -> None:
     into one block of rows or columns per thread, computed by the GEMM
     library on that thread; large elementwise work (activations, the SGD
     update) and the gathering of a large shuffled batch, into one range per
-    thread. Each value is computed as on one thread, so results do not
-    depend on ``n``. Small layers stay on the calling thread. Process-wide;
-    the default is all cores (or ``OPENBLAS_NUM_THREADS``). Call it between
-    trainings, not while another thread trains.
+    thread; ``predict`` on a small network, into ranges of records. Each
+    value is computed as on one thread, so results do not depend on ``n``.
+    Small layers stay on the calling thread. Process-wide; the default is
+    all cores (or ``OPENBLAS_NUM_THREADS``). Call it between trainings, not
+    while another thread trains.
     """
     _core.set_num_threads(_integer("n", n, 1))
 

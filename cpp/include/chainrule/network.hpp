@@ -165,6 +165,8 @@ private:
     void check_params_finite() const;  // the caller holds params_mutex_
     double compute_gradients_locked(ConstMatrixView<T> X, ConstMatrixView<T> Y);  // ... and train_mutex_
     const T* forward(Workspace& ws, const T* X, std::size_t rows) const;
+    // predict's records [start, start + ws.capacity) (or to the end of X) into out.
+    void predict_chunk(Workspace& ws, MatrixView<T> out, ConstMatrixView<T> X, std::size_t start) const;
     double batch_loss(const Workspace& ws, const T* Y, std::size_t rows) const;
     void backward(Workspace& ws, const T* X, const T* Y, std::size_t rows, T scale, bool accumulate);
     bool has_fused_record_step() const;

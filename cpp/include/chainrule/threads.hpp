@@ -7,8 +7,10 @@
 // results are identical for any setting. Elementwise work over 2^14 values
 // or more (bias, activations and their derivatives, the SGD update) and the
 // gathering of a large shuffled batch are cut into one range per thread (each
-// value computed alone, so again the same bits). Small layers run on the
-// calling thread. The setting is process-wide.
+// value computed alone, so again the same bits). predict on a network whose
+// products are all too small to split gives each thread a range of its
+// 256-record chunks instead. Small layers run on the calling thread. The
+// setting is process-wide.
 //
 // With the "cblas" backend (a CBLAS chosen by the embedder) products are not
 // split: that library threads as it is configured to.
