@@ -338,8 +338,9 @@ CHAINRULE_TARGET_CLONES void sgd_apply(T* params, const T* grads, std::size_t n,
 
 template <typename T>
 bool sgd_update(T* params, const T* grads, std::size_t n, T lr) {
-    // Every range is checked before any is written: all or nothing. (A large
-    // update, W4's 270k parameters, took 11% of a two-thread step on one.)
+    // Every range is checked before any is written: all or nothing. (W4's
+    // update of 270k parameters, left on one thread, was 11% of a two-thread
+    // step.)
     std::atomic<bool> finite{true};
     detail::for_ranges(n, kElementwiseMinPart, 16, [&](std::size_t begin, std::size_t end) {
         if (sgd_non_finite(params + begin, grads + begin, end - begin, lr) != 0) {

@@ -1,5 +1,6 @@
 // The core's own threads: a small process-wide pool that runs the parts of a
-// split matrix product (gemm.cpp). Why not the GEMM library's threads: its
+// split matrix product (gemm.cpp), and the ranges of large elementwise work
+// and of predict's chunks (for_ranges, below). Why not the GEMM library's threads: its
 // split of a product depends on the thread count (OpenBLAS's 1- and 2-thread
 // results differ in the last bits), while one product cut into blocks of rows
 // or columns, each computed by the library on one thread, gives the same bits

@@ -6,7 +6,10 @@
 //
 // Explicitly instantiated for float and double in cpp/src/kernels.cpp. The
 // linear kernels hand large products to the GEMM backend (cpp/src/gemm.hpp);
-// their naive twins live in cpp/src/kernels_reference.cpp.
+// their naive twins live in cpp/src/kernels_reference.cpp. Large products and
+// large elementwise work (2^14 values or more) run on the core's threads
+// (chainrule/threads.hpp), with the same results as on one thread; the
+// kernels may be called from several threads at once.
 #pragma once
 
 #include <cstddef>
