@@ -42,7 +42,7 @@ constexpr std::size_t kPrefetchRecords = 16;
 
 // A shuffled batch of at least twice this many values (X and Y) is gathered
 // by all the core's threads, a range of records each: W4's 64 records of 794
-// values took 6% of a two-thread step on one thread.
+// values, gathered on one thread, took about 5% of a two-thread step.
 constexpr std::size_t kGatherMinPart = std::size_t{1} << 14;
 
 // fit computes the losses of one-record BCE steps this many at a time, and
