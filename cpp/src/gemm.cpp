@@ -108,11 +108,6 @@ int gemm_threads() { return 1; }
 #endif
 
 namespace {
-// Products of at least this many multiply-adds are split across the threads
-// (each part then has ~2^20 or more: well clear of the sizes where a
-// library's small-matrix path, with another order of summation, would take
-// over); smaller ones, and every small layer, stay on the calling thread.
-constexpr double kSplitMinWork = double(std::size_t{1} << 21);
 // Parts are whole multiples of this many rows or columns of C.
 constexpr std::size_t kBlock = 16;
 }  // namespace
@@ -124,7 +119,7 @@ void gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const T
     // longer side), one per thread, each computed by the backend on one
     // thread: every element of C gets the same sum in the same order as in
     // one call, so results do not depend on the thread count.
-    if (!kSplitProducts || double(M) * double(N) * double(K) < kSplitMinWork) {
+    if (!kSplitProducts || double(M) * double(N) * double(K) < kGemmSplitMinWork) {
         gemm_one(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
         return;
     }

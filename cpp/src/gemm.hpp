@@ -8,6 +8,12 @@
 
 namespace chainrule::detail {
 
+// Products of at least this many multiply-adds are split across the core's
+// threads (each part then has ~2^20 or more: well clear of the sizes where a
+// library's small-matrix path, with another order of summation, would take
+// over); smaller ones, and every small layer, stay on the calling thread.
+constexpr double kGemmSplitMinWork = double(std::size_t{1} << 21);
+
 // C (M, N) = op(A) (M, K) @ op(B) (K, N) + beta * C, all row-major, where
 // op(A) is A (M, K; row stride lda) or, with transpose_a, A^T for A (K, M).
 template <typename T>

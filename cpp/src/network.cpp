@@ -17,6 +17,7 @@
 
 #include "chainrule/errors.hpp"
 #include "chainrule/kernels.hpp"
+#include "gemm.hpp"
 #include "memory.hpp"
 #include "prefetch.hpp"
 #include "random.hpp"
@@ -30,10 +31,9 @@ namespace {
 // this many, so their workspace stays small whatever the size of X.
 constexpr std::size_t kChunkRecords = 256;
 
-// predict shares its chunks among the threads when every product of a chunk
-// has fewer multiply-adds than this (gemm.cpp splits those from 2^21 on) ...
-constexpr double kSplitProductWork = double(std::size_t{1} << 21);
-// ... and each thread's range of chunks has at least this many (W2: 2 chunks).
+// predict shares its chunks among the threads when no product of a chunk is
+// large enough for gemm to split (detail::kGemmSplitMinWork), each thread's
+// range having at least this many multiply-adds (W2: 2 chunks).
 constexpr std::size_t kPredictMinPartWork = std::size_t{1} << 18;
 
 // A shuffled fit prefetches the records of the next steps, at least this many
@@ -502,7 +502,7 @@ void Network<T>::predict(MatrixView<T> out, ConstMatrixView<T> X) const {
     for (std::size_t l = 0; l < num_layers(); ++l) {
         widest_product = std::max(widest_product, layer_sizes_[l] * layer_sizes_[l + 1]);
     }
-    const bool share_chunks = double(capacity) * double(widest_product) < kSplitProductWork;
+    const bool share_chunks = double(capacity) * double(widest_product) < detail::kGemmSplitMinWork;
     const std::size_t min_chunks =
         share_chunks ? std::max<std::size_t>(1, kPredictMinPartWork / (capacity * num_params())) : chunks;
     std::mutex failure_mutex;

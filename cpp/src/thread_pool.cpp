@@ -163,21 +163,16 @@ thread_local bool t_leading_a_run = false;
 }  // namespace
 
 void run_parts(int parts, void (*body)(void* context, int part), void* context) {
-    if (parts <= 1 || t_leading_a_run) {
+    auto run_here = [&] {
         for (int part = 0; part < parts; ++part) body(context, part);
-        return;
-    }
+    };
+    if (parts <= 1 || t_leading_a_run) return run_here();
     Pool& p = pool();
-    if (!p.try_begin()) {  // another thread's run holds the pool
-        for (int part = 0; part < parts; ++part) body(context, part);
-        return;
-    }
+    if (!p.try_begin()) return run_here();  // another thread's run holds the pool
     p.resize(g_pool_threads.load() - 1);
-    const int workers = p.workers();
-    if (parts > workers + 1) {  // fewer threads than parts (the setting changed): the caller takes the rest
+    if (parts > p.workers() + 1) {  // fewer threads than parts (the setting changed): the caller takes them all
         p.end();
-        for (int part = 0; part < parts; ++part) body(context, part);
-        return;
+        return run_here();
     }
     t_leading_a_run = true;
     p.run(parts, body, context);
