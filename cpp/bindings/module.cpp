@@ -309,6 +309,8 @@ PYBIND11_MODULE(_core, m) {
     m.def("set_num_threads", &set_num_threads, py::arg("threads"),
           "Use at most `threads` (>= 1) threads for the large matrix products; results do not depend on it.");
     m.def("get_num_threads", &get_num_threads, "The thread count set by set_num_threads (default: all cores).");
+    m.def("gemm_backend", &gemm_backend,
+          "The library that computes the matrix products: 'openblas', 'cblas' or 'loops'.");
     m.def("load_float32", &load<float>, py::arg("path"), py::call_guard<py::gil_scoped_release>());
     m.def("load_float64", &load<double>, py::arg("path"), py::call_guard<py::gil_scoped_release>());
 }

@@ -31,10 +31,11 @@ namespace {
 // this many, so their workspace stays small whatever the size of X.
 constexpr std::size_t kChunkRecords = 256;
 
-// predict shares its chunks among the threads when no product of a chunk is
-// large enough for gemm to split (detail::kGemmSplitMinWork), each thread's
-// range having at least this many multiply-adds (W2: 2 chunks).
+// predict shares its chunks among the threads when gemm tiles no product of a
+// chunk, in ranges of chunks of at least this many multiply-adds, and at most
+// kPredictMaxParts ranges (each range allocates a workspace).
 constexpr std::size_t kPredictMinPartWork = std::size_t{1} << 18;
+constexpr std::size_t kPredictMaxParts = 16;
 
 // A shuffled fit prefetches the records of the next steps, at least this many
 // records ahead: one small step takes less time than a cache miss.
@@ -493,18 +494,19 @@ void Network<T>::predict(MatrixView<T> out, ConstMatrixView<T> X) const {
     const std::size_t chunks = (X.rows + capacity - 1) / capacity;
     std::shared_lock<detail::WriterFirstMutex> reading(*params_mutex_);
     check_params_finite();
-    // Chunks of records are independent. When no product of a chunk is large
-    // enough to be split across the threads (W2, W3), the threads share the
-    // chunks instead, each with a workspace of its own; every record is still
+    // Chunks of records are independent. When gemm tiles no product of a
+    // chunk (small networks), the threads share the chunks instead, a range
+    // of them at a time with a workspace of its own; every record is still
     // computed exactly as on one thread. An error stops its own range; the
     // one of the earliest chunk is thrown.
-    std::size_t widest_product = 0;
+    bool share_chunks = true;
     for (std::size_t l = 0; l < num_layers(); ++l) {
-        widest_product = std::max(widest_product, layer_sizes_[l] * layer_sizes_[l + 1]);
+        share_chunks = share_chunks && detail::gemm_tiling(capacity, layer_sizes_[l + 1], layer_sizes_[l]).tiles == 1;
     }
-    const bool share_chunks = double(capacity) * double(widest_product) < detail::kGemmSplitMinWork;
     const std::size_t min_chunks =
-        share_chunks ? std::max<std::size_t>(1, kPredictMinPartWork / (capacity * num_params())) : chunks;
+        share_chunks ? std::max({std::size_t{1}, kPredictMinPartWork / (capacity * num_params()),
+                                 (chunks + kPredictMaxParts - 1) / kPredictMaxParts})
+                     : chunks;
     std::mutex failure_mutex;
     std::size_t failed_chunk = chunks;
     std::exception_ptr failure;

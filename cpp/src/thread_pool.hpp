@@ -1,43 +1,45 @@
-// The core's own threads: a small process-wide pool that runs the parts of a
-// split matrix product (gemm.cpp), and the ranges of large elementwise work
-// and of predict's chunks (for_ranges, below). Why not the GEMM library's threads: its
-// split of a product depends on the thread count (OpenBLAS's 1- and 2-thread
-// results differ in the last bits), while one product cut into blocks of rows
-// or columns, each computed by the library on one thread, gives the same bits
-// for any number of blocks; and it was as fast or faster on the W4 and W5
-// products measured on this project's machine.
+// The core's own threads: a small process-wide pool that runs the tiles of a
+// large matrix product (gemm.cpp), and the ranges of large elementwise work
+// and of predict's chunks (for_ranges, below). Why not the GEMM library's
+// threads: how it splits a product depends on the thread count, and so do the
+// last bits of its results. The core cuts work into parts whose bounds depend
+// on the sizes alone, never on the thread count, and each part is computed
+// whole on one thread: any number of threads computes the same parts the same
+// way.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 
-#include "chainrule/threads.hpp"
-
 namespace chainrule::detail {
 
 // Runs body(context, part) for part = 0 .. parts-1 and returns when all are
-// done: part 0 on the calling thread, the others on the pool's workers. When
-// another thread is using the pool, the caller runs every part itself (the
-// same results, one thread). body must not throw.
+// done. The calling thread and the pool's workers claim the parts one at a
+// time, in order, so a thread that is slowed down takes fewer of them. When
+// another thread is using the pool, the caller runs every part itself. body
+// must not throw, and must compute each part the same way whichever thread
+// runs it.
 void run_parts(int parts, void (*body)(void* context, int part), void* context);
+
+// Once per process, before the first product: the default thread count, and
+// the GEMM library's own threads off where the core tiles products itself
+// (threads.cpp). Every entry point that computes calls it (gemm does).
+void init_threads();
 
 // Keeps threads - 1 workers (started on first use, at most this many).
 void set_pool_threads(int threads);
 
-// Calls body(begin, end) on ranges that cover [0, n) in order, one per thread
-// (get_num_threads()), each a multiple of `align` long but the last, when n
-// holds two or more ranges of min_part; otherwise body(0, n) on the calling
-// thread. For work whose every element (or row) is computed alone: the
-// results are those of one call, whatever the thread count. body must not
-// throw.
+// The most parts one call cuts its work into.
+constexpr std::size_t kMaxParts = std::size_t{1} << 12;
+
+// Calls body(begin, end) on ranges that cover [0, n): n / min_part ranges
+// (at most kMaxParts), each a multiple of `align` long but the last, shared
+// among the threads; body(0, n) on the calling thread when n holds fewer than
+// two ranges of min_part. The ranges depend on n, min_part and align alone,
+// never on the thread count. body must not throw.
 template <typename Body>
 void for_ranges(std::size_t n, std::size_t min_part, std::size_t align, const Body& body) {
-    if (n < 2 * min_part) {  // the common small case, without a look at the setting
-        body(std::size_t{0}, n);
-        return;
-    }
-    const std::size_t threads = static_cast<std::size_t>(get_num_threads());
-    const std::size_t parts = std::min(threads, n / std::max<std::size_t>(min_part, 1));
+    const std::size_t parts = std::min(kMaxParts, n / std::max<std::size_t>(min_part, 1));
     if (parts < 2) {
         body(std::size_t{0}, n);
         return;
