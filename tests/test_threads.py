@@ -211,9 +211,9 @@ def test_set_num_threads_round_trips_and_refuses_bad_counts():
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_any_thread_count_trains_and_predicts_bit_for_bit_alike(dtype):
-    # Products of 2^21 multiply-adds and more (128 x 128 x 256 here) are cut
-    # into blocks of rows or columns, one per thread, each computed whole by
-    # the GEMM library on one thread: every sum keeps its order.
+    # Products of 2^22 multiply-adds and more (128 x 128 x 256 here) are cut
+    # into tiles that depend on the shape alone, each computed whole by the
+    # GEMM library on one thread: every sum keeps its order.
     X, y = make_data(512, 256, seed=10, dtype=dtype)
     runs = []
     original = cr.get_num_threads()
