@@ -275,6 +275,11 @@ void bind_network(py::module_& m, const char* class_name) {
 PYBIND11_MODULE(_core, m) {
     m.doc() = "chainrule's compiled core; the public API is the chainrule package.";
     m.attr("__version__") = chainrule::version;
+    py::list activation_names, loss_names;
+    for (Activation a : all_activations()) activation_names.append(activation_name(a));
+    for (Loss l : all_losses()) loss_names.append(loss_name(l));
+    m.attr("ACTIVATIONS") = py::tuple(activation_names);
+    m.attr("LOSSES") = py::tuple(loss_names);
 
     py::register_exception<divergence_error>(m, "DivergenceError", PyExc_FloatingPointError);
     g_model_format_error = py::register_exception<format_error>(m, "ModelFormatError", PyExc_ValueError).ptr();

@@ -4,13 +4,13 @@
 #include <limits>
 #include <vector>
 
-#include "chainrule/kernels.hpp"
+#include "kernels/kernels.hpp"
 #include "chainrule/threads.hpp"
 #include "check.hpp"
-#include "../src/fast_math.hpp"
-#include "../src/gemm.hpp"
-#include "../src/kernels_reference.hpp"
-#include "../src/random.hpp"
+#include "runtime/fast_math.hpp"
+#include "runtime/gemm.hpp"
+#include "kernels/reference.hpp"
+#include "runtime/random.hpp"
 
 using namespace chainrule;
 
@@ -29,12 +29,14 @@ double reference_activation(double z, Activation a) {
         case Activation::identity: return z;
         case Activation::tanh: return std::tanh(z);
         case Activation::relu: return z > 0 ? z : 0.0;
+        case Activation::leaky_relu: return z > 0 ? z : 0.01 * z;
         case Activation::softmax: break;  // row-wise: test_softmax.cpp
     }
     return 0.0;
 }
 
-const Activation kAll[] = {Activation::sigmoid, Activation::identity, Activation::tanh, Activation::relu};
+const Activation kAll[] = {Activation::sigmoid, Activation::identity, Activation::tanh, Activation::relu,
+                           Activation::leaky_relu};
 
 }  // namespace
 

@@ -11,7 +11,7 @@
 
 #include "chainrule/chainrule.hpp"
 #include "check.hpp"
-#include "../src/random.hpp"
+#include "runtime/random.hpp"
 
 using namespace chainrule;
 

@@ -1,9 +1,9 @@
-#include "gemm.hpp"
+#include "runtime/gemm.hpp"
 
 #include <algorithm>
 #include <cassert>
 
-#include "thread_pool.hpp"
+#include "runtime/thread_pool.hpp"
 
 #if defined(CHAINRULE_BLAS_SCIPY_OPENBLAS)
 #include <cblas.h>  // scipy-openblas32: every symbol carries the scipy_ prefix

@@ -7,8 +7,8 @@
 #include <string>
 #include <thread>
 
-#include "gemm.hpp"
-#include "thread_pool.hpp"
+#include "runtime/gemm.hpp"
+#include "runtime/thread_pool.hpp"
 
 namespace chainrule {
 
