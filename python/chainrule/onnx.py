@@ -83,7 +83,11 @@ class _Graph:
 
 def _check_network(network, argument: str) -> None:
     if not isinstance(network, Network):
-        raise TypeError(f"{argument} must be a chainrule.Network, got {type(network).__name__}")
+        hint = ""
+        if type(network).__module__.startswith("chainrule.sklearn"):
+            hint = ("; for an estimator use skl2onnx.to_onnx(estimator, X[:1]) (this module registers it), "
+                    "or pass its estimator.network_")
+        raise TypeError(f"{argument} must be a chainrule.Network, got {type(network).__name__}{hint}")
     for layer, name in enumerate(network.activations):
         if name not in _ACTIVATION_OPS:  # pragma: no cover - every activation the core has is listed
             raise ValueError(f"{argument}: layer {layer} has activation {name!r}, which chainrule.onnx cannot export")
@@ -283,7 +287,6 @@ def save(model, path) -> None:
         os.close(directory_fd)
 
 
-
 # -- skl2onnx: converters for chainrule.sklearn's estimators ---------------------------
 #
 # skl2onnx converts a pipeline step by step: a parser declares each step's
@@ -381,7 +384,13 @@ def _classifier_shapes(operator) -> None:
     kind = _target_kind(model)
     num_columns = len(model.classes_)
     operator.outputs[0].set_type(label_class([n, num_columns] if kind == "multilabel" else [n]))
-    operator.outputs[1].set_type(_output_float_type(operator, data_types)([n, num_columns]))
+    probability_type = _output_float_type(operator, data_types)
+    if _zipmap(operator.scope_inst, model) is True:
+        # ONNX's ZipMap takes float probabilities only: with a double input
+        # skl2onnx's default (zipmap=True) would give a model that runtimes
+        # refuse, so the probabilities that feed it are cast to float.
+        probability_type = data_types.FloatTensorType
+    operator.outputs[1].set_type(probability_type([n, num_columns]))
 
 
 def _regressor_shapes(operator) -> None:
@@ -400,6 +409,10 @@ def _nocl(options_holder, model) -> bool:
     if _target_kind(model) == "multilabel":
         return False  # the label output is the indicator matrix either way
     return bool(options_holder.get_options(model, dict(nocl=False))["nocl"])
+
+
+def _zipmap(options_holder, model):
+    return options_holder.get_options(model, dict(zipmap=True))["zipmap"]
 
 
 def _target_kind(model) -> str:
@@ -515,10 +528,19 @@ def register_converters() -> None:
 
     if _REGISTERED:
         return
+    # skl2onnx's own parser for classifiers (the one update_registered_converter
+    # installs for a converter with a zipmap option), after a check that the
+    # estimator is fitted: that parser reads classes_ before any of our code runs.
+    from skl2onnx._parse import _parse_sklearn_classifier
+
+    def parse_classifier(scope, model, inputs, custom_parsers=None):
+        _fitted_network(model)
+        return _parse_sklearn_classifier(scope, model, inputs, custom_parsers=custom_parsers)
+
     options = {"zipmap": [True, False, "columns"], "nocl": [False, True], "output_class_labels": [False, True]}
     for estimator in (MLPClassifier, LogisticRegression):
         skl2onnx.update_registered_converter(estimator, f"Chainrule{estimator.__name__}", _classifier_shapes,
-                                             _convert_classifier, options=options)
+                                             _convert_classifier, options=options, parser=parse_classifier)
     skl2onnx.update_registered_converter(MLPRegressor, "ChainruleMLPRegressor", _regressor_shapes,
                                          _convert_regressor)
     _REGISTERED = True
