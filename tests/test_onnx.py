@@ -176,6 +176,13 @@ def test_save_writes_atomically_and_replaces(tmp_path):
     cro.save(model, os.fsencode(path))  # bytes paths work too
     assert onnx.load(str(path)) == model
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.onnx"]  # no temporary file left
+    # A symbolic link is replaced by the file, as Network.save does; what it pointed to stays.
+    target = tmp_path / "target"
+    target.write_bytes(b"kept")
+    link = tmp_path / "link.onnx"
+    link.symlink_to(target)
+    cro.save(model, link)
+    assert not link.is_symlink() and onnx.load(str(link)) == model and target.read_bytes() == b"kept"
 
 
 def test_save_leaves_the_old_file_whole_when_it_fails(tmp_path, monkeypatch):
@@ -198,6 +205,8 @@ def test_save_bad_arguments(tmp_path):
         cro.save("net", tmp_path / "x.onnx")
     with pytest.raises(TypeError, match="path must be a str, bytes or os.PathLike, got int"):
         cro.save(net, 3)
+    with pytest.raises(ValueError, match="holds a NUL byte"):
+        cro.save(net, str(tmp_path / "a\0b"))
     with pytest.raises(IsADirectoryError, match="is a directory"):
         cro.save(net, tmp_path)
     fifo = tmp_path / "fifo"

@@ -43,9 +43,10 @@ from .network import Network
 
 __all__ = ["to_onnx", "save", "register_converters", "DEFAULT_OPSET"]
 
-#: The ONNX opset of :func:`to_onnx`'s models unless ``opset`` says otherwise.
-#: 17 is read by every onnxruntime since 1.12; the graph uses nothing newer
-#: (every operator in it has had its present meaning since opset 13).
+#: The ONNX opset of :func:`to_onnx`'s models unless ``opset`` says otherwise:
+#: one that onnxruntime 1.19 (the oldest the test extra allows) reads. The
+#: graph needs nothing newer: every operator in it, and in the converters'
+#: graphs, has had its present meaning since opset 13.
 DEFAULT_OPSET = 17
 _MIN_OPSET = 13
 
@@ -236,7 +237,10 @@ def save(model, path) -> None:
         ``model`` is neither, or ``path`` is not a str, bytes or os.PathLike.
     ValueError
         ``model`` is 2 GiB or larger (protobuf's limit; such a model needs
-        onnx's external-data format).
+        onnx's external-data format), ``path`` holds a NUL byte or names a
+        FIFO, socket or device.
+    IsADirectoryError
+        ``path`` is a directory.
     OSError
         The file cannot be written or renamed.
     """
@@ -248,6 +252,8 @@ def save(model, path) -> None:
         path = os.fspath(path)
     except TypeError:
         raise TypeError(f"path must be a str, bytes or os.PathLike, got {type(path).__name__}") from None
+    if ("\0" if isinstance(path, str) else b"\0") in path:  # os.lstat would say only "embedded null byte"
+        raise ValueError(f"path {path!r} holds a NUL byte, which no file name can hold")
     size = model.ByteSize()
     if size >= 2**31:
         raise ValueError(f"model is {size} bytes; a single ONNX file holds less than 2 GiB")
