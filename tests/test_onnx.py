@@ -176,6 +176,9 @@ def test_save_writes_atomically_and_replaces(tmp_path):
     cro.save(model, os.fsencode(path))  # bytes paths work too
     assert onnx.load(str(path)) == model
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.onnx"]  # no temporary file left
+    cro.save(model, os.fsencode(tmp_path) + b"/\xff.onnx")  # a name that is not UTF-8
+    assert b"\xff.onnx" in os.listdir(os.fsencode(tmp_path))
+    os.remove(os.fsencode(tmp_path) + b"/\xff.onnx")
     # A symbolic link is replaced by the file, as Network.save does; what it pointed to stays.
     target = tmp_path / "target"
     target.write_bytes(b"kept")

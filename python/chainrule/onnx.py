@@ -31,6 +31,7 @@ import secrets
 import stat
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 try:
     import onnx
@@ -123,13 +124,14 @@ def _dtype_name(dtype, argument: str) -> str:
     return name
 
 
-def _opset(opset) -> int:
+def _opset(opset: object) -> int:
     if isinstance(opset, bool) or not isinstance(opset, numbers.Integral):
         raise TypeError(f"opset must be an integer, got {type(opset).__name__}")
+    opset = int(opset)
     newest = onnx.defs.onnx_opset_version()
     if not _MIN_OPSET <= opset <= newest:
         raise ValueError(f"opset must be between {_MIN_OPSET} and {newest} (this onnx's newest), got {opset}")
-    return int(opset)
+    return opset
 
 
 def _tensor_name(argument: str, value) -> str:
@@ -138,7 +140,8 @@ def _tensor_name(argument: str, value) -> str:
     return value
 
 
-def to_onnx(network, *, dtype=None, opset=DEFAULT_OPSET, input_name="X", output_name="Y"):
+def to_onnx(network: Network, *, dtype: DTypeLike | None = None, opset: int = DEFAULT_OPSET, input_name: str = "X",
+            output_name: str = "Y") -> onnx.ModelProto:
     """An ``onnx.ModelProto`` computing ``network.predict``.
 
     Parameters
@@ -222,7 +225,7 @@ def to_onnx(network, *, dtype=None, opset=DEFAULT_OPSET, input_name="X", output_
     return model
 
 
-def save(model, path) -> None:
+def save(model: onnx.ModelProto | Network, path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> None:
     """Write ``model`` (an ``onnx.ModelProto``, or a Network to pass through :func:`to_onnx`) to ``path``.
 
     Atomically, as :meth:`chainrule.Network.save` writes its own files: the
@@ -249,10 +252,11 @@ def save(model, path) -> None:
     elif not isinstance(model, onnx.ModelProto):
         raise TypeError(f"model must be an onnx.ModelProto or a chainrule.Network, got {type(model).__name__}")
     try:
-        path = os.fspath(path)
+        # One str for bytes names too: os.fsdecode's surrogate escapes give the same bytes back.
+        path = os.fsdecode(os.fspath(path))
     except TypeError:
         raise TypeError(f"path must be a str, bytes or os.PathLike, got {type(path).__name__}") from None
-    if ("\0" if isinstance(path, str) else b"\0") in path:  # os.lstat would say only "embedded null byte"
+    if "\0" in path:  # os.lstat would say only "embedded null byte"
         raise ValueError(f"path {path!r} holds a NUL byte, which no file name can hold")
     size = model.ByteSize()
     if size >= 2**31:
@@ -265,13 +269,10 @@ def save(model, path) -> None:
         raise IsADirectoryError(f"path {path!r} is a directory")
     if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
         raise ValueError(f"path {path!r} is not a regular file (a FIFO, socket or device); it is not replaced")
-    directory = os.path.dirname(path) or (b"." if isinstance(path, bytes) else ".")
+    directory = os.path.dirname(path) or "."
     # A new name beside the target: the rename stays within one file system.
     # O_EXCL never opens someone else's file; the mode 0o666 is cut by the umask, as for any new file.
-    suffix = f".{secrets.token_hex(8)}.tmp"
-    name = os.path.basename(path)
-    temporary = os.path.join(directory, b"." + name + suffix.encode() if isinstance(name, bytes)
-                             else "." + name + suffix)
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as file:
