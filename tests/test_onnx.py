@@ -41,8 +41,8 @@ from chainrule.sklearn import LogisticRegression, MLPClassifier, MLPRegressor  #
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 RTOL = {"float32": 1e-6, "float64": 1e-12}
-HIDDEN = ["sigmoid", "tanh", "relu", "identity"]
-OUTPUTS = [("sigmoid", "bce"), ("tanh", "mse"), ("relu", "mse"), ("identity", "mse"), ("softmax", "cce")]
+HIDDEN = [name for name in cr.ACTIVATIONS if name != "softmax"]  # every elementwise activation
+OUTPUTS = [("sigmoid", "bce"), ("softmax", "cce")] + [(name, "mse") for name in HIDDEN if name != "sigmoid"]
 
 
 def session(model):

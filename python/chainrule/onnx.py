@@ -13,7 +13,8 @@ The graph is the forward pass of docs/math.md ("Forward pass"), layer by
 layer: ``Z_l = A_{l-1} W_l^T + b_l`` is one ``Gemm`` (``transB=1``: the
 weights keep the network's ``(n_l, n_{l-1})`` layout, copied bit for bit),
 followed by the layer's activation (``Sigmoid``, ``Tanh``, ``Relu``, nothing
-for identity, ``Softmax`` over each row for a softmax output). It computes in
+for identity, ``Where(Z > 0, Z, 0.01 Z)`` for leaky_relu, ``Softmax`` over
+each row for a softmax output). It computes in
 the network's dtype, so an ONNX runtime reproduces ``predict`` up to the
 rounding of its own kernels (the order of the sums in its GEMM, its
 ``exp``), not bit for bit.
@@ -54,7 +55,12 @@ _MIN_OPSET = 13
 _TENSOR_TYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}
 
 # chainrule's activation names -> the ONNX operator computing it; identity needs none.
-_ACTIVATION_OPS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "identity": None, "softmax": "Softmax"}
+_ACTIVATION_OPS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "identity": None, "softmax": "Softmax",
+                   "leaky_relu": "Where"}
+
+# leaky_relu's slope (docs/math.md). Not ONNX's LeakyRelu: its alpha is a
+# float32 attribute, which a float64 model would multiply by as 0.00999999977.
+_LEAKY_SLOPE = 0.01
 
 
 # -- the forward pass as a list of nodes, shared by to_onnx and the skl2onnx converters --
@@ -106,6 +112,12 @@ def _forward(graph: _Graph, network: Network, x: str) -> str:
         op = _ACTIVATION_OPS[activation]
         if op is None:
             a = z
+        elif op == "Where":  # leaky_relu: z if z > 0 else 0.01 z, the slope in the network's dtype
+            zero = graph.constant(f"zero{layer + 1}", np.zeros((), dtype=network.dtype))
+            slope = graph.constant(f"slope{layer + 1}", np.array(_LEAKY_SLOPE, dtype=network.dtype))
+            positive = graph.node("Greater", [z, zero], f"positive{layer + 1}")
+            scaled = graph.node("Mul", [z, slope], f"scaled{layer + 1}")
+            a = graph.node(op, [positive, z, scaled], f"A{layer + 1}")
         elif op == "Softmax":
             # Row-wise, as docs/math.md's softmax; axis=1 means the same in every opset.
             a = graph.node(op, [z], f"A{layer + 1}", axis=1)
