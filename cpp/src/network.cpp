@@ -17,6 +17,7 @@
 
 #include "chainrule/errors.hpp"
 #include "kernels/kernels.hpp"
+#include "network_internals.hpp"
 #include "kernels/losses.hpp"
 #include "runtime/gemm.hpp"
 #include "runtime/memory.hpp"
@@ -28,9 +29,10 @@ namespace chainrule {
 
 namespace {
 
-// predict, cost and compute_gradients walk the records in chunks of at most
-// this many, so their workspace stays small whatever the size of X.
-constexpr std::size_t kChunkRecords = 256;
+using detail::concat;
+using detail::dtype_name;
+using detail::first_non_finite;
+using detail::kChunkRecords;
 
 // predict shares its chunks among the threads when gemm tiles no product of a
 // chunk, in ranges of chunks of at least this many multiply-adds, and at most
@@ -38,107 +40,22 @@ constexpr std::size_t kChunkRecords = 256;
 constexpr std::size_t kPredictMinPartWork = std::size_t{1} << 18;
 constexpr std::size_t kPredictMaxParts = 16;
 
-// A shuffled fit prefetches the records of the next steps, at least this many
-// records ahead: one small step takes less time than a cache miss.
-constexpr std::size_t kPrefetchRecords = 16;
-
-// A shuffled batch of at least twice this many values (X and Y) is gathered
-// by all the core's threads, a range of records each: W4's 64 records of 794
-// values, gathered on one thread, took about 5% of a two-thread step.
-constexpr std::size_t kGatherMinPart = std::size_t{1} << 14;
-
-// fit computes the losses of one-record BCE steps this many at a time, and
-// takes fused one-record steps this many per call ...
-constexpr std::size_t kDeferredSteps = 256;
-// ... or fewer, keeping their logits within this many values.
-constexpr std::size_t kFusedValues = 4096;
-
-// fit reserves room for at most this many epoch costs up front (32 KiB).
-constexpr std::size_t kHistoryReserve = 4096;
-
-template <typename... Parts>
-std::string concat(const Parts&... parts) {
-    std::ostringstream out;
-    (out << ... << parts);
-    return out.str();
-}
-
-// Where the first non-finite value of a (rows, cols) matrix is, for the message.
-template <typename T>
-std::pair<std::size_t, std::size_t> first_non_finite(ConstMatrixView<T> m) {
-    for (std::size_t i = 0; i < m.size(); ++i) {
-        if (!std::isfinite(m.data[i])) return {i / m.cols, i % m.cols};
-    }
-    return {m.rows, 0};
-}
-
-// Hints the cache to fetch rows[0..count) of m (the records of the next
-// shuffled batch).
-template <typename T>
-CHAINRULE_ALWAYS_INLINE void prefetch_rows(ConstMatrixView<T> m, const std::size_t* rows, std::size_t count) {
-    for (std::size_t r = 0; r < count; ++r) detail::prefetch_bytes(m.row(rows[r]), m.cols * sizeof(T));
-}
-
-template <typename T>
-const char* dtype_name() {
-    return sizeof(T) == 4 ? "float32" : "float64";
-}
-
 template <typename T>
 std::vector<T> copy_while_reading(const std::vector<T>& values, detail::WriterFirstMutex& mutex) {
     std::shared_lock<detail::WriterFirstMutex> reading(mutex);
     return values;
 }
 
-}  // namespace
-
-// The buffers of one forward and backward pass over up to `capacity` records.
-// Sized once; the step loop only reuses them.
+// What predict/cost/gradients say when finite inputs and parameters overflow.
 template <typename T>
-struct Network<T>::Workspace {
-    std::size_t capacity = 0;
-    std::vector<std::size_t> output_offset;  // A_l of layer l starts here in `outputs`
-    std::vector<T> outputs;                  // A_1, ..., A_L, each (capacity, n_l)
-    std::vector<T> logits;                   // Z_L (capacity, n_L): BCE is taken from logits
-    std::vector<T> delta;                    // dZ_l (capacity, max n_l) ...
-    std::vector<T> spare_delta;              // ... and dZ_{l-1}, swapped layer by layer
-    std::vector<T> batch_inputs;             // a shuffled batch gathered from X (capacity, n_0)
-    std::vector<T> batch_targets;            // and from Y (capacity, n_L)
+std::string overflow_message(const char* call, const std::string& what) {
+    return concat(call, " overflowed: ", what, " although the inputs and parameters are finite; the values "
+                  "exceed the range of ", dtype_name<T>(), ": scale the inputs (e.g. standardize them)",
+                  sizeof(T) == 4 ? " or use float64" : "", ", or lower the learning rate if training made the "
+                  "parameters this large");
+}
 
-    Workspace(const std::vector<std::size_t>& sizes, std::size_t capacity_, bool training)
-        : capacity(capacity_) {
-        const char* what = "the workspace";
-        std::size_t total_outputs = 0;
-        std::size_t widest = 0;
-        output_offset.reserve(sizes.size() - 1);
-        for (std::size_t l = 1; l < sizes.size(); ++l) {
-            output_offset.push_back(total_outputs);
-            total_outputs = detail::checked_add(total_outputs, detail::checked_mul(capacity, sizes[l], what), what);
-            widest = std::max(widest, sizes[l]);
-        }
-        const std::size_t logits_size = detail::checked_mul(capacity, sizes.back(), what);
-        std::size_t total = detail::checked_add(total_outputs, logits_size, what);
-        if (training) {
-            const std::size_t delta_size = detail::checked_mul(capacity, widest, what);
-            const std::size_t gather_size =
-                detail::checked_add(detail::checked_mul(capacity, sizes.front(), what), logits_size, what);
-            total = detail::checked_add(total, detail::checked_add(2 * delta_size, gather_size, what), what);
-            detail::check_fits_in_memory_lazy(detail::checked_mul(total, sizeof(T), what),
-                                              [&] { return concat("a workspace for batches of ", capacity, " records"); });
-            delta.resize(delta_size);
-            spare_delta.resize(delta_size);
-            batch_inputs.resize(capacity * sizes.front());
-            batch_targets.resize(logits_size);
-        } else {
-            detail::check_fits_in_memory_lazy(detail::checked_mul(total, sizeof(T), what),
-                                              [&] { return concat("a workspace for ", capacity, " records"); });
-        }
-        outputs.resize(total_outputs);
-        logits.resize(logits_size);
-    }
-
-    T* output(std::size_t l) { return outputs.data() + output_offset[l]; }
-};
+}  // namespace
 
 template <typename T>
 Network<T>::Network(std::vector<std::size_t> layer_sizes, std::vector<Activation> activations, Loss loss,
@@ -372,6 +289,27 @@ double Network<T>::accumulate_gradients(Workspace& ws, ConstMatrixView<T> X, Con
 }
 
 template <typename T>
+double Network<T>::l2_penalty(double alpha) const {
+    if (alpha == 0.0) return 0.0;
+    double sum = 0.0;
+    for (std::size_t l = 0; l < num_layers(); ++l) {
+        const LayerView<const T> p = layer(l);
+        sum += squared_norm(p.weight, p.out_features * p.in_features);
+    }
+    return 0.5 * alpha * sum;
+}
+
+template <typename T>
+void Network<T>::add_l2_gradient(double alpha, std::size_t rows) {
+    if (alpha == 0.0) return;
+    const T scale = static_cast<T>(alpha / static_cast<double>(rows));
+    for (std::size_t l = 0; l < num_layers(); ++l) {
+        const LayerView<const T> p = std::as_const(*this).layer(l);
+        chainrule::add_l2_gradient(grads_.data() + offsets_[l], p.weight, p.out_features * p.in_features, scale);
+    }
+}
+
+template <typename T>
 bool Network<T>::has_fused_record_step() const {
     return num_layers() == 1 && loss_ != Loss::cce;  // cce comes with softmax, which is row-wise
 }
@@ -382,7 +320,7 @@ RecordSteps Network<T>::record_steps(Workspace& ws, T* logits, double* losses, c
     // count fused one-record steps (dense_record_steps), then the BCE of each
     // step taken and of a refused one: computed here, many at once, from the
     // logits (MSE comes from the kernel).
-    assert(count <= kDeferredSteps);
+    assert(count <= detail::kDeferredSteps);
     const std::size_t inputs = num_inputs(), outputs = num_outputs();
     T* weight = params_.data();
     T* bias = weight + outputs * inputs;
@@ -392,7 +330,7 @@ RecordSteps Network<T>::record_steps(Workspace& ws, T* logits, double* losses, c
         const std::size_t n = steps.done + (steps.stopped == RecordStep::ok ? 0 : 1);
         auto targets_of = [&](std::size_t i) { return Y + (rows ? rows[i] : i) * outputs; };
         if (outputs == 1) {
-            T targets[kDeferredSteps];  // count <= kDeferredSteps (fit's fused_chunk, or 1)
+            T targets[detail::kDeferredSteps];  // count <= kDeferredSteps (fit's fused_chunk, or 1)
             for (std::size_t i = 0; i < n; ++i) targets[i] = *targets_of(i);
             bce_losses(losses, logits, targets, n);
         } else {
@@ -410,41 +348,6 @@ typename Network<T>::Workspace& Network<T>::training_workspace(std::size_t capac
     }
     return *train_workspace_;
 }
-
-namespace {
-// What predict/cost/gradients say when finite inputs and parameters overflow.
-template <typename T>
-std::string overflow_message(const char* call, const std::string& what) {
-    return concat(call, " overflowed: ", what, " although the inputs and parameters are finite; the values "
-                  "exceed the range of ", dtype_name<T>(), ": scale the inputs (e.g. standardize them)",
-                  sizeof(T) == 4 ? " or use float64" : "", ", or lower the learning rate if training made the "
-                  "parameters this large");
-}
-
-std::unique_lock<std::mutex> lock_for_training(std::mutex& mutex) {
-    std::unique_lock<std::mutex> lock(mutex, std::try_to_lock);
-    if (!lock.owns_lock()) {
-        throw busy_error("the network is being trained or differentiated in another thread; "
-                         "wait for that call to return");
-    }
-    return lock;
-}
-
-// lr must be positive and finite in the network's dtype too: a float32 step
-// with an lr that rounds to 0 (or to inf) would silently do nothing (or diverge).
-template <typename T>
-void check_learning_rate(double learning_rate) {
-    if (!std::isfinite(learning_rate) || learning_rate <= 0.0) {
-        throw std::invalid_argument(concat("lr must be a finite number > 0, got ", learning_rate));
-    }
-    const T rounded = static_cast<T>(learning_rate);
-    if (!(rounded > T(0)) || !std::isfinite(rounded)) {
-        throw std::invalid_argument(concat("lr=", learning_rate, " is ", rounded, " in ",
-                                           sizeof(T) == 4 ? "float32" : "float64",
-                                           "; use an lr that the network's dtype can hold"));
-    }
-}
-}  // namespace
 
 template <typename T>
 void Network<T>::predict(MatrixView<T> out, ConstMatrixView<T> X) const {
@@ -530,7 +433,7 @@ double Network<T>::cost(ConstMatrixView<T> X, ConstMatrixView<T> Y) const {
 template <typename T>
 double Network<T>::compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y) {
     check_targets(X, Y);
-    const auto lock = lock_for_training(*train_mutex_);
+    const auto lock = detail::lock_for_training(*train_mutex_);
     return compute_gradients_locked(X, Y);
 }
 
@@ -550,7 +453,7 @@ double Network<T>::compute_gradients_locked(ConstMatrixView<T> X, ConstMatrixVie
 template <typename T>
 double Network<T>::compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y, T* gradient) {
     check_targets(X, Y);
-    const auto lock = lock_for_training(*train_mutex_);  // held until grads_ is copied
+    const auto lock = detail::lock_for_training(*train_mutex_);  // held until grads_ is copied
     const double cost = compute_gradients_locked(X, Y);
     std::copy(grads_.begin(), grads_.end(), gradient);
     return cost;
@@ -558,9 +461,9 @@ double Network<T>::compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y,
 
 template <typename T>
 double Network<T>::sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, double learning_rate) {
-    check_learning_rate<T>(learning_rate);
+    detail::check_learning_rate<T>(learning_rate);
     check_targets(X, Y);
-    const auto lock = lock_for_training(*train_mutex_);
+    const auto lock = detail::lock_for_training(*train_mutex_);
     Workspace& ws = training_workspace(std::min(X.rows, kChunkRecords));
     std::unique_lock<detail::WriterFirstMutex> writing(*params_mutex_);
     check_params_finite();
@@ -587,183 +490,6 @@ double Network<T>::sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, double l
         throw update_diverged();
     }
     return cost;
-}
-
-template <typename T>
-std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, const FitOptions& options,
-                                    const EpochCallback& on_epoch, const InterruptCheck& check_interrupt) {
-    check_learning_rate<T>(options.learning_rate);
-    if (options.batch_size < 1) throw std::invalid_argument("batch_size must be >= 1, got 0");
-    if (options.tol && (!std::isfinite(*options.tol) || *options.tol < 0.0)) {
-        throw std::invalid_argument(concat("tol must be None or a finite number >= 0, got ", *options.tol));
-    }
-    if (options.tol && options.n_iter_no_change < 1) {
-        throw std::invalid_argument("n_iter_no_change must be >= 1, got 0");
-    }
-    check_targets(X, Y);
-    const auto lock = lock_for_training(*train_mutex_);
-
-    const std::size_t num_records = X.rows;
-    const std::size_t batch_size = std::min(options.batch_size, num_records);
-    const T lr = static_cast<T>(options.learning_rate);
-    Workspace& ws = training_workspace(batch_size);
-    std::vector<std::size_t> order(options.shuffle ? num_records : 0);
-    detail::Random random(options.seed);
-    std::vector<double> history;  // grows as epochs end: a huge epochs (stopped by tol or the callback) is valid
-    history.reserve(std::min<std::size_t>(options.epochs, kHistoryReserve));
-    double best_cost = INFINITY;
-    std::size_t epochs_without_improvement = 0;
-    // Poll for interrupts about every 2^20 multiply-adds, a millisecond or so.
-    const std::size_t steps_per_poll = std::max<std::size_t>(1, (std::size_t{1} << 20) / (batch_size * num_params()));
-    std::size_t steps_since_poll = 0;
-    const std::size_t prefetch_distance = std::max(batch_size, kPrefetchRecords);
-    const std::size_t gather_min_rows = std::max<std::size_t>(1, kGatherMinPart / (X.cols + Y.cols));
-    // One-record steps of a one-output BCE network leave their loss for later:
-    // the divergence check needs only a finite logit (the targets are in [0, 1]),
-    // and the losses of many steps are then computed together, vectorized.
-    const bool defer_loss = batch_size == 1 && num_outputs() == 1 && loss_ == Loss::bce;
-    T deferred_logits[kDeferredSteps];
-    T deferred_targets[kDeferredSteps];
-    double deferred_losses[kDeferredSteps];
-    // One-record steps of a one-layer network run fused, many per call
-    // (dense_record_steps), which leaves each step's logits (and MSE) here.
-    const bool fused = batch_size == 1 && has_fused_record_step();
-    const std::size_t fused_chunk =
-        fused ? std::clamp<std::size_t>(kFusedValues / num_outputs(), 1, kDeferredSteps) : 0;
-    std::vector<T> step_logits(fused_chunk * num_outputs());
-    std::vector<double> step_losses(fused_chunk);
-
-    auto cost_diverged = [&](std::size_t epoch, std::size_t batch, double loss) {
-        return divergence_error(concat("training diverged at epoch ", epoch + 1, ", batch ", batch + 1,
-                                       ": the cost became ", loss, "; the parameters hold their last finite "
-                                       "values (before that step); lower the learning rate (lr=",
-                                       options.learning_rate, "), or scale the inputs if they are large"));
-    };
-    auto update_diverged = [&](std::size_t epoch, std::size_t batch) {
-        return divergence_error(concat("training diverged at epoch ", epoch + 1, ", batch ", batch + 1,
-                                       ": a parameter would become non-finite; the parameters hold their "
-                                       "last finite values (before that step); lower the learning rate (lr=",
-                                       options.learning_rate, ")"));
-    };
-    // Readers (predict, cost) get in between steps, when the lock is let go.
-    std::unique_lock<detail::WriterFirstMutex> writing(*params_mutex_);
-    auto poll = [&] {  // a window for readers, and for Ctrl-C
-        steps_since_poll = 0;
-        writing.unlock();
-        if (check_interrupt) {
-            check_interrupt();  // may throw: the last completed step stands
-        } else {
-            std::this_thread::yield();  // let a waiting reader take the lock first
-        }
-        writing.lock();
-    };
-    check_params_finite();  // once: from here on, each step keeps them finite or throws
-
-    for (std::size_t epoch = 0; epoch < options.epochs; ++epoch) {
-        if (options.shuffle) {
-            std::iota(order.begin(), order.end(), std::size_t{0});
-            random.shuffle(order.data(), num_records);
-        }
-        double epoch_cost = 0.0;  // sum of loss / num_records: huge finite losses cannot overflow it
-        std::size_t deferred = 0;  // steps whose loss waits in deferred_logits and deferred_targets
-        auto flush_losses = [&] {  // adds their losses to epoch_cost, in the order of the steps
-            bce_losses(deferred_losses, deferred_logits, deferred_targets, deferred);
-            for (std::size_t i = 0; i < deferred; ++i) epoch_cost += deferred_losses[i] / static_cast<double>(num_records);
-            deferred = 0;
-        };
-        for (std::size_t start = 0; fused && start < num_records;) {
-            // Up to fused_chunk steps in one call, stopping at the next poll.
-            const std::size_t count =
-                std::min({fused_chunk, num_records - start, steps_per_poll - steps_since_poll});
-            const std::size_t* rows = options.shuffle ? order.data() + start : nullptr;  // else in place, in order
-            if (rows) {  // the kernel prefetches within its steps; these open the next call's
-                const std::size_t next = std::min(kPrefetchRecords, num_records - start - count);
-                prefetch_rows(X, rows + count, next);
-                prefetch_rows(Y, rows + count, next);
-            }
-            const T* inputs = options.shuffle ? X.data : X.row(start);
-            const T* targets = options.shuffle ? Y.data : Y.row(start);
-            const RecordSteps steps = record_steps(ws, step_logits.data(), step_losses.data(), inputs, targets,
-                                                   rows, count, lr);
-            // The losses of the steps taken, in order, and of the refused one for the message.
-            for (std::size_t i = 0; i < steps.done; ++i) epoch_cost += step_losses[i] / static_cast<double>(num_records);
-            if (steps.stopped == RecordStep::loss_not_finite) {
-                throw cost_diverged(epoch, start + steps.done, step_losses[steps.done]);
-            }
-            if (steps.stopped == RecordStep::update_not_finite) throw update_diverged(epoch, start + steps.done);
-            start += count;
-            steps_since_poll += count;
-            if (steps_since_poll >= steps_per_poll) poll();
-        }
-        std::size_t prefetched = 0;  // the records of order[0, prefetched) were prefetched
-        for (std::size_t start = 0, batch = 0; !fused && start < num_records; start += batch_size, ++batch) {
-            const std::size_t rows = std::min(batch_size, num_records - start);
-            const T* inputs = X.row(start);
-            const T* targets = Y.row(start);
-            if (options.shuffle) {
-                const std::size_t* batch_order = order.data() + start;
-                if (rows == 1) {  // one record is contiguous already: read it in place
-                    inputs = X.row(batch_order[0]);
-                    targets = Y.row(batch_order[0]);
-                } else {  // gather the batch (on all threads when large); X itself is never copied
-                    detail::for_ranges(rows, gather_min_rows, 1, [&](std::size_t begin, std::size_t end) {
-                        for (std::size_t r = begin; r < end; ++r) {
-                            std::memcpy(ws.batch_inputs.data() + r * X.cols, X.row(batch_order[r]),
-                                        X.cols * sizeof(T));
-                            std::memcpy(ws.batch_targets.data() + r * Y.cols, Y.row(batch_order[r]),
-                                        Y.cols * sizeof(T));
-                        }
-                    });
-                    inputs = ws.batch_inputs.data();
-                    targets = ws.batch_targets.data();
-                }
-                // The records of a shuffled batch sit anywhere in X: ask for those
-                // of the next steps now (at least kPrefetchRecords ahead), so that
-                // their cache misses overlap this step's work.
-                const std::size_t ahead = std::min(num_records, start + rows + prefetch_distance);
-                if (prefetched < ahead) {
-                    prefetch_rows(X, order.data() + prefetched, ahead - prefetched);
-                    prefetch_rows(Y, order.data() + prefetched, ahead - prefetched);
-                    prefetched = ahead;
-                }
-            }
-            forward(ws, inputs, rows);
-            double loss = 0.0;
-            if (defer_loss && std::isfinite(ws.logits[0])) {
-                // A finite logit and a target in [0, 1] make a finite BCE: the
-                // loss itself can wait for the flush below.
-                deferred_logits[deferred] = ws.logits[0];
-                deferred_targets[deferred] = targets[0];
-            } else {
-                loss = batch_loss(ws, targets, rows);
-            }
-            if (!std::isfinite(loss)) throw cost_diverged(epoch, batch, loss);
-            backward(ws, inputs, targets, rows, T(1) / static_cast<T>(rows), /*accumulate=*/false);
-            if (!sgd_update(params_.data(), grads_.data(), params_.size(), lr)) throw update_diverged(epoch, batch);
-            if (defer_loss) {
-                if (++deferred == kDeferredSteps) flush_losses();
-            } else {
-                epoch_cost += loss / static_cast<double>(num_records);
-            }
-            if (++steps_since_poll >= steps_per_poll) poll();
-        }
-        flush_losses();
-        history.push_back(epoch_cost);
-
-        bool stop = false;
-        if (options.tol) {  // stop after n_iter_no_change epochs in a row that did not beat the best cost by tol
-            // (scikit-learn's MLP counts the same way but waits for one epoch more)
-            epochs_without_improvement = epoch_cost > best_cost - *options.tol ? epochs_without_improvement + 1 : 0;
-            best_cost = std::min(best_cost, epoch_cost);
-            stop = epochs_without_improvement >= options.n_iter_no_change;
-        }
-        writing.unlock();
-        if (on_epoch && !on_epoch(EpochReport{epoch, epoch_cost})) stop = true;
-        if (stop) break;
-        writing.lock();
-        if (on_epoch) check_params_finite();  // the callback may have written through params()
-    }
-    return history;
 }
 
 template class Network<float>;

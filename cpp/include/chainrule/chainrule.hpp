@@ -13,5 +13,6 @@
 #include "chainrule/model_file.hpp"
 #include "chainrule/names.hpp"
 #include "chainrule/network.hpp"
+#include "chainrule/optimizer.hpp"
 #include "chainrule/threads.hpp"
 #include "chainrule/version.hpp"

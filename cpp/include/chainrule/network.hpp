@@ -27,6 +27,7 @@
 
 #include "chainrule/matrix.hpp"
 #include "chainrule/names.hpp"
+#include "chainrule/optimizer.hpp"
 
 namespace chainrule {
 
@@ -73,6 +74,9 @@ struct FitOptions {
     std::uint64_t seed = 0;           // seeds the shuffling
     std::optional<double> tol;        // stop when the cost has not improved by tol ...
     std::size_t n_iter_no_change = 10;  // ... for this many epochs in a row
+    OptimizerOptions optimizer;       // plain SGD unless set (optimizer.hpp)
+    ScheduleOptions schedule;         // the learning rate of each epoch: constant unless set
+    double alpha = 0.0;               // L2 penalty on the weights (not the biases), >= 0 (docs/math.md)
 };
 
 // What fit reports after each epoch: the 0-based epoch and its cost (MATH.md,
@@ -152,11 +156,17 @@ public:
     // updated parameter would not be finite.
     double sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, double learning_rate);
 
-    // Mini-batch SGD over (X, Y); returns the cost of each epoch run. On
-    // divergence_error the parameters are those before the offending step
-    // (finite: they were checked on entry). options.epochs is only a bound.
+    // Mini-batch training over (X, Y) with options.optimizer; returns the cost
+    // of each epoch run (with alpha, the L2 penalty included). On
+    // divergence_error the parameters (and the optimizer state) are those
+    // before the offending step (finite: they were checked on entry).
+    // options.epochs is only a bound. With `state`, the run continues from
+    // it (optimizer state, shuffling stream, schedule, stopping rule) and
+    // leaves it where it stopped: two calls with one state train as one call
+    // with their epochs added; without, each call is a run of its own.
     std::vector<double> fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, const FitOptions& options,
-                            const EpochCallback& on_epoch = {}, const InterruptCheck& check_interrupt = {});
+                            const EpochCallback& on_epoch = {}, const InterruptCheck& check_interrupt = {},
+                            TrainingState<T>* state = nullptr);
 
 private:
     struct Workspace;
@@ -174,6 +184,8 @@ private:
     RecordSteps record_steps(Workspace& ws, T* logits, double* losses, const T* X, const T* Y, const std::size_t* rows,
                              std::size_t count, T lr);
     double accumulate_gradients(Workspace& ws, ConstMatrixView<T> X, ConstMatrixView<T> Y);
+    double l2_penalty(double alpha) const;          // 0.5 alpha sum_l ||W_l||^2 (0 when alpha is 0)
+    void add_l2_gradient(double alpha, std::size_t rows);  // dW_l += (alpha / rows) W_l
     Workspace& training_workspace(std::size_t capacity);
 
     std::vector<std::size_t> layer_sizes_;

@@ -18,6 +18,7 @@
 #include <cstddef>
 
 #include "chainrule/names.hpp"
+#include "chainrule/optimizer.hpp"
 
 namespace chainrule {
 
@@ -109,6 +110,27 @@ void cce_backward(T* dlogits, const T* out, const T* targets, std::size_t n, T s
 //   docs/math.md: W_l <- W_l - lr dW_l,  b_l <- b_l - lr db_l
 template <typename T>
 bool sgd_update(T* params, const T* grads, std::size_t n, T lr);
+
+// How many state buffers the optimizer keeps (sgd: 1 with momentum, else 0;
+// adam, adamw: 2, 3 with amsgrad).
+int optimizer_slots(const OptimizerOptions& options);
+
+// One step of the optimizer over the flat buffers params and grads (n), with
+// learning rate lr; the first step sizes the state's buffers. Checks first
+// that every new parameter and state value is finite; if one is not, nothing
+// is written (parameters and state) and it returns false. Plain SGD is
+// sgd_update. (optimizers.cpp; docs/math.md, "Optimizers".)
+template <typename T>
+bool optimizer_update(T* params, const T* grads, std::size_t n, OptimizerState<T>& state,
+                      const OptimizerOptions& options, double lr);
+
+// dweight (n) += scale * weight (n): the L2 penalty's gradient, scale = alpha / B.
+template <typename T>
+void add_l2_gradient(T* dweight, const T* weight, std::size_t n, T scale);
+
+// sum of values^2, in double.
+template <typename T>
+double squared_norm(const T* values, std::size_t n);
 
 // True when every value of data (n) is finite.
 template <typename T>

@@ -27,6 +27,14 @@ public:
         return result;
     }
 
+    // The generator's whole state, to continue its stream elsewhere.
+    void get_state(std::uint64_t (&words)[4]) const {
+        for (int i = 0; i < 4; ++i) words[i] = state_[i];
+    }
+    void set_state(const std::uint64_t (&words)[4]) {
+        for (int i = 0; i < 4; ++i) state_[i] = words[i];
+    }
+
     // Uniform in [0, 1), 53 random bits.
     double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
 

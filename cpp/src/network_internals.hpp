@@ -1,0 +1,126 @@
+// What network.cpp (the passes, predict, cost, gradients) and train.cpp
+// (fit) share: the workspace of one pass, the training lock, the checks and
+// messages of both. Internal to the core.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "chainrule/errors.hpp"
+#include "chainrule/network.hpp"
+#include "runtime/memory.hpp"
+
+namespace chainrule::detail {
+
+// predict, cost and compute_gradients walk the records in chunks of at most
+// this many, so their workspace stays small whatever the size of X.
+constexpr std::size_t kChunkRecords = 256;
+
+// fit computes the losses of one-record BCE steps this many at a time, and
+// takes fused one-record steps this many per call (record_steps).
+constexpr std::size_t kDeferredSteps = 256;
+
+template <typename... Parts>
+std::string concat(const Parts&... parts) {
+    std::ostringstream out;
+    (out << ... << parts);
+    return out.str();
+}
+
+// Where the first non-finite value of a (rows, cols) matrix is, for the message.
+template <typename T>
+std::pair<std::size_t, std::size_t> first_non_finite(ConstMatrixView<T> m) {
+    for (std::size_t i = 0; i < m.size(); ++i) {
+        if (!std::isfinite(m.data[i])) return {i / m.cols, i % m.cols};
+    }
+    return {m.rows, 0};
+}
+
+template <typename T>
+const char* dtype_name() {
+    return sizeof(T) == 4 ? "float32" : "float64";
+}
+
+// The training lock, or busy_error when another thread holds it.
+inline std::unique_lock<std::mutex> lock_for_training(std::mutex& mutex) {
+    std::unique_lock<std::mutex> lock(mutex, std::try_to_lock);
+    if (!lock.owns_lock()) {
+        throw busy_error("the network is being trained or differentiated in another thread; "
+                         "wait for that call to return");
+    }
+    return lock;
+}
+
+// lr must be positive and finite in the network's dtype too: a float32 step
+// with an lr that rounds to 0 (or to inf) would silently do nothing (or diverge).
+template <typename T>
+void check_learning_rate(double learning_rate, const char* argument = "lr") {
+    if (!std::isfinite(learning_rate) || learning_rate <= 0.0) {
+        throw std::invalid_argument(concat(argument, " must be a finite number > 0, got ", learning_rate));
+    }
+    const T rounded = static_cast<T>(learning_rate);
+    if (!(rounded > T(0)) || !std::isfinite(rounded)) {
+        throw std::invalid_argument(concat(argument, "=", learning_rate, " is ", rounded, " in ", dtype_name<T>(),
+                                           "; use an lr that the network's dtype can hold"));
+    }
+}
+
+}  // namespace chainrule::detail
+
+namespace chainrule {
+
+// The buffers of one forward and backward pass over up to `capacity` records.
+// Sized once; the step loop only reuses them.
+template <typename T>
+struct Network<T>::Workspace {
+    std::size_t capacity = 0;
+    std::vector<std::size_t> output_offset;  // A_l of layer l starts here in `outputs`
+    std::vector<T> outputs;                  // A_1, ..., A_L, each (capacity, n_l)
+    std::vector<T> logits;                   // Z_L (capacity, n_L): BCE is taken from logits
+    std::vector<T> delta;                    // dZ_l (capacity, max n_l) ...
+    std::vector<T> spare_delta;              // ... and dZ_{l-1}, swapped layer by layer
+    std::vector<T> batch_inputs;             // a shuffled batch gathered from X (capacity, n_0)
+    std::vector<T> batch_targets;            // and from Y (capacity, n_L)
+
+    Workspace(const std::vector<std::size_t>& sizes, std::size_t capacity_, bool training)
+        : capacity(capacity_) {
+        const char* what = "the workspace";
+        std::size_t total_outputs = 0;
+        std::size_t widest = 0;
+        output_offset.reserve(sizes.size() - 1);
+        for (std::size_t l = 1; l < sizes.size(); ++l) {
+            output_offset.push_back(total_outputs);
+            total_outputs = detail::checked_add(total_outputs, detail::checked_mul(capacity, sizes[l], what), what);
+            widest = std::max(widest, sizes[l]);
+        }
+        const std::size_t logits_size = detail::checked_mul(capacity, sizes.back(), what);
+        std::size_t total = detail::checked_add(total_outputs, logits_size, what);
+        if (training) {
+            const std::size_t delta_size = detail::checked_mul(capacity, widest, what);
+            const std::size_t gather_size =
+                detail::checked_add(detail::checked_mul(capacity, sizes.front(), what), logits_size, what);
+            total = detail::checked_add(total, detail::checked_add(2 * delta_size, gather_size, what), what);
+            detail::check_fits_in_memory_lazy(detail::checked_mul(total, sizeof(T), what),
+                                              [&] { return detail::concat("a workspace for batches of ", capacity, " records"); });
+            delta.resize(delta_size);
+            spare_delta.resize(delta_size);
+            batch_inputs.resize(capacity * sizes.front());
+            batch_targets.resize(logits_size);
+        } else {
+            detail::check_fits_in_memory_lazy(detail::checked_mul(total, sizeof(T), what),
+                                              [&] { return detail::concat("a workspace for ", capacity, " records"); });
+        }
+        outputs.resize(total_outputs);
+        logits.resize(logits_size);
+    }
+
+    T* output(std::size_t l) { return outputs.data() + output_offset[l]; }
+};
+
+}  // namespace chainrule

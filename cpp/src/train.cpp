@@ -1,0 +1,463 @@
+// Network<T>::fit: mini-batch training as a straight loop over named parts.
+//
+//   for each epoch:  lr = the schedule's rate; the batch source shuffles
+//     for each batch: gather it; forward; the loss; backward (+ L2); update
+//     the epoch's cost; the stopping rule; readers and the callback get in
+//
+// The parts below are the source of batches (shuffling, gathering,
+// prefetching), the epoch's cost (which owns the deferred losses of
+// one-record steps), the window that lets readers and Ctrl-C in between
+// steps, the stopping rule and the schedule. A step is chosen once per fit:
+// the fused one-record path (plain SGD on a one-layer network, one record a
+// step) or the general one. The equations are those of docs/math.md.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <thread>
+
+#include "chainrule/errors.hpp"
+#include "chainrule/network.hpp"
+#include "kernels/kernels.hpp"
+#include "network_internals.hpp"
+#include "runtime/prefetch.hpp"
+#include "runtime/random.hpp"
+#include "runtime/thread_pool.hpp"
+
+namespace chainrule {
+
+namespace {
+
+using detail::concat;
+
+// A shuffled fit prefetches the records of the next steps, at least this many
+// records ahead: one small step takes less time than a cache miss.
+constexpr std::size_t kPrefetchRecords = 16;
+
+// A shuffled batch of at least twice this many values (X and Y) is gathered
+// by all the core's threads, in ranges of records.
+constexpr std::size_t kGatherMinPart = std::size_t{1} << 14;
+
+// Fused one-record steps are taken at most kDeferredSteps per call, keeping
+// their logits within this many values.
+constexpr std::size_t kFusedValues = 4096;
+
+// fit reserves room for at most this many epoch costs up front (32 KiB).
+constexpr std::size_t kHistoryReserve = 4096;
+
+// adaptive stops dividing the rate below this (scikit-learn's limit).
+constexpr double kAdaptiveMinRate = 1e-6;
+
+// Hints the cache to fetch rows[0..count) of m.
+template <typename T>
+CHAINRULE_ALWAYS_INLINE void prefetch_rows(ConstMatrixView<T> m, const std::size_t* rows, std::size_t count) {
+    for (std::size_t r = 0; r < count; ++r) detail::prefetch_bytes(m.row(rows[r]), m.cols * sizeof(T));
+}
+
+void check_in_unit_interval(double value, const char* argument) {
+    if (!(value >= 0.0 && value < 1.0)) {
+        throw std::invalid_argument(concat(argument, " must be in [0, 1), got ", value));
+    }
+}
+
+template <typename T>
+void check_fit_options(const FitOptions& options) {
+    detail::check_learning_rate<T>(options.learning_rate);
+    if (options.batch_size < 1) throw std::invalid_argument("batch_size must be >= 1, got 0");
+    if (options.tol && (!std::isfinite(*options.tol) || *options.tol < 0.0)) {
+        throw std::invalid_argument(concat("tol must be None or a finite number >= 0, got ", *options.tol));
+    }
+    if ((options.tol || options.schedule.kind == ScheduleKind::adaptive) && options.n_iter_no_change < 1) {
+        throw std::invalid_argument("n_iter_no_change must be >= 1, got 0");
+    }
+    if (!(std::isfinite(options.alpha) && options.alpha >= 0.0)) {
+        throw std::invalid_argument(concat("alpha must be a finite number >= 0, got ", options.alpha));
+    }
+    const OptimizerOptions& o = options.optimizer;
+    check_in_unit_interval(o.momentum, "momentum");
+    if (o.nesterov && !(o.momentum > 0.0)) throw std::invalid_argument("nesterov needs a momentum > 0");
+    if (!(std::isfinite(o.weight_decay) && o.weight_decay >= 0.0)) {
+        throw std::invalid_argument(concat("weight_decay must be a finite number >= 0, got ", o.weight_decay));
+    }
+    check_in_unit_interval(o.beta1, "betas[0]");
+    check_in_unit_interval(o.beta2, "betas[1]");
+    if (!(std::isfinite(o.eps) && o.eps > 0.0)) {
+        throw std::invalid_argument(concat("eps must be a finite number > 0, got ", o.eps));
+    }
+    if (o.kind != OptimizerKind::sgd && (o.momentum != 0.0 || o.nesterov)) {
+        throw std::invalid_argument("momentum and nesterov are options of the sgd optimizer");
+    }
+    if (o.amsgrad && (o.kind == OptimizerKind::sgd || o.form == OptimizerForm::sklearn)) {
+        throw std::invalid_argument("amsgrad is an option of torch's adam and adamw");
+    }
+    if (o.kind == OptimizerKind::adamw && o.form == OptimizerForm::sklearn) {
+        throw std::invalid_argument("scikit-learn has no adamw: use form='torch'");
+    }
+    const ScheduleOptions& s = options.schedule;
+    if (s.kind == ScheduleKind::invscaling && !(std::isfinite(s.power_t) && s.power_t >= 0.0)) {
+        throw std::invalid_argument(concat("power_t must be a finite number >= 0, got ", s.power_t));
+    }
+    if (s.kind == ScheduleKind::step) {
+        if (s.step_size < 1) throw std::invalid_argument("step_size must be >= 1, got 0");
+        if (!(std::isfinite(s.gamma) && s.gamma > 0.0)) {
+            throw std::invalid_argument(concat("gamma must be a finite number > 0, got ", s.gamma));
+        }
+    }
+    if (s.kind == ScheduleKind::cosine) {
+        if (s.t_max < 1) throw std::invalid_argument("t_max must be >= 1, got 0");
+        if (!(std::isfinite(s.eta_min) && s.eta_min >= 0.0 && s.eta_min <= options.learning_rate)) {
+            throw std::invalid_argument(concat("eta_min must be a finite number in [0, lr], got ", s.eta_min));
+        }
+    }
+    if (s.kind == ScheduleKind::adaptive && !options.tol) {
+        throw std::invalid_argument("the adaptive schedule needs tol (it divides the rate when the cost stalls)");
+    }
+}
+
+// The records of each batch, in order or in a new permutation per epoch;
+// a shuffled batch is gathered into the workspace (X itself is never
+// copied) and the records of the next steps are prefetched.
+template <typename T>
+class BatchSource {
+public:
+    struct Batch {
+        const T* inputs;
+        const T* targets;
+        std::size_t rows;
+    };
+
+    BatchSource(ConstMatrixView<T> X, ConstMatrixView<T> Y, std::size_t batch_size, bool shuffle, T* gather_x,
+                T* gather_y)
+        : X_(X),
+          Y_(Y),
+          batch_size_(batch_size),
+          shuffle_(shuffle),
+          order_(shuffle ? X.rows : 0),
+          gather_x_(gather_x),
+          gather_y_(gather_y),
+          prefetch_distance_(std::max(batch_size, kPrefetchRecords)),
+          gather_min_rows_(std::max<std::size_t>(1, kGatherMinPart / (X.cols + Y.cols))) {}
+
+    void begin_epoch(detail::Random& random) {
+        prefetched_ = 0;
+        if (!shuffle_) return;
+        std::iota(order_.begin(), order_.end(), std::size_t{0});
+        random.shuffle(order_.data(), order_.size());
+    }
+
+    std::size_t num_records() const { return X_.rows; }
+
+    // The record of each of the steps [start, start + count): this epoch's
+    // permutation, or null when the records go in order.
+    const std::size_t* rows(std::size_t start) const { return shuffle_ ? order_.data() + start : nullptr; }
+
+    // The batch of records [start, start + rows) of this epoch's order.
+    Batch batch(std::size_t start) {
+        const std::size_t rows = std::min(batch_size_, X_.rows - start);
+        if (!shuffle_) return {X_.row(start), Y_.row(start), rows};
+        const std::size_t* order = order_.data() + start;
+        Batch batch{X_.row(order[0]), Y_.row(order[0]), rows};  // one record is contiguous already
+        if (rows > 1) {  // gather the batch (on all threads when large)
+            detail::for_ranges(rows, gather_min_rows_, 1, [&](std::size_t begin, std::size_t end) {
+                for (std::size_t r = begin; r < end; ++r) {
+                    std::memcpy(gather_x_ + r * X_.cols, X_.row(order[r]), X_.cols * sizeof(T));
+                    std::memcpy(gather_y_ + r * Y_.cols, Y_.row(order[r]), Y_.cols * sizeof(T));
+                }
+            });
+            batch = {gather_x_, gather_y_, rows};
+        }
+        // The records of a shuffled batch sit anywhere in X: ask for those of
+        // the next steps now, so that their cache misses overlap this step.
+        const std::size_t ahead = std::min(X_.rows, start + rows + prefetch_distance_);
+        if (prefetched_ < ahead) {
+            prefetch_rows(X_, order_.data() + prefetched_, ahead - prefetched_);
+            prefetch_rows(Y_, order_.data() + prefetched_, ahead - prefetched_);
+            prefetched_ = ahead;
+        }
+        return batch;
+    }
+
+    // For the fused steps: prefetch the first records after step `end`.
+    void prefetch_after(std::size_t end) const {
+        if (!shuffle_) return;
+        const std::size_t next = std::min(kPrefetchRecords, X_.rows - end);
+        prefetch_rows(X_, order_.data() + end, next);
+        prefetch_rows(Y_, order_.data() + end, next);
+    }
+
+private:
+    ConstMatrixView<T> X_, Y_;
+    std::size_t batch_size_;
+    bool shuffle_;
+    std::vector<std::size_t> order_;
+    T* gather_x_;
+    T* gather_y_;
+    std::size_t prefetch_distance_, gather_min_rows_;
+    std::size_t prefetched_ = 0;  // the records of order_[0, prefetched_) were prefetched
+};
+
+// The epoch's cost: the sum of (loss / num_records) over the steps, in step
+// order, so that huge finite losses cannot overflow it. The BCE of a
+// one-output, one-record step may wait: its logit and target are kept, and
+// the losses of up to kDeferredSteps such steps are computed together
+// (bce_losses, vectorized) and added in order.
+template <typename T>
+class EpochCost {
+public:
+    explicit EpochCost(std::size_t num_records) : num_records_(static_cast<double>(num_records)) {}
+
+    void add(double loss) { cost_ += loss / num_records_; }
+
+    void defer(T logit, T target) {
+        logits_[deferred_] = logit;
+        targets_[deferred_] = target;
+        if (++deferred_ == detail::kDeferredSteps) flush();
+    }
+
+    double finish() {
+        flush();
+        return cost_;
+    }
+
+private:
+    void flush() {
+        bce_losses(losses_, logits_, targets_, deferred_);
+        for (std::size_t i = 0; i < deferred_; ++i) cost_ += losses_[i] / num_records_;
+        deferred_ = 0;
+    }
+
+    double num_records_;
+    double cost_ = 0.0;
+    std::size_t deferred_ = 0;
+    T logits_[detail::kDeferredSteps];
+    T targets_[detail::kDeferredSteps];
+    double losses_[detail::kDeferredSteps];
+};
+
+// Readers (predict, cost, save) take the parameters' lock between steps:
+// about every 2^20 multiply-adds, a millisecond or so, the writer lets go,
+// polls for an interrupt (Ctrl-C) and takes it again.
+class ReaderWindow {
+public:
+    ReaderWindow(detail::WriterFirstMutex& mutex, const InterruptCheck& check_interrupt, std::size_t steps_per_poll)
+        : writing_(mutex), check_interrupt_(check_interrupt), steps_per_poll_(steps_per_poll) {}
+
+    std::size_t steps_until_poll() const { return steps_per_poll_ - steps_since_poll_; }
+
+    void after_steps(std::size_t count) {
+        steps_since_poll_ += count;
+        if (steps_since_poll_ >= steps_per_poll_) poll();
+    }
+
+    void open() { writing_.unlock(); }
+    void close() { writing_.lock(); }
+
+private:
+    void poll() {
+        steps_since_poll_ = 0;
+        writing_.unlock();
+        if (check_interrupt_) {
+            check_interrupt_();  // may throw: the last completed step stands
+        } else {
+            std::this_thread::yield();  // let a waiting reader take the lock first
+        }
+        writing_.lock();
+    }
+
+    std::unique_lock<detail::WriterFirstMutex> writing_;
+    const InterruptCheck& check_interrupt_;
+    std::size_t steps_per_poll_;
+    std::size_t steps_since_poll_ = 0;
+};
+
+// tol's rule: it fires after n_iter_no_change epochs in a row that did not
+// beat the best cost by tol (scikit-learn's MLP counts the same way but waits
+// for one epoch more). Its running values live in the TrainingState.
+template <typename T>
+bool stalled(TrainingState<T>& run, double cost, double tol, std::size_t n_iter_no_change) {
+    run.epochs_without_improvement =
+        run.has_best && cost > run.best_cost - tol ? run.epochs_without_improvement + 1 : 0;
+    if (!run.has_best || cost < run.best_cost) run.best_cost = cost;
+    run.has_best = true;
+    return run.epochs_without_improvement >= n_iter_no_change;
+}
+
+// The learning rate of the run's next epoch (optimizer.hpp, ScheduleOptions).
+template <typename T>
+double scheduled_rate(const FitOptions& options, const TrainingState<T>& run) {
+    const ScheduleOptions& s = options.schedule;
+    const double lr = options.learning_rate;
+    const double epoch = static_cast<double>(run.epochs);
+    double rate = lr;
+    if (s.custom) {
+        rate = s.custom(static_cast<std::size_t>(run.epochs), lr);
+        if (!(std::isfinite(rate) && rate > 0.0)) {
+            throw std::invalid_argument(concat("the schedule returned ", rate, " for epoch ", run.epochs,
+                                               "; a learning rate must be a finite number > 0"));
+        }
+        detail::check_learning_rate<T>(rate, "the schedule's learning rate");
+        return rate;
+    }
+    switch (s.kind) {
+        case ScheduleKind::constant: break;
+        case ScheduleKind::invscaling:
+            rate = lr / std::pow(static_cast<double>(run.records) + 1.0, s.power_t);
+            break;
+        case ScheduleKind::adaptive: rate = run.learning_rate > 0.0 ? run.learning_rate : lr; break;
+        case ScheduleKind::step:
+            rate = lr * std::pow(s.gamma, std::floor(epoch / static_cast<double>(s.step_size)));
+            break;
+        case ScheduleKind::cosine: {
+            const double t = std::min(epoch, static_cast<double>(s.t_max));
+            constexpr double kPi = 3.14159265358979323846;
+            rate = s.eta_min + (lr - s.eta_min) * (1.0 + std::cos(kPi * t / static_cast<double>(s.t_max))) / 2.0;
+            break;
+        }
+    }
+    // A rate that rounds to 0 in the dtype would silently stop training.
+    if (!(static_cast<T>(rate) > T(0))) {
+        throw std::invalid_argument(concat("the schedule's learning rate for epoch ", run.epochs, " is ", rate,
+                                           ", which is 0 in ", detail::dtype_name<T>()));
+    }
+    return rate;
+}
+
+template <typename T>
+void check_training_state(const TrainingState<T>& run, const OptimizerOptions& optimizer, std::size_t num_params) {
+    const int slots = optimizer_slots(optimizer);
+    for (int s = 0; s < slots; ++s) {
+        const std::size_t size = run.optimizer.slots[s].size();
+        if (size != 0 && size != num_params) {
+            throw std::invalid_argument(concat("the optimizer state holds ", size, " values per buffer, but the "
+                                               "network has ", num_params, " parameters: it belongs to another "
+                                               "network"));
+        }
+    }
+}
+
+}  // namespace
+
+template <typename T>
+std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, const FitOptions& options,
+                                    const EpochCallback& on_epoch, const InterruptCheck& check_interrupt,
+                                    TrainingState<T>* state) {
+    check_fit_options<T>(options);
+    check_targets(X, Y);
+    const auto lock = detail::lock_for_training(*train_mutex_);
+    TrainingState<T> fresh;
+    TrainingState<T>& run = state ? *state : fresh;  // a run of one call unless the caller keeps it
+    check_training_state(run, options.optimizer, num_params());
+
+    const std::size_t num_records = X.rows;
+    const std::size_t batch_size = std::min(options.batch_size, num_records);
+    Workspace& ws = training_workspace(batch_size);
+    BatchSource<T> batches(X, Y, batch_size, options.shuffle, ws.batch_inputs.data(), ws.batch_targets.data());
+    detail::Random random(options.seed);
+    if (run.seeded) random.set_state(run.generator);  // a run continues its shuffling stream
+    const OptimizerOptions& optimizer = options.optimizer;
+    const bool plain_sgd =
+        optimizer.kind == OptimizerKind::sgd && optimizer.momentum == 0.0 && optimizer.weight_decay == 0.0;
+    // The step, chosen once: one-record steps of a one-layer network run
+    // fused, many per call (dense_record_steps); else the general path.
+    const bool fused = batch_size == 1 && has_fused_record_step() && plain_sgd && options.alpha == 0.0;
+    // One-record steps of a one-output BCE network leave their loss for later:
+    // the divergence check needs only a finite logit (targets are in [0, 1]).
+    const bool defer_loss = batch_size == 1 && num_outputs() == 1 && loss_ == Loss::bce && options.alpha == 0.0;
+    const std::size_t fused_chunk =
+        fused ? std::clamp<std::size_t>(kFusedValues / num_outputs(), 1, detail::kDeferredSteps) : 0;
+    std::vector<T> step_logits(fused_chunk * num_outputs());
+    std::vector<double> step_losses(fused_chunk);
+    std::vector<double> history;  // grows as epochs end: a huge epochs (stopped by tol or the callback) is valid
+    history.reserve(std::min<std::size_t>(options.epochs, kHistoryReserve));
+
+    auto cost_diverged = [&](std::size_t epoch, std::size_t batch, double loss, double lr) {
+        return divergence_error(concat("training diverged at epoch ", epoch + 1, ", batch ", batch + 1,
+                                       ": the cost became ", loss, "; the parameters hold their last finite "
+                                       "values (before that step); lower the learning rate (lr=", lr,
+                                       "), or scale the inputs if they are large"));
+    };
+    auto update_diverged = [&](std::size_t epoch, std::size_t batch, double lr) {
+        return divergence_error(concat("training diverged at epoch ", epoch + 1, ", batch ", batch + 1,
+                                       ": a parameter would become non-finite; the parameters hold their "
+                                       "last finite values (before that step); lower the learning rate (lr=",
+                                       lr, ")"));
+    };
+    ReaderWindow window(*params_mutex_, check_interrupt,
+                        std::max<std::size_t>(1, (std::size_t{1} << 20) / (batch_size * num_params())));
+    check_params_finite();  // once: from here on, each step keeps them finite or throws
+
+    for (std::size_t epoch = 0; epoch < options.epochs; ++epoch) {
+        const double lr = scheduled_rate(options, run);
+        batches.begin_epoch(random);
+        EpochCost<T> cost(num_records);
+        for (std::size_t start = 0; fused && start < num_records;) {
+            // Up to fused_chunk steps in one call, stopping at the next poll.
+            const std::size_t count = std::min({fused_chunk, num_records - start, window.steps_until_poll()});
+            const std::size_t* rows = batches.rows(start);  // else in place, in order
+            batches.prefetch_after(start + count);          // the kernel prefetches within its steps
+            const RecordSteps steps = record_steps(ws, step_logits.data(), step_losses.data(),
+                                                   rows ? X.data : X.row(start), rows ? Y.data : Y.row(start),
+                                                   rows, count, static_cast<T>(lr));
+            for (std::size_t i = 0; i < steps.done; ++i) cost.add(step_losses[i]);  // in order
+            if (steps.stopped == RecordStep::loss_not_finite) {
+                throw cost_diverged(epoch, start + steps.done, step_losses[steps.done], lr);
+            }
+            if (steps.stopped == RecordStep::update_not_finite) throw update_diverged(epoch, start + steps.done, lr);
+            run.optimizer.steps += steps.done;
+            start += count;
+            window.after_steps(count);
+        }
+        for (std::size_t start = 0, batch = 0; !fused && start < num_records; start += batch_size, ++batch) {
+            const auto b = batches.batch(start);
+            forward(ws, b.inputs, b.rows);
+            const bool deferred = defer_loss && std::isfinite(ws.logits[0]);  // a finite BCE: it can wait
+            const double loss = deferred ? 0.0 : batch_loss(ws, b.targets, b.rows) + l2_penalty(options.alpha);
+            if (!std::isfinite(loss)) throw cost_diverged(epoch, batch, loss, lr);
+            backward(ws, b.inputs, b.targets, b.rows, T(1) / static_cast<T>(b.rows), /*accumulate=*/false);
+            add_l2_gradient(options.alpha, b.rows);
+            if (!optimizer_update(params_.data(), grads_.data(), params_.size(), run.optimizer, optimizer, lr)) {
+                throw update_diverged(epoch, batch, lr);
+            }
+            if (deferred) {
+                cost.defer(ws.logits[0], b.targets[0]);
+            } else {
+                cost.add(loss);
+            }
+            window.after_steps(1);
+        }
+        const double epoch_cost = cost.finish();
+        history.push_back(epoch_cost);
+        run.epochs += 1;
+        run.records += num_records;
+        random.get_state(run.generator);
+        run.seeded = true;
+
+        bool stop = false;
+        if (options.tol && stalled(run, epoch_cost, *options.tol, options.n_iter_no_change)) {
+            if (options.schedule.kind == ScheduleKind::adaptive && !options.schedule.custom) {
+                // scikit-learn's adaptive rate: divide by 5 and start counting again, down to 1e-6.
+                run.epochs_without_improvement = 0;
+                const double current = run.learning_rate > 0.0 ? run.learning_rate : options.learning_rate;
+                stop = current / 5.0 < kAdaptiveMinRate;
+                if (!stop) run.learning_rate = current / 5.0;
+            } else {
+                stop = true;
+            }
+        }
+        window.open();
+        if (on_epoch && !on_epoch(EpochReport{epoch, epoch_cost})) stop = true;
+        if (stop) break;
+        window.close();
+        if (on_epoch) check_params_finite();  // the callback may have written through params()
+    }
+    return history;
+}
+
+#define CHAINRULE_INSTANTIATE(T)                                                                              \
+    template std::vector<double> Network<T>::fit(ConstMatrixView<T>, ConstMatrixView<T>, const FitOptions&,   \
+                                                 const EpochCallback&, const InterruptCheck&, TrainingState<T>*);
+
+CHAINRULE_INSTANTIATE(float)
+CHAINRULE_INSTANTIATE(double)
+
+}  // namespace chainrule
