@@ -259,8 +259,9 @@ LR_CASES = {
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("method", ["sgd_step", "fit"])
-@pytest.mark.parametrize("case", list(LR_CASES))
+@pytest.mark.parametrize("case, method", [(case, method) for method in ["sgd_step", "fit"] for case in LR_CASES
+                                          # fit(lr=None) is its default rate: test_fit_lr_none_is_the_default
+                                          if not (case == "none" and method == "fit")])
 def test_bad_learning_rate_is_refused(case, method, dtype):
     lr, error = LR_CASES[case]
     net = make_network(dtype)
@@ -270,6 +271,13 @@ def test_bad_learning_rate_is_refused(case, method, dtype):
         call(net, method, X, y, lr=lr)
     assert_unchanged(net, before)
     assert_still_works(net, dtype)
+
+
+def test_fit_lr_none_is_the_default():
+    X, y = make_data("float64")
+    a, b = make_network("float64"), make_network("float64")
+    assert np.array_equal(a.fit(X, y, epochs=2, seed=0), b.fit(X, y, epochs=2, lr=0.1, seed=0))
+    assert all(np.array_equal(u, v) for u, v in zip(a.weights, b.weights))
 
 
 @pytest.mark.parametrize("lr", [1e-50, 1e39], ids=["rounds-to-zero", "overflows"])

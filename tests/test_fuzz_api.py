@@ -528,7 +528,7 @@ def test_fuzz_fit_hyperparameters(argument, spec, data):
             problem = ValueError
     elif argument == "lr":
         value = data.draw(REALS)
-        problem = lr_problem(value, spec["dtype"])
+        problem = None if value is None else lr_problem(value, spec["dtype"])  # None: fit's default rate
     elif argument == "tol":
         value = data.draw(st.one_of(st.none(), REALS))
         problem = tol_problem(value)

@@ -118,6 +118,81 @@ std::size_t non_negative(long long value, const char* name) {
     return static_cast<std::size_t>(value);
 }
 
+// The optimizer and schedule settings, from the dicts chainrule.optim builds
+// (it checks the types; the core checks the values).
+OptimizerOptions optimizer_options(const py::dict& d) {
+    OptimizerOptions o;
+    const std::string kind = d["kind"].cast<std::string>();
+    o.kind = kind == "adam" ? OptimizerKind::adam : kind == "adamw" ? OptimizerKind::adamw : OptimizerKind::sgd;
+    o.form = d["form"].cast<std::string>() == "sklearn" ? OptimizerForm::sklearn : OptimizerForm::torch;
+    o.momentum = d["momentum"].cast<double>();
+    o.nesterov = d["nesterov"].cast<bool>();
+    o.weight_decay = d["weight_decay"].cast<double>();
+    o.beta1 = d["beta1"].cast<double>();
+    o.beta2 = d["beta2"].cast<double>();
+    o.eps = d["eps"].cast<double>();
+    o.amsgrad = d["amsgrad"].cast<bool>();
+    return o;
+}
+
+ScheduleOptions schedule_options(const py::dict& d) {
+    ScheduleOptions s;
+    const std::string kind = d["kind"].cast<std::string>();
+    s.kind = kind == "invscaling" ? ScheduleKind::invscaling
+             : kind == "adaptive" ? ScheduleKind::adaptive
+             : kind == "step"     ? ScheduleKind::step
+             : kind == "cosine"   ? ScheduleKind::cosine
+                                  : ScheduleKind::constant;
+    s.power_t = d["power_t"].cast<double>();
+    s.step_size = d["step_size"].cast<std::size_t>();
+    s.gamma = d["gamma"].cast<double>();
+    s.t_max = d["t_max"].cast<std::size_t>();
+    s.eta_min = d["eta_min"].cast<double>();
+    if (!d["custom"].is_none()) {
+        // Called by fit with the GIL released: take it for the call.
+        s.custom = [custom = py::object(d["custom"])](std::size_t epoch, double lr) {
+            py::gil_scoped_acquire acquire;
+            const py::object rate = custom(epoch, lr);
+            if (PyFloat_Check(rate.ptr()) || PyLong_Check(rate.ptr())) return rate.cast<double>();
+            throw py::type_error("the schedule must return a number, got " +
+                                 std::string(py::str(py::type::handle_of(rate).attr("__name__"))));
+        };
+    }
+    return s;
+}
+
+template <typename T>
+void bind_training_state(py::module_& m, const char* class_name) {
+    using State = TrainingState<T>;
+    py::class_<State>(m, class_name, "What a training run carries between fit calls (chainrule/optimizer.hpp).")
+        .def(py::init<>())
+        .def_property("steps", [](const State& s) { return s.optimizer.steps; },
+                      [](State& s, std::uint64_t v) { s.optimizer.steps = v; })
+        .def_readwrite("epochs", &State::epochs)
+        .def_readwrite("records", &State::records)
+        .def_readwrite("seeded", &State::seeded)
+        .def_property("generator", [](const State& s) {
+                          return std::vector<std::uint64_t>(s.generator, s.generator + 4);
+                      },
+                      [](State& s, const std::vector<std::uint64_t>& words) {
+                          if (words.size() != 4) throw py::value_error("generator: expected 4 words");
+                          std::copy(words.begin(), words.end(), s.generator);
+                      })
+        .def_readwrite("learning_rate", &State::learning_rate)
+        .def_readwrite("best_cost", &State::best_cost)
+        .def_readwrite("epochs_without_improvement", &State::epochs_without_improvement)
+        .def_readwrite("has_best", &State::has_best)
+        .def("slot", [](const State& s, int i) {
+                 if (i < 0 || i > 2) throw py::index_error("slot: 0, 1 or 2");
+                 return copy_of<T>(s.optimizer.slots[i].data(), {py::ssize_t(s.optimizer.slots[i].size())});
+             }, py::arg("index"), "A copy of state buffer `index` (empty before the first step).")
+        .def("set_slot", [](State& s, int i, const py::array_t<T, py::array::c_style>& values) {
+                 if (i < 0 || i > 2) throw py::index_error("slot: 0, 1 or 2");
+                 if (values.ndim() != 1) throw py::value_error("a state buffer is 1-D");
+                 s.optimizer.slots[i].assign(values.data(), values.data() + values.size());
+             }, py::arg("index"), py::arg("values"));
+}
+
 template <typename T>
 void bind_network(py::module_& m, const char* class_name) {
     using Net = Network<T>;
@@ -211,7 +286,8 @@ void bind_network(py::module_& m, const char* class_name) {
              }, py::arg("X"), py::arg("y"), py::arg("lr"), "One SGD step on the batch; returns the cost before it.")
         .def("fit", [](Net& net, const py::object& X, const py::object& y, long long epochs, double lr,
                        long long batch_size, bool shuffle, std::uint64_t seed, std::optional<double> tol,
-                       long long n_iter_no_change, const py::object& on_epoch) {
+                       long long n_iter_no_change, const py::object& on_epoch, const py::dict& optimizer,
+                       const py::dict& schedule, double alpha, TrainingState<T>* state) {
                  const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
                  const ConstMatrixView<T> t = as_targets(net, y);
                  if (batch_size < 1) throw py::value_error("batch_size must be >= 1, got " + std::to_string(batch_size));
@@ -226,6 +302,9 @@ void bind_network(py::module_& m, const char* class_name) {
                  options.seed = seed;
                  options.tol = tol;
                  options.n_iter_no_change = static_cast<std::size_t>(std::max(1LL, n_iter_no_change));
+                 options.optimizer = optimizer_options(optimizer);
+                 options.schedule = schedule_options(schedule);
+                 options.alpha = alpha;
                  // Ctrl-C: fit offers a check between steps every millisecond or so;
                  // at most every kSignalInterval, take the GIL and deliver pending
                  // signals, so that it stops training with KeyboardInterrupt. Only
@@ -256,13 +335,14 @@ void bind_network(py::module_& m, const char* class_name) {
                  std::vector<double> history;
                  {
                      py::gil_scoped_release release;
-                     history = net.fit(x, t, options, hook, interrupt);
+                     history = net.fit(x, t, options, hook, interrupt, state);
                  }
                  return copy_of<double>(history.data(), {py::ssize_t(history.size())});
              },
              py::arg("X"), py::arg("y"), py::arg("epochs"), py::arg("lr"), py::arg("batch_size"), py::arg("shuffle"),
-             py::arg("seed"), py::arg("tol"), py::arg("n_iter_no_change"), py::arg("on_epoch"),
-             "Mini-batch SGD; returns the cost of each epoch.")
+             py::arg("seed"), py::arg("tol"), py::arg("n_iter_no_change"), py::arg("on_epoch"), py::arg("optimizer"),
+             py::arg("schedule"), py::arg("alpha"), py::arg("state").none(true),
+             "Mini-batch training; returns the cost of each epoch.")
         .def("save", [](const Net& net, const std::string& path) {
                  py::gil_scoped_release release;
                  save(net, path);
@@ -303,6 +383,8 @@ PYBIND11_MODULE(_core, m) {
         }
     });
 
+    bind_training_state<float>(m, "TrainingStateFloat32");
+    bind_training_state<double>(m, "TrainingStateFloat64");
     bind_network<float>(m, "NetworkFloat32");
     bind_network<double>(m, "NetworkFloat64");
 

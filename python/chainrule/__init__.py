@@ -30,9 +30,10 @@ del _preload_openblas
 from . import _core  # noqa: E402
 from ._core import ACTIVATIONS, LOSSES, BusyError, DivergenceError, ModelFormatError, __version__  # noqa: E402
 from .network import Network, _integer  # noqa: E402
+from . import optim  # noqa: E402
 
 __all__ = ["Network", "DivergenceError", "ModelFormatError", "BusyError", "set_num_threads", "get_num_threads",
-           "ACTIVATIONS", "LOSSES", "__version__"]
+           "ACTIVATIONS", "LOSSES", "optim", "__version__"]
 
 
 def set_num_threads(n: int) -> None:

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from . import _core
+from . import _core, optim
 from ._progress import EpochProgress
 
 __all__ = ["Network"]
@@ -227,9 +227,10 @@ class Network:
         """One SGD step on the batch (X, y); returns the cost before the step."""
         return self._core.sgd_step(X, y, _real("lr", lr))
 
-    def fit(self, X, y, epochs=10, lr=0.1, batch_size=32, shuffle=True, seed=None, tol=None,
-            n_iter_no_change=10, callback=None, progress=False) -> np.ndarray:
-        """Train by mini-batch SGD; return the cost of each epoch run.
+    def fit(self, X, y, epochs=10, lr=None, batch_size=32, shuffle=True, seed=None, tol=None,
+            n_iter_no_change=10, callback=None, progress=False, optimizer=None, schedule=None,
+            alpha=0.0) -> np.ndarray:
+        """Train by mini-batch gradient descent; return the cost of each epoch run.
 
         The whole loop runs in C++ with the GIL released. Each epoch's cost is
         the mean of the record losses, each taken before its batch's update.
@@ -244,6 +245,19 @@ class Network:
         prints lines; the costs reported are those returned. If training diverges (a non-finite cost or parameter),
         :class:`DivergenceError` is raised and the parameters hold their values
         from before the offending step.
+
+        ``optimizer`` is a :mod:`chainrule.optim` optimizer (``SGD`` with
+        momentum, ``Adam``, ``AdamW``) that carries its learning rate and its
+        state: passing the same one to several ``fit`` calls continues one
+        run (``fit(epochs=a)`` then ``fit(epochs=b)`` equals ``fit(epochs=a +
+        b)``; the shuffling continues from the first call's ``seed``).
+        Without it, training is plain SGD at ``lr`` (default 0.1), each call a
+        run of its own. ``schedule`` sets the learning rate of each epoch: a
+        :mod:`chainrule.optim` schedule, one of 'constant', 'invscaling',
+        'adaptive', or a callable ``(epoch, lr) -> rate``. ``alpha`` is an L2
+        penalty on the weights (not the biases): each batch adds ``alpha / 2
+        sum ||W_l||^2`` to its summed loss and ``alpha W_l / B`` to the
+        gradient, as scikit-learn's ``alpha`` (docs/math.md).
         """
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
@@ -253,10 +267,20 @@ class Network:
             tol = _real("tol", tol)
         batch_size = min(_integer("batch_size", batch_size, 1), _INT64_MAX)  # clipped to the records anyway
         epochs = _count("epochs", epochs, 0)
-        arguments = (_real("lr", lr), batch_size, bool(shuffle), _seed("seed", seed), tol,
+        if optimizer is None:
+            settings, state, rate = optim._plain_sgd_settings(), None, 0.1 if lr is None else _real("lr", lr)
+        elif not isinstance(optimizer, optim.Optimizer):
+            raise TypeError(f"optimizer must be a chainrule.optim optimizer (SGD, Adam, AdamW) or None, "
+                            f"got {type(optimizer).__name__}")
+        elif lr is not None:
+            raise ValueError("lr: the optimizer carries the learning rate; pass it there (e.g. Adam(lr=...))")
+        else:
+            settings, state, rate = optimizer._settings, optimizer._state_for(self), optimizer.lr
+        arguments = (rate, batch_size, bool(shuffle), _seed("seed", seed), tol,
                      _count("n_iter_no_change", n_iter_no_change, 1))
+        training = (settings, optim._schedule_settings(schedule), _real("alpha", alpha), state)
         if not progress:
-            return self._core.fit(X, y, epochs, *arguments, callback)
+            return self._core.fit(X, y, epochs, *arguments, callback, *training)
         reporter = EpochProgress(epochs, bar={True: None, "bar": True, "lines": False}[progress])
 
         def report_then_call(epoch, cost):
@@ -264,7 +288,7 @@ class Network:
             return True if callback is None else callback(epoch, cost)
 
         try:
-            return self._core.fit(X, y, epochs, *arguments, report_then_call)
+            return self._core.fit(X, y, epochs, *arguments, report_then_call, *training)
         finally:
             reporter.close()
 
