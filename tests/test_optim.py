@@ -291,6 +291,15 @@ def test_adaptive_divides_the_rate_by_five_when_the_cost_stalls(make_data):
     assert rates[:8] == pytest.approx([0.0, 0.0, 0.1, 0.1, 0.02, 0.02, 0.004, 0.004])
 
 
+def test_adaptive_stops_training_when_the_rate_would_fall_below_1e_6(make_data):
+    net, X, Y = make_run(make_data)
+    # n_iter_no_change=1 with an unreachable tol: the rule fires after epochs 2
+    # and 3; the first divides 1e-5 to 2e-6, the second would give 4e-7: stop.
+    history = net.fit(X, Y, epochs=10, batch_size=BATCH, seed=1, tol=1e9, n_iter_no_change=1,
+                      optimizer=cr.optim.SGD(lr=1e-5), schedule="adaptive")
+    assert len(history) == 3
+
+
 # -- thread counts ----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
