@@ -7,7 +7,8 @@
 // (identity output, MSE): W1 less the sigmoid. With NO_SHUFFLE set in the
 // environment the records are visited in order, which separates the cost of a
 // step from that of fetching random records; with PREDICT set, predict over
-// all the records is timed instead (nanoseconds per record). Compare two builds by
+// all the records is timed instead (nanoseconds per record); OPTIMIZER picks
+// the optimizer (sgd, momentum, nesterov, adam, adamw). Compare two builds by
 // alternating them, several rounds, best of each: this machine is shared.
 #include <algorithm>
 #include <chrono>
@@ -40,6 +41,18 @@ void run(const Workload& w, int repeats) {
     options.batch_size = w.batch;
     options.learning_rate = 0.01;
     options.shuffle = std::getenv("NO_SHUFFLE") == nullptr;
+    // OPTIMIZER=momentum (SGD, momentum 0.9), nesterov, adam or adamw (torch's forms).
+    const std::string optimizer = std::getenv("OPTIMIZER") ? std::getenv("OPTIMIZER") : "sgd";
+    if (optimizer == "momentum" || optimizer == "nesterov") {
+        options.optimizer.momentum = 0.9;
+        options.optimizer.nesterov = optimizer == "nesterov";
+    } else if (optimizer == "adam" || optimizer == "adamw") {
+        options.optimizer.kind = optimizer == "adam" ? OptimizerKind::adam : OptimizerKind::adamw;
+        options.learning_rate = 1e-3;
+    } else if (optimizer != "sgd") {
+        std::fprintf(stderr, "OPTIMIZER must be sgd, momentum, nesterov, adam or adamw\n");
+        std::exit(2);
+    }
     const std::size_t steps_per_epoch = (w.records + w.batch - 1) / w.batch;
     // Epochs for about 0.1 s a repeat.
     double flops = 0;
