@@ -84,3 +84,45 @@ def test_the_sklearn_estimators_refuse_masked_arrays():
     estimator.fit(X, labels)  # plain arrays still work; then predict refuses a masked X too
     with pytest.raises(TypeError, match="X is a numpy.ma.MaskedArray"):
         estimator.predict(np.ma.masked_array(X, mask=X > 1))
+
+
+# -- a callback that changes the data -------------------------------------------------
+
+
+@pytest.mark.parametrize("change", ["bce targets out of [0, 1]", "cce targets zeroed", "nan in X"])
+def test_a_callback_that_changes_x_or_y_under_fit_raises(change):
+    # fit checked X and y on entry only: y[:] = 5 under bce made the costs
+    # [0.68, -9.72, -39.9, -84.4], zeroed cce targets costs of 0.
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((64, 4))
+    if change == "cce targets zeroed":
+        net = cr.Network([4, 6, 3], output="softmax", loss="cce", seed=6)
+        y = np.eye(3)[rng.integers(0, 3, 64)]
+    else:
+        net = cr.Network([4, 6, 1], seed=6)
+        y = (rng.random((64, 1)) < 0.5) * 1.0
+    seen = []
+
+    def vandal(epoch, cost):
+        seen.append(cost)
+        if change == "bce targets out of [0, 1]":
+            y[:] = 5.0
+        elif change == "cce targets zeroed":
+            y[:] = 0.0
+        else:
+            X[3, 2] = np.nan
+
+    with pytest.raises(ValueError, match=r"X or y changed during fit \(in the callback after epoch 1\)"):
+        net.fit(X, y, epochs=4, seed=0, callback=vandal)
+    assert len(seen) == 1 and seen[0] > 0  # no epoch ran on the changed data
+    assert all(np.isfinite(w).all() for w in net.weights)
+
+
+def test_a_callback_may_change_the_data_to_other_valid_data():
+    X, y = make_data(64, 4, seed=7)
+    net = cr.Network([4, 6, 1], seed=8)
+
+    def flip(epoch, cost):
+        y[:] = 1.0 - y  # still targets in [0, 1]
+
+    assert len(net.fit(X, y, epochs=3, seed=0, callback=flip)) == 3

@@ -795,6 +795,18 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
         writing.unlock();
         if (on_epoch && !on_epoch(EpochReport{epoch, epoch_cost})) stop = true;
         if (stop) break;
+        if (on_epoch && epoch + 1 < options.epochs) {
+            // X and Y are read in place, and the callback may have written to
+            // them (targets of 5 under bce make negative costs): the next
+            // epoch reads them only after the checks made on entry pass again.
+            try {
+                check_targets(X, Y);
+            } catch (const std::invalid_argument& e) {
+                throw std::invalid_argument(concat("X or y changed during fit (in the callback after epoch ",
+                                                   epoch + 1, "): ", e.what(), "; the parameters are those after "
+                                                   "epoch ", epoch + 1, "; X and y must not change while fit runs"));
+            }
+        }
         writing.lock();
         if (on_epoch) check_params_finite();  // the callback may have written through params()
     }

@@ -237,7 +237,10 @@ class Network:
         without it, in order. With ``tol``, training stops once the cost has
         not improved by ``tol`` for ``n_iter_no_change`` epochs in a row.
         ``callback(epoch, cost)`` is called after each epoch; returning False
-        stops training. ``progress`` reports each epoch's cost as it ends:
+        stops training. X and y are read in place: should the callback change
+        them so that they no longer pass the checks made on entry, fit raises
+        ValueError before the next epoch (the parameters are those after the
+        epoch just run). ``progress`` reports each epoch's cost as it ends:
         ``True`` draws a tqdm bar when tqdm is installed and prints one line
         per epoch otherwise, ``"bar"`` insists on tqdm, ``"lines"`` always
         prints lines; the costs reported are those returned. If training diverges (a non-finite cost or parameter),

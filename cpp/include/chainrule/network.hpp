@@ -154,6 +154,10 @@ public:
     // Mini-batch SGD over (X, Y); returns the cost of each epoch run. On
     // divergence_error the parameters are those before the offending step
     // (finite: they were checked on entry). options.epochs is only a bound.
+    // X and Y are read in place: when on_epoch is set, they are checked again
+    // after each call of it (it may write to them), and std::invalid_argument
+    // is thrown, the parameters being those after that epoch, should they no
+    // longer pass the checks made on entry.
     std::vector<double> fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, const FitOptions& options,
                             const EpochCallback& on_epoch = {}, const InterruptCheck& check_interrupt = {});
 
