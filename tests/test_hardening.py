@@ -86,6 +86,83 @@ def test_the_sklearn_estimators_refuse_masked_arrays():
         estimator.predict(np.ma.masked_array(X, mask=X > 1))
 
 
+# -- fork while another thread trains -------------------------------------------------
+
+
+@posix_only
+def test_a_child_forked_while_another_thread_trains_can_use_that_network():
+    # The training thread held the network's locks at fork; in the child no
+    # thread would ever let them go, and predict waited forever. The child now
+    # gets the network at a step boundary with its locks free.
+    X, y = make_data(2048, 64, seed=1)
+    net = cr.Network([64, 64, 1], seed=2)
+    stop = threading.Event()
+
+    def train():
+        while not stop.is_set():
+            net.fit(X, y, epochs=1, batch_size=1, seed=0)
+
+    trainer = threading.Thread(target=train)
+    trainer.start()
+    statuses = []
+    try:
+        time.sleep(0.2)
+        for _ in range(10):
+            pid = os.fork()
+            if pid == 0:  # the child: predict, train, save; its status says how it went
+                status = 1
+                try:
+                    ok = np.isfinite(net.predict(X[:8])).all()
+                    ok = ok and np.isfinite(net.fit(X[:64], y[:64], epochs=1, seed=0)).all()
+                    status = 0 if ok else 1
+                finally:
+                    os._exit(status)
+            deadline = time.monotonic() + 30
+            while (result := os.waitpid(pid, os.WNOHANG)) == (0, 0):
+                if time.monotonic() > deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    pytest.fail("the forked child hung using the network")
+                time.sleep(0.01)
+            statuses.append(os.waitstatus_to_exitcode(result[1]))
+    finally:
+        stop.set()
+        trainer.join()
+    assert statuses == [0] * 10
+
+
+@posix_only
+def test_a_fork_from_a_callback_lets_the_fit_go_on_in_both_processes():
+    # The forking thread holds the training lock in the child too: that fit
+    # continues there, and the lock is let go when it returns.
+    X, y = make_data(256, 8, seed=3)
+    net = cr.Network([8, 8, 1], seed=4)
+    parent = os.getpid()
+    children = []
+
+    def fork_once(epoch, cost):
+        if epoch == 1 and os.getpid() == parent:
+            children.append(os.fork())
+
+    history = net.fit(X, y, epochs=4, seed=0, callback=fork_once)
+    if os.getpid() != parent:
+        status = 1
+        try:
+            net.fit(X, y, epochs=1, seed=0)  # the lock was let go: not BusyError
+            status = 0 if len(history) == 4 else 1
+        finally:
+            os._exit(status)
+    deadline = time.monotonic() + 30
+    while (result := os.waitpid(children[0], os.WNOHANG)) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(children[0], signal.SIGKILL)
+            os.waitpid(children[0], 0)
+            pytest.fail("the forked child hung")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(result[1]) == 0
+    assert len(history) == 4
+
+
 # -- a callback that changes the data -------------------------------------------------
 
 

@@ -344,7 +344,7 @@ void save(const Network<T>& network, const std::string& path) {
     // a long time).
     std::vector<T> params;
     {
-        std::shared_lock<detail::WriterFirstMutex> reading(*network.params_mutex_);
+        std::shared_lock<detail::WriterFirstMutex> reading(network.locks_->params);
         params.assign(network.params(), network.params() + network.num_params());
     }
     try {
