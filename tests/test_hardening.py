@@ -86,6 +86,81 @@ def test_the_sklearn_estimators_refuse_masked_arrays():
         estimator.predict(np.ma.masked_array(X, mask=X > 1))
 
 
+# -- save's temporary file ------------------------------------------------------------
+
+# The names save used to give its temporary file: .chainrule-save-<pid>-<n>.tmp,
+# n counting the saves of the process from 0. Planting something at each of
+# them catches a save that uses a predictable name, whatever n it is at.
+PLANT_AT_OLD_NAMES = """
+    import os, sys
+    import chainrule as cr
+    directory, what = sys.argv[1], sys.argv[2]
+    victim = os.path.join(directory, "victim.txt")
+    for n in range(64):
+        name = os.path.join(directory, f".chainrule-save-{os.getpid()}-{n}.tmp")
+        if what == "link":
+            os.symlink(victim, name)
+        else:
+            os.mkfifo(name)
+    net = cr.Network([3, 4, 1], seed=0)
+    net.save(os.path.join(directory, "model.crnn"))
+    net.save(os.path.join(directory, "model.crnn"))
+    print("saved", flush=True)
+"""
+
+
+@posix_only
+@pytest.mark.parametrize("what", ["link", "fifo"])
+def test_save_neither_follows_nor_opens_what_waits_at_a_temporary_name(what, tmp_path):
+    # A link there made save overwrite the link's target and turned the model
+    # into a link to it; a FIFO there blocked save forever.
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not a model")
+    done = run_child(PLANT_AT_OLD_NAMES, tmp_path, what, timeout=30)
+    assert done.returncode == 0 and done.stdout == "saved\n", done.stderr[-1000:]
+    assert victim.read_text() == "not a model"
+    model = tmp_path / "model.crnn"
+    assert stat.S_ISREG(os.lstat(model).st_mode), "the model path is not a regular file"
+    assert cr.Network.load(model).layer_sizes == (3, 4, 1)
+    planted = [name for name in os.listdir(tmp_path) if name.startswith(".chainrule-save-")]
+    assert len(planted) == 64, "save removed or replaced a file that it did not create"
+
+
+@posix_only
+def test_save_creates_the_file_with_the_mode_of_the_umask(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        cr.Network([3, 4, 1], seed=0).save(tmp_path / "model.crnn")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(tmp_path / "model.crnn").st_mode) == 0o640
+    assert os.listdir(tmp_path) == ["model.crnn"]
+
+
+def test_saves_from_many_threads_to_one_folder_each_leave_their_own_model(tmp_path):
+    # Each save has a temporary file of its own (created exclusively): none
+    # sees another's file, and every target holds its own network.
+    nets = [cr.Network([20, 10, 1], seed=s) for s in range(8)]
+    errors = []
+
+    def save_many(i):
+        try:
+            for _ in range(20):
+                nets[i].save(tmp_path / f"model{i}.crnn")
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=save_many, args=(i,)) for i in range(len(nets))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(os.listdir(tmp_path)) == sorted(f"model{i}.crnn" for i in range(len(nets)))
+    for i, net in enumerate(nets):
+        assert np.array_equal(cr.Network.load(tmp_path / f"model{i}.crnn").weights[0], net.weights[0])
+
+
 # -- fork while another thread trains -------------------------------------------------
 
 
