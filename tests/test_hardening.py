@@ -161,6 +161,47 @@ def test_saves_from_many_threads_to_one_folder_each_leave_their_own_model(tmp_pa
         assert np.array_equal(cr.Network.load(tmp_path / f"model{i}.crnn").weights[0], net.weights[0])
 
 
+# -- load reads one file --------------------------------------------------------------
+
+ALTERNATE_DTYPES = """
+    import sys
+    import chainrule as cr
+    target = sys.argv[1]
+    nets = [cr.Network([200, 100, 1], dtype=dtype, seed=1) for dtype in ("float32", "float64")]
+    print("ready", flush=True)
+    while True:
+        for net in nets:
+            net.save(target)
+"""
+
+
+@posix_only
+def test_load_sees_one_whole_file_while_another_process_replaces_it(tmp_path):
+    # It opened the file twice (the dtype, then the network): a float32 file
+    # replaced by a float64 one in between failed as "holds a float32 network".
+    target = tmp_path / "model.crnn"
+    cr.Network([200, 100, 1], seed=1).save(target)
+    saver = subprocess.Popen([sys.executable, "-c", textwrap.dedent(ALTERNATE_DTYPES), str(target)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert saver.stdout.readline() == "ready\n"
+        dtypes, errors = set(), []
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline or len(dtypes) < 2:
+            try:
+                dtypes.add(cr.Network.load(target).dtype.name)
+            except Exception as error:  # noqa: BLE001 - counted below
+                errors.append(f"{type(error).__name__}: {error}")
+            if time.monotonic() > deadline + 30:
+                break
+    finally:
+        saver.kill()
+        saver.wait(timeout=30)
+        saver.stdout.close()
+    assert not errors, f"{len(errors)} loads failed, e.g. {errors[:3]}"
+    assert dtypes == {"float32", "float64"}
+
+
 # -- fork while another thread trains -------------------------------------------------
 
 

@@ -333,6 +333,13 @@ PYBIND11_MODULE(_core, m) {
     m.def("set_num_threads", &set_num_threads, py::arg("threads"),
           "Use at most `threads` (>= 1) threads for the large matrix products; results do not depend on it.");
     m.def("get_num_threads", &get_num_threads, "The thread count set by set_num_threads (default: all cores).");
-    m.def("load_float32", &load<float>, py::arg("path"), py::call_guard<py::gil_scoped_release>());
-    m.def("load_float64", &load<double>, py::arg("path"), py::call_guard<py::gil_scoped_release>());
+    m.def("load", [](const std::string& path) -> py::object {
+        LoadedModel model;
+        {
+            py::gil_scoped_release release;
+            model = load_model(path);
+        }
+        if (model.float32) return py::cast(std::move(model.float32));
+        return py::cast(std::move(model.float64));
+    }, py::arg("path"), "The network in the model file at path, in the dtype it holds (one open of the file).");
 }

@@ -448,6 +448,30 @@ ModelHeader read_model_header(const std::string& path) {
     return read_header(in);
 }
 
+namespace {
+
+// Reads the parameters and the checksum that follow a header already read
+// from `in` into `network`, built with that header's architecture.
+template <typename T>
+void read_parameters(Reader& in, Network<T>& network) {
+    in.bytes(network.params(), network.num_params() * sizeof(T), "parameters");
+    if (!host_is_little_endian()) {
+        swap_elements(reinterpret_cast<unsigned char*>(network.params()), network.num_params(), sizeof(T));
+    }
+    const std::uint32_t computed = in.crc();
+    const std::uint32_t stored = in.u32("checksum");
+    if (stored != computed) in.invalid("its checksum does not match its contents (the file is corrupted)");
+}
+
+template <typename T>
+std::unique_ptr<Network<T>> read_network(Reader& in, const ModelHeader& h) {
+    auto network = std::make_unique<Network<T>>(h.layer_sizes, h.activations, h.loss, 0);
+    read_parameters(in, *network);
+    return network;
+}
+
+}  // namespace
+
 template <typename T>
 Network<T> load(const std::string& path) {
     std::uint64_t length = 0;
@@ -459,14 +483,25 @@ Network<T> load(const std::string& path) {
                            " network; it cannot be loaded as float" + std::to_string(8 * sizeof(T)));
     }
     Network<T> network(h.layer_sizes, h.activations, h.loss, 0);
-    in.bytes(network.params(), network.num_params() * sizeof(T), "parameters");
-    if (!host_is_little_endian()) {
-        swap_elements(reinterpret_cast<unsigned char*>(network.params()), network.num_params(), sizeof(T));
-    }
-    const std::uint32_t computed = in.crc();
-    const std::uint32_t stored = in.u32("checksum");
-    if (stored != computed) in.invalid("its checksum does not match its contents (the file is corrupted)");
+    read_parameters(in, network);
     return network;
+}
+
+LoadedModel load_model(const std::string& path) {
+    // One open file for the header and the parameters: a file replaced by
+    // another (of the other dtype, say) between two opens cannot pair one
+    // file's header with the other's body.
+    std::uint64_t length = 0;
+    File file = open_for_reading(path, length);
+    Reader in(file.get(), path, length);
+    LoadedModel model;
+    model.header = read_header(in);
+    if (model.header.scalar_bytes == 4) {
+        model.float32 = read_network<float>(in, model.header);
+    } else {
+        model.float64 = read_network<double>(in, model.header);
+    }
+    return model;
 }
 
 template void save<float>(const Network<float>&, const std::string&);

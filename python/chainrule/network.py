@@ -18,7 +18,6 @@ from ._progress import EpochProgress
 __all__ = ["Network"]
 
 _CORE_CLASSES = {"float32": _core.NetworkFloat32, "float64": _core.NetworkFloat64}
-_LOADERS = {"float32": _core.load_float32, "float64": _core.load_float64}
 
 
 def _dtype_name(dtype) -> str:
@@ -279,8 +278,7 @@ class Network:
     @classmethod
     def load(cls, path) -> "Network":
         """Read a network written by :meth:`save` (or by the C++ ``chainrule::save``)."""
-        path = _path(path)
-        return cls._from_core(_LOADERS[_core.model_dtype(path)](path))
+        return cls._from_core(_core.load(_path(path)))  # one open: the header and body of one file
 
     def copy(self) -> "Network":
         """An independent copy with the same parameters."""
