@@ -86,6 +86,52 @@ def test_the_sklearn_estimators_refuse_masked_arrays():
         estimator.predict(np.ma.masked_array(X, mask=X > 1))
 
 
+# -- the interpreter exits while a daemon thread is in the core -----------------------
+
+DAEMON_AT_EXIT = """
+    import sys, threading, time
+    import numpy as np
+    import chainrule as cr
+    call = sys.argv[1]
+    rng = np.random.default_rng(0)
+    X = rng.random((2048, 64)); y = (rng.random((2048, 1)) < 0.5) * 1.0
+    net = cr.Network([64, 64, 1], seed=0)
+    inside = threading.Event()
+
+    def loop():
+        while True:
+            inside.set()
+            if call == "fit":
+                net.fit(X, y, epochs=1)
+            elif call == "predict":
+                net.predict(X)
+            elif call == "save":
+                net.save("model.crnn")
+            elif call == "callback":  # Python code inside fit, asleep when the interpreter exits
+                net.fit(X[:64], y[:64], epochs=10**9, callback=lambda epoch, cost: time.sleep(0.001))
+
+    threading.Thread(target=loop, daemon=True).start()
+    inside.wait()
+    time.sleep(0.3)
+    print("exiting", flush=True)
+    sys.exit(3)
+"""
+
+
+@posix_only
+@pytest.mark.parametrize("call", ["fit", "predict", "save", "callback"])
+def test_exit_while_a_daemon_thread_is_in_the_core_keeps_the_exit_status(call, tmp_path):
+    # It was SIGABRT (std::terminate) every time: Python ends such a thread
+    # with pthread_exit when it takes the GIL back, through a noexcept frame.
+    for _ in range(3):
+        done = run_child(DAEMON_AT_EXIT, call, cwd=tmp_path)
+        assert done.returncode == 3, f"exit status {done.returncode}: {done.stderr[-1000:]}"
+        assert done.stdout == "exiting\n" and "terminate" not in done.stderr, done.stderr[-1000:]
+    if call == "save":  # the thread finished its save or never began one: a whole model, no temporary file
+        assert os.listdir(tmp_path) == ["model.crnn"]
+        assert cr.Network.load(tmp_path / "model.crnn").layer_sizes == (64, 64, 1)
+
+
 # -- save's temporary file ------------------------------------------------------------
 
 # The names save used to give its temporary file: .chainrule-save-<pid>-<n>.tmp,
@@ -319,3 +365,43 @@ def test_a_callback_may_change_the_data_to_other_valid_data():
         y[:] = 1.0 - y  # still targets in [0, 1]
 
     assert len(net.fit(X, y, epochs=3, seed=0, callback=flip)) == 3
+
+
+# -- fit nested in fit callbacks ------------------------------------------------------
+
+NESTED_FITS = """
+    import sys, threading
+    import numpy as np
+    import chainrule as cr
+    rng = np.random.default_rng(0)
+    X = rng.random((16, 4)); y = (rng.random((16, 1)) < 0.5) * 1.0
+    depth = [0]
+
+    def nest(epoch, cost):  # each callback trains another network, whose callback does the same
+        depth[0] += 1
+        cr.Network([4, 4, 1], seed=0).fit(X, y, epochs=1, callback=nest)
+
+    def run():
+        try:
+            nest(0, 0.0)
+        except RecursionError as error:
+            print("RecursionError", depth[0], error, flush=True)
+
+    threading.stack_size(int(sys.argv[1]))
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+"""
+
+
+@posix_only
+@pytest.mark.parametrize("stack_kib", [256, 8192])
+def test_fit_nested_in_callbacks_stops_with_recursion_error_before_the_stack_ends(stack_kib):
+    # In a thread with a 256 KiB stack the nesting segfaulted: each level
+    # holds C++ frames that Python's recursion limit does not count.
+    done = run_child(NESTED_FITS, stack_kib * 1024)
+    assert done.returncode == 0, f"exit status {done.returncode}: {done.stderr[-1000:]}"
+    words = done.stdout.split()
+    assert words[:1] == ["RecursionError"], done.stdout + done.stderr[-1000:]
+    assert 2 <= int(words[1]) <= 33
+    assert "fit called from a fit callback nested" in done.stdout

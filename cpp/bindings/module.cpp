@@ -7,13 +7,26 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <cstdint>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
+
+#if defined(__GLIBCXX__)
+#include <cxxabi.h>  // abi::__forced_unwind
+#endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
 
 #include "chainrule/chainrule.hpp"
 
@@ -134,6 +147,237 @@ py::str path_text(const std::string& path) {
     return py::reinterpret_steal<py::str>(text);
 }
 
+// -- Threads still in the core when the interpreter exits -------------------
+//
+// At exit, Python ends a daemon thread that tries to take the GIL back with
+// pthread_exit, a forced unwind; through a noexcept frame (pybind11's
+// gil_scoped_release destructor) that is std::terminate, and the process
+// dies of SIGABRT instead of exiting with its status. And a thread still
+// computing while exit() runs the libraries' destructors (OpenBLAS frees its
+// buffers there) could crash too. So:
+//  * every call that releases the GIL goes through without_gil: a thread
+//    other than the main one is counted while inside the core;
+//  * at exit (in an atexit handler: Python runs those before it stops
+//    letting other threads take the GIL) the exit gate closes: fit, in any thread, stops at its next check
+//    between steps, and the handler waits, the GIL released, for the counted
+//    threads to leave the core; each then stays parked (asleep, holding no
+//    lock of the core and not the GIL) until the process ends, as does one
+//    that enters the core after that;
+//  * a forced unwind that reaches a frame of ours (a thread that retakes the
+//    GIL once Python no longer lets it, from a callback say) is caught and
+//    the thread parks: it never unwinds through the core.
+// The main thread is never parked: it is the one that exits.
+
+// Thrown by fit's interrupt check in a thread other than the main one once
+// the interpreter is exiting; without_gil parks the thread when it sees it.
+struct exiting_stop {};
+
+class ExitGate {
+public:
+    // Counts the calling thread in; false once the interpreter is exiting.
+    bool enter() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (closed_) return false;
+        ++inside_;
+        return true;
+    }
+    // Counts it in even when closed (a thread back from a callback, which
+    // stops at once), so that leave() stays paired.
+    void rejoin() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++inside_;
+    }
+    void leave() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (--inside_ == 0) left_.notify_all();
+    }
+    bool closed() const { return closed_flag_.load(std::memory_order_acquire); }
+    // Closes the gate, then waits for every counted thread to leave the core.
+    void close_and_wait() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        closed_ = true;
+        closed_flag_.store(true, std::memory_order_release);
+        left_.wait(lock, [&] { return inside_ == 0; });
+    }
+    // In a forked child: only the forking thread exists, and it is not in
+    // the core (fork is Python code, and from a callback it left the count).
+    void reset_in_child() {
+        new (&mutex_) std::mutex();
+        new (&left_) std::condition_variable();
+        inside_ = 0;
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable left_;
+    int inside_ = 0;
+    bool closed_ = false;
+    std::atomic<bool> closed_flag_{false};
+};
+
+// Never destroyed: threads may still use it while the process exits.
+ExitGate& exit_gate() {
+    static ExitGate* gate = new ExitGate();
+    return *gate;
+}
+
+// The main thread's identifier, read once at import.
+unsigned long g_main_thread = 0;
+
+bool on_main_thread() { return PyThread_get_thread_ident() == g_main_thread; }
+
+// Sleeps until the process ends; the caller holds neither the GIL nor a lock
+// of the core.
+[[noreturn]] void park() {
+    for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+}
+
+// Takes the GIL back for `state`, or parks when Python ends the thread
+// instead (its forced unwind stops here).
+void retake_gil(PyThreadState* state) noexcept {
+#if defined(__GLIBCXX__)
+    try {
+        PyEval_RestoreThread(state);
+    } catch (abi::__forced_unwind&) {
+        park();
+    }
+#else
+    PyEval_RestoreThread(state);
+#endif
+}
+
+// Runs work() without the GIL (see above) and returns its result.
+template <typename Work>
+auto without_gil(Work&& work) -> decltype(work()) {
+    const bool counted = !on_main_thread();
+    if (counted && !exit_gate().enter()) {
+        PyEval_SaveThread();
+        park();
+    }
+    PyThreadState* state = PyEval_SaveThread();
+    auto finish = [&]() noexcept {
+        if (counted) {
+            exit_gate().leave();
+            if (exit_gate().closed()) park();
+        }
+        retake_gil(state);
+    };
+    try {
+        if constexpr (std::is_void_v<decltype(work())>) {
+            work();
+            finish();
+        } else {
+            auto result = work();
+            finish();
+            return result;
+        }
+    } catch (...) {
+        finish();
+        throw;
+    }
+}
+
+// fit calls a Python callback nested this deep at most in one thread (a
+// callback that calls fit, whose callback calls fit, ...): each level holds
+// C++ frames of the core's, and the C stack is not Python's recursion limit.
+constexpr int kMaxNestedFits = 32;
+// ... and starts a nested fit only with this much of the thread's stack left.
+constexpr std::size_t kStackReserve = std::size_t{128} << 10;
+
+thread_local int t_callback_depth = 0;
+
+// Bytes of the calling thread's stack below this frame, or SIZE_MAX where
+// they cannot be told.
+std::size_t stack_left() {
+#if defined(__GLIBC__)
+    thread_local const std::uintptr_t lowest = [] {
+        std::uintptr_t low = 0;
+        pthread_attr_t attributes;
+        if (pthread_getattr_np(pthread_self(), &attributes) == 0) {
+            void* address = nullptr;
+            std::size_t size = 0;
+            if (pthread_attr_getstack(&attributes, &address, &size) == 0) low = reinterpret_cast<std::uintptr_t>(address);
+            pthread_attr_destroy(&attributes);
+        }
+        return low;
+    }();
+    const char here = 0;
+    const auto position = reinterpret_cast<std::uintptr_t>(&here);
+    if (lowest == 0 || position < lowest) return SIZE_MAX;
+    return position - lowest;
+#else
+    return SIZE_MAX;
+#endif
+}
+
+void check_nesting() {
+    if (t_callback_depth == 0) return;
+    const std::size_t left = stack_left();
+    if (t_callback_depth >= kMaxNestedFits || left < kStackReserve) {
+        PyErr_SetString(PyExc_RecursionError,
+                        ("fit called from a fit callback nested " + std::to_string(t_callback_depth) +
+                         " deep: fit nests at most " + std::to_string(kMaxNestedFits) +
+                         " deep, and only with " + std::to_string(kStackReserve >> 10) +
+                         " KiB of the thread's stack left (" +
+                         (left == SIZE_MAX ? std::string("unknown") : std::to_string(left >> 10) + " KiB") +
+                         " left); train the nested networks after the outer fit returns")
+                            .c_str());
+        throw py::error_already_set();
+    }
+}
+
+// Runs the C API calls of `part` (no C++ object with a destructor in it);
+// should Python end the thread inside them (the interpreter exits), it parks.
+template <typename Part>
+void python_part(const Part& part) {
+#if defined(__GLIBCXX__)
+    try {
+        part();
+    } catch (abi::__forced_unwind&) {
+        park();
+    }
+#else
+    part();
+#endif
+}
+
+// fit's callback: callable(epoch, cost), from inside the core without the
+// GIL; false stops training (any falsy value but None, Python's truthiness).
+// `counted`: the thread is counted by the exit gate (see without_gil); while
+// Python code runs it is not (exit does not wait for Python code), and once
+// the interpreter is exiting, fit stops as soon as the callback returns.
+bool call_epoch_callback(PyObject* callable, const EpochReport& report, bool counted) {
+    struct Outside {  // the thread is out of the core, and one callback deeper, until this ends
+        bool counted;
+        explicit Outside(bool c) : counted(c) {
+            if (counted) exit_gate().leave();
+            ++t_callback_depth;
+        }
+        ~Outside() {
+            --t_callback_depth;
+            if (counted) exit_gate().rejoin();
+        }
+    } outside(counted);
+    PyGILState_STATE gil{};
+    int truth = -1;
+    python_part([&] {
+        gil = PyGILState_Ensure();
+        PyObject* result = PyObject_CallFunction(callable, "nd", static_cast<Py_ssize_t>(report.epoch), report.cost);
+        if (result != nullptr) {
+            truth = result == Py_None ? 1 : PyObject_IsTrue(result);
+            Py_DECREF(result);
+        }
+    });
+    if (truth < 0) {
+        py::error_already_set error;  // fetched with the GIL held
+        PyGILState_Release(gil);
+        throw error;
+    }
+    PyGILState_Release(gil);
+    if (counted && exit_gate().closed()) throw exiting_stop{};
+    return truth != 0;
+}
+
 // The Python type of chainrule::format_error, set once at import.
 PyObject* g_model_format_error = nullptr;
 
@@ -158,8 +402,9 @@ void bind_network(py::module_& m, const char* class_name) {
                      parsed.push_back(parse_activation(activations[i], output ? "output" : "activation"));
                  }
                  const Loss parsed_loss = parse_loss(loss);
-                 py::gil_scoped_release release;  // initialising a large network takes a while
-                 return new Net(std::move(sizes), std::move(parsed), parsed_loss, seed);
+                 return without_gil([&] {  // initialising a large network takes a while
+                     return new Net(std::move(sizes), std::move(parsed), parsed_loss, seed);
+                 });
              }),
              py::arg("layer_sizes"), py::arg("activations"), py::arg("loss"), py::arg("seed"),
              "layer_sizes (n_0..n_L), one activation name per layer, a loss name, a 64-bit seed.")
@@ -193,16 +438,14 @@ void bind_network(py::module_& m, const char* class_name) {
                  if (x.rows * net.num_params() < kReleaseGilWork) {
                      net.predict(o, x);  // a microsecond or less: releasing the GIL would cost more
                  } else {
-                     py::gil_scoped_release release;
-                     net.predict(o, x);
+                     without_gil([&] { net.predict(o, x); });
                  }
                  return out;
              }, py::arg("X"), "A_L (n_records, n_outputs) for the records of X.")
         .def("cost", [](const Net& net, const py::object& X, const py::object& y) {
                  const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
                  const ConstMatrixView<T> t = as_targets(net, y);
-                 py::gil_scoped_release release;
-                 return net.cost(x, t);
+                 return without_gil([&] { return net.cost(x, t); });
              }, py::arg("X"), py::arg("y"), "The mean record loss over (X, y).")
         .def("gradients", [](Net& net, const py::object& X, const py::object& y) {
                  const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
@@ -212,10 +455,7 @@ void bind_network(py::module_& m, const char* class_name) {
                  // gradient right after); the arrays returned are views of it.
                  py::array_t<T> flat(py::ssize_t(net.num_params()));
                  T* gradient = flat.mutable_data();
-                 {
-                     py::gil_scoped_release release;
-                     net.compute_gradients(x, t, gradient);
-                 }
+                 without_gil([&] { net.compute_gradients(x, t, gradient); });
                  py::list grads;
                  for (std::size_t l = 0; l < net.num_layers(); ++l) {
                      const LayerView<const T> p = std::as_const(net).layer(l);  // where layer l sits in the layout
@@ -230,12 +470,12 @@ void bind_network(py::module_& m, const char* class_name) {
         .def("sgd_step", [](Net& net, const py::object& X, const py::object& y, double lr) {
                  const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
                  const ConstMatrixView<T> t = as_targets(net, y);
-                 py::gil_scoped_release release;
-                 return net.sgd_step(x, t, lr);
+                 return without_gil([&] { return net.sgd_step(x, t, lr); });
              }, py::arg("X"), py::arg("y"), py::arg("lr"), "One SGD step on the batch; returns the cost before it.")
         .def("fit", [](Net& net, const py::object& X, const py::object& y, long long epochs, double lr,
                        long long batch_size, bool shuffle, std::uint64_t seed, std::optional<double> tol,
                        long long n_iter_no_change, const py::object& on_epoch) {
+                 check_nesting();
                  const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
                  const ConstMatrixView<T> t = as_targets(net, y);
                  if (batch_size < 1) throw py::value_error("batch_size must be >= 1, got " + std::to_string(batch_size));
@@ -254,10 +494,11 @@ void bind_network(py::module_& m, const char* class_name) {
                  // at most every kSignalInterval, take the GIL and deliver pending
                  // signals, so that it stops training with KeyboardInterrupt. Only
                  // in the main thread, the one Python runs signal handlers in:
-                 // elsewhere, waiting for the GIL would only slow training down.
+                 // elsewhere, waiting for the GIL would only slow training down,
+                 // and the check only stops training once the interpreter exits.
+                 const bool main_thread = on_main_thread();
                  InterruptCheck interrupt;
-                 const py::module_ threading = py::module_::import("threading");
-                 if (threading.attr("current_thread")().is(threading.attr("main_thread")())) {
+                 if (main_thread) {
                      interrupt = [last = std::chrono::steady_clock::now()]() mutable {
                          const auto now = std::chrono::steady_clock::now();
                          if (now - last < kSignalInterval) return;
@@ -265,31 +506,26 @@ void bind_network(py::module_& m, const char* class_name) {
                          py::gil_scoped_acquire acquire;
                          if (PyErr_CheckSignals() != 0) throw py::error_already_set();
                      };
+                 } else {
+                     interrupt = [] {
+                         if (exit_gate().closed()) throw exiting_stop{};
+                         std::this_thread::yield();  // let a waiting reader take the lock first
+                     };
                  }
                  EpochCallback hook;
                  if (!on_epoch.is_none()) {
-                     hook = [&on_epoch](const EpochReport& report) {
-                         py::gil_scoped_acquire acquire;
-                         const py::object keep_going = on_epoch(report.epoch, report.cost);
-                         if (keep_going.is_none()) return true;
-                         const int truth = PyObject_IsTrue(keep_going.ptr());  // Python's truthiness
-                         if (truth < 0) throw py::error_already_set();
-                         return truth != 0;
+                     hook = [callable = on_epoch.ptr(), counted = !main_thread](const EpochReport& report) {
+                         return call_epoch_callback(callable, report, counted);
                      };
                  }
-                 std::vector<double> history;
-                 {
-                     py::gil_scoped_release release;
-                     history = net.fit(x, t, options, hook, interrupt);
-                 }
+                 std::vector<double> history = without_gil([&] { return net.fit(x, t, options, hook, interrupt); });
                  return copy_of<double>(history.data(), {py::ssize_t(history.size())});
              },
              py::arg("X"), py::arg("y"), py::arg("epochs"), py::arg("lr"), py::arg("batch_size"), py::arg("shuffle"),
              py::arg("seed"), py::arg("tol"), py::arg("n_iter_no_change"), py::arg("on_epoch"),
              "Mini-batch SGD; returns the cost of each epoch.")
         .def("save", [](const Net& net, const std::string& path) {
-                 py::gil_scoped_release release;
-                 save(net, path);
+                 without_gil([&] { save(net, path); });
              }, py::arg("path"), "Writes the model file atomically; path: bytes (os.fsencode) or str.")
         .def("copy", [](const Net& net) { return Net(net); }, "An independent copy of the network.");
 }
@@ -322,23 +558,36 @@ PYBIND11_MODULE(_core, m) {
         }
     });
 
+    // Threads other than the main one park once the interpreter exits (see
+    // without_gil): at exit, before Python stops letting threads take the GIL.
+    g_main_thread = py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
+#if defined(__unix__) || defined(__APPLE__)
+    // The forking thread is the child's main thread (Python makes it so, too).
+    pthread_atfork(nullptr, nullptr, [] {
+        exit_gate().reset_in_child();
+        g_main_thread = PyThread_get_thread_ident();
+    });
+#endif
+    m.def("_close_exit_gate", [] {
+        PyThreadState* state = PyEval_SaveThread();
+        exit_gate().close_and_wait();
+        PyEval_RestoreThread(state);
+    }, "At exit: stop the core's work in other threads and wait for them to leave it (atexit calls this).");
+    py::module_::import("atexit").attr("register")(m.attr("_close_exit_gate"));
+
     bind_network<float>(m, "NetworkFloat32");
     bind_network<double>(m, "NetworkFloat64");
 
     m.def("model_dtype", [](const std::string& path) {
-        const ModelHeader h = read_model_header(path);
+        const ModelHeader h = without_gil([&] { return read_model_header(path); });
         return std::string(h.scalar_bytes == 4 ? "float32" : "float64");
-    }, py::arg("path"), py::call_guard<py::gil_scoped_release>(),
+    }, py::arg("path"),
           "The dtype of the model file at path ('float32' or 'float64'); path: bytes (os.fsencode) or str.");
     m.def("set_num_threads", &set_num_threads, py::arg("threads"),
           "Use at most `threads` (>= 1) threads for the large matrix products; results do not depend on it.");
     m.def("get_num_threads", &get_num_threads, "The thread count set by set_num_threads (default: all cores).");
     m.def("load", [](const std::string& path) -> py::object {
-        LoadedModel model;
-        {
-            py::gil_scoped_release release;
-            model = load_model(path);
-        }
+        LoadedModel model = without_gil([&] { return load_model(path); });
         if (model.float32) return py::cast(std::move(model.float32));
         return py::cast(std::move(model.float64));
     }, py::arg("path"), "The network in the model file at path, in the dtype it holds (one open of the file).");
