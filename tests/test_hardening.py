@@ -405,3 +405,20 @@ def test_fit_nested_in_callbacks_stops_with_recursion_error_before_the_stack_end
     assert words[:1] == ["RecursionError"], done.stdout + done.stderr[-1000:]
     assert 2 <= int(words[1]) <= 33
     assert "fit called from a fit callback nested" in done.stdout
+
+
+def test_callbacks_that_raise_do_not_count_as_nesting():
+    # The nesting depth is let go on every way out of a callback: after more
+    # raising callbacks than fit may nest, a callback may still call fit.
+    X, y = make_data(6, 2, seed=9)
+    net, inner = cr.Network([2, 4, 1], seed=10), cr.Network([2, 4, 1], seed=11)
+
+    def fail(epoch, cost):
+        raise KeyError(epoch)
+
+    for _ in range(40):
+        with pytest.raises(KeyError):
+            net.fit(X, y, epochs=2, seed=0, callback=fail)
+    histories = []
+    net.fit(X, y, epochs=2, seed=0, callback=lambda epoch, cost: histories.append(inner.fit(X, y, epochs=1)))
+    assert len(histories) == 2

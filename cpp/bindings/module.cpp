@@ -347,17 +347,12 @@ void python_part(const Part& part) {
 // Python code runs it is not (exit does not wait for Python code), and once
 // the interpreter is exiting, fit stops as soon as the callback returns.
 bool call_epoch_callback(PyObject* callable, const EpochReport& report, bool counted) {
-    struct Outside {  // the thread is out of the core, and one callback deeper, until this ends
-        bool counted;
-        explicit Outside(bool c) : counted(c) {
-            if (counted) exit_gate().leave();
-            ++t_callback_depth;
-        }
-        ~Outside() {
-            --t_callback_depth;
-            if (counted) exit_gate().rejoin();
-        }
-    } outside(counted);
+    if (counted) exit_gate().leave();  // out of the core, and one callback deeper, until back
+    ++t_callback_depth;
+    auto back = [counted] {
+        --t_callback_depth;
+        if (counted) exit_gate().rejoin();
+    };
     PyGILState_STATE gil{};
     int truth = -1;
     python_part([&] {
@@ -371,9 +366,11 @@ bool call_epoch_callback(PyObject* callable, const EpochReport& report, bool cou
     if (truth < 0) {
         py::error_already_set error;  // fetched with the GIL held
         PyGILState_Release(gil);
+        back();
         throw error;
     }
     PyGILState_Release(gil);
+    back();
     if (counted && exit_gate().closed()) throw exiting_stop{};
     return truth != 0;
 }
