@@ -26,18 +26,20 @@ def sigmoid(z):
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-# f(z), and f'(z) written through the cached output a = f(z) (MATH.md's table).
+# f(z), and f'(z) written through the cached output a = f(z) (docs/math.md's table).
 ACTIVATIONS = {
     "sigmoid": sigmoid,
     "identity": lambda z: np.array(z, dtype=np.float64),
     "tanh": np.tanh,
     "relu": lambda z: np.maximum(z, 0.0),
+    "leaky_relu": lambda z: np.where(z > 0, z, 0.01 * z),
 }
 DERIVATIVES = {
     "sigmoid": lambda a: a * (1.0 - a),           # a (1 - a)
     "identity": lambda a: np.ones_like(a),        # 1
     "tanh": lambda a: 1.0 - a * a,                # 1 - a^2
     "relu": lambda a: (a > 0).astype(np.float64),  # 1 if a > 0 else 0
+    "leaky_relu": lambda a: np.where(a > 0, 1.0, 0.01),  # 1 if a > 0 else 0.01
 }
 
 

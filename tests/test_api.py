@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 import chainrule as cr
+import reference
 
 DTYPES = ["float32", "float64"]
-ACTIVATIONS = ["sigmoid", "identity", "tanh", "relu"]
+ACTIVATIONS = [name for name in cr.ACTIVATIONS if name != "softmax"]  # every elementwise activation
 
 # Architectures as (layer_sizes, hidden activation(s), output, loss).
 ARCHITECTURES = {
@@ -55,19 +56,11 @@ def assert_bitwise_equal(arrays, others):
         assert a.tobytes() == b.tobytes()
 
 
-_NUMPY_ACTIVATIONS = {
-    "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
-    "identity": lambda z: z,
-    "tanh": np.tanh,
-    "relu": lambda z: np.maximum(z, 0.0),
-}
-
-
 def numpy_forward(net, X):
     """A_L by MATH.md's forward pass, Z_l = A_{l-1} W_l^T + b_l, in float64 NumPy."""
     a = X.astype(np.float64)
     for W, b, name in zip(net.weights, net.biases, net.activations):
-        a = _NUMPY_ACTIVATIONS[name](a @ W.astype(np.float64).T + b.astype(np.float64))
+        a = reference.ACTIVATIONS[name](a @ W.astype(np.float64).T + b.astype(np.float64))
     return a
 
 
@@ -119,12 +112,13 @@ def test_default_dtype_is_float64():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_initialisation_is_seeded_glorot_uniform_with_zero_biases(dtype):
-    sizes, hidden = [5, 8, 6, 3], ["relu", "tanh"]
+    sizes, hidden = [5, 8, 6, 6, 3], ["relu", "tanh", "leaky_relu"]
     net = cr.Network(sizes, activation=hidden, output="sigmoid", dtype=dtype, seed=11)
     for l, (W, b) in enumerate(zip(net.weights, net.biases)):
         fan_in, fan_out = sizes[l], sizes[l + 1]
         # He-uniform for relu layers, Glorot-uniform otherwise (Network's docstring).
-        limit = np.sqrt(6.0 / fan_in) if net.activations[l] == "relu" else np.sqrt(6.0 / (fan_in + fan_out))
+        he = net.activations[l] in ("relu", "leaky_relu")
+        limit = np.sqrt(6.0 / fan_in) if he else np.sqrt(6.0 / (fan_in + fan_out))
         assert np.all(np.abs(W) <= limit * (1 + 1e-6))
         assert np.unique(W).size == W.size  # really drawn, not a constant
         assert not np.any(b)

@@ -47,8 +47,8 @@ import chainrule as cr
 
 MAGIC = b"CHAINRUL"
 HEADER_FIXED = 24  # magic, version, bytes per parameter, loss, L
-ACTIVATION_NAMES = ["sigmoid", "identity", "tanh", "relu"]
-LOSS_NAMES = ["bce", "mse"]
+ACTIVATION_NAMES = list(cr.ACTIVATIONS)  # index = the code a model file stores
+LOSS_NAMES = list(cr.LOSSES)
 U32_BOUNDARIES = [0, 1, 2, 3, 4, 5, 7, 8, 9, 16, 255, 2**16, 2**31 - 1, 2**31, 2**32 - 2, 2**32 - 1]
 U64_BOUNDARIES = [0, 1, 2, 3, 2**16, 2**31, 2**32 - 1, 2**32, 2**32 + 1, 2**53, 2**62, 2**63 - 1, 2**63,
                   2**64 - 2, 2**64 - 1]

@@ -12,7 +12,8 @@ import pytest
 import chainrule as cr
 import reference
 
-ACTIVATIONS = ["sigmoid", "identity", "tanh", "relu"]
+ACTIVATIONS = [name for name in cr.ACTIVATIONS if name != "softmax"]  # every elementwise activation
+KINKED = ("relu", "leaky_relu")  # not differentiable at z = 0
 
 # Step and tolerance per dtype. The central difference has truncation error
 # ~h^2 C''' / 6 and rounding error ~eps |C| / h.
@@ -41,7 +42,7 @@ def _network(layer_sizes, activation, loss, dtype, seed):
 def _relu_pre_activations(params, activations, X):
     """The pre-activations Z_l of the relu layers, stacked per record (B, sum n_l)."""
     Zs, _ = reference.forward(params, activations, X)
-    relu = [Z for Z, name in zip(Zs, activations) if name == "relu"]
+    relu = [Z for Z, name in zip(Zs, activations) if name in KINKED]
     return np.hstack(relu) if relu else np.zeros((X.shape[0], 0))
 
 
@@ -98,7 +99,7 @@ def _check(net, copy_params, X, Y):
         assert np.array_equal(pattern, relu_pattern), "a nudge crossed a relu kink"
 
     numeric = _central_differences(net, X, Y, STEP[dtype],
-                                   check_relu_pattern if "relu" in net.activations else None)
+                                   check_relu_pattern if set(KINKED) & set(net.activations) else None)
 
     for (W, b), (W0, b0) in zip(copy_params(net), before):  # every nudge was undone exactly
         assert np.array_equal(W, W0) and np.array_equal(b, b0)
@@ -144,7 +145,7 @@ CASES = [
 
 def _records_to_check(net, copy_params, X, Y, dtype, num_records=10):
     """num_records records of (X, Y): with relu, ones whose pre-activations keep clear of the kink."""
-    if "relu" in net.activations:
+    if set(KINKED) & set(net.activations):
         return _keep_away_from_relu_kinks(net, copy_params, X, Y, RELU_MARGIN[dtype], num_records)
     return X[:num_records].copy(), Y[:num_records].copy()
 

@@ -6,6 +6,7 @@ the machine is.
 """
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -210,9 +211,9 @@ def test_set_num_threads_round_trips_and_refuses_bad_counts():
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_any_thread_count_trains_and_predicts_bit_for_bit_alike(dtype):
-    # Products of 2^21 multiply-adds and more (128 x 128 x 256 here) are cut
-    # into blocks of rows or columns, one per thread, each computed whole by
-    # the GEMM library on one thread: every sum keeps its order.
+    # Products of 2^22 multiply-adds and more (128 x 128 x 256 here) are cut
+    # into tiles that depend on the shape alone, each computed whole by the
+    # GEMM library on one thread: every sum keeps its order.
     X, y = make_data(512, 256, seed=10, dtype=dtype)
     runs = []
     original = cr.get_num_threads()
@@ -359,3 +360,183 @@ def test_fit_is_not_starved_by_threads_that_predict():
         for t in readers:
             t.join()
     assert contended < 25 * alone + 0.5, f"fit took {contended:.2f} s with readers, {alone:.2f} s alone"
+
+
+# The same bits for any thread count, under every OpenBLAS kernel this CPU can
+# run. OPENBLAS_CORETYPE is read when the library loads, so each kernel gets a
+# child process of its own. The flags are those /proc/cpuinfo lists (Linux).
+KERNELS = {
+    "Prescott": {"pni"},
+    "Sandybridge": {"avx"},
+    "Haswell": {"avx2", "fma"},
+    "Zen": {"avx2", "fma"},
+    "SkylakeX": {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"},
+    "Cooperlake": {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd", "avx512_bf16"},
+}
+
+
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+# Each case: layer sizes, activations (hidden, output), loss, records, batch
+# size, shuffle, epochs. Sizes that are multiples of no kernel's tile; batches
+# of 1, 7, 64, 100 and 1000 records; deep, wide, and the benchmark's W4 and W5
+# shapes (W5 for one batch of 64: its products are tiled all the same).
+THREAD_CASES = [
+    ([256, 128, 1], "sigmoid", "sigmoid", "bce", 512, 128, True, 2),
+    ([37, 301, 203, 3], "tanh", "softmax", "cce", 1000, 1000, True, 2),
+    ([129, 1000, 1], "relu", "identity", "mse", 300, 64, True, 2),
+    ([513, 77, 65, 33, 9], "tanh", "sigmoid", "bce", 300, 100, False, 2),
+    ([30, 17, 1], "sigmoid", "sigmoid", "bce", 100, 1, True, 1),
+    ([61, 250, 5], "relu", "sigmoid", "bce", 140, 7, True, 1),
+    ([784, 256, 256, 10], "sigmoid", "sigmoid", "bce", 256, 64, True, 2),
+    ([1024, 4096, 4096, 16], "sigmoid", "sigmoid", "bce", 64, 64, False, 1),
+]
+
+THREAD_CHILD = textwrap.dedent("""
+    import ctypes, hashlib, json, sys
+    import numpy as np
+    import scipy_openblas32
+    import chainrule as cr
+    lib = ctypes.CDLL(scipy_openblas32.get_lib_dir() + "/" + scipy_openblas32.get_library(fullname=True))
+    lib.scipy_openblas_get_corename.restype = ctypes.c_char_p
+    dtype = sys.argv[1]
+    result = {"core": lib.scipy_openblas_get_corename().decode(), "cases": []}
+    for sizes, hidden, output, loss, n, batch, shuffle, epochs in json.loads(sys.argv[2]):
+        rng = np.random.default_rng(len(sizes) * 1000 + n)
+        X = rng.standard_normal((n, sizes[0])).astype(dtype)
+        if loss == "cce":
+            y = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], n)]
+        elif loss == "bce":
+            y = (rng.random((n, sizes[-1])) < 0.5).astype(dtype)
+        else:
+            y = rng.standard_normal((n, sizes[-1])).astype(dtype)
+        digests = []
+        for threads in (1, 2, 3, 4):
+            cr.set_num_threads(threads)
+            net = cr.Network(sizes, activation=hidden, output=output, loss=loss, dtype=dtype, seed=3)
+            history = net.fit(X, y, epochs=epochs, lr=0.002, batch_size=batch, shuffle=shuffle, seed=4)
+            h = hashlib.sha256(np.asarray(history).tobytes())
+            for array in (*net.weights, *net.biases, net.predict(X), np.float64(net.cost(X, y)),
+                          *[g for pair in net.gradients(X, y) for g in pair]):
+                h.update(np.ascontiguousarray(array).tobytes())
+            digests.append(h.hexdigest())
+        result["cases"].append(digests)
+    print(json.dumps(result))
+""")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kernel", sorted(KERNELS))
+def test_the_same_bits_for_any_thread_count_under_each_openblas_kernel(kernel, dtype):
+    if cr._core.gemm_backend() != "openblas":
+        pytest.skip(f"this build multiplies with {cr._core.gemm_backend()!r}, not OpenBLAS")
+    flags = cpu_flags()
+    if flags is None:
+        pytest.skip("the CPU's flags are read from /proc/cpuinfo, which this system does not have")
+    missing = KERNELS[kernel] - flags
+    if missing:
+        pytest.skip(f"this CPU cannot run OpenBLAS's {kernel} kernels (no {', '.join(sorted(missing))})")
+    env = dict(os.environ, OPENBLAS_CORETYPE=kernel)
+    env.pop("OPENBLAS_NUM_THREADS", None)
+    child = subprocess.run([sys.executable, "-c", THREAD_CHILD, dtype, json.dumps(THREAD_CASES)], env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert child.returncode == 0, child.stderr
+    result = json.loads(child.stdout)
+    for case, digests in zip(THREAD_CASES, result["cases"]):
+        assert len(set(digests)) == 1, f"{case} under {result['core']}: 1, 2, 3, 4 threads give {digests}"
+
+
+GETTER_CHILD = textwrap.dedent("""
+    import numpy as np
+    import chainrule as cr
+    X = np.random.default_rng(0).standard_normal((64, 128)).astype(np.float32)
+    net = cr.Network([128, 128], output="identity", loss="mse", dtype="float32", seed=1)
+    first = net.predict(X)   # the first product of the process
+    cr.get_num_threads()     # a getter: it must change nothing
+    print(int((net.predict(X) != first).sum()))
+""")
+
+
+def test_the_first_product_of_a_process_is_computed_as_every_later_one():
+    # The GEMM library's own threads are turned off before the first product,
+    # not at the first thread call: otherwise OpenBLAS splits this 1M
+    # multiply-add product over its threads once, in another order.
+    env = dict(os.environ)
+    env.pop("OPENBLAS_NUM_THREADS", None)
+    child = subprocess.run([sys.executable, "-c", GETTER_CHILD], env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.split() == ["0"]
+
+
+POOL_CHILD = textwrap.dedent("""
+    import os, resource
+    import numpy as np
+    import chainrule as cr
+
+    def cpu_ticks():  # user + system time of each thread of this process, by thread id
+        ticks = {}
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            ticks[int(tid)] = int(fields[11]) + int(fields[12])
+        return ticks
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2048, 512))
+    y = (rng.random((2048, 1)) < 0.5).astype(float)
+    start = cr.Network([512, 512, 1], seed=0)
+    cr.set_num_threads(1)
+    reference = start.copy()
+    reference.fit(X, y, epochs=1, lr=0.01, batch_size=256, seed=0)
+    base_threads = len(os.listdir("/proc/self/task"))
+
+    # No room for a thread's stack (8 MiB by default): the pool cannot start
+    # its workers. (With room for a few, OpenBLAS could not allocate its
+    # buffers in them, and it ends the process when that happens.)
+    limited = start.copy()
+    with open("/proc/self/status") as status:
+        vm_kib = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, ((vm_kib + 6 * 1024) * 1024, hard))
+    cr.set_num_threads(32)
+    limited.fit(X, y, epochs=1, lr=0.01, batch_size=256, seed=0)
+    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    print("limited", all(np.array_equal(a, b) for a, b in zip(limited.weights, reference.weights)))
+
+    cr.set_num_threads(2)
+    net = start.copy()
+    before = cpu_ticks()
+    for _ in range(3):
+        net = start.copy()
+        net.fit(X, y, epochs=1, lr=0.01, batch_size=256, seed=0)
+    after = cpu_ticks()
+    print("same", all(np.array_equal(a, b) for a, b in zip(net.weights, reference.weights)))
+    print("threads", len(os.listdir("/proc/self/task")) - base_threads)
+    main = after[os.getpid()] - before[os.getpid()]
+    helper = max(after[t] - before.get(t, 0) for t in after if t != os.getpid())
+    print("shared", helper >= 0.25 * main, main, helper)
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and limits the address space (Linux)")
+def test_the_pool_carries_on_when_threads_cannot_start_and_recovers_after():
+    # Under an address-space limit the pool computes with the threads it has
+    # (here the caller alone: the same bits); once the limit is lifted, a new
+    # setting gets its workers, and they take their share of the work.
+    child = subprocess.run([sys.executable, "-c", POOL_CHILD], capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0, child.stderr
+    lines = dict(line.split(" ", 1) for line in child.stdout.splitlines())
+    assert lines["limited"] == "True"
+    assert lines["same"] == "True"
+    assert lines["threads"] == "1"  # the one worker of 2 threads: none left over from the failed start
+    assert lines["shared"].startswith("True"), lines["shared"]

@@ -18,7 +18,8 @@ TORCH_ACTIVATIONS = {
     "sigmoid": torch.sigmoid,
     "identity": lambda z: z,
     "tanh": torch.tanh,
-    "relu": torch.relu,  # gradient 0 at z == 0, as MATH.md's "1 if a > 0 else 0"
+    "relu": torch.relu,  # gradient 0 at z == 0, as docs/math.md's "1 if a > 0 else 0"
+    "leaky_relu": lambda z: F.leaky_relu(z, 0.01),  # gradient 0.01 at z == 0, as docs/math.md's
     "softmax": lambda z: torch.softmax(z, dim=1),  # row-wise; chainrule's extension (docs/math.md)
 }
 
@@ -55,7 +56,7 @@ def _compare(net, copy_params, X, Y, torch_dtype, tolerance):
             assert error < tolerance, f"{name}_{layer}: relative error {error:.3g}"
 
 
-ACTIVATIONS = ["sigmoid", "identity", "tanh", "relu"]
+ACTIVATIONS = [name for name in cr.ACTIVATIONS if name != "softmax"]  # every elementwise activation
 
 
 @pytest.mark.parametrize("loss", ["bce", "mse"])

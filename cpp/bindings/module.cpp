@@ -532,6 +532,11 @@ void bind_network(py::module_& m, const char* class_name) {
 PYBIND11_MODULE(_core, m) {
     m.doc() = "chainrule's compiled core; the public API is the chainrule package.";
     m.attr("__version__") = chainrule::version;
+    py::list activation_names, loss_names;
+    for (Activation a : all_activations()) activation_names.append(activation_name(a));
+    for (Loss l : all_losses()) loss_names.append(loss_name(l));
+    m.attr("ACTIVATIONS") = py::tuple(activation_names);
+    m.attr("LOSSES") = py::tuple(loss_names);
 
     py::register_exception<divergence_error>(m, "DivergenceError", PyExc_FloatingPointError);
     g_model_format_error = py::register_exception<format_error>(m, "ModelFormatError", PyExc_ValueError).ptr();
@@ -583,6 +588,8 @@ PYBIND11_MODULE(_core, m) {
     m.def("set_num_threads", &set_num_threads, py::arg("threads"),
           "Use at most `threads` (>= 1) threads for the large matrix products; results do not depend on it.");
     m.def("get_num_threads", &get_num_threads, "The thread count set by set_num_threads (default: all cores).");
+    m.def("gemm_backend", &gemm_backend,
+          "The library that computes the matrix products: 'openblas', 'cblas' or 'loops'.");
     m.def("load", [](const std::string& path) -> py::object {
         LoadedModel model = without_gil([&] { return load_model(path); });
         if (model.float32) return py::cast(std::move(model.float32));

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "chainrule/errors.hpp"
+#include "kernels/losses.hpp"
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <fcntl.h>
@@ -296,11 +297,8 @@ ModelHeader read_header(Reader& in) {
         if (!is_valid_activation(code)) in.invalid("unknown activation code " + std::to_string(code));
         h.activations.push_back(static_cast<Activation>(code));
     }
-    if (h.loss == Loss::bce && h.activations.back() != Activation::sigmoid) {
-        in.invalid("the bce loss needs a sigmoid output");
-    }
-    const std::string softmax_problem = softmax_pairing_problem(h.activations, h.loss, h.layer_sizes.back());
-    if (!softmax_problem.empty()) in.invalid("its layers break the softmax rules (" + softmax_problem + ")");
+    const std::string pairing_problem = detail::loss_pairing_problem(h.activations, h.loss, h.layer_sizes.back());
+    if (!pairing_problem.empty()) in.invalid("its layers and loss cannot go together (" + pairing_problem + ")");
     h.num_params = in.u64("parameter count");
     std::uint64_t expected = 0;
     for (std::uint32_t l = 0; l < num_layers; ++l) {

@@ -22,12 +22,13 @@
 #endif
 
 #include "chainrule/errors.hpp"
-#include "chainrule/kernels.hpp"
-#include "gemm.hpp"
-#include "memory.hpp"
-#include "prefetch.hpp"
-#include "random.hpp"
-#include "thread_pool.hpp"
+#include "kernels/kernels.hpp"
+#include "kernels/losses.hpp"
+#include "runtime/gemm.hpp"
+#include "runtime/memory.hpp"
+#include "runtime/prefetch.hpp"
+#include "runtime/random.hpp"
+#include "runtime/thread_pool.hpp"
 
 namespace chainrule {
 
@@ -103,10 +104,11 @@ namespace {
 // this many, so their workspace stays small whatever the size of X.
 constexpr std::size_t kChunkRecords = 256;
 
-// predict shares its chunks among the threads when no product of a chunk is
-// large enough for gemm to split (detail::kGemmSplitMinWork), each thread's
-// range having at least this many multiply-adds (W2: 2 chunks).
+// predict shares its chunks among the threads when gemm tiles no product of a
+// chunk, in ranges of chunks of at least this many multiply-adds, and at most
+// kPredictMaxParts ranges (each range allocates a workspace).
 constexpr std::size_t kPredictMinPartWork = std::size_t{1} << 18;
+constexpr std::size_t kPredictMaxParts = 16;
 
 // A shuffled fit prefetches the records of the next steps, at least this many
 // records ahead: one small step takes less time than a cache miss.
@@ -147,31 +149,6 @@ std::pair<std::size_t, std::size_t> first_non_finite(ConstMatrixView<T> m) {
 template <typename T>
 CHAINRULE_ALWAYS_INLINE void prefetch_rows(ConstMatrixView<T> m, const std::size_t* rows, std::size_t count) {
     for (std::size_t r = 0; r < count; ++r) detail::prefetch_bytes(m.row(rows[r]), m.cols * sizeof(T));
-}
-
-// Targets of the cce loss: each row a probability distribution (one-hot or
-// soft labels), every value in [0, 1] and each row summing to 1 within
-// sqrt(machine epsilon) of T (1.5e-8 for double, 3.5e-4 for float), summed in
-// double. The fused delta A - Y of cce_backward needs the sum to be 1.
-template <typename T>
-void check_distribution_targets(ConstMatrixView<T> Y) {
-    const double tolerance = std::sqrt(static_cast<double>(std::numeric_limits<T>::epsilon()));
-    for (std::size_t r = 0; r < Y.rows; ++r) {
-        const T* y = Y.row(r);
-        double sum = 0.0;
-        for (std::size_t k = 0; k < Y.cols; ++k) {
-            if (y[k] < T(0) || y[k] > T(1)) {
-                throw std::invalid_argument(concat("y holds ", y[k], " at record ", r, ", output ", k,
-                                                   "; targets of the cce loss must lie in [0, 1]"));
-            }
-            sum += static_cast<double>(y[k]);
-        }
-        if (std::abs(sum - 1.0) > tolerance) {
-            throw std::invalid_argument(concat("y at record ", r, " sums to ", sum, "; targets of the cce loss "
-                                               "must sum to 1 over the outputs of each record (within ", tolerance,
-                                               "): one-hot or soft labels"));
-        }
-    }
 }
 
 template <typename T>
@@ -253,13 +230,8 @@ Network<T>::Network(std::vector<std::size_t> layer_sizes, std::vector<Activation
         throw std::invalid_argument(concat("activations: expected ", num_layers, " (one per layer), got ",
                                            activations_.size()));
     }
-    const std::string softmax_problem = softmax_pairing_problem(activations_, loss_, layer_sizes_.back());
-    if (!softmax_problem.empty()) throw std::invalid_argument(softmax_problem);
-    if (loss_ == Loss::bce && activations_.back() != Activation::sigmoid) {
-        throw std::invalid_argument(concat("loss: 'bce' needs a sigmoid output, but the output activation is '",
-                                           activation_name(activations_.back()),
-                                           "'; use output='sigmoid' or loss='mse'"));
-    }
+    const std::string pairing_problem = detail::loss_pairing_problem(activations_, loss_, layer_sizes_.back());
+    if (!pairing_problem.empty()) throw std::invalid_argument(pairing_problem);
 
     const char* what = "layer_sizes: the network";
     std::size_t total = 0;
@@ -275,14 +247,14 @@ Network<T>::Network(std::vector<std::size_t> layer_sizes, std::vector<Activation
     locks_ = std::make_unique<detail::NetworkLocks>();
 
     // Glorot-uniform: U(-r, r), r = sqrt(6 / (fan_in + fan_out)); He-uniform
-    // for relu layers: r = sqrt(6 / fan_in). Drawn in double, then rounded,
+    // for relu and leaky_relu layers: r = sqrt(6 / fan_in). Drawn in double, then rounded,
     // so float and double networks from one seed start from the same values.
     detail::Random random(seed);
     for (std::size_t l = 0; l < num_layers; ++l) {
         const double fan_in = static_cast<double>(layer_sizes_[l]);
         const double fan_out = static_cast<double>(layer_sizes_[l + 1]);
-        const double limit = activations_[l] == Activation::relu ? std::sqrt(6.0 / fan_in)
-                                                                 : std::sqrt(6.0 / (fan_in + fan_out));
+        const bool he = activations_[l] == Activation::relu || activations_[l] == Activation::leaky_relu;
+        const double limit = he ? std::sqrt(6.0 / fan_in) : std::sqrt(6.0 / (fan_in + fan_out));
         T* weight = params_.data() + offsets_[l];
         const std::size_t count = layer_sizes_[l + 1] * layer_sizes_[l];
         for (std::size_t i = 0; i < count; ++i) weight[i] = static_cast<T>((2.0 * random.uniform() - 1.0) * limit);
@@ -368,15 +340,7 @@ void Network<T>::check_targets(ConstMatrixView<T> X, ConstMatrixView<T> Y) const
         throw std::invalid_argument(concat("y contains a non-finite value (nan or inf) at record ", r,
                                            ", output ", c));
     }
-    if (loss_ == Loss::bce) {
-        for (std::size_t i = 0; i < Y.size(); ++i) {
-            if (Y.data[i] < T(0) || Y.data[i] > T(1)) {
-                throw std::invalid_argument(concat("y holds ", Y.data[i], " at record ", i / Y.cols, ", output ",
-                                                   i % Y.cols, "; targets of the bce loss must lie in [0, 1]"));
-            }
-        }
-    }
-    if (loss_ == Loss::cce) check_distribution_targets(Y);
+    detail::check_targets_for(loss_, Y.data, Y.rows, Y.cols);
 }
 
 template <typename T>
@@ -576,18 +540,19 @@ void Network<T>::predict(MatrixView<T> out, ConstMatrixView<T> X) const {
     const std::size_t chunks = (X.rows + capacity - 1) / capacity;
     std::shared_lock<detail::WriterFirstMutex> reading(locks_->params);
     check_params_finite();
-    // Chunks of records are independent. When no product of a chunk is large
-    // enough to be split across the threads (W2, W3), the threads share the
-    // chunks instead, each with a workspace of its own; every record is still
+    // Chunks of records are independent. When gemm tiles no product of a
+    // chunk (small networks), the threads share the chunks instead, a range
+    // of them at a time with a workspace of its own; every record is still
     // computed exactly as on one thread. An error stops its own range; the
     // one of the earliest chunk is thrown.
-    std::size_t widest_product = 0;
+    bool share_chunks = true;
     for (std::size_t l = 0; l < num_layers(); ++l) {
-        widest_product = std::max(widest_product, layer_sizes_[l] * layer_sizes_[l + 1]);
+        share_chunks = share_chunks && detail::gemm_tiling(capacity, layer_sizes_[l + 1], layer_sizes_[l]).tiles == 1;
     }
-    const bool share_chunks = double(capacity) * double(widest_product) < detail::kGemmSplitMinWork;
     const std::size_t min_chunks =
-        share_chunks ? std::max<std::size_t>(1, kPredictMinPartWork / (capacity * num_params())) : chunks;
+        share_chunks ? std::max({std::size_t{1}, kPredictMinPartWork / (capacity * num_params()),
+                                 (chunks + kPredictMaxParts - 1) / kPredictMaxParts})
+                     : chunks;
     std::mutex failure_mutex;
     std::size_t failed_chunk = chunks;
     std::exception_ptr failure;

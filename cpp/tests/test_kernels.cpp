@@ -4,12 +4,13 @@
 #include <limits>
 #include <vector>
 
-#include "chainrule/kernels.hpp"
+#include "kernels/kernels.hpp"
 #include "chainrule/threads.hpp"
 #include "check.hpp"
-#include "../src/fast_math.hpp"
-#include "../src/kernels_reference.hpp"
-#include "../src/random.hpp"
+#include "runtime/fast_math.hpp"
+#include "runtime/gemm.hpp"
+#include "kernels/reference.hpp"
+#include "runtime/random.hpp"
 
 using namespace chainrule;
 
@@ -28,12 +29,14 @@ double reference_activation(double z, Activation a) {
         case Activation::identity: return z;
         case Activation::tanh: return std::tanh(z);
         case Activation::relu: return z > 0 ? z : 0.0;
+        case Activation::leaky_relu: return z > 0 ? z : 0.01 * z;
         case Activation::softmax: break;  // row-wise: test_softmax.cpp
     }
     return 0.0;
 }
 
-const Activation kAll[] = {Activation::sigmoid, Activation::identity, Activation::tanh, Activation::relu};
+const Activation kAll[] = {Activation::sigmoid, Activation::identity, Activation::tanh, Activation::relu,
+                           Activation::leaky_relu};
 
 }  // namespace
 
@@ -182,6 +185,53 @@ TEST(large_activations_are_the_same_on_any_thread_count) {
         activation_forward(last.data(), z.data() + n - 8, 8, act);
         CHECK(std::equal(head.begin(), head.end(), runs[1].begin()));
         CHECK(std::equal(last.begin(), last.end(), runs[1].begin() + (n - 8)));
+    }
+    set_num_threads(before);
+}
+
+TEST(gemm_tiles_cover_the_product_in_aligned_blocks) {
+    // The tiling is a function of the shape: whole blocks of 16 rows (or
+    // columns), a power of two of tiles of at least 2^21 multiply-adds each,
+    // covering the longer side of C exactly once, in order.
+    using detail::gemm_tiling;
+    CHECK(gemm_tiling(64, 256, 100).tiles == 1);  // 1.6M multiply-adds: one call
+    const std::size_t shapes[][3] = {{64, 256, 784}, {256, 784, 64}, {128, 128, 256}, {1000, 203, 301},
+                                     {1024, 4096, 4096}, {17, 4099, 1000}, {4099, 17, 1000}};
+    for (const auto& s : shapes) {
+        const detail::GemmTiling t = gemm_tiling(s[0], s[1], s[2]);
+        if (!detail::gemm_tiles_products()) {
+            CHECK(t.tiles == 1);
+            continue;
+        }
+        CHECK(t.rows == (s[0] >= s[1]));
+        CHECK(t.side == std::max(s[0], s[1]));
+        CHECK(t.tiles >= 2 && t.tiles <= detail::kGemmMaxTiles && (t.tiles & (t.tiles - 1)) == 0);
+        CHECK(t.begin(0) == 0 && t.begin(t.tiles) == t.side);
+        const double other = double(std::min(s[0], s[1])) * double(s[2]);
+        for (std::size_t i = 0; i < t.tiles; ++i) {
+            CHECK(t.begin(i) % detail::kGemmTileAlign == 0);
+            CHECK(t.begin(i + 1) > t.begin(i));
+            CHECK(double(t.begin(i + 1) - t.begin(i)) * other >= detail::kGemmTileMinWork || i + 1 == t.tiles);
+        }
+    }
+}
+
+TEST(a_tiled_gemm_equals_its_tiles_computed_one_by_one_on_any_thread_count) {
+    // 96 x 300 x 500 = 14.4M multiply-adds: 4 tiles of 64 to 80 columns.
+    const std::size_t M = 96, N = 300, K = 500;
+    const auto a = random_vector(M * K, 45), b = random_vector(K * N, 46);
+    const detail::GemmTiling tiling = detail::gemm_tiling(M, N, K);
+    std::vector<double> by_tiles(M * N, 0.0);
+    for (std::size_t i = 0; i < tiling.tiles; ++i) {  // each tile alone: too small to tile again
+        const std::size_t begin = tiling.begin(i), width = tiling.begin(i + 1) - begin;
+        detail::gemm(false, false, M, width, K, a.data(), K, b.data() + begin, N, 0.0, by_tiles.data() + begin, N);
+    }
+    const int before = get_num_threads();
+    for (int threads : {1, 2, 3, 4}) {
+        set_num_threads(threads);
+        std::vector<double> c(M * N, 1.0);
+        detail::gemm(false, false, M, N, K, a.data(), K, b.data(), N, 0.0, c.data(), N);
+        CHECK(c == by_tiles);
     }
     set_num_threads(before);
 }

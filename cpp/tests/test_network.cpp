@@ -11,20 +11,28 @@
 
 #include "chainrule/chainrule.hpp"
 #include "check.hpp"
-#include "../src/random.hpp"
+#include "runtime/random.hpp"
 
 using namespace chainrule;
 
 // A counting allocator: every allocation in this program goes through here,
 // so a test can show that training allocates nothing per step.
 static std::atomic<long> g_allocations{0};
-void* operator new(std::size_t size) {
+// Not inlined: GCC would otherwise see malloc's pointer reach operator delete
+// at the call sites and warn of a mismatch (-Wmismatched-new-delete), when
+// both operators are the malloc/free pair defined here.
+#if defined(__GNUC__)
+#define CHAINRULE_TEST_NOINLINE __attribute__((noinline))
+#else
+#define CHAINRULE_TEST_NOINLINE
+#endif
+CHAINRULE_TEST_NOINLINE void* operator new(std::size_t size) {
     ++g_allocations;
     if (void* p = std::malloc(size ? size : 1)) return p;
     throw std::bad_alloc();
 }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+CHAINRULE_TEST_NOINLINE void operator delete(void* p) noexcept { std::free(p); }
+CHAINRULE_TEST_NOINLINE void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
@@ -186,32 +194,71 @@ TEST(shuffled_one_record_fit_of_one_layer_equals_sgd_steps_in_that_order) {
     for (std::size_t i = 0; i < a.num_params(); ++i) CHECK(a.params()[i] == b.params()[i]);
 }
 
-TEST(results_do_not_depend_on_the_thread_count) {
-    // Products of 2^21 multiply-adds and more are split across the threads
-    // (128 x 256 x 300 here), every element keeping its one order of
-    // summation; so are the SGD update of these 93k parameters and the
-    // gathering of a shuffled batch of 128 records, which are elementwise.
-    const auto X = random_matrix<float>(256, 300, 31, -1, 1);
-    const auto Y = random_matrix<float>(256, 10, 32, 0, 1);
+// Trains a network at 1 to 4 threads and returns, per thread count, the
+// final parameters, the epoch costs and predict's outputs.
+template <typename T>
+std::vector<std::vector<T>> train_at_each_thread_count(const std::vector<std::size_t>& sizes,
+                                                         std::size_t num_records, std::size_t batch_size,
+                                                         bool shuffle) {
+    const std::size_t n_in = sizes.front(), n_out = sizes.back();
+    const auto X = random_matrix<T>(num_records, n_in, 31 + sizes.size(), -1, 1);
+    const auto Y = random_matrix<T>(num_records, n_out, 32 + batch_size, 0, 1);
+    std::vector<Activation> activations(sizes.size() - 2, Activation::tanh);
+    activations.push_back(Activation::sigmoid);
     const int before = get_num_threads();
-    std::vector<std::vector<float>> finals;
-    for (int threads : {1, 2, 3}) {
+    std::vector<std::vector<T>> runs;
+    for (int threads : {1, 2, 3, 4}) {
         set_num_threads(threads);
-        Network<float> net({300, 256, 64, 10}, {Activation::tanh, Activation::relu, Activation::sigmoid}, Loss::bce, 4);
+        Network<T> net(sizes, activations, Loss::bce, 4);
         FitOptions options;
         options.epochs = 2;
-        options.batch_size = 128;
+        options.batch_size = batch_size;
+        options.learning_rate = 0.05;
+        options.shuffle = shuffle;
         options.seed = 5;
-        net.fit({X.data(), 256, 300}, {Y.data(), 256, 10}, options);
-        std::vector<float> out(256 * 10);
-        net.predict({out.data(), 256, 10}, {X.data(), 256, 300});
-        std::vector<float> all(net.params(), net.params() + net.num_params());
+        const std::vector<double> history = net.fit({X.data(), num_records, n_in}, {Y.data(), num_records, n_out},
+                                                    options);
+        std::vector<T> out(num_records * n_out);
+        net.predict({out.data(), num_records, n_out}, {X.data(), num_records, n_in});
+        std::vector<T> all(net.params(), net.params() + net.num_params());
         all.insert(all.end(), out.begin(), out.end());
-        finals.push_back(all);
+        for (double cost : history) all.push_back(static_cast<T>(cost));
+        runs.push_back(all);
     }
     set_num_threads(before);
-    CHECK(finals[0] == finals[1]);
-    CHECK(finals[0] == finals[2]);
+    return runs;
+}
+
+template <typename T>
+void check_results_do_not_depend_on_the_thread_count() {
+    // Products of 2^21 multiply-adds and more are cut into tiles whose shapes
+    // depend on the product alone and shared among the threads; elementwise
+    // work (activations, the update, the gather of a shuffled batch) into
+    // ranges that depend on the sizes alone. Sizes that are multiples of no
+    // kernel's tile, and batches of 1, 7 and 100 records, among others.
+    struct Shape {
+        std::vector<std::size_t> sizes;
+        std::size_t num_records, batch_size;
+        bool shuffle;
+    };
+    const Shape shapes[] = {
+        {{300, 256, 64, 10}, 256, 128, true},
+        {{301, 203, 3}, 210, 100, true},
+        {{77, 517, 9}, 140, 7, false},
+        {{129, 1000, 1}, 128, 64, true},
+        {{30, 17, 1}, 50, 1, true},
+        {{1000, 33, 65, 2}, 130, 64, false},
+    };
+    for (const Shape& shape : shapes) {
+        const auto runs = train_at_each_thread_count<T>(shape.sizes, shape.num_records, shape.batch_size,
+                                                        shape.shuffle);
+        for (std::size_t i = 1; i < runs.size(); ++i) CHECK(runs[i] == runs[0]);
+    }
+}
+
+TEST(results_do_not_depend_on_the_thread_count) {
+    check_results_do_not_depend_on_the_thread_count<float>();
+    check_results_do_not_depend_on_the_thread_count<double>();
 }
 
 TEST(training_allocates_nothing_per_step) {

@@ -8,7 +8,8 @@
 
 #include "chainrule/chainrule.hpp"
 #include "check.hpp"
-#include "../src/random.hpp"
+#include "kernels/kernels.hpp"
+#include "runtime/random.hpp"
 
 using namespace chainrule;
 

@@ -28,11 +28,11 @@ _preload_openblas()
 del _preload_openblas
 
 from . import _core  # noqa: E402
-from ._core import BusyError, DivergenceError, ModelFormatError, __version__  # noqa: E402
+from ._core import ACTIVATIONS, LOSSES, BusyError, DivergenceError, ModelFormatError, __version__  # noqa: E402
 from .network import Network, _integer  # noqa: E402
 
 __all__ = ["Network", "DivergenceError", "ModelFormatError", "BusyError", "set_num_threads", "get_num_threads",
-           "__version__"]
+           "ACTIVATIONS", "LOSSES", "__version__"]
 
 
 def set_num_threads(n: int) -> None:

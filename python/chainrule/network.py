@@ -100,7 +100,8 @@ class Network:
         ``[n_0, n_1, ..., n_L]``: inputs, hidden layer widths, outputs.
     activation : str or sequence of str
         Activation of the hidden layers ('sigmoid', 'identity', 'tanh',
-        'relu'), or one name per hidden layer.
+        'relu', 'leaky_relu': the names in ``chainrule.ACTIVATIONS`` but
+        'softmax'), or one name per hidden layer.
     output : str
         Activation of the output layer: one of those, or 'softmax' (row-wise,
         only with loss='cce', over at least 2 outputs).
@@ -112,7 +113,7 @@ class Network:
     dtype : {'float32', 'float64'}
         The dtype of the parameters and of every array passed in.
     seed : int or None
-        Seeds the Glorot-uniform (He-uniform for relu) initialisation. None
+        Seeds the Glorot-uniform (He-uniform for relu and leaky_relu) initialisation. None
         draws a seed from the operating system.
 
     Weights follow ``z = W a + b``: ``weights[l]`` has shape

@@ -9,7 +9,6 @@
 #pragma once
 
 #include "chainrule/errors.hpp"
-#include "chainrule/kernels.hpp"
 #include "chainrule/matrix.hpp"
 #include "chainrule/model_file.hpp"
 #include "chainrule/names.hpp"

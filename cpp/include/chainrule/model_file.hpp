@@ -8,7 +8,7 @@
 //   16      4  u32      loss: 0 bce, 1 mse, 2 cce
 //   20      4  u32      L, the number of layers (>= 1)
 //   24      8(L+1) u64  layer sizes n_0 ... n_L (each >= 1)
-//   ...     4L  u32     activation of each layer: 0 sigmoid, 1 identity, 2 tanh, 3 relu, 4 softmax
+//   ...     4L  u32     activation of each layer: 0 sigmoid, 1 identity, 2 tanh, 3 relu, 4 softmax, 5 leaky_relu
 //   ...     8   u64     P, the number of parameters = sum_l n_l (n_{l-1} + 1)
 //   ...     P * bytes   parameters, layer by layer: W_l row-major (n_l, n_{l-1}), then b_l
 //   ...     4   u32     CRC-32 (IEEE 802.3) of every byte before it

@@ -27,11 +27,12 @@
 #include <thread>
 #include <vector>
 
-#include "chainrule/kernels.hpp"
 #include "chainrule/matrix.hpp"
 #include "chainrule/names.hpp"
 
 namespace chainrule {
+
+struct RecordSteps;  // the fused one-record steps' outcome (internal: cpp/src/kernels/kernels.hpp)
 
 namespace detail {
 // A shared mutex that lets a waiting writer in ahead of readers that come
@@ -118,7 +119,7 @@ public:
     // layer_sizes: n_0 (inputs), n_1, ..., n_L (outputs), each >= 1, at least two.
     // activations: one per layer (L of them), the last being the output's.
     // The BCE loss needs a sigmoid output. Weights are Glorot-uniform
-    // (He-uniform for relu layers) drawn from `seed`; biases are zero.
+    // (He-uniform for relu and leaky_relu layers) drawn from `seed`; biases are zero.
     Network(std::vector<std::size_t> layer_sizes, std::vector<Activation> activations, Loss loss,
             std::uint64_t seed);
     Network(const Network& other);             // copies the parameters (under the reader lock); zeroed gradients

@@ -1,19 +1,18 @@
-// How many threads the core may use. The large matrix products of the
-// forward and backward passes run on several threads: a product of 2^21
-// multiply-adds or more is cut into one block of rows or columns of its
-// result per thread, each block computed whole by the GEMM backend on one
-// thread (the scipy-openblas library is kept at one thread of its own). Every
-// element is then summed in the same order whatever the thread count, so
-// results are identical for any setting. Elementwise work over 2^14 values
-// or more (bias, activations and their derivatives, the SGD update) and the
-// gathering of a large shuffled batch are cut into one range per thread (each
-// value computed alone, so again the same bits). predict on a network whose
-// products are all too small to split gives each thread a range of its
-// 256-record chunks instead. Small layers run on the calling thread. The
-// setting is process-wide.
+// How many threads the core may use. Work is cut into parts whose bounds
+// depend on the sizes alone, never on the thread count, and the threads share
+// the parts (a slower one takes fewer): a matrix product of 2^22 multiply-adds
+// or more into up to 8 tiles of whole rows or columns of its result, each
+// computed by the GEMM backend in one call on one thread (the scipy-openblas
+// library is kept at one thread of its own); elementwise work over 2^14 values
+// or more (bias, activations and their derivatives, the update) and the
+// gathering of a large shuffled batch into ranges; predict on a network whose
+// products are too small to tile, into ranges of its 256-record chunks. One
+// thread computes the same parts the same way as eight do, so results are the
+// same bits for any setting. If the system refuses to start a thread, the
+// core carries on with those it has. The setting is process-wide.
 //
 // With the "cblas" backend (a CBLAS chosen by the embedder) products are not
-// split: that library threads as it is configured to.
+// tiled: that library threads as it is configured to.
 #pragma once
 
 namespace chainrule {
@@ -25,5 +24,10 @@ void set_num_threads(int threads);
 // The current setting; by default what OPENBLAS_NUM_THREADS asked OpenBLAS
 // for at start-up, else all cores.
 int get_num_threads();
+
+// The library that computes the matrix products of this build: "openblas"
+// (scipy-openblas32), "cblas" (a CBLAS chosen by the embedder) or "loops"
+// (none: the core's own loops).
+const char* gemm_backend();
 
 }  // namespace chainrule

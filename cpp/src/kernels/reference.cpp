@@ -1,4 +1,4 @@
-#include "kernels_reference.hpp"
+#include "kernels/reference.hpp"
 
 namespace chainrule::reference {
 

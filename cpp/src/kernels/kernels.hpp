@@ -1,14 +1,17 @@
 // The kernels of a dense network, in the order of the forward pass, each a
 // free function over raw row-major buffers. Outputs come first, then inputs
 // and caches, then weights, then sizes (llm.c's convention). A gradient has
-// its value's name with a `d` prefix. The equations are those of MATH.md
-// (written up in docs/math.md); B is the number of records in the batch.
+// its value's name with a `d` prefix. The equations are those of
+// docs/math.md; B is the number of records in the batch. Internal to the
+// core: the public API is chainrule/chainrule.hpp.
 //
-// Explicitly instantiated for float and double in cpp/src/kernels.cpp. The
-// linear kernels hand large products to the GEMM backend (cpp/src/gemm.hpp);
-// their naive twins live in cpp/src/kernels_reference.cpp. Large products and
-// large elementwise work (2^14 values or more) run on the core's threads
-// (chainrule/threads.hpp), with the same results as on one thread; the
+// One home per concept, each explicitly instantiated for float and double:
+// activations.hpp/.cpp (each activation's f and f'), softmax.cpp, linear.cpp
+// (with its naive twin in reference.cpp), losses.cpp (each loss's value,
+// delta and rules), update.cpp, and record_steps.cpp (the fused one-record
+// fast path). Large products go to the GEMM backend (runtime/gemm.hpp); large
+// products and large elementwise work (2^14 values or more) run on the core's
+// threads (chainrule/threads.hpp), with the same bits as on one thread; the
 // kernels may be called from several threads at once.
 #pragma once
 
@@ -24,35 +27,35 @@ template <typename T>
 T sigmoid(T z);
 
 // out (B, OC) = inp (B, C) @ weight^T (OC, C) + bias (OC)
-//   MATH.md: Z_l = A_{l-1} W_l^T + b_l
+//   docs/math.md: Z_l = A_{l-1} W_l^T + b_l
 template <typename T>
 void linear_forward(T* out, const T* inp, const T* weight, const T* bias,
                     std::size_t num_records, std::size_t in_features, std::size_t out_features);
 
 // out (n) = f(inp (n)); out may equal inp.
-//   MATH.md: A_l = f_l(Z_l)
+//   docs/math.md: A_l = f_l(Z_l)
 template <typename T>
 void activation_forward(T* out, const T* inp, std::size_t n, Activation activation);
 
 // dinp (n) = dout (n) * f'(z), with f'(z) written through the cached output
-// out = f(z): a(1-a), 1, 1-a^2, [a > 0]. dinp may equal dout.
-//   MATH.md: dZ_l = dA_l * f'_l(Z_l)
+// out = f(z) (activations.hpp). dinp may equal dout.
+//   docs/math.md: dZ_l = dA_l * f'_l(Z_l)
 template <typename T>
 void activation_backward(T* dinp, const T* dout, const T* out, std::size_t n, Activation activation);
 
 // The gradients of a linear layer, written (or, with accumulate, added) into
 // dweight and dbias and, when dinp is not null, the delta it passes down.
 // dout (B, OC) is dZ_l, already scaled by 1/B.
-//   dweight (OC, C) (+)= dout^T @ inp          MATH.md: dW_l = (1/B) dZ_l^T A_{l-1}
-//   dbias   (OC)    (+)= sum over records dout  MATH.md: db_l = (1/B) sum dZ_l
-//   dinp    (B, C)    = dout @ weight          MATH.md: (dZ_l W_l), before f'_{l-1}
+//   dweight (OC, C) (+)= dout^T @ inp          docs/math.md: dW_l = (1/B) dZ_l^T A_{l-1}
+//   dbias   (OC)    (+)= sum over records dout  docs/math.md: db_l = (1/B) sum dZ_l
+//   dinp    (B, C)    = dout @ weight          docs/math.md: (dZ_l W_l), before f'_{l-1}
 template <typename T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                      std::size_t num_records, std::size_t in_features, std::size_t out_features, bool accumulate);
 
 // Sum over the records of the binary cross-entropy, computed from the logits
 // so that a saturated sigmoid never takes log(0).
-//   MATH.md: L = sum_k [ max(z,0) - z y + log(1 + e^{-|z|}) ]
+//   docs/math.md: L = sum_k [ max(z,0) - z y + log(1 + e^{-|z|}) ]
 template <typename T>
 double bce_forward(const T* logits, const T* targets, std::size_t num_records, std::size_t num_outputs);
 
@@ -64,24 +67,24 @@ void bce_losses(double* losses, const T* logits, const T* targets, std::size_t n
 
 // Fused output delta of a sigmoid output with BCE: dlogits = scale (A - Y).
 // Valid for that pair only: dL/da = (a-y)/(a(1-a)) and sigma'(z) = a(1-a) cancel.
-//   MATH.md: dZ_L = A_L - Y   (BCE + sigmoid)
+//   docs/math.md: dZ_L = A_L - Y   (BCE + sigmoid)
 template <typename T>
 void bce_backward(T* dlogits, const T* out, const T* targets, std::size_t n, T scale);
 
 // Sum over the records of the squared error.
-//   MATH.md: L = sum_k (a_k - y_k)^2
+//   docs/math.md: L = sum_k (a_k - y_k)^2
 template <typename T>
 double mse_forward(const T* out, const T* targets, std::size_t num_records, std::size_t num_outputs);
 
 // dout = scale * 2 (A - Y), the derivative of the MSE loss with respect to the
 // output activation; activation_backward then applies f'(Z_L) (skipped for identity).
-//   MATH.md: dZ_L = 2 (A_L - Y) * f'(Z_L)
+//   docs/math.md: dZ_L = 2 (A_L - Y) * f'(Z_L)
 template <typename T>
 void mse_backward(T* dout, const T* out, const T* targets, std::size_t n, T scale);
 
 // out (B, K) = softmax of each row of inp (B, K), stable: the row's maximum
 // is subtracted before exponentiating. Row-wise, so not an activation_forward
-// case; out may equal inp. (chainrule's extension of MATH.md; docs/math.md.)
+// case; out may equal inp.
 //   docs/math.md: a_k = e^{z_k - m} / sum_j e^{z_j - m},  m = max_j z_j
 template <typename T>
 void softmax_forward(T* out, const T* inp, std::size_t num_records, std::size_t num_outputs);
@@ -103,7 +106,7 @@ void cce_backward(T* dlogits, const T* out, const T* targets, std::size_t n, T s
 // One SGD update of a flat parameter buffer: params -= lr * grads.
 // Checks first that every updated value is finite; if one is not, nothing is
 // written and the function returns false.
-//   MATH.md: W_l <- W_l - lr dW_l,  b_l <- b_l - lr db_l
+//   docs/math.md: W_l <- W_l - lr dW_l,  b_l <- b_l - lr db_l
 template <typename T>
 bool sgd_update(T* params, const T* grads, std::size_t n, T lr);
 
@@ -136,7 +139,7 @@ struct RecordSteps {
 // be finite, and returns {that step, why}: the parameters are those of the
 // steps before it; its row of z (and, with mse, its loss) hold its values.
 //   weight (OC, C), bias (OC), X (., C), Y (., OC)
-//   MATH.md with B = 1: z = W x + b, a = f(z), dZ = a - y or 2 (a - y) f'(z),
+//   docs/math.md with B = 1: z = W x + b, a = f(z), dZ = a - y or 2 (a - y) f'(z),
 //   W <- W - lr dZ x^T, b <- b - lr dZ
 template <typename T>
 RecordSteps dense_record_steps(T* weight, T* bias, T* z, T* a, double* losses, const T* X, const T* Y,

@@ -6,13 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-// Always inlined: GCC finds a function that does nothing but prefetch "pure"
-// (a prefetch is no side effect to it) and deletes every call to it.
-#if defined(__GNUC__)
-#define CHAINRULE_ALWAYS_INLINE __attribute__((always_inline)) inline
-#else
-#define CHAINRULE_ALWAYS_INLINE inline
-#endif
+#include "runtime/macros.hpp"
 
 namespace chainrule::detail {
 

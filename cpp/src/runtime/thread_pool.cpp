@@ -1,9 +1,11 @@
-#include "thread_pool.hpp"
+#include "runtime/thread_pool.hpp"
 
 #include <atomic>
+#include <cassert>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -40,6 +42,16 @@ inline void poll_pause(unsigned polls) {
 #endif
 }
 
+// A run's state in one word, so that a thread claims a part with one
+// compare-exchange: the run's number (32 bits), its part count and the next
+// unclaimed part (16 bits each).
+constexpr std::uint64_t kFieldBits = 16;
+constexpr std::uint64_t kFieldMask = (std::uint64_t{1} << kFieldBits) - 1;
+
+constexpr std::uint64_t run_of(std::uint64_t state) { return state >> (2 * kFieldBits); }
+constexpr std::uint64_t parts_of(std::uint64_t state) { return (state >> kFieldBits) & kFieldMask; }
+constexpr std::uint64_t next_of(std::uint64_t state) { return state & kFieldMask; }
+
 class Pool {
 public:
     ~Pool() { stop_workers(); }
@@ -48,53 +60,78 @@ public:
     bool try_begin() { return run_mutex_.try_lock(); }
     void end() { run_mutex_.unlock(); }
 
-    void resize(int workers) {  // with run_mutex_ held
-        if (static_cast<int>(workers_.size()) == workers) return;
+    // Keeps `workers` workers (with run_mutex_ held). When the system refuses
+    // a thread (std::system_error: no memory for its stack, a process limit),
+    // the pool keeps the workers it has and does not ask again for the same
+    // count: every part is still computed, by fewer threads.
+    void resize(int workers) {
+        if (workers == target_) return;
+        target_ = workers;
         stop_workers();
         stop_ = false;
-        // The generation they start from is read here, not by them: a run
-        // published before a new worker first looks must not pass it by.
-        const std::uint64_t now = generation_.load(std::memory_order_acquire);
-        for (int i = 1; i <= workers; ++i) workers_.emplace_back([this, i, now] { work(i, now); });
+        try {
+            for (int i = 0; i < workers; ++i) {
+                // The run they start from is read here, not by them: a run
+                // published before a new worker first looks must not pass it by.
+                workers_.emplace_back([this, seen = run_of(state_.load(std::memory_order_acquire))] { work(seen); });
+            }
+        } catch (const std::system_error&) {
+        }
     }
 
     int workers() const { return static_cast<int>(workers_.size()); }
 
     void run(int parts, void (*body)(void*, int), void* context) {  // with run_mutex_ held
-        // Every worker answers every run, parts or not: none can lag behind
-        // into the next run, and the fields below change only while all of
-        // them wait.
+        // The caller and the workers claim the parts one at a time; the caller
+        // then waits for the parts to be done, not for every worker to answer:
+        // a worker that wakes after the last part was claimed finds nothing to do.
         body_ = body;
         context_ = context;
-        parts_ = parts;
-        remaining_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+        done_.store(0, std::memory_order_relaxed);
+        const std::uint64_t run = run_of(state_.load(std::memory_order_relaxed)) + 1;
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            generation_.fetch_add(1, std::memory_order_release);
+            state_.store((run << (2 * kFieldBits)) | (static_cast<std::uint64_t>(parts) << kFieldBits),
+                         std::memory_order_release);
         }
         wake_.notify_all();
-        body(context, 0);
-        for (unsigned polls = 1; remaining_.load(std::memory_order_acquire) != 0; ++polls) poll_pause(polls);
+        take_parts(run);
+        for (unsigned polls = 1; done_.load(std::memory_order_acquire) != parts; ++polls) poll_pause(polls);
     }
 
 private:
-    void work(int index, std::uint64_t seen) {
+    // Runs the parts of run `run` that are still unclaimed, one at a time.
+    void take_parts(std::uint64_t run) {
+        std::uint64_t state = state_.load(std::memory_order_acquire);
+        while (run_of(state) == run && next_of(state) < parts_of(state)) {
+            if (!state_.compare_exchange_weak(state, state + 1, std::memory_order_acq_rel,
+                                              std::memory_order_acquire)) {
+                continue;  // another thread claimed it (or a new run began): look again
+            }
+            // A claimed part keeps its run from ending: body_ and context_ are this run's.
+            body_(context_, static_cast<int>(next_of(state)));
+            done_.fetch_add(1, std::memory_order_release);
+            state = state_.load(std::memory_order_acquire);
+        }
+    }
+
+    void work(std::uint64_t seen) {
         for (;;) {
             unsigned polls = 0;
-            while (generation_.load(std::memory_order_acquire) == seen && !stop_.load(std::memory_order_acquire)) {
+            auto news = [&] {
+                return run_of(state_.load(std::memory_order_acquire)) != seen || stop_.load(std::memory_order_acquire);
+            };
+            while (!news()) {
                 if (++polls < kSpinPolls) {
                     poll_pause(polls);
                     continue;
                 }
                 std::unique_lock<std::mutex> lock(mutex_);
-                wake_.wait(lock, [&] {
-                    return generation_.load(std::memory_order_acquire) != seen || stop_.load(std::memory_order_acquire);
-                });
+                wake_.wait(lock, news);
             }
             if (stop_.load(std::memory_order_acquire)) return;
-            seen = generation_.load(std::memory_order_acquire);
-            if (index < parts_) body_(context_, index);
-            remaining_.fetch_sub(1, std::memory_order_acq_rel);
+            seen = run_of(state_.load(std::memory_order_acquire));
+            take_parts(seen);
         }
     }
 
@@ -111,13 +148,13 @@ private:
     std::mutex run_mutex_;
     std::mutex mutex_;  // with wake_: a sleeping worker's wake-up
     std::condition_variable wake_;
-    std::atomic<std::uint64_t> generation_{0};
+    std::atomic<std::uint64_t> state_{0};
+    std::atomic<int> done_{0};  // parts of the current run that are done
     std::atomic<bool> stop_{false};
-    std::atomic<int> remaining_{0};
-    void (*body_)(void*, int) = nullptr;  // written before generation_ is bumped, read after
+    void (*body_)(void*, int) = nullptr;  // written before the run is published in state_, read after a claim
     void* context_ = nullptr;
-    int parts_ = 0;
     std::vector<std::thread> workers_;
+    int target_ = 0;  // the worker count last asked for
 };
 
 // Never destroyed: worker threads still asleep at exit would otherwise be
@@ -167,10 +204,11 @@ void run_parts(int parts, void (*body)(void* context, int part), void* context) 
         for (int part = 0; part < parts; ++part) body(context, part);
     };
     if (parts <= 1 || t_leading_a_run) return run_here();
+    assert(static_cast<std::uint64_t>(parts) <= kFieldMask);
     Pool& p = pool();
     if (!p.try_begin()) return run_here();  // another thread's run holds the pool
     p.resize(g_pool_threads.load() - 1);
-    if (parts > p.workers() + 1) {  // fewer threads than parts (the setting changed): the caller takes them all
+    if (p.workers() == 0) {
         p.end();
         return run_here();
     }

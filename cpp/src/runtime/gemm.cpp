@@ -1,15 +1,9 @@
-#include "gemm.hpp"
+#include "runtime/gemm.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cassert>
-#include <mutex>
-#include <stdexcept>
-#include <string>
-#include <thread>
 
-#include "chainrule/threads.hpp"
-#include "thread_pool.hpp"
+#include "runtime/thread_pool.hpp"
 
 #if defined(CHAINRULE_BLAS_SCIPY_OPENBLAS)
 #include <cblas.h>  // scipy-openblas32: every symbol carries the scipy_ prefix
@@ -107,33 +101,61 @@ int gemm_threads() { return 1; }
 
 #endif
 
-namespace {
-// Parts are whole multiples of this many rows or columns of C.
-constexpr std::size_t kBlock = 16;
-}  // namespace
+bool gemm_tiles_products() { return kSplitProducts; }
+
+GemmTiling gemm_tiling(std::size_t M, std::size_t N, std::size_t K) {
+    const bool rows = M >= N;
+    const std::size_t side = rows ? M : N;
+    const double work = double(M) * double(N) * double(K);
+    std::size_t tiles = 1;
+    if (kSplitProducts) {
+        while (tiles < kGemmMaxTiles && work / double(2 * tiles) >= kGemmTileMinWork &&
+               side / (2 * tiles) >= kGemmTileAlign) {
+            tiles *= 2;
+        }
+    }
+    return {rows, side, tiles};
+}
 
 template <typename T>
 void gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t lda, const T* B,
           std::size_t ldb, T beta, T* C, std::size_t ldc) {
-    // A large product is cut into blocks of rows of C (or of columns, the
-    // longer side), one per thread, each computed by the backend on one
-    // thread: every element of C gets the same sum in the same order as in
-    // one call, so results do not depend on the thread count.
-    if (!kSplitProducts || double(M) * double(N) * double(K) < kGemmSplitMinWork) {
+    init_threads();  // the library's own threads are off before its first product
+    const GemmTiling tiling = gemm_tiling(M, N, K);
+    if (tiling.tiles == 1) {
         gemm_one(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    if (M >= N) {  // rows [begin, end) of C and of op(A)
-        for_ranges(M, kBlock, kBlock, [&](std::size_t begin, std::size_t end) {
-            gemm_one(ta, tb, end - begin, N, K, ta ? A + begin : A + begin * lda, lda, B, ldb, beta,
-                     C + begin * ldc, ldc);
-        });
-    } else {  // columns [begin, end) of C and of op(B)
-        for_ranges(N, kBlock, kBlock, [&](std::size_t begin, std::size_t end) {
-            gemm_one(ta, tb, M, end - begin, K, A, lda, tb ? B + begin * ldb : B + begin, ldb, beta, C + begin,
-                     ldc);
-        });
-    }
+    // Each tile is a product of its own, computed whole by the backend on one
+    // thread; the tiles depend on the shape alone, so one thread computes the
+    // same tiles, in the same shapes, as any number of threads does.
+    struct Context {
+        bool ta, tb;
+        std::size_t M, N, K;
+        const T* A;
+        std::size_t lda;
+        const T* B;
+        std::size_t ldb;
+        T beta;
+        T* C;
+        std::size_t ldc;
+        GemmTiling tiling;
+    } context{ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, tiling};
+    run_parts(
+        static_cast<int>(tiling.tiles),
+        [](void* opaque, int tile) {
+            const Context& c = *static_cast<const Context*>(opaque);
+            const std::size_t begin = c.tiling.begin(static_cast<std::size_t>(tile));
+            const std::size_t width = c.tiling.begin(static_cast<std::size_t>(tile) + 1) - begin;
+            if (c.tiling.rows) {  // rows [begin, begin + width) of C and of op(A)
+                gemm_one(c.ta, c.tb, width, c.N, c.K, c.ta ? c.A + begin : c.A + begin * c.lda, c.lda, c.B, c.ldb,
+                         c.beta, c.C + begin * c.ldc, c.ldc);
+            } else {  // columns [begin, begin + width) of C and of op(B)
+                gemm_one(c.ta, c.tb, c.M, width, c.K, c.A, c.lda, c.tb ? c.B + begin * c.ldb : c.B + begin, c.ldb,
+                         c.beta, c.C + begin, c.ldc);
+            }
+        },
+        &context);
 }
 
 template void gemm<float>(bool, bool, std::size_t, std::size_t, std::size_t, const float*, std::size_t, const float*,
@@ -142,43 +164,3 @@ template void gemm<double>(bool, bool, std::size_t, std::size_t, std::size_t, co
                            const double*, std::size_t, double, double*, std::size_t);
 
 }  // namespace chainrule::detail
-
-namespace chainrule {
-
-namespace {
-std::atomic<int> g_num_threads{0};  // 0: not set yet
-std::once_flag g_threads_once;
-
-int all_cores() {
-    const unsigned cores = std::thread::hardware_concurrency();
-    return cores == 0 ? 1 : static_cast<int>(cores);
-}
-
-// Once: the default thread count (OpenBLAS's own start-up count, which
-// honours OPENBLAS_NUM_THREADS, else all cores), and the GEMM library set to
-// one thread: chainrule's pool runs the parts of a product.
-void init_threads() {
-    std::call_once(g_threads_once, [] {
-        const int initial = std::string(detail::gemm_backend()) == "openblas" ? detail::gemm_threads() : all_cores();
-        if (detail::kSplitProducts) detail::set_gemm_threads(1);
-        g_num_threads.store(initial);  // every other store waits for this once
-        detail::set_pool_threads(initial);
-    });
-}
-}  // namespace
-
-void set_num_threads(int threads) {
-    if (threads < 1) {
-        throw std::invalid_argument("set_num_threads: threads must be >= 1, got " + std::to_string(threads));
-    }
-    init_threads();
-    g_num_threads.store(threads);
-    detail::set_pool_threads(threads);
-}
-
-int get_num_threads() {
-    init_threads();
-    return g_num_threads.load();
-}
-
-}  // namespace chainrule

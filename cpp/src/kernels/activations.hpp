@@ -1,0 +1,89 @@
+// One home per elementwise activation: f(z) and its derivative beside it,
+// written through the output a = f(z) (docs/math.md, "Activations"). The batch
+// kernels (activation_forward and activation_backward) and the fused
+// one-record step (record_steps.cpp) both call these, so the two compute the
+// same bits. softmax is row-wise, not elementwise: softmax.cpp.
+//
+// Adding an activation: a struct here, a case in with_activation, its name in
+// names.cpp (and an enum value appended in chainrule/names.hpp).
+#pragma once
+
+#include <cassert>
+#include <cmath>
+
+#include "chainrule/names.hpp"
+#include "runtime/fast_math.hpp"
+#include "runtime/macros.hpp"
+
+namespace chainrule::detail {
+
+// Each home: f(z); times_derivative(d, a) = d * f'(z) given a = f(z); and
+// whether a loop of f vectorizes (std::tanh is a libm call per element).
+// Always inlined, so that every kernel compiles them for its own
+// instruction set (runtime/macros.hpp) and the fused and batch paths agree.
+struct Sigmoid {
+    static constexpr bool kVectorizes = true;
+    // The logistic function, stable for every finite z: e^{-|z|} lies in
+    // (0, 1], so nothing overflows; for z < 0, 1/(1+e^{-z}) = e^{z}/(1+e^{z}),
+    // which underflows to 0 instead of 1/inf. The numerator is selected, not
+    // the result: branch-free, one rounding, and no multiply after the
+    // division on the critical path.
+    template <typename T>
+    CHAINRULE_ALWAYS_INLINE static T f(T z) {
+        const T e = exp_nonpositive(-std::abs(z));
+        return (z >= T(0) ? T(1) : e) / (T(1) + e);
+    }
+    template <typename T>
+    CHAINRULE_ALWAYS_INLINE static T times_derivative(T d, T a) { return d * (a * (T(1) - a)); }  // sigma'(z) = a (1 - a)
+};
+
+struct Identity {
+    static constexpr bool kVectorizes = true;
+    template <typename T>
+    CHAINRULE_ALWAYS_INLINE static T f(T z) { return z; }
+    template <typename T>
+    CHAINRULE_ALWAYS_INLINE static T times_derivative(T d, T) { return d; }  // f'(z) = 1
+};
+
+struct Tanh {
+    static constexpr bool kVectorizes = false;
+    template <typename T>
+    CHAINRULE_ALWAYS_INLINE static T f(T z) { return std::tanh(z); }
+    template <typename T>
+    CHAINRULE_ALWAYS_INLINE static T times_derivative(T d, T a) { return d * (T(1) - a * a); }  // tanh'(z) = 1 - a^2
+};
+
+struct Relu {
+    static constexpr bool kVectorizes = true;
+    template <typename T>
+    CHAINRULE_ALWAYS_INLINE static T f(T z) { return z > T(0) ? z : T(0); }
+    template <typename T>
+    CHAINRULE_ALWAYS_INLINE static T times_derivative(T d, T a) { return a > T(0) ? d : T(0); }  // 1 if a > 0 else 0 (0 at z = 0)
+};
+
+// max(z, 0) + 0.01 min(z, 0), torch.nn.LeakyReLU's default slope. a > 0
+// exactly when z > 0, so the derivative reads the output as relu's does.
+struct LeakyRelu {
+    static constexpr bool kVectorizes = true;
+    static constexpr double kSlope = 0.01;
+    template <typename T>
+    CHAINRULE_ALWAYS_INLINE static T f(T z) { return z > T(0) ? z : T(kSlope) * z; }
+    template <typename T>
+    CHAINRULE_ALWAYS_INLINE static T times_derivative(T d, T a) { return a > T(0) ? d : T(kSlope) * d; }  // 1 if a > 0 else 0.01
+};
+
+// op(Home{}) for the home of `activation` (not softmax: it has none).
+template <typename Op>
+decltype(auto) with_activation(Activation activation, Op&& op) {
+    switch (activation) {
+        case Activation::sigmoid: return op(Sigmoid{});
+        case Activation::tanh: return op(Tanh{});
+        case Activation::relu: return op(Relu{});
+        case Activation::leaky_relu: return op(LeakyRelu{});
+        case Activation::softmax: assert(false && "softmax is row-wise: softmax_forward, cce_backward"); break;
+        case Activation::identity: break;
+    }
+    return op(Identity{});
+}
+
+}  // namespace chainrule::detail

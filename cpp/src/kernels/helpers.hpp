@@ -1,0 +1,60 @@
+// Small pieces that several kernels share: the dot product whose order of
+// summation linear_forward and the fused one-record step both keep, the
+// exponent test behind every finiteness check, and how large elementwise work
+// must be before the threads share it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "runtime/macros.hpp"
+
+namespace chainrule::detail {
+
+// Elementwise work over at least twice this many values is shared by the
+// core's threads, in ranges of at least this many (for_ranges); less stays on
+// the calling thread, where it takes a few microseconds at most. Each value is
+// computed alone, so the results do not depend on the thread count.
+constexpr std::size_t kElementwiseMinPart = std::size_t{1} << 13;
+
+// w . x (n): eight partial sums (one vector), then a fixed pairwise tree: no
+// serial horizontal sum on the critical path. The last n % 8 elements are
+// read as the last 8 of the row, lanes that were summed already adding 0, so
+// that the tail is vector work too (a scalar tail through the lane array made
+// a chain of stores and reloads). One order of summation for linear_forward
+// and dense_record_steps alike: always inlined, so that both compile it for
+// the same instruction set. (More accumulators would shorten the chains,
+// but GCC keeps them on the stack.)
+template <typename T>
+CHAINRULE_ALWAYS_INLINE T dot(const T* w, const T* x, std::size_t n) {
+    T lanes[8] = {};  // never -0: adding +0 to a lane leaves it as it was
+    std::size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        for (std::size_t l = 0; l < 8; ++l) lanes[l] += x[k + l] * w[k + l];
+    }
+    const std::size_t rest = n - k;
+    if (rest > 0 && n >= 8) {  // lane l takes element n - 8 + l, if it was not summed above
+        const std::size_t base = n - 8;
+        for (std::size_t l = 0; l < 8; ++l) lanes[l] += l + rest >= 8 ? x[base + l] * w[base + l] : T(0);
+    } else {
+        for (std::size_t l = 0; l < rest; ++l) lanes[l] += x[k + l] * w[k + l];
+    }
+    return ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+}
+
+// 1 when v is inf or NaN (its exponent bits all set), else 0: an integer, so
+// that an OR of these over a loop vectorizes and has no floating-point chain
+// to wait on (a bool OR does not vectorize).
+template <typename T>
+using FloatBits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+
+template <typename T>
+CHAINRULE_ALWAYS_INLINE FloatBits<T> non_finite_bits(T v) {
+    constexpr FloatBits<T> kExponent = static_cast<FloatBits<T>>(sizeof(T) == 4 ? 0x7F800000u : 0x7FF0000000000000u);
+    FloatBits<T> bits;
+    std::memcpy(&bits, &v, sizeof(T));
+    return static_cast<FloatBits<T>>((bits & kExponent) == kExponent);
+}
+}  // namespace chainrule::detail
