@@ -13,7 +13,7 @@ the ways a process can be interrupted:
 
 After each, the target loads and is bitwise one of the models saved (the old
 or a new one). A SIGKILL cannot run any cleanup, so it may leave the
-temporary file behind: a hidden ``.chainrule-save-<pid>-<counter>.tmp`` beside
+temporary file behind: a hidden ``.chainrule-save-<random hex>.tmp`` beside
 the target. That is accepted here, but such a file must never be mistaken for
 a model: a partial one is refused by load.
 """

@@ -7,13 +7,26 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <cstdint>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
+
+#if defined(__GLIBCXX__)
+#include <cxxabi.h>  // abi::__forced_unwind
+#endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
 
 #include "chainrule/chainrule.hpp"
 
@@ -40,6 +53,25 @@ std::string how_to_fix(const char* name) {
     return std::string("; pass np.ascontiguousarray(") + name + ", dtype=np." + dtype_name<T>() + ")";
 }
 
+// Whether obj is a numpy.ma.MaskedArray (an ndarray subclass whose data
+// buffer holds the masked values too). Only a subclass can be one, and only
+// once numpy.ma is imported: an exact ndarray, or a process that never
+// imported numpy.ma, costs no lookup.
+bool is_masked_array(const py::handle& obj) {
+    if (Py_TYPE(obj.ptr()) == py::detail::npy_api::get().PyArray_Type_) return false;
+    PyObject* core = PyImport_GetModule(py::str("numpy.ma.core").ptr());  // new reference, or null: not imported
+    if (core == nullptr) {
+        if (PyErr_Occurred()) throw py::error_already_set();
+        return false;
+    }
+    const py::object module = py::reinterpret_steal<py::object>(core);
+    const py::object masked = py::getattr(module, "MaskedArray", py::none());
+    if (masked.is_none()) return false;
+    const int is = PyObject_IsInstance(obj.ptr(), masked.ptr());
+    if (is < 0) throw py::error_already_set();
+    return is != 0;
+}
+
 // A read-only view of a C-contiguous, aligned, native-endian array of T with
 // 2 dimensions (or 1, seen as one column, where `allow_vector`). Never copies.
 template <typename T>
@@ -47,6 +79,11 @@ ConstMatrixView<T> as_matrix(const py::handle& obj, const char* name, bool allow
     if (!py::isinstance<py::array>(obj)) {
         throw py::type_error(std::string(name) + " must be a numpy.ndarray of dtype " + dtype_name<T>() + ", got " +
                              std::string(py::str(py::type::handle_of(obj).attr("__name__"))) + how_to_fix<T>(name));
+    }
+    if (is_masked_array(obj)) {
+        throw py::type_error(std::string(name) + " is a numpy.ma.MaskedArray: its masked entries would be read as "
+                             "data, since arrays are read in place; pass a numpy.ndarray without the masked records, "
+                             "or " + name + ".filled(value) to choose their values");
     }
     const auto array = py::reinterpret_borrow<py::array>(obj);
     if (!array.dtype().is(py::dtype::of<T>()) && !array.dtype().equal(py::dtype::of<T>())) {
@@ -108,6 +145,234 @@ py::str path_text(const std::string& path) {
     PyObject* text = PyUnicode_DecodeFSDefaultAndSize(path.data(), static_cast<py::ssize_t>(path.size()));
     if (text == nullptr) throw py::error_already_set();
     return py::reinterpret_steal<py::str>(text);
+}
+
+// -- Threads still in the core when the interpreter exits -------------------
+//
+// At exit, Python ends a daemon thread that tries to take the GIL back with
+// pthread_exit, a forced unwind; through a noexcept frame (pybind11's
+// gil_scoped_release destructor) that is std::terminate, and the process
+// dies of SIGABRT instead of exiting with its status. And a thread still
+// computing while exit() runs the libraries' destructors (OpenBLAS frees its
+// buffers there) could crash too. So:
+//  * every call that releases the GIL goes through without_gil: a thread
+//    other than the main one is counted while inside the core;
+//  * at exit (in an atexit handler: Python runs those before it stops
+//    letting other threads take the GIL) the exit gate closes: fit, in any thread, stops at its next check
+//    between steps, and the handler waits, the GIL released, for the counted
+//    threads to leave the core; each then stays parked (asleep, holding no
+//    lock of the core and not the GIL) until the process ends, as does one
+//    that enters the core after that;
+//  * a forced unwind that reaches a frame of ours (a thread that retakes the
+//    GIL once Python no longer lets it, from a callback say) is caught and
+//    the thread parks: it never unwinds through the core.
+// The main thread is never parked: it is the one that exits.
+
+// Thrown by fit's interrupt check in a thread other than the main one once
+// the interpreter is exiting; without_gil parks the thread when it sees it.
+struct exiting_stop {};
+
+class ExitGate {
+public:
+    // Counts the calling thread in; false once the interpreter is exiting.
+    bool enter() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (closed_) return false;
+        ++inside_;
+        return true;
+    }
+    // Counts it in even when closed (a thread back from a callback, which
+    // stops at once), so that leave() stays paired.
+    void rejoin() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++inside_;
+    }
+    void leave() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (--inside_ == 0) left_.notify_all();
+    }
+    bool closed() const { return closed_flag_.load(std::memory_order_acquire); }
+    // Closes the gate, then waits for every counted thread to leave the core.
+    void close_and_wait() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        closed_ = true;
+        closed_flag_.store(true, std::memory_order_release);
+        left_.wait(lock, [&] { return inside_ == 0; });
+    }
+    // In a forked child: only the forking thread exists, and it is not in
+    // the core (fork is Python code, and from a callback it left the count).
+    void reset_in_child() {
+        new (&mutex_) std::mutex();
+        new (&left_) std::condition_variable();
+        inside_ = 0;
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable left_;
+    int inside_ = 0;
+    bool closed_ = false;
+    std::atomic<bool> closed_flag_{false};
+};
+
+// Never destroyed: threads may still use it while the process exits.
+ExitGate& exit_gate() {
+    static ExitGate* gate = new ExitGate();
+    return *gate;
+}
+
+// The main thread's identifier, read once at import.
+unsigned long g_main_thread = 0;
+
+bool on_main_thread() { return PyThread_get_thread_ident() == g_main_thread; }
+
+// Sleeps until the process ends; the caller holds neither the GIL nor a lock
+// of the core.
+[[noreturn]] void park() {
+    for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+}
+
+// Takes the GIL back for `state`, or parks when Python ends the thread
+// instead (its forced unwind stops here).
+void retake_gil(PyThreadState* state) noexcept {
+#if defined(__GLIBCXX__)
+    try {
+        PyEval_RestoreThread(state);
+    } catch (abi::__forced_unwind&) {
+        park();
+    }
+#else
+    PyEval_RestoreThread(state);
+#endif
+}
+
+// Runs work() without the GIL (see above) and returns its result.
+template <typename Work>
+auto without_gil(Work&& work) -> decltype(work()) {
+    const bool counted = !on_main_thread();
+    if (counted && !exit_gate().enter()) {
+        PyEval_SaveThread();
+        park();
+    }
+    PyThreadState* state = PyEval_SaveThread();
+    auto finish = [&]() noexcept {
+        if (counted) {
+            exit_gate().leave();
+            if (exit_gate().closed()) park();
+        }
+        retake_gil(state);
+    };
+    try {
+        if constexpr (std::is_void_v<decltype(work())>) {
+            work();
+            finish();
+        } else {
+            auto result = work();
+            finish();
+            return result;
+        }
+    } catch (...) {
+        finish();
+        throw;
+    }
+}
+
+// fit calls a Python callback nested this deep at most in one thread (a
+// callback that calls fit, whose callback calls fit, ...): each level holds
+// C++ frames of the core's, and the C stack is not Python's recursion limit.
+constexpr int kMaxNestedFits = 32;
+// ... and starts a nested fit only with this much of the thread's stack left.
+constexpr std::size_t kStackReserve = std::size_t{128} << 10;
+
+thread_local int t_callback_depth = 0;
+
+// Bytes of the calling thread's stack below this frame, or SIZE_MAX where
+// they cannot be told.
+std::size_t stack_left() {
+#if defined(__GLIBC__)
+    thread_local const std::uintptr_t lowest = [] {
+        std::uintptr_t low = 0;
+        pthread_attr_t attributes;
+        if (pthread_getattr_np(pthread_self(), &attributes) == 0) {
+            void* address = nullptr;
+            std::size_t size = 0;
+            if (pthread_attr_getstack(&attributes, &address, &size) == 0) low = reinterpret_cast<std::uintptr_t>(address);
+            pthread_attr_destroy(&attributes);
+        }
+        return low;
+    }();
+    const char here = 0;
+    const auto position = reinterpret_cast<std::uintptr_t>(&here);
+    if (lowest == 0 || position < lowest) return SIZE_MAX;
+    return position - lowest;
+#else
+    return SIZE_MAX;
+#endif
+}
+
+void check_nesting() {
+    if (t_callback_depth == 0) return;
+    const std::size_t left = stack_left();
+    if (t_callback_depth >= kMaxNestedFits || left < kStackReserve) {
+        PyErr_SetString(PyExc_RecursionError,
+                        ("fit called from a fit callback nested " + std::to_string(t_callback_depth) +
+                         " deep: fit nests at most " + std::to_string(kMaxNestedFits) +
+                         " deep, and only with " + std::to_string(kStackReserve >> 10) +
+                         " KiB of the thread's stack left (" +
+                         (left == SIZE_MAX ? std::string("unknown") : std::to_string(left >> 10) + " KiB") +
+                         " left); train the nested networks after the outer fit returns")
+                            .c_str());
+        throw py::error_already_set();
+    }
+}
+
+// Runs the C API calls of `part` (no C++ object with a destructor in it);
+// should Python end the thread inside them (the interpreter exits), it parks.
+template <typename Part>
+void python_part(const Part& part) {
+#if defined(__GLIBCXX__)
+    try {
+        part();
+    } catch (abi::__forced_unwind&) {
+        park();
+    }
+#else
+    part();
+#endif
+}
+
+// fit's callback: callable(epoch, cost), from inside the core without the
+// GIL; false stops training (any falsy value but None, Python's truthiness).
+// `counted`: the thread is counted by the exit gate (see without_gil); while
+// Python code runs it is not (exit does not wait for Python code), and once
+// the interpreter is exiting, fit stops as soon as the callback returns.
+bool call_epoch_callback(PyObject* callable, const EpochReport& report, bool counted) {
+    if (counted) exit_gate().leave();  // out of the core, and one callback deeper, until back
+    ++t_callback_depth;
+    auto back = [counted] {
+        --t_callback_depth;
+        if (counted) exit_gate().rejoin();
+    };
+    PyGILState_STATE gil{};
+    int truth = -1;
+    python_part([&] {
+        gil = PyGILState_Ensure();
+        PyObject* result = PyObject_CallFunction(callable, "nd", static_cast<Py_ssize_t>(report.epoch), report.cost);
+        if (result != nullptr) {
+            truth = result == Py_None ? 1 : PyObject_IsTrue(result);
+            Py_DECREF(result);
+        }
+    });
+    if (truth < 0) {
+        py::error_already_set error;  // fetched with the GIL held
+        PyGILState_Release(gil);
+        back();
+        throw error;
+    }
+    PyGILState_Release(gil);
+    back();
+    if (counted && exit_gate().closed()) throw exiting_stop{};
+    return truth != 0;
 }
 
 // The Python type of chainrule::format_error, set once at import.
@@ -209,8 +474,9 @@ void bind_network(py::module_& m, const char* class_name) {
                      parsed.push_back(parse_activation(activations[i], output ? "output" : "activation"));
                  }
                  const Loss parsed_loss = parse_loss(loss);
-                 py::gil_scoped_release release;  // initialising a large network takes a while
-                 return new Net(std::move(sizes), std::move(parsed), parsed_loss, seed);
+                 return without_gil([&] {  // initialising a large network takes a while
+                     return new Net(std::move(sizes), std::move(parsed), parsed_loss, seed);
+                 });
              }),
              py::arg("layer_sizes"), py::arg("activations"), py::arg("loss"), py::arg("seed"),
              "layer_sizes (n_0..n_L), one activation name per layer, a loss name, a 64-bit seed.")
@@ -244,16 +510,14 @@ void bind_network(py::module_& m, const char* class_name) {
                  if (x.rows * net.num_params() < kReleaseGilWork) {
                      net.predict(o, x);  // a microsecond or less: releasing the GIL would cost more
                  } else {
-                     py::gil_scoped_release release;
-                     net.predict(o, x);
+                     without_gil([&] { net.predict(o, x); });
                  }
                  return out;
              }, py::arg("X"), "A_L (n_records, n_outputs) for the records of X.")
         .def("cost", [](const Net& net, const py::object& X, const py::object& y) {
                  const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
                  const ConstMatrixView<T> t = as_targets(net, y);
-                 py::gil_scoped_release release;
-                 return net.cost(x, t);
+                 return without_gil([&] { return net.cost(x, t); });
              }, py::arg("X"), py::arg("y"), "The mean record loss over (X, y).")
         .def("gradients", [](Net& net, const py::object& X, const py::object& y) {
                  const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
@@ -263,10 +527,7 @@ void bind_network(py::module_& m, const char* class_name) {
                  // gradient right after); the arrays returned are views of it.
                  py::array_t<T> flat(py::ssize_t(net.num_params()));
                  T* gradient = flat.mutable_data();
-                 {
-                     py::gil_scoped_release release;
-                     net.compute_gradients(x, t, gradient);
-                 }
+                 without_gil([&] { net.compute_gradients(x, t, gradient); });
                  py::list grads;
                  for (std::size_t l = 0; l < net.num_layers(); ++l) {
                      const LayerView<const T> p = std::as_const(net).layer(l);  // where layer l sits in the layout
@@ -281,13 +542,13 @@ void bind_network(py::module_& m, const char* class_name) {
         .def("sgd_step", [](Net& net, const py::object& X, const py::object& y, double lr) {
                  const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
                  const ConstMatrixView<T> t = as_targets(net, y);
-                 py::gil_scoped_release release;
-                 return net.sgd_step(x, t, lr);
+                 return without_gil([&] { return net.sgd_step(x, t, lr); });
              }, py::arg("X"), py::arg("y"), py::arg("lr"), "One SGD step on the batch; returns the cost before it.")
         .def("fit", [](Net& net, const py::object& X, const py::object& y, long long epochs, double lr,
                        long long batch_size, bool shuffle, std::uint64_t seed, std::optional<double> tol,
                        long long n_iter_no_change, const py::object& on_epoch, const py::dict& optimizer,
                        const py::dict& schedule, double alpha, TrainingState<T>* state) {
+                 check_nesting();
                  const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
                  const ConstMatrixView<T> t = as_targets(net, y);
                  if (batch_size < 1) throw py::value_error("batch_size must be >= 1, got " + std::to_string(batch_size));
@@ -309,10 +570,11 @@ void bind_network(py::module_& m, const char* class_name) {
                  // at most every kSignalInterval, take the GIL and deliver pending
                  // signals, so that it stops training with KeyboardInterrupt. Only
                  // in the main thread, the one Python runs signal handlers in:
-                 // elsewhere, waiting for the GIL would only slow training down.
+                 // elsewhere, waiting for the GIL would only slow training down,
+                 // and the check only stops training once the interpreter exits.
+                 const bool main_thread = on_main_thread();
                  InterruptCheck interrupt;
-                 const py::module_ threading = py::module_::import("threading");
-                 if (threading.attr("current_thread")().is(threading.attr("main_thread")())) {
+                 if (main_thread) {
                      interrupt = [last = std::chrono::steady_clock::now()]() mutable {
                          const auto now = std::chrono::steady_clock::now();
                          if (now - last < kSignalInterval) return;
@@ -320,23 +582,20 @@ void bind_network(py::module_& m, const char* class_name) {
                          py::gil_scoped_acquire acquire;
                          if (PyErr_CheckSignals() != 0) throw py::error_already_set();
                      };
+                 } else {
+                     interrupt = [] {
+                         if (exit_gate().closed()) throw exiting_stop{};
+                         std::this_thread::yield();  // let a waiting reader take the lock first
+                     };
                  }
                  EpochCallback hook;
                  if (!on_epoch.is_none()) {
-                     hook = [&on_epoch](const EpochReport& report) {
-                         py::gil_scoped_acquire acquire;
-                         const py::object keep_going = on_epoch(report.epoch, report.cost);
-                         if (keep_going.is_none()) return true;
-                         const int truth = PyObject_IsTrue(keep_going.ptr());  // Python's truthiness
-                         if (truth < 0) throw py::error_already_set();
-                         return truth != 0;
+                     hook = [callable = on_epoch.ptr(), counted = !main_thread](const EpochReport& report) {
+                         return call_epoch_callback(callable, report, counted);
                      };
                  }
-                 std::vector<double> history;
-                 {
-                     py::gil_scoped_release release;
-                     history = net.fit(x, t, options, hook, interrupt, state);
-                 }
+                 std::vector<double> history =
+                     without_gil([&] { return net.fit(x, t, options, hook, interrupt, state); });
                  return copy_of<double>(history.data(), {py::ssize_t(history.size())});
              },
              py::arg("X"), py::arg("y"), py::arg("epochs"), py::arg("lr"), py::arg("batch_size"), py::arg("shuffle"),
@@ -344,8 +603,7 @@ void bind_network(py::module_& m, const char* class_name) {
              py::arg("schedule"), py::arg("alpha"), py::arg("state").none(true),
              "Mini-batch training; returns the cost of each epoch.")
         .def("save", [](const Net& net, const std::string& path) {
-                 py::gil_scoped_release release;
-                 save(net, path);
+                 without_gil([&] { save(net, path); });
              }, py::arg("path"), "Writes the model file atomically; path: bytes (os.fsencode) or str.")
         .def("copy", [](const Net& net) { return Net(net); }, "An independent copy of the network.");
 }
@@ -385,19 +643,39 @@ PYBIND11_MODULE(_core, m) {
 
     bind_training_state<float>(m, "TrainingStateFloat32");
     bind_training_state<double>(m, "TrainingStateFloat64");
+    // Threads other than the main one park once the interpreter exits (see
+    // without_gil): at exit, before Python stops letting threads take the GIL.
+    g_main_thread = py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
+#if defined(__unix__) || defined(__APPLE__)
+    // The forking thread is the child's main thread (Python makes it so, too).
+    pthread_atfork(nullptr, nullptr, [] {
+        exit_gate().reset_in_child();
+        g_main_thread = PyThread_get_thread_ident();
+    });
+#endif
+    m.def("_close_exit_gate", [] {
+        PyThreadState* state = PyEval_SaveThread();
+        exit_gate().close_and_wait();
+        PyEval_RestoreThread(state);
+    }, "At exit: stop the core's work in other threads and wait for them to leave it (atexit calls this).");
+    py::module_::import("atexit").attr("register")(m.attr("_close_exit_gate"));
+
     bind_network<float>(m, "NetworkFloat32");
     bind_network<double>(m, "NetworkFloat64");
 
     m.def("model_dtype", [](const std::string& path) {
-        const ModelHeader h = read_model_header(path);
+        const ModelHeader h = without_gil([&] { return read_model_header(path); });
         return std::string(h.scalar_bytes == 4 ? "float32" : "float64");
-    }, py::arg("path"), py::call_guard<py::gil_scoped_release>(),
+    }, py::arg("path"),
           "The dtype of the model file at path ('float32' or 'float64'); path: bytes (os.fsencode) or str.");
     m.def("set_num_threads", &set_num_threads, py::arg("threads"),
           "Use at most `threads` (>= 1) threads for the large matrix products; results do not depend on it.");
     m.def("get_num_threads", &get_num_threads, "The thread count set by set_num_threads (default: all cores).");
     m.def("gemm_backend", &gemm_backend,
           "The library that computes the matrix products: 'openblas', 'cblas' or 'loops'.");
-    m.def("load_float32", &load<float>, py::arg("path"), py::call_guard<py::gil_scoped_release>());
-    m.def("load_float64", &load<double>, py::arg("path"), py::call_guard<py::gil_scoped_release>());
+    m.def("load", [](const std::string& path) -> py::object {
+        LoadedModel model = without_gil([&] { return load_model(path); });
+        if (model.float32) return py::cast(std::move(model.float32));
+        return py::cast(std::move(model.float64));
+    }, py::arg("path"), "The network in the model file at path, in the dtype it holds (one open of the file).");
 }

@@ -57,8 +57,7 @@ Table read_csv(const std::string& path) {
 }
 
 template <typename T>
-int predict_file(const std::string& model_path, const std::string& input, const std::string& output) {
-    const chainrule::Network<T> net = chainrule::load<T>(model_path);
+int predict_file(const chainrule::Network<T>& net, const std::string& input, const std::string& output) {
     const Table table = read_csv(input);
     const std::vector<T> X(table.values.begin(), table.values.end());
     std::vector<T> out(table.rows * net.num_outputs());
@@ -134,8 +133,10 @@ int main(int argc, char** argv) {
         if (args.empty()) return train_xor();
         if (args[0] == "train" && args.size() == 3) return train_csv(args[1], args[2]);
         if (args[0] == "predict" && args.size() == 4) {
-            return chainrule::read_model_header(args[1]).scalar_bytes == 4 ? predict_file<float>(args[1], args[2], args[3])
-                                                                          : predict_file<double>(args[1], args[2], args[3]);
+            // load_model reads the file once, in whichever dtype it holds.
+            const chainrule::LoadedModel model = chainrule::load_model(args[1]);
+            return model.float32 ? predict_file(*model.float32, args[2], args[3])
+                                 : predict_file(*model.float64, args[2], args[3]);
         }
         std::fprintf(stderr, "usage: xor_and_csv [train DATA.csv MODEL | predict MODEL IN.csv OUT.csv]\n");
         return 2;

@@ -3,11 +3,13 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <random>
 #include <shared_mutex>
 #include <stdexcept>
 #include <system_error>
@@ -319,35 +321,87 @@ ModelHeader read_header(Reader& in) {
     return h;
 }
 
+// 128 bits for a temporary file's name, drawn from the operating system's
+// random source where there is one: another process cannot guess the name
+// to put a link or a FIFO there first. Should no such source work, a mix of
+// the clock, the process and a counter still makes a name no other save in
+// this process uses; the exclusive creation in save refuses whatever else
+// is already there.
+std::string random_name_part() {
+    static std::atomic<std::uint64_t> counter{0};
+    std::uint64_t words[2] = {0, 0};
+    try {
+        std::random_device source;
+        for (std::uint64_t& word : words) word = (std::uint64_t{source()} << 32) ^ source();
+    } catch (const std::exception&) {
+        words[0] = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+        words[1] = static_cast<std::uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+    }
+#ifdef CHAINRULE_POSIX
+    words[1] ^= static_cast<std::uint64_t>(getpid()) << 40;
+#endif
+    words[1] ^= counter.fetch_add(1);
+    char text[33];
+    std::snprintf(text, sizeof text, "%016llx%016llx", static_cast<unsigned long long>(words[0]),
+                  static_cast<unsigned long long>(words[1]));
+    return text;
+}
+
+// Creates a new temporary file beside `path` (a rename is atomic only within
+// one file system) under a short name of its own, so that any target name
+// the file system allows can be saved to. The file is created exclusively:
+// should anything exist at the name (a file, a FIFO, a symbolic link), the
+// open fails instead of opening it or following the link, and another name
+// is tried. The file gets the mode a new file gets (0666 less the umask).
+File create_temporary(const std::string& path, const std::filesystem::path& parent, std::string& temporary) {
+    constexpr int kAttempts = 16;
+    int code = EEXIST;
+    for (int attempt = 0; attempt < kAttempts && code == EEXIST; ++attempt) {
+        temporary = (parent / (".chainrule-save-" + random_name_part() + ".tmp")).string();
+#ifdef CHAINRULE_POSIX
+        const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+        if (fd < 0) {
+            code = errno;
+            continue;
+        }
+        File file(::fdopen(fd, "wb"));
+        if (!file) {
+            code = errno;
+            ::close(fd);
+            std::error_code ignored;
+            std::filesystem::remove(temporary, ignored);
+            break;
+        }
+        return file;
+#else
+        File file(std::fopen(temporary.c_str(), "wbx"));  // "x": exclusive creation (C11)
+        if (file) return file;
+        code = errno;
+#endif
+    }
+    throw_file_error("cannot create a temporary file beside", path, code);
+}
+
 }  // namespace
 
 template <typename T>
 void save(const Network<T>& network, const std::string& path) {
-    // The temporary file sits beside the target (a rename is atomic only within
-    // one file system) under a short name of its own, so any target name that
-    // the file system allows can be saved to. Errors name the target.
+    // Errors name the target, never the temporary file.
     check_path(path);
     check_save_target(path);
-    static std::atomic<unsigned> counter{0};
-    std::string name = ".chainrule-save";
-#ifdef CHAINRULE_POSIX
-    name += "-" + std::to_string(static_cast<long>(getpid()));
-#endif
-    name += "-" + std::to_string(counter++) + ".tmp";
     const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-    const std::string temporary = (parent / name).string();
 
     // A snapshot taken under the reader lock, then written without it: a fit
     // in another thread waits for the copy, not for the disk (fsync can take
     // a long time).
     std::vector<T> params;
     {
-        std::shared_lock<detail::WriterFirstMutex> reading(*network.params_mutex_);
+        std::shared_lock<detail::WriterFirstMutex> reading(network.locks_->params);
         params.assign(network.params(), network.params() + network.num_params());
     }
+    std::string temporary;
+    File file = create_temporary(path, parent, temporary);
     try {
-        File file(std::fopen(temporary.c_str(), "wb"));
-        if (!file) throw_file_error("cannot save", path, errno);
         Writer out(file.get(), path);
         out.bytes(kMagic, 8);
         out.u32(kModelFormatVersion);
@@ -369,13 +423,15 @@ void save(const Network<T>& network, const std::string& path) {
         std::filesystem::rename(temporary, path, ec);  // atomic replacement
         if (ec) throw_file_error("cannot rename the temporary file onto", path, ec.value());
     } catch (...) {
+        file.reset();
         std::error_code ignored;
         std::filesystem::remove(temporary, ignored);
         throw;
     }
 #ifdef CHAINRULE_POSIX
-    // Make the rename itself durable; failing here loses nothing already written.
-    const int dir = ::open(parent.empty() ? "." : parent.c_str(), O_RDONLY);
+    // Make the rename itself durable; failing here loses nothing already
+    // written. O_DIRECTORY: the parent is opened only if it is a directory.
+    const int dir = ::open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir >= 0) {
         (void)fsync(dir);
         ::close(dir);
@@ -390,6 +446,30 @@ ModelHeader read_model_header(const std::string& path) {
     return read_header(in);
 }
 
+namespace {
+
+// Reads the parameters and the checksum that follow a header already read
+// from `in` into `network`, built with that header's architecture.
+template <typename T>
+void read_parameters(Reader& in, Network<T>& network) {
+    in.bytes(network.params(), network.num_params() * sizeof(T), "parameters");
+    if (!host_is_little_endian()) {
+        swap_elements(reinterpret_cast<unsigned char*>(network.params()), network.num_params(), sizeof(T));
+    }
+    const std::uint32_t computed = in.crc();
+    const std::uint32_t stored = in.u32("checksum");
+    if (stored != computed) in.invalid("its checksum does not match its contents (the file is corrupted)");
+}
+
+template <typename T>
+std::unique_ptr<Network<T>> read_network(Reader& in, const ModelHeader& h) {
+    auto network = std::make_unique<Network<T>>(h.layer_sizes, h.activations, h.loss, 0);
+    read_parameters(in, *network);
+    return network;
+}
+
+}  // namespace
+
 template <typename T>
 Network<T> load(const std::string& path) {
     std::uint64_t length = 0;
@@ -401,14 +481,25 @@ Network<T> load(const std::string& path) {
                            " network; it cannot be loaded as float" + std::to_string(8 * sizeof(T)));
     }
     Network<T> network(h.layer_sizes, h.activations, h.loss, 0);
-    in.bytes(network.params(), network.num_params() * sizeof(T), "parameters");
-    if (!host_is_little_endian()) {
-        swap_elements(reinterpret_cast<unsigned char*>(network.params()), network.num_params(), sizeof(T));
-    }
-    const std::uint32_t computed = in.crc();
-    const std::uint32_t stored = in.u32("checksum");
-    if (stored != computed) in.invalid("its checksum does not match its contents (the file is corrupted)");
+    read_parameters(in, network);
     return network;
+}
+
+LoadedModel load_model(const std::string& path) {
+    // One open file for the header and the parameters: a file replaced by
+    // another (of the other dtype, say) between two opens cannot pair one
+    // file's header with the other's body.
+    std::uint64_t length = 0;
+    File file = open_for_reading(path, length);
+    Reader in(file.get(), path, length);
+    LoadedModel model;
+    model.header = read_header(in);
+    if (model.header.scalar_bytes == 4) {
+        model.float32 = read_network<float>(in, model.header);
+    } else {
+        model.float64 = read_network<double>(in, model.header);
+    }
+    return model;
 }
 
 template void save<float>(const Network<float>&, const std::string&);

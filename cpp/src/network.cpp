@@ -13,7 +13,13 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <utility>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define CHAINRULE_HAS_ATFORK 1
+#endif
 
 #include "chainrule/errors.hpp"
 #include "kernels/kernels.hpp"
@@ -26,6 +32,72 @@
 #include "runtime/thread_pool.hpp"
 
 namespace chainrule {
+
+namespace detail {
+
+namespace {
+
+// Every network's locks (NetworkLocks registers them). Never destroyed: a
+// network may outlive the static objects of this file.
+std::mutex& registry_mutex() {
+    static std::mutex* mutex = new std::mutex();
+    return *mutex;
+}
+
+std::unordered_set<NetworkLocks*>& registry() {
+    static auto* locks = new std::unordered_set<NetworkLocks*>();
+    return *locks;
+}
+
+#if defined(CHAINRULE_HAS_ATFORK)
+// Before fork: every network at a step boundary, held there until the fork
+// is done (a fit in another thread waits at its next step).
+void before_fork() {
+    registry_mutex().lock();
+    for (NetworkLocks* locks : registry()) locks->params.lock();
+}
+
+void after_fork_in_parent() {
+    for (NetworkLocks* locks : registry()) locks->params.unlock();
+    registry_mutex().unlock();
+}
+
+// In the child only the forking thread exists: a lock held or waited for by
+// any other thread would never be let go. Each is made anew, in place (a
+// lock object in the forking thread's frames points to it), but the training
+// lock that the forking thread holds itself.
+void after_fork_in_child() {
+    const std::thread::id self = std::this_thread::get_id();
+    for (NetworkLocks* locks : registry()) {
+        new (&locks->params) WriterFirstMutex();
+        if (locks->trainer.load() != self) {
+            new (&locks->train) std::mutex();
+            locks->trainer.store(std::thread::id());
+        }
+    }
+    new (&registry_mutex()) std::mutex();
+}
+
+std::once_flag g_fork_handlers_once;
+#endif
+
+}  // namespace
+
+NetworkLocks::NetworkLocks() {
+#if defined(CHAINRULE_HAS_ATFORK)
+    std::call_once(g_fork_handlers_once,
+                   [] { pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child); });
+#endif
+    std::lock_guard<std::mutex> lock(registry_mutex());
+    registry().insert(this);
+}
+
+NetworkLocks::~NetworkLocks() {
+    std::lock_guard<std::mutex> lock(registry_mutex());
+    registry().erase(this);
+}
+
+}  // namespace detail
 
 namespace {
 
@@ -89,8 +161,7 @@ Network<T>::Network(std::vector<std::size_t> layer_sizes, std::vector<Activation
                                  concat("layer_sizes: a network of ", total, " parameters (with their gradients)"));
     params_.assign(total, T(0));
     grads_.assign(total, T(0));
-    train_mutex_ = std::make_unique<std::mutex>();
-    params_mutex_ = std::make_unique<detail::WriterFirstMutex>();
+    locks_ = std::make_unique<detail::NetworkLocks>();
 
     // Glorot-uniform: U(-r, r), r = sqrt(6 / (fan_in + fan_out)); He-uniform
     // for relu and leaky_relu layers: r = sqrt(6 / fan_in). Drawn in double, then rounded,
@@ -113,17 +184,16 @@ Network<T>::Network(const Network& other)
       activations_(other.activations_),
       loss_(other.loss_),
       offsets_(other.offsets_),
-      params_(copy_while_reading(other.params_, *other.params_mutex_)),
+      params_(copy_while_reading(other.params_, other.locks_->params)),
       grads_(other.grads_.size(), T(0)),  // not other.grads_: a fit in another thread may be writing them
-      train_mutex_(std::make_unique<std::mutex>()),
-      params_mutex_(std::make_unique<detail::WriterFirstMutex>()) {}
+      locks_(std::make_unique<detail::NetworkLocks>()) {}
 
 template <typename T>
 Network<T>& Network<T>::operator=(const Network& other) {
     if (this != &other) {
         Network copy(other);
-        std::lock_guard<std::mutex> training(*train_mutex_);
-        std::unique_lock<detail::WriterFirstMutex> writing(*params_mutex_);
+        std::lock_guard<std::mutex> training(locks_->train);
+        std::unique_lock<detail::WriterFirstMutex> writing(locks_->params);
         layer_sizes_ = std::move(copy.layer_sizes_);
         activations_ = std::move(copy.activations_);
         loss_ = copy.loss_;
@@ -358,7 +428,7 @@ void Network<T>::predict(MatrixView<T> out, ConstMatrixView<T> X) const {
     }
     const std::size_t capacity = std::min(X.rows, kChunkRecords);
     const std::size_t chunks = (X.rows + capacity - 1) / capacity;
-    std::shared_lock<detail::WriterFirstMutex> reading(*params_mutex_);
+    std::shared_lock<detail::WriterFirstMutex> reading(locks_->params);
     check_params_finite();
     // Chunks of records are independent. When gemm tiles no product of a
     // chunk (small networks), the threads share the chunks instead, a range
@@ -410,7 +480,7 @@ double Network<T>::cost(ConstMatrixView<T> X, ConstMatrixView<T> Y) const {
     // C = (1/B) sum over records of L (MATH.md, losses and cost)
     check_targets(X, Y);
     Workspace ws(layer_sizes_, std::min(X.rows, kChunkRecords), false);
-    std::shared_lock<detail::WriterFirstMutex> reading(*params_mutex_);
+    std::shared_lock<detail::WriterFirstMutex> reading(locks_->params);
     check_params_finite();
     // Each chunk's loss is divided before it is added; should a chunk's own sum
     // overflow, the records are summed one by one, each divided first, so that
@@ -433,14 +503,14 @@ double Network<T>::cost(ConstMatrixView<T> X, ConstMatrixView<T> Y) const {
 template <typename T>
 double Network<T>::compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y) {
     check_targets(X, Y);
-    const auto lock = detail::lock_for_training(*train_mutex_);
+    const detail::TrainingLock lock(*locks_);
     return compute_gradients_locked(X, Y);
 }
 
 template <typename T>
 double Network<T>::compute_gradients_locked(ConstMatrixView<T> X, ConstMatrixView<T> Y) {
     Workspace& ws = training_workspace(std::min(X.rows, kChunkRecords));
-    std::shared_lock<detail::WriterFirstMutex> reading(*params_mutex_);
+    std::shared_lock<detail::WriterFirstMutex> reading(locks_->params);
     check_params_finite();
     const double cost = accumulate_gradients(ws, X, Y);
     if (!std::isfinite(cost)) throw divergence_error(overflow_message<T>("gradients", concat("the cost is ", cost)));
@@ -453,7 +523,7 @@ double Network<T>::compute_gradients_locked(ConstMatrixView<T> X, ConstMatrixVie
 template <typename T>
 double Network<T>::compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y, T* gradient) {
     check_targets(X, Y);
-    const auto lock = detail::lock_for_training(*train_mutex_);  // held until grads_ is copied
+    const detail::TrainingLock lock(*locks_);  // held until grads_ is copied
     const double cost = compute_gradients_locked(X, Y);
     std::copy(grads_.begin(), grads_.end(), gradient);
     return cost;
@@ -463,9 +533,9 @@ template <typename T>
 double Network<T>::sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, double learning_rate) {
     detail::check_learning_rate<T>(learning_rate);
     check_targets(X, Y);
-    const auto lock = detail::lock_for_training(*train_mutex_);
+    const detail::TrainingLock lock(*locks_);
     Workspace& ws = training_workspace(std::min(X.rows, kChunkRecords));
-    std::unique_lock<detail::WriterFirstMutex> writing(*params_mutex_);
+    std::unique_lock<detail::WriterFirstMutex> writing(locks_->params);
     check_params_finite();
     auto cost_diverged = [](double cost) {
         return divergence_error(concat("the cost is ", cost, " (not finite): the forward pass overflowed; the "

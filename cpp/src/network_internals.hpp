@@ -9,6 +9,7 @@
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -47,15 +48,28 @@ const char* dtype_name() {
     return sizeof(T) == 4 ? "float32" : "float64";
 }
 
-// The training lock, or busy_error when another thread holds it.
-inline std::unique_lock<std::mutex> lock_for_training(std::mutex& mutex) {
-    std::unique_lock<std::mutex> lock(mutex, std::try_to_lock);
-    if (!lock.owns_lock()) {
-        throw busy_error("the network is being trained or differentiated in another thread; "
-                         "wait for that call to return");
+// The training lock, held by this thread until it goes out of scope, or
+// busy_error when another thread holds it; it notes its holder for fork
+// (detail::NetworkLocks).
+class TrainingLock {
+public:
+    explicit TrainingLock(NetworkLocks& locks) : locks_(locks) {
+        if (!locks_.train.try_lock()) {
+            throw busy_error("the network is being trained or differentiated in another thread; "
+                             "wait for that call to return");
+        }
+        locks_.trainer.store(std::this_thread::get_id());
     }
-    return lock;
-}
+    ~TrainingLock() {
+        locks_.trainer.store(std::thread::id());
+        locks_.train.unlock();
+    }
+    TrainingLock(const TrainingLock&) = delete;
+    TrainingLock& operator=(const TrainingLock&) = delete;
+
+private:
+    NetworkLocks& locks_;
+};
 
 // lr must be positive and finite in the network's dtype too: a float32 step
 // with an lr that rounds to 0 (or to inf) would silently do nothing (or diverge).

@@ -343,7 +343,7 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
                                     TrainingState<T>* state) {
     check_fit_options<T>(options);
     check_targets(X, Y);
-    const auto lock = detail::lock_for_training(*train_mutex_);
+    const detail::TrainingLock lock(*locks_);
     TrainingState<T> fresh;
     TrainingState<T>& run = state ? *state : fresh;  // a run of one call unless the caller keeps it
     check_training_state(run, options.optimizer, num_params());
@@ -382,7 +382,7 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
                                        "last finite values (before that step); lower the learning rate (lr=",
                                        lr, ")"));
     };
-    ReaderWindow window(*params_mutex_, check_interrupt,
+    ReaderWindow window(locks_->params, check_interrupt,
                         std::max<std::size_t>(1, (std::size_t{1} << 20) / (batch_size * num_params())));
     check_params_finite();  // once: from here on, each step keeps them finite or throws
 
@@ -447,6 +447,18 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
         window.open();
         if (on_epoch && !on_epoch(EpochReport{epoch, epoch_cost})) stop = true;
         if (stop) break;
+        if (on_epoch && epoch + 1 < options.epochs) {
+            // X and Y are read in place, and the callback may have written to
+            // them (targets of 5 under bce make negative costs): the next
+            // epoch reads them only after the checks made on entry pass again.
+            try {
+                check_targets(X, Y);
+            } catch (const std::invalid_argument& e) {
+                throw std::invalid_argument(concat("X or y changed during fit (in the callback after epoch ",
+                                                   epoch + 1, "): ", e.what(), "; the parameters are those after "
+                                                   "epoch ", epoch + 1, "; X and y must not change while fit runs"));
+            }
+        }
         window.close();
         if (on_epoch) check_params_finite();  // the callback may have written through params()
     }

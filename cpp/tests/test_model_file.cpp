@@ -1,8 +1,11 @@
 // save/load: round trip, and a clear error for every kind of bad file.
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "chainrule/chainrule.hpp"
@@ -81,6 +84,43 @@ TEST(every_bad_file_is_a_clear_error) {
     } catch (const format_error& e) {
         CHECK(std::string(e.what()).find("version 2") != std::string::npos);
     }
+    std::remove(path.c_str());
+}
+
+TEST(load_model_reads_either_dtype_from_one_file_while_it_is_replaced) {
+    // Another thread replaces the file (atomically, by save) with a float32
+    // and a float64 network in turn. read_model_header then load<T> opened it
+    // twice and could pair one file's header with the other's dtype;
+    // load_model reads both through one open file.
+    const Network<float> f({30, 20, 1}, {Activation::tanh, Activation::sigmoid}, Loss::bce, 5);
+    const Network<double> d({30, 20, 1}, {Activation::tanh, Activation::sigmoid}, Loss::bce, 6);
+    const std::string path = temp_path("replaced");
+    save(f, path);
+    std::atomic<bool> stop{false};
+    std::thread saver([&] {
+        while (!stop.load()) {
+            save(f, path);
+            save(d, path);
+        }
+    });
+    int floats = 0, doubles = 0, wrong = 0;
+    for (int i = 0; i < 400 || floats == 0 || doubles == 0; ++i) {
+        const LoadedModel model = load_model(path);
+        if (model.float32 && !model.float64 && model.header.scalar_bytes == 4 &&
+            std::equal(f.params(), f.params() + f.num_params(), model.float32->params())) {
+            ++floats;
+        } else if (model.float64 && !model.float32 && model.header.scalar_bytes == 8 &&
+                   std::equal(d.params(), d.params() + d.num_params(), model.float64->params())) {
+            ++doubles;
+        } else {
+            ++wrong;
+        }
+        if (i > 100000) break;
+    }
+    stop.store(true);
+    saver.join();
+    CHECK(wrong == 0);
+    CHECK(floats > 0 && doubles > 0);
     std::remove(path.c_str());
 }
 

@@ -18,7 +18,6 @@ from ._progress import EpochProgress
 __all__ = ["Network"]
 
 _CORE_CLASSES = {"float32": _core.NetworkFloat32, "float64": _core.NetworkFloat64}
-_LOADERS = {"float32": _core.load_float32, "float64": _core.load_float64}
 
 
 def _dtype_name(dtype) -> str:
@@ -239,7 +238,10 @@ class Network:
         without it, in order. With ``tol``, training stops once the cost has
         not improved by ``tol`` for ``n_iter_no_change`` epochs in a row.
         ``callback(epoch, cost)`` is called after each epoch; returning False
-        stops training. ``progress`` reports each epoch's cost as it ends:
+        stops training. X and y are read in place: should the callback change
+        them so that they no longer pass the checks made on entry, fit raises
+        ValueError before the next epoch (the parameters are those after the
+        epoch just run). ``progress`` reports each epoch's cost as it ends:
         ``True`` draws a tqdm bar when tqdm is installed and prints one line
         per epoch otherwise, ``"bar"`` insists on tqdm, ``"lines"`` always
         prints lines; the costs reported are those returned. If training diverges (a non-finite cost or parameter),
@@ -301,8 +303,7 @@ class Network:
     @classmethod
     def load(cls, path) -> "Network":
         """Read a network written by :meth:`save` (or by the C++ ``chainrule::save``)."""
-        path = _path(path)
-        return cls._from_core(_LOADERS[_core.model_dtype(path)](path))
+        return cls._from_core(_core.load(_path(path)))  # one open: the header and body of one file
 
     def copy(self) -> "Network":
         """An independent copy with the same parameters."""

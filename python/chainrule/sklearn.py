@@ -46,6 +46,14 @@ _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "sigmoid": "sigmo
 _SEED_BOUND = 2**63 - 1  # seeds drawn from random_state for the initial weights and each fit's shuffling
 
 
+def _refuse_masked(**arrays) -> None:
+    """A numpy.ma.MaskedArray would lose its mask in the conversion: its masked entries would be read as data."""
+    for name, value in arrays.items():
+        if isinstance(value, np.ma.MaskedArray):
+            raise TypeError(f"{name} is a numpy.ma.MaskedArray: its masked entries would be read as data; pass an "
+                            f"array without the masked records, or {name}.filled(value) to choose their values")
+
+
 class _BaseSGD(BaseEstimator):
     """What the three estimators share: parameters, input conversion, the epoch loop."""
 
@@ -120,6 +128,7 @@ class _BaseSGD(BaseEstimator):
         return min(self.batch_size, num_samples)
 
     def _validate_input(self, X, y, first):
+        _refuse_masked(X=X, y=y)
         X, y = validate_data(self, X, y, reset=first, dtype=(np.float64, np.float32), multi_output=True,
                              y_numeric=isinstance(self, RegressorMixin))
         return np.ascontiguousarray(X, dtype=self.dtype), y
@@ -230,6 +239,7 @@ class _BaseSGD(BaseEstimator):
 
     def _forward(self, X):
         check_is_fitted(self, "network_")
+        _refuse_masked(X=X)
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
         return self.network_.predict(np.ascontiguousarray(X, dtype=self.dtype))
 

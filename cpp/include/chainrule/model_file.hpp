@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,22 @@ ModelHeader read_model_header(const std::string& path);
 // checksum does not match.
 template <typename T>
 Network<T> load(const std::string& path);
+
+// A network read by load_model: its header, and the network in the dtype the
+// file holds (float32 set when header.scalar_bytes is 4, float64 when 8; the
+// other null).
+struct LoadedModel {
+    ModelHeader header;
+    std::unique_ptr<Network<float>> float32;
+    std::unique_ptr<Network<double>> float64;
+};
+
+// Loads the model file at `path` in the dtype it holds, opening it once: the
+// header and the parameters come from the same file even while another
+// process replaces it. read_model_header followed by load<T> opens the path
+// twice, and can read the header of one file and the body of another.
+// Throws what load throws, except for the dtype.
+LoadedModel load_model(const std::string& path);
 
 extern template void save<float>(const Network<float>&, const std::string&);
 extern template void save<double>(const Network<double>&, const std::string&);

@@ -15,6 +15,7 @@
 // trains is a data race: don't.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -23,6 +24,7 @@
 #include <shared_mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "chainrule/matrix.hpp"
@@ -54,6 +56,25 @@ public:
 private:
     std::mutex turnstile_;
     std::shared_mutex mutex_;
+};
+
+// The locks of one network, known process-wide for fork(): before a fork,
+// the forking thread waits for every network's step boundary (it takes each
+// one's writer lock), so that a child process gets whole steps only; in the
+// child, where no other thread exists, every lock is made new and free, but
+// the training lock that the forking thread itself holds (a fork from a fit
+// callback): that fit goes on in the child. A child may thus predict, save,
+// or train any network, also one that another thread of the parent was
+// training when it forked.
+struct NetworkLocks {
+    NetworkLocks();   // registers them
+    ~NetworkLocks();  // unregisters them
+    NetworkLocks(const NetworkLocks&) = delete;
+    NetworkLocks& operator=(const NetworkLocks&) = delete;
+
+    std::mutex train;                        // guards grads_ and train_workspace_ ...
+    std::atomic<std::thread::id> trainer{};  // ... held by this thread (none: free)
+    WriterFirstMutex params;                 // readers: predict, cost, save; writer: SGD
 };
 }  // namespace detail
 
@@ -164,6 +185,10 @@ public:
     // it (optimizer state, shuffling stream, schedule, stopping rule) and
     // leaves it where it stopped: two calls with one state train as one call
     // with their epochs added; without, each call is a run of its own.
+    // X and Y are read in place: when on_epoch is set, they are checked again
+    // after each call of it (it may write to them), and std::invalid_argument
+    // is thrown, the parameters being those after that epoch, should they no
+    // longer pass the checks made on entry.
     std::vector<double> fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, const FitOptions& options,
                             const EpochCallback& on_epoch = {}, const InterruptCheck& check_interrupt = {},
                             TrainingState<T>* state = nullptr);
@@ -173,8 +198,8 @@ private:
 
     void check_inputs(ConstMatrixView<T> X) const;
     void check_targets(ConstMatrixView<T> X, ConstMatrixView<T> Y) const;
-    void check_params_finite() const;  // the caller holds params_mutex_
-    double compute_gradients_locked(ConstMatrixView<T> X, ConstMatrixView<T> Y);  // ... and train_mutex_
+    void check_params_finite() const;  // the caller holds locks_->params
+    double compute_gradients_locked(ConstMatrixView<T> X, ConstMatrixView<T> Y);  // ... and locks_->train
     const T* forward(Workspace& ws, const T* X, std::size_t rows) const;
     // predict's records [start, start + ws.capacity) (or to the end of X) into out.
     void predict_chunk(Workspace& ws, MatrixView<T> out, ConstMatrixView<T> X, std::size_t start) const;
@@ -195,8 +220,7 @@ private:
     std::vector<T> params_;
     std::vector<T> grads_;
     std::unique_ptr<Workspace> train_workspace_;
-    std::unique_ptr<std::mutex> train_mutex_;  // guards grads_ and train_workspace_
-    mutable std::unique_ptr<detail::WriterFirstMutex> params_mutex_;  // readers: predict, cost, save; writer: SGD
+    mutable std::unique_ptr<detail::NetworkLocks> locks_;  // train and params
 
     template <typename U>
     friend void save(const Network<U>& network, const std::string& path);
