@@ -389,3 +389,84 @@ def test_an_optimizer_belongs_to_one_network(make_data):
         other.fit(X, Y, epochs=1, optimizer=optimizer)
     optimizer.reset()
     other.fit(X, Y, epochs=1, optimizer=optimizer)
+
+
+# -- sample weights ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("loss", ["bce", "mse"])
+def test_integer_sample_weights_equal_repeating_the_records(make_data, loss):
+    # Full-batch steps: a weight of k is the record k times over.
+    net, X, Y = make_run(make_data, loss=loss)
+    counts = np.random.default_rng(5).integers(0, 4, len(X))
+    counts[0] = 2
+    repeated = net.copy()
+    Xr, Yr = np.ascontiguousarray(np.repeat(X, counts, axis=0)), np.ascontiguousarray(np.repeat(Y, counts, axis=0))
+    expected = repeated.fit(Xr, Yr, epochs=3, batch_size=len(Xr), shuffle=False, alpha=1e-2,
+                            optimizer=cr.optim.Adam(lr=1e-2))
+    got = net.fit(X, Y, epochs=3, batch_size=len(X), shuffle=False, alpha=1e-2, optimizer=cr.optim.Adam(lr=1e-2),
+                  sample_weight=counts)
+    assert reference.relative_error(got, expected) < 1e-12
+    assert_close(params_of(net), params_of(repeated), 1e-12)
+    assert reference.relative_error(net.cost(X, Y, sample_weight=counts), repeated.cost(Xr, Yr)) < 1e-12
+
+
+def test_weighted_cost_and_gradients_are_the_weighted_means(make_data):
+    net, X, Y = make_run(make_data, loss="mse")
+    w = np.random.default_rng(6).random(len(X)) * 3
+    per_record = [net.cost(X[i:i + 1], Y[i:i + 1]) for i in range(len(X))]
+    assert reference.relative_error(net.cost(X, Y, sample_weight=w), np.dot(w, per_record) / w.sum()) < 1e-12
+    expected = [sum(w[i] * g for i, g in enumerate(gs)) / w.sum()
+                for gs in zip(*[[a for pair in net.gradients(X[i:i + 1], Y[i:i + 1]) for a in pair]
+                                for i in range(len(X))])]
+    got = [a for pair in net.gradients(X, Y, sample_weight=w) for a in pair]
+    assert_close(got, expected, 1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_shuffled_weighted_training_is_the_same_at_any_thread_count(make_data, dtype):
+    X, Y = make_data(256, 300, 10, "bce", dtype=dtype, seed=12)
+    w = np.random.default_rng(13).random(256)
+    w[:64] = 0.0  # some batches hold only records of weight 0: they take no step
+    start = cr.Network([300, 256, 10], dtype=dtype, seed=14)
+    original = cr.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2, 3):
+            cr.set_num_threads(threads)
+            net = start.copy()
+            history = net.fit(X, Y, epochs=2, batch_size=16, seed=15, sample_weight=w,
+                              optimizer=cr.optim.SGD(lr=0.05, momentum=0.9))
+            runs.append([history, *params_of(net)])
+    finally:
+        cr.set_num_threads(original)
+    assert all(np.isfinite(runs[0][0]))
+    for other in runs[1:]:
+        assert all(a.tobytes() == b.tobytes() for a, b in zip(runs[0], other))
+
+
+BAD_WEIGHTS = {
+    "wrong-length": (np.ones(5), ValueError),
+    "two-d": (np.ones((40, 1)), ValueError),
+    "nan": (np.r_[np.ones(39), np.nan], ValueError),
+    "negative": (np.r_[np.ones(39), -1.0], ValueError),
+    "all-zero": (np.zeros(40), ValueError),
+    "text": (np.array(["a"] * 40), TypeError),
+    "masked": (np.ma.masked_array(np.ones(40)), TypeError),
+}
+
+
+@pytest.mark.parametrize("method", ["fit", "cost", "gradients"])
+@pytest.mark.parametrize("case", list(BAD_WEIGHTS))
+def test_bad_sample_weights_are_refused_and_change_nothing(make_data, case, method):
+    weights, error = BAD_WEIGHTS[case]
+    net, X, Y = make_run(make_data)
+    optimizer = cr.optim.SGD(lr=0.1, momentum=0.9)
+    net.fit(X, Y, epochs=1, seed=0, optimizer=optimizer)
+    before, steps = params_of(net), optimizer.steps
+    with pytest.raises(error, match="sample_weight"):
+        if method == "fit":
+            net.fit(X, Y, epochs=1, seed=0, optimizer=optimizer, sample_weight=weights)
+        else:
+            getattr(net, method)(X, Y, sample_weight=weights)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(params_of(net), before))
+    assert optimizer.steps == steps

@@ -106,6 +106,19 @@ ConstMatrixView<T> as_matrix(const py::handle& obj, const char* name, bool allow
                           (array.ndim() == 1 ? "; reshape a single record with X.reshape(1, -1)" : ""));
 }
 
+// Sample weights: None, or a 1-D array of the network's dtype with one value
+// per record (network.py converts them: they are small).
+template <typename T>
+const T* as_weights(const py::object& obj, std::size_t num_records) {
+    if (obj.is_none()) return nullptr;
+    const auto array = py::cast<py::array_t<T, py::array::c_style>>(obj);
+    if (array.ndim() != 1 || static_cast<std::size_t>(array.shape(0)) != num_records) {
+        throw py::value_error("sample_weight must have shape (" + std::to_string(num_records) + ",), one weight "
+                              "per record");
+    }
+    return array.data();
+}
+
 template <typename T>
 ConstMatrixView<T> as_targets(const Network<T>& net, const py::handle& obj) {
     const ConstMatrixView<T> Y = as_matrix<T>(obj, "y", true);
@@ -514,20 +527,23 @@ void bind_network(py::module_& m, const char* class_name) {
                  }
                  return out;
              }, py::arg("X"), "A_L (n_records, n_outputs) for the records of X.")
-        .def("cost", [](const Net& net, const py::object& X, const py::object& y) {
+        .def("cost", [](const Net& net, const py::object& X, const py::object& y, const py::object& sample_weight) {
                  const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
                  const ConstMatrixView<T> t = as_targets(net, y);
-                 return without_gil([&] { return net.cost(x, t); });
-             }, py::arg("X"), py::arg("y"), "The mean record loss over (X, y).")
-        .def("gradients", [](Net& net, const py::object& X, const py::object& y) {
+                 const T* w = as_weights<T>(sample_weight, x.rows);
+                 return without_gil([&] { return net.cost(x, t, w); });
+             }, py::arg("X"), py::arg("y"), py::arg("sample_weight") = py::none(),
+             "The mean record loss over (X, y), weighted by sample_weight when given.")
+        .def("gradients", [](Net& net, const py::object& X, const py::object& y, const py::object& sample_weight) {
                  const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
                  const ConstMatrixView<T> t = as_targets(net, y);
+                 const T* w = as_weights<T>(sample_weight, x.rows);
                  // One new buffer, filled while the core still holds its training
                  // lock (another thread's fit may overwrite the core's own
                  // gradient right after); the arrays returned are views of it.
                  py::array_t<T> flat(py::ssize_t(net.num_params()));
                  T* gradient = flat.mutable_data();
-                 without_gil([&] { net.compute_gradients(x, t, gradient); });
+                 without_gil([&] { net.compute_gradients(x, t, gradient, w); });
                  py::list grads;
                  for (std::size_t l = 0; l < net.num_layers(); ++l) {
                      const LayerView<const T> p = std::as_const(net).layer(l);  // where layer l sits in the layout
@@ -538,7 +554,8 @@ void bind_network(py::module_& m, const char* class_name) {
                          view<T>(bias, {py::ssize_t(p.out_features)}, flat)));
                  }
                  return grads;
-             }, py::arg("X"), py::arg("y"), "[(dW_1, db_1), ...]: the gradient of cost(X, y).")
+             }, py::arg("X"), py::arg("y"), py::arg("sample_weight") = py::none(),
+             "[(dW_1, db_1), ...]: the gradient of cost(X, y, sample_weight).")
         .def("sgd_step", [](Net& net, const py::object& X, const py::object& y, double lr) {
                  const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
                  const ConstMatrixView<T> t = as_targets(net, y);
@@ -547,10 +564,12 @@ void bind_network(py::module_& m, const char* class_name) {
         .def("fit", [](Net& net, const py::object& X, const py::object& y, long long epochs, double lr,
                        long long batch_size, bool shuffle, std::uint64_t seed, std::optional<double> tol,
                        long long n_iter_no_change, const py::object& on_epoch, const py::dict& optimizer,
-                       const py::dict& schedule, double alpha, TrainingState<T>* state) {
+                       const py::dict& schedule, double alpha, TrainingState<T>* state,
+                       const py::object& sample_weight) {
                  check_nesting();
                  const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
                  const ConstMatrixView<T> t = as_targets(net, y);
+                 const T* w = as_weights<T>(sample_weight, x.rows);
                  if (batch_size < 1) throw py::value_error("batch_size must be >= 1, got " + std::to_string(batch_size));
                  if (tol && n_iter_no_change < 1) {
                      throw py::value_error("n_iter_no_change must be >= 1, got " + std::to_string(n_iter_no_change));
@@ -595,12 +614,13 @@ void bind_network(py::module_& m, const char* class_name) {
                      };
                  }
                  std::vector<double> history =
-                     without_gil([&] { return net.fit(x, t, options, hook, interrupt, state); });
+                     without_gil([&] { return net.fit(x, t, options, hook, interrupt, state, w); });
                  return copy_of<double>(history.data(), {py::ssize_t(history.size())});
              },
              py::arg("X"), py::arg("y"), py::arg("epochs"), py::arg("lr"), py::arg("batch_size"), py::arg("shuffle"),
              py::arg("seed"), py::arg("tol"), py::arg("n_iter_no_change"), py::arg("on_epoch"), py::arg("optimizer"),
              py::arg("schedule"), py::arg("alpha"), py::arg("state").none(true),
+             py::arg("sample_weight") = py::none(),
              "Mini-batch training; returns the cost of each epoch.")
         .def("save", [](const Net& net, const std::string& path) {
                  without_gil([&] { save(net, path); });

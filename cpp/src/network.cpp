@@ -305,15 +305,27 @@ const T* Network<T>::forward(Workspace& ws, const T* X, std::size_t rows) const 
 }
 
 template <typename T>
-double Network<T>::batch_loss(const Workspace& ws, const T* Y, std::size_t rows) const {
-    if (loss_ == Loss::bce) return bce_forward(ws.logits.data(), Y, rows, num_outputs());
-    if (loss_ == Loss::cce) return cce_forward(ws.logits.data(), Y, rows, num_outputs());
-    return mse_forward(ws.outputs.data() + ws.output_offset.back(), Y, rows, num_outputs());
+double Network<T>::batch_loss(const Workspace& ws, const T* Y, std::size_t rows, const T* weights) const {
+    const std::size_t k = num_outputs();
+    const T* values = loss_ == Loss::mse ? ws.outputs.data() + ws.output_offset.back() : ws.logits.data();
+    auto loss_of = [&](const T* v, const T* y, std::size_t n) {
+        if (loss_ == Loss::bce) return bce_forward(v, y, n, k);
+        if (loss_ == Loss::cce) return cce_forward(v, y, n, k);
+        return mse_forward(v, y, n, k);
+    };
+    if (weights == nullptr) return loss_of(values, Y, rows);
+    double sum = 0.0;  // sum_i s_i L_i, record by record
+    for (std::size_t r = 0; r < rows; ++r) {
+        if (weights[r] != T(0)) sum += static_cast<double>(weights[r]) * loss_of(values + r * k, Y + r * k, 1);
+    }
+    return sum;
 }
 
 template <typename T>
-void Network<T>::backward(Workspace& ws, const T* X, const T* Y, std::size_t rows, T scale, bool accumulate) {
-    // grads_ (+)= scale * (the gradient of the summed record losses of these rows).
+void Network<T>::backward(Workspace& ws, const T* X, const T* Y, std::size_t rows, T scale, bool accumulate,
+                          const T* row_scale) {
+    // grads_ (+)= scale * (the gradient of the summed record losses of these
+    // rows), each record's term also scaled by row_scale[r] when given.
     const std::size_t last = num_layers() - 1;
     const std::size_t n = rows * num_outputs();
     T* delta = ws.delta.data();
@@ -326,6 +338,12 @@ void Network<T>::backward(Workspace& ws, const T* X, const T* Y, std::size_t row
     } else {
         mse_backward(delta, out, Y, n, scale);                       // dA_L = 2 (A_L - Y)
         activation_backward(delta, delta, out, n, activations_[last]);  // dZ_L = dA_L * f'(Z_L)
+    }
+    if (row_scale != nullptr) {  // sample weights: record r's delta times s_r / sum s
+        const std::size_t k = num_outputs();
+        for (std::size_t r = 0; r < rows; ++r) {
+            for (std::size_t j = 0; j < k; ++j) delta[r * k + j] *= row_scale[r];
+        }
     }
     for (std::size_t l = last + 1; l-- > 0;) {
         const LayerView<const T> p = std::as_const(*this).layer(l);
@@ -343,19 +361,47 @@ void Network<T>::backward(Workspace& ws, const T* X, const T* Y, std::size_t row
 }
 
 template <typename T>
-double Network<T>::accumulate_gradients(Workspace& ws, ConstMatrixView<T> X, ConstMatrixView<T> Y) {
-    // grads_ = gradient of the mean record loss over all of X, chunk by chunk;
-    // returns that mean. Each chunk's loss is divided before it is added, so
-    // huge but finite record losses cannot overflow the sum.
-    const T scale = T(1) / static_cast<T>(X.rows);
+double Network<T>::accumulate_gradients(Workspace& ws, ConstMatrixView<T> X, ConstMatrixView<T> Y,
+                                        const T* weights) {
+    // grads_ = gradient of the mean record loss over all of X (with weights:
+    // sum_i s_i L_i / sum_i s_i), chunk by chunk; returns that mean. Each
+    // chunk's loss is divided before it is added, so huge but finite record
+    // losses cannot overflow the sum.
+    const double total = weights ? weight_sum(weights, X.rows) : static_cast<double>(X.rows);
+    const T scale = weights ? T(1) : T(1) / static_cast<T>(X.rows);
+    std::vector<T> row_scale(weights ? ws.capacity : 0);
     double mean = 0.0;
     for (std::size_t start = 0; start < X.rows; start += ws.capacity) {
         const std::size_t rows = std::min(ws.capacity, X.rows - start);
+        const T* w = weights ? weights + start : nullptr;
+        for (std::size_t r = 0; w && r < rows; ++r) row_scale[r] = static_cast<T>(static_cast<double>(w[r]) / total);
         forward(ws, X.row(start), rows);
-        mean += batch_loss(ws, Y.row(start), rows) / static_cast<double>(X.rows);
-        backward(ws, X.row(start), Y.row(start), rows, scale, /*accumulate=*/start > 0);
+        mean += batch_loss(ws, Y.row(start), rows, w) / total;
+        backward(ws, X.row(start), Y.row(start), rows, scale, /*accumulate=*/start > 0,
+                 w ? row_scale.data() : nullptr);
     }
     return mean;
+}
+
+template <typename T>
+double Network<T>::weight_sum(const T* weights, std::size_t n) {
+    double sum = 0.0;
+    for (std::size_t i = 0; i < n; ++i) sum += static_cast<double>(weights[i]);
+    return sum;
+}
+
+template <typename T>
+void Network<T>::check_sample_weight(const T* weights, std::size_t n) {
+    if (weights == nullptr) return;
+    for (std::size_t i = 0; i < n; ++i) {
+        if (!std::isfinite(weights[i]) || weights[i] < T(0)) {
+            throw std::invalid_argument(concat("sample_weight holds ", weights[i], " at record ", i,
+                                               "; sample weights must be finite and >= 0"));
+        }
+    }
+    if (!(weight_sum(weights, n) > 0.0)) {
+        throw std::invalid_argument("sample_weight is all zero; at least one record needs a weight > 0");
+    }
 }
 
 template <typename T>
@@ -370,9 +416,9 @@ double Network<T>::l2_penalty(double alpha) const {
 }
 
 template <typename T>
-void Network<T>::add_l2_gradient(double alpha, std::size_t rows) {
+void Network<T>::add_l2_gradient(double alpha, double divisor) {
     if (alpha == 0.0) return;
-    const T scale = static_cast<T>(alpha / static_cast<double>(rows));
+    const T scale = static_cast<T>(alpha / divisor);
     for (std::size_t l = 0; l < num_layers(); ++l) {
         const LayerView<const T> p = std::as_const(*this).layer(l);
         chainrule::add_l2_gradient(grads_.data() + offsets_[l], p.weight, p.out_features * p.in_features, scale);
@@ -476,9 +522,11 @@ void Network<T>::predict_chunk(Workspace& ws, MatrixView<T> out, ConstMatrixView
 }
 
 template <typename T>
-double Network<T>::cost(ConstMatrixView<T> X, ConstMatrixView<T> Y) const {
-    // C = (1/B) sum over records of L (MATH.md, losses and cost)
+double Network<T>::cost(ConstMatrixView<T> X, ConstMatrixView<T> Y, const T* sample_weight) const {
+    // C = (1/B) sum over records of L, or sum_i s_i L_i / sum_i s_i (docs/math.md, losses and cost)
     check_targets(X, Y);
+    check_sample_weight(sample_weight, X.rows);
+    const double total = sample_weight ? weight_sum(sample_weight, X.rows) : static_cast<double>(X.rows);
     Workspace ws(layer_sizes_, std::min(X.rows, kChunkRecords), false);
     std::shared_lock<detail::WriterFirstMutex> reading(locks_->params);
     check_params_finite();
@@ -490,7 +538,7 @@ double Network<T>::cost(ConstMatrixView<T> X, ConstMatrixView<T> Y) const {
         for (std::size_t start = 0; start < X.rows; start += chunk) {
             const std::size_t rows = std::min(chunk, X.rows - start);
             forward(ws, X.row(start), rows);
-            mean += batch_loss(ws, Y.row(start), rows) / static_cast<double>(X.rows);
+            mean += batch_loss(ws, Y.row(start), rows, sample_weight ? sample_weight + start : nullptr) / total;
         }
         return mean;
     };
@@ -508,11 +556,11 @@ double Network<T>::compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y)
 }
 
 template <typename T>
-double Network<T>::compute_gradients_locked(ConstMatrixView<T> X, ConstMatrixView<T> Y) {
+double Network<T>::compute_gradients_locked(ConstMatrixView<T> X, ConstMatrixView<T> Y, const T* sample_weight) {
     Workspace& ws = training_workspace(std::min(X.rows, kChunkRecords));
     std::shared_lock<detail::WriterFirstMutex> reading(locks_->params);
     check_params_finite();
-    const double cost = accumulate_gradients(ws, X, Y);
+    const double cost = accumulate_gradients(ws, X, Y, sample_weight);
     if (!std::isfinite(cost)) throw divergence_error(overflow_message<T>("gradients", concat("the cost is ", cost)));
     if (!all_finite(grads_.data(), grads_.size())) {  // e.g. dW = dZ^T X with X of 1e30 in float32
         throw divergence_error(overflow_message<T>("gradients", "a gradient is not finite"));
@@ -521,10 +569,12 @@ double Network<T>::compute_gradients_locked(ConstMatrixView<T> X, ConstMatrixVie
 }
 
 template <typename T>
-double Network<T>::compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y, T* gradient) {
+double Network<T>::compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y, T* gradient,
+                                     const T* sample_weight) {
     check_targets(X, Y);
+    check_sample_weight(sample_weight, X.rows);
     const detail::TrainingLock lock(*locks_);  // held until grads_ is copied
-    const double cost = compute_gradients_locked(X, Y);
+    const double cost = compute_gradients_locked(X, Y, sample_weight);
     std::copy(grads_.begin(), grads_.end(), gradient);
     return cost;
 }

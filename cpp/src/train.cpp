@@ -124,12 +124,15 @@ public:
         const T* inputs;
         const T* targets;
         std::size_t rows;
+        const T* weights;  // the records' sample weights, or null
     };
 
-    BatchSource(ConstMatrixView<T> X, ConstMatrixView<T> Y, std::size_t batch_size, bool shuffle, T* gather_x,
-                T* gather_y)
+    BatchSource(ConstMatrixView<T> X, ConstMatrixView<T> Y, const T* weights, std::size_t batch_size, bool shuffle,
+                T* gather_x, T* gather_y)
         : X_(X),
           Y_(Y),
+          weights_(weights),
+          gather_w_(weights && shuffle ? batch_size : 0),
           batch_size_(batch_size),
           shuffle_(shuffle),
           order_(shuffle ? X.rows : 0),
@@ -154,9 +157,14 @@ public:
     // The batch of records [start, start + rows) of this epoch's order.
     Batch batch(std::size_t start) {
         const std::size_t rows = std::min(batch_size_, X_.rows - start);
-        if (!shuffle_) return {X_.row(start), Y_.row(start), rows};
+        if (!shuffle_) return {X_.row(start), Y_.row(start), rows, weights_ ? weights_ + start : nullptr};
         const std::size_t* order = order_.data() + start;
-        Batch batch{X_.row(order[0]), Y_.row(order[0]), rows};  // one record is contiguous already
+        const T* weights = nullptr;
+        if (weights_) {
+            for (std::size_t r = 0; r < rows; ++r) gather_w_[r] = weights_[order[r]];
+            weights = gather_w_.data();
+        }
+        Batch batch{X_.row(order[0]), Y_.row(order[0]), rows, weights};  // one record is contiguous already
         if (rows > 1) {  // gather the batch (on all threads when large)
             detail::for_ranges(rows, gather_min_rows_, 1, [&](std::size_t begin, std::size_t end) {
                 for (std::size_t r = begin; r < end; ++r) {
@@ -164,7 +172,7 @@ public:
                     std::memcpy(gather_y_ + r * Y_.cols, Y_.row(order[r]), Y_.cols * sizeof(T));
                 }
             });
-            batch = {gather_x_, gather_y_, rows};
+            batch = {gather_x_, gather_y_, rows, weights};
         }
         // The records of a shuffled batch sit anywhere in X: ask for those of
         // the next steps now, so that their cache misses overlap this step.
@@ -187,6 +195,8 @@ public:
 
 private:
     ConstMatrixView<T> X_, Y_;
+    const T* weights_;
+    std::vector<T> gather_w_;
     std::size_t batch_size_;
     bool shuffle_;
     std::vector<std::size_t> order_;
@@ -196,17 +206,18 @@ private:
     std::size_t prefetched_ = 0;  // the records of order_[0, prefetched_) were prefetched
 };
 
-// The epoch's cost: the sum of (loss / num_records) over the steps, in step
-// order, so that huge finite losses cannot overflow it. The BCE of a
+// The epoch's cost: the sum of (loss / total) over the steps, in step order
+// (total: the number of records, or their weights' sum), so that huge
+// finite losses cannot overflow it. The BCE of a
 // one-output, one-record step may wait: its logit and target are kept, and
 // the losses of up to kDeferredSteps such steps are computed together
 // (bce_losses, vectorized) and added in order.
 template <typename T>
 class EpochCost {
 public:
-    explicit EpochCost(std::size_t num_records) : num_records_(static_cast<double>(num_records)) {}
+    explicit EpochCost(double total) : total_(total) {}
 
-    void add(double loss) { cost_ += loss / num_records_; }
+    void add(double loss) { cost_ += loss / total_; }
 
     void defer(T logit, T target) {
         logits_[deferred_] = logit;
@@ -222,11 +233,11 @@ public:
 private:
     void flush() {
         bce_losses(losses_, logits_, targets_, deferred_);
-        for (std::size_t i = 0; i < deferred_; ++i) cost_ += losses_[i] / num_records_;
+        for (std::size_t i = 0; i < deferred_; ++i) cost_ += losses_[i] / total_;
         deferred_ = 0;
     }
 
-    double num_records_;
+    double total_;
     double cost_ = 0.0;
     std::size_t deferred_ = 0;
     T logits_[detail::kDeferredSteps];
@@ -340,9 +351,10 @@ void check_training_state(const TrainingState<T>& run, const OptimizerOptions& o
 template <typename T>
 std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, const FitOptions& options,
                                     const EpochCallback& on_epoch, const InterruptCheck& check_interrupt,
-                                    TrainingState<T>* state) {
+                                    TrainingState<T>* state, const T* sample_weight) {
     check_fit_options<T>(options);
     check_targets(X, Y);
+    check_sample_weight(sample_weight, X.rows);
     const detail::TrainingLock lock(*locks_);
     TrainingState<T> fresh;
     TrainingState<T>& run = state ? *state : fresh;  // a run of one call unless the caller keeps it
@@ -351,7 +363,10 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
     const std::size_t num_records = X.rows;
     const std::size_t batch_size = std::min(options.batch_size, num_records);
     Workspace& ws = training_workspace(batch_size);
-    BatchSource<T> batches(X, Y, batch_size, options.shuffle, ws.batch_inputs.data(), ws.batch_targets.data());
+    BatchSource<T> batches(X, Y, sample_weight, batch_size, options.shuffle, ws.batch_inputs.data(),
+                           ws.batch_targets.data());
+    const double total = sample_weight ? weight_sum(sample_weight, num_records) : static_cast<double>(num_records);
+    std::vector<T> row_scale(sample_weight ? batch_size : 0);  // s_i / (the batch's weight sum)
     detail::Random random(options.seed);
     if (run.seeded) random.set_state(run.generator);  // a run continues its shuffling stream
     const OptimizerOptions& optimizer = options.optimizer;
@@ -359,10 +374,12 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
         optimizer.kind == OptimizerKind::sgd && optimizer.momentum == 0.0 && optimizer.weight_decay == 0.0;
     // The step, chosen once: one-record steps of a one-layer network run
     // fused, many per call (dense_record_steps); else the general path.
-    const bool fused = batch_size == 1 && has_fused_record_step() && plain_sgd && options.alpha == 0.0;
+    const bool fused =
+        batch_size == 1 && has_fused_record_step() && plain_sgd && options.alpha == 0.0 && !sample_weight;
     // One-record steps of a one-output BCE network leave their loss for later:
     // the divergence check needs only a finite logit (targets are in [0, 1]).
-    const bool defer_loss = batch_size == 1 && num_outputs() == 1 && loss_ == Loss::bce && options.alpha == 0.0;
+    const bool defer_loss =
+        batch_size == 1 && num_outputs() == 1 && loss_ == Loss::bce && options.alpha == 0.0 && !sample_weight;
     const std::size_t fused_chunk =
         fused ? std::clamp<std::size_t>(kFusedValues / num_outputs(), 1, detail::kDeferredSteps) : 0;
     std::vector<T> step_logits(fused_chunk * num_outputs());
@@ -389,7 +406,7 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
     for (std::size_t epoch = 0; epoch < options.epochs; ++epoch) {
         const double lr = scheduled_rate(options, run);
         batches.begin_epoch(random);
-        EpochCost<T> cost(num_records);
+        EpochCost<T> cost(total);
         for (std::size_t start = 0; fused && start < num_records;) {
             // Up to fused_chunk steps in one call, stopping at the next poll.
             const std::size_t count = std::min({fused_chunk, num_records - start, window.steps_until_poll()});
@@ -409,12 +426,20 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
         }
         for (std::size_t start = 0, batch = 0; !fused && start < num_records; start += batch_size, ++batch) {
             const auto b = batches.batch(start);
+            // The batch's divisor: its records, or its weights' sum (a batch of weights 0 takes no step).
+            const double divisor = b.weights ? weight_sum(b.weights, b.rows) : static_cast<double>(b.rows);
+            if (!(divisor > 0.0)) continue;
+            for (std::size_t r = 0; b.weights && r < b.rows; ++r) {
+                row_scale[r] = static_cast<T>(static_cast<double>(b.weights[r]) / divisor);
+            }
             forward(ws, b.inputs, b.rows);
             const bool deferred = defer_loss && std::isfinite(ws.logits[0]);  // a finite BCE: it can wait
-            const double loss = deferred ? 0.0 : batch_loss(ws, b.targets, b.rows) + l2_penalty(options.alpha);
+            const double loss =
+                deferred ? 0.0 : batch_loss(ws, b.targets, b.rows, b.weights) + l2_penalty(options.alpha);
             if (!std::isfinite(loss)) throw cost_diverged(epoch, batch, loss, lr);
-            backward(ws, b.inputs, b.targets, b.rows, T(1) / static_cast<T>(b.rows), /*accumulate=*/false);
-            add_l2_gradient(options.alpha, b.rows);
+            backward(ws, b.inputs, b.targets, b.rows, b.weights ? T(1) : T(1) / static_cast<T>(b.rows),
+                     /*accumulate=*/false, b.weights ? row_scale.data() : nullptr);
+            add_l2_gradient(options.alpha, divisor);
             if (!optimizer_update(params_.data(), grads_.data(), params_.size(), run.optimizer, optimizer, lr)) {
                 throw update_diverged(epoch, batch, lr);
             }
@@ -453,6 +478,7 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
             // epoch reads them only after the checks made on entry pass again.
             try {
                 check_targets(X, Y);
+                check_sample_weight(sample_weight, X.rows);
             } catch (const std::invalid_argument& e) {
                 throw std::invalid_argument(concat("X or y changed during fit (in the callback after epoch ",
                                                    epoch + 1, "): ", e.what(), "; the parameters are those after "
@@ -467,7 +493,8 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
 
 #define CHAINRULE_INSTANTIATE(T)                                                                              \
     template std::vector<double> Network<T>::fit(ConstMatrixView<T>, ConstMatrixView<T>, const FitOptions&,   \
-                                                 const EpochCallback&, const InterruptCheck&, TrainingState<T>*);
+                                                 const EpochCallback&, const InterruptCheck&, TrainingState<T>*, \
+                                                 const T*);
 
 CHAINRULE_INSTANTIATE(float)
 CHAINRULE_INSTANTIATE(double)

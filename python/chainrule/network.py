@@ -214,13 +214,36 @@ class Network:
         """A_L, shape (n_records, n_outputs), for X of shape (n_records, n_features)."""
         return self._core.predict(X)
 
-    def cost(self, X, y) -> float:
-        """The mean record loss over (X, y) at the current parameters."""
-        return self._core.cost(X, y)
+    def cost(self, X, y, sample_weight=None) -> float:
+        """The mean record loss over (X, y) at the current parameters.
 
-    def gradients(self, X, y) -> list:
-        """``[(dW_1, db_1), ..., (dW_L, db_L)]``: the gradient of ``cost(X, y)``."""
-        return self._core.gradients(X, y)
+        With ``sample_weight`` (one weight per record, finite, >= 0, not all
+        0): ``sum_i s_i L_i / sum_i s_i``.
+        """
+        return self._core.cost(X, y, self._weights_for(X, sample_weight))
+
+    def gradients(self, X, y, sample_weight=None) -> list:
+        """``[(dW_1, db_1), ..., (dW_L, db_L)]``: the gradient of ``cost(X, y, sample_weight)``."""
+        return self._core.gradients(X, y, self._weights_for(X, sample_weight))
+
+    def _weights_for(self, X, sample_weight):
+        """sample_weight as the core reads it: a new 1-D array of the network's dtype (it is small)."""
+        if sample_weight is None:
+            return None
+        if isinstance(sample_weight, np.ma.MaskedArray):
+            raise TypeError("sample_weight must not be a numpy.ma.MaskedArray: its mask would be ignored")
+        try:
+            weights = np.asarray(sample_weight)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"sample_weight must be an array of numbers, got {type(sample_weight).__name__}") \
+                from error
+        if weights.dtype.kind not in "biuf":
+            raise TypeError(f"sample_weight must hold real numbers, got dtype {weights.dtype}")
+        num_records = getattr(X, "shape", (None,))[0]
+        if weights.ndim != 1 or weights.shape[0] != num_records:
+            raise ValueError(f"sample_weight must have shape ({num_records},), one weight per record of X, "
+                             f"got {weights.shape}")
+        return np.ascontiguousarray(weights, dtype=self.dtype)
 
     def sgd_step(self, X, y, lr) -> float:
         """One SGD step on the batch (X, y); returns the cost before the step."""
@@ -228,7 +251,7 @@ class Network:
 
     def fit(self, X, y, epochs=10, lr=None, batch_size=32, shuffle=True, seed=None, tol=None,
             n_iter_no_change=10, callback=None, progress=False, optimizer=None, schedule=None,
-            alpha=0.0) -> np.ndarray:
+            alpha=0.0, sample_weight=None) -> np.ndarray:
         """Train by mini-batch gradient descent; return the cost of each epoch run.
 
         The whole loop runs in C++ with the GIL released. Each epoch's cost is
@@ -260,6 +283,11 @@ class Network:
         penalty on the weights (not the biases): each batch adds ``alpha / 2
         sum ||W_l||^2`` to its summed loss and ``alpha W_l / B`` to the
         gradient, as scikit-learn's ``alpha`` (docs/math.md).
+        ``sample_weight`` (one weight per record, finite, >= 0, not all 0)
+        weights the records: a batch's cost is ``sum_i s_i L_i / sum_i s_i``
+        (and its L2 term is divided by that sum), scikit-learn's semantics;
+        integer weights equal repeating the records. The epoch cost is
+        ``sum_i s_i L_i / sum_i s_i`` over the epoch.
         """
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
@@ -280,7 +308,8 @@ class Network:
             settings, state, rate = optimizer._settings, optimizer._state_for(self), optimizer.lr
         arguments = (rate, batch_size, bool(shuffle), _seed("seed", seed), tol,
                      _count("n_iter_no_change", n_iter_no_change, 1))
-        training = (settings, optim._schedule_settings(schedule), _real("alpha", alpha), state)
+        training = (settings, optim._schedule_settings(schedule), _real("alpha", alpha), state,
+                    self._weights_for(X, sample_weight))
         if not progress:
             return self._core.fit(X, y, epochs, *arguments, callback, *training)
         reporter = EpochProgress(epochs, bar={True: None, "bar": True, "lines": False}[progress])

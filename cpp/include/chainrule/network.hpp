@@ -163,14 +163,17 @@ public:
     void predict(MatrixView<T> out, ConstMatrixView<T> X) const;
 
     // The mean record loss over the records of X (B, n_0) with targets Y (B, n_L).
-    double cost(ConstMatrixView<T> X, ConstMatrixView<T> Y) const;
+    // With sample_weight (X.rows values, finite, >= 0, not all 0): sum_i s_i L_i / sum_i s_i.
+    double cost(ConstMatrixView<T> X, ConstMatrixView<T> Y, const T* sample_weight = nullptr) const;
 
     // The gradient of cost(X, Y) at the current parameters, into grads();
     // returns the cost. divergence_error if a gradient or the cost overflows.
     double compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y);
     // The same, also copied to `gradient` (num_params() values, the layout of
     // params()) before another thread's training can overwrite grads().
-    double compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y, T* gradient);
+    // With sample_weight, the gradient of the weighted cost (as cost).
+    double compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y, T* gradient,
+                             const T* sample_weight = nullptr);
 
     // One SGD step on the batch (X, Y); returns the cost before the step.
     // Throws divergence_error (parameters unchanged) if the cost or an
@@ -188,10 +191,13 @@ public:
     // X and Y are read in place: when on_epoch is set, they are checked again
     // after each call of it (it may write to them), and std::invalid_argument
     // is thrown, the parameters being those after that epoch, should they no
-    // longer pass the checks made on entry.
+    // longer pass the checks made on entry. With sample_weight (X.rows values,
+    // finite, >= 0, not all 0), a batch's cost is sum_i s_i L_i / sum_i s_i
+    // over its records and its gradient that cost's (scikit-learn's); a batch
+    // whose weights are all 0 takes no step.
     std::vector<double> fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, const FitOptions& options,
                             const EpochCallback& on_epoch = {}, const InterruptCheck& check_interrupt = {},
-                            TrainingState<T>* state = nullptr);
+                            TrainingState<T>* state = nullptr, const T* sample_weight = nullptr);
 
 private:
     struct Workspace;
@@ -199,18 +205,23 @@ private:
     void check_inputs(ConstMatrixView<T> X) const;
     void check_targets(ConstMatrixView<T> X, ConstMatrixView<T> Y) const;
     void check_params_finite() const;  // the caller holds locks_->params
-    double compute_gradients_locked(ConstMatrixView<T> X, ConstMatrixView<T> Y);  // ... and locks_->train
+    double compute_gradients_locked(ConstMatrixView<T> X, ConstMatrixView<T> Y, const T* sample_weight = nullptr);  // ... and locks_->train
     const T* forward(Workspace& ws, const T* X, std::size_t rows) const;
     // predict's records [start, start + ws.capacity) (or to the end of X) into out.
     void predict_chunk(Workspace& ws, MatrixView<T> out, ConstMatrixView<T> X, std::size_t start) const;
-    double batch_loss(const Workspace& ws, const T* Y, std::size_t rows) const;
-    void backward(Workspace& ws, const T* X, const T* Y, std::size_t rows, T scale, bool accumulate);
+    // The summed record losses of the batch in ws (with weights: sum_i s_i L_i).
+    double batch_loss(const Workspace& ws, const T* Y, std::size_t rows, const T* weights = nullptr) const;
+    void backward(Workspace& ws, const T* X, const T* Y, std::size_t rows, T scale, bool accumulate,
+                  const T* row_scale = nullptr);
+    static double weight_sum(const T* weights, std::size_t n);
+    static void check_sample_weight(const T* weights, std::size_t n);
     bool has_fused_record_step() const;
     RecordSteps record_steps(Workspace& ws, T* logits, double* losses, const T* X, const T* Y, const std::size_t* rows,
                              std::size_t count, T lr);
-    double accumulate_gradients(Workspace& ws, ConstMatrixView<T> X, ConstMatrixView<T> Y);
+    double accumulate_gradients(Workspace& ws, ConstMatrixView<T> X, ConstMatrixView<T> Y,
+                                const T* weights = nullptr);
     double l2_penalty(double alpha) const;          // 0.5 alpha sum_l ||W_l||^2 (0 when alpha is 0)
-    void add_l2_gradient(double alpha, std::size_t rows);  // dW_l += (alpha / rows) W_l
+    void add_l2_gradient(double alpha, double divisor);  // dW_l += (alpha / divisor) W_l
     Workspace& training_workspace(std::size_t capacity);
 
     std::vector<std::size_t> layer_sizes_;
