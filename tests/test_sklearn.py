@@ -331,3 +331,23 @@ def test_digits_example_writes_its_png(tmp_path, capsys):
     printed = capsys.readouterr().out
     accuracies = [float(a) for a in re.findall(r"test accuracy ([0-9.]+)", printed)]
     assert len(accuracies) == 2 and accuracies[0] > accuracies[1] - 0.03  # chainrule, then scikit-learn
+
+
+# -- scikit-learn's behaviour where ours differed (issue 16) -------------------------------------
+
+
+@pytest.mark.parametrize("Estimator", [MLPClassifier, LogisticRegression])
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_a_single_class_predicts_one_label_per_record(Estimator, early_stopping):
+    X, _ = scaled(load_iris)
+    y = np.full(len(X), "only")
+    clf = Estimator(random_state=0, max_iter=12, early_stopping=early_stopping)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)  # early stopping scores the held-out records with predict
+    predictions = clf.predict(X[:7])
+    assert predictions.shape == (7,) and predictions.tolist() == ["only"] * 7
+    assert clf.score(X, y) == 1.0
+    assert clf.predict_proba(X[:7]).tolist() == [[1.0]] * 7
+    if early_stopping:
+        assert clf.validation_scores_ == [1.0] * clf.n_iter_

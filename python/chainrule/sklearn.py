@@ -346,7 +346,12 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
         if self._target_kind == "multilabel":
             return (probabilities > 0.5).astype(int)
         if self._target_kind == "binary":
-            return self.classes_[(probabilities[:, 0] > 0.5).astype(int) if len(self.classes_) == 2 else 0]
+            # One sigmoid output, P(classes_[1]). Fitted on a single class,
+            # every record gets that class: index 0 once per record, so the
+            # result has one label per record like any other prediction.
+            if len(self.classes_) == 1:
+                return self.classes_[np.zeros(len(probabilities), dtype=np.intp)]
+            return self.classes_[(probabilities[:, 0] > 0.5).astype(np.intp)]
         return self.classes_[np.argmax(probabilities, axis=1)]
 
     def _validation_score(self, X, y):
