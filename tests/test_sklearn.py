@@ -146,6 +146,9 @@ def test_learned_state_and_its_layout():
     ({"max_iter": 0}, "max_iter"),
     ({"validation_fraction": 1.0}, "validation_fraction"),
     ({"dtype": "float16"}, "dtype"),
+    ({"n_iter_no_change": 0}, "n_iter_no_change"),
+    ({"n_iter_no_change": 2.5}, "n_iter_no_change"),
+    ({"n_iter_no_change": -np.inf}, "n_iter_no_change"),
 ])
 def test_parameters_are_validated_in_fit(params, message):
     clf = MLPClassifier(**params)  # __init__ only stores
@@ -351,3 +354,14 @@ def test_a_single_class_predicts_one_label_per_record(Estimator, early_stopping)
     assert clf.predict_proba(X[:7]).tolist() == [[1.0]] * 7
     if early_stopping:
         assert clf.validation_scores_ == [1.0] * clf.n_iter_
+
+
+def test_n_iter_no_change_inf_never_stops_early():
+    X, y = scaled(load_iris)
+    # tol=1e9: every epoch after the first counts as no improvement.
+    clf = MLPClassifier(hidden_layer_sizes=(4,), random_state=0, max_iter=30, tol=1e9, n_iter_no_change=np.inf)
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+        clf.fit(X, y)
+    assert clf.n_iter_ == 30 and clf._no_improvement_count == 29
+    stopped = clone(clf).set_params(n_iter_no_change=5).fit(X, y)  # the same rule with a finite count stops
+    assert stopped.n_iter_ == 7

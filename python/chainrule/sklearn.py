@@ -30,7 +30,7 @@ try:
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.utils import check_random_state
-    from sklearn.utils._param_validation import Interval, StrOptions
+    from sklearn.utils._param_validation import Interval, Options, StrOptions
     from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
     from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 except ImportError as error:  # pragma: no cover - exercised only without scikit-learn
@@ -60,7 +60,8 @@ class _BaseSGD(BaseEstimator):
         "warm_start": ["boolean"],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        # np.inf: never stop early (the count of epochs without improvement never exceeds it).
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
         "dtype": [StrOptions({"float32", "float64"})],
     }
 
@@ -264,10 +265,11 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
         Visit the records in a new order each epoch.
     random_state : int, RandomState or None
         Seeds the initial weights, the shuffling and the validation split.
-    tol, n_iter_no_change : float, int
+    tol, n_iter_no_change : float, int or np.inf
         Stop once the training loss (or, with ``early_stopping``, the
         validation score) has not improved by ``tol`` for more than
-        ``n_iter_no_change`` epochs in a row, as scikit-learn does.
+        ``n_iter_no_change`` epochs in a row, as scikit-learn does;
+        ``n_iter_no_change=np.inf`` never stops early.
     verbose : bool
         Report each epoch's loss (and validation score): a tqdm bar where
         tqdm is installed, scikit-learn's lines otherwise.
