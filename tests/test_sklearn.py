@@ -365,3 +365,22 @@ def test_n_iter_no_change_inf_never_stops_early():
     assert clf.n_iter_ == 30 and clf._no_improvement_count == 29
     stopped = clone(clf).set_params(n_iter_no_change=5).fit(X, y)  # the same rule with a finite count stops
     assert stopped.n_iter_ == 7
+
+
+@pytest.mark.parametrize("labels", [[0, 1], [0, 1, 3], [0, 1, 2, 3]], ids=["subset", "other", "superset"])
+def test_a_warm_refit_needs_the_classes_of_the_previous_fit(labels):
+    X, y = scaled(load_iris)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), random_state=0, max_iter=3, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    before = (pickle.dumps(clf.network_), list(clf.loss_curve_), clf.n_iter_, clf.t_)
+    y_new = np.array(labels)[np.arange(len(X)) % len(labels)]
+    # scikit-learn's message, word for word
+    message = ("warm_start can only be used where `y` has the same classes as in the previous call to fit. "
+               f"Previously got [0 1 2], `y` has {np.unique(y_new)}")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        clf.fit(X, y_new)
+    assert (pickle.dumps(clf.network_), list(clf.loss_curve_), clf.n_iter_, clf.t_) == before  # unchanged
+    clf.partial_fit(X[:50], y[:50])  # partial_fit still takes a block that holds some of the classes
+    assert list(clf.classes_) == [0, 1, 2]

@@ -75,8 +75,10 @@ class _BaseSGD(BaseEstimator):
         """(output activation, loss) for the targets seen at the first fit."""
         raise NotImplementedError
 
-    def _encode_targets(self, y, first, classes=None):
-        """y as validated -> Y (n_samples, n_outputs) of self.dtype; sets classes_ etc. when first."""
+    def _encode_targets(self, y, first, warm, classes=None):
+        """y as validated -> Y (n_samples, n_outputs) of self.dtype; sets classes_ etc. when first.
+
+        ``warm``: a ``fit`` that continues from the current weights (warm_start)."""
         raise NotImplementedError
 
     def _validation_score(self, X, y):
@@ -155,7 +157,7 @@ class _BaseSGD(BaseEstimator):
         X, y = self._validate_input(X, y, first)
         if first:
             self._random_state = check_random_state(self.random_state)
-        Y = self._encode_targets(y, first, classes)
+        Y = self._encode_targets(y, first, warm=not first and not incremental, classes=classes)
         if first:
             self._initialize(X.shape[1], Y.shape[1])
         elif Y.shape[1] != self.n_outputs_:
@@ -317,7 +319,7 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
     def _output_and_loss(self):
         return ("softmax", "cce") if self._target_kind == "multiclass" else ("sigmoid", "bce")
 
-    def _encode_targets(self, y, first, classes=None):
+    def _encode_targets(self, y, first, warm, classes=None):
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -334,6 +336,12 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
             return np.ascontiguousarray(y, dtype=self.dtype)
         if y.ndim != 1:
             raise ValueError("y holds several labels per record, but the estimator was fitted on one label each")
+        if warm and not np.array_equal(unique_labels(y), self.classes_):
+            # scikit-learn's rule and message: a warm fit continues the same
+            # problem, so y must hold exactly the classes of the previous fit
+            # (partial_fit may see some of them in a block; it is not checked here).
+            raise ValueError("warm_start can only be used where `y` has the same classes as in the previous call "
+                             f"to fit. Previously got {self.classes_}, `y` has {unique_labels(y)}")
         unknown = np.setdiff1d(y, self.classes_)
         if unknown.size:
             raise ValueError(f"y contains labels not in classes {self.classes_.tolist()}: {unknown[:5].tolist()}")
@@ -470,7 +478,7 @@ class MLPRegressor(RegressorMixin, _BaseSGD):
     def _output_and_loss(self):
         return "identity", "mse"
 
-    def _encode_targets(self, y, first, classes=None):
+    def _encode_targets(self, y, first, warm, classes=None):
         if first:
             self._y_ndim = y.ndim
         return np.ascontiguousarray(y.reshape(len(y), -1), dtype=self.dtype)
