@@ -384,3 +384,20 @@ def test_a_warm_refit_needs_the_classes_of_the_previous_fit(labels):
     assert (pickle.dumps(clf.network_), list(clf.loss_curve_), clf.n_iter_, clf.t_) == before  # unchanged
     clf.partial_fit(X[:50], y[:50])  # partial_fit still takes a block that holds some of the classes
     assert list(clf.classes_) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("Estimator", [MLPClassifier, LogisticRegression, MLPRegressor])
+def test_partial_fit_refuses_early_stopping(Estimator):
+    X, y = scaled(load_iris)
+    estimator = Estimator(random_state=0, max_iter=20, early_stopping=True)
+    classes = {} if Estimator is MLPRegressor else {"classes": [0, 1, 2]}
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
+        estimator.partial_fit(X, y, **classes)
+    assert not hasattr(estimator, "network_") and not hasattr(estimator, "n_features_in_")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        estimator.fit(X, y)
+    before = (pickle.dumps(estimator.network_), list(estimator.loss_curve_), estimator.n_iter_)
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
+        estimator.partial_fit(X, y)
+    assert (pickle.dumps(estimator.network_), list(estimator.loss_curve_), estimator.n_iter_) == before

@@ -147,6 +147,13 @@ class _BaseSGD(BaseEstimator):
             self.best_validation_score_ = None
             self.best_loss_ = np.inf
 
+    def _refuse_early_stopping_in_partial_fit(self):
+        # scikit-learn's error: partial_fit trains one epoch on the block it
+        # is given and holds nothing out, so there is no validation score to
+        # stop on. Raised before anything changes.
+        if self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
+
     def fit(self, X, y):
         """Train for up to ``max_iter`` epochs (fresh weights unless ``warm_start``); returns self."""
         self._validate_params()
@@ -162,7 +169,7 @@ class _BaseSGD(BaseEstimator):
             self._initialize(X.shape[1], Y.shape[1])
         elif Y.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {Y.shape[1]} outputs, but the estimator was fitted with {self.n_outputs_}")
-        early_stopping = self.early_stopping and not incremental
+        early_stopping = self.early_stopping  # never with incremental: partial_fit refuses it
         X_val = y_val = None
         if early_stopping:
             stratify = y if isinstance(self, ClassifierMixin) and self._target_kind != "multilabel" else None
@@ -280,7 +287,8 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
     early_stopping : bool, validation_fraction : float
         Hold out ``validation_fraction`` of the data (stratified), score it
         after each epoch, stop on the rule above and restore the parameters of
-        the best validation score.
+        the best validation score. ``partial_fit`` refuses it (ValueError), as
+        scikit-learn does: one epoch on a block has nothing held out.
     dtype : {'float64', 'float32'}
         The dtype of the network and of the arrays it is trained on.
 
@@ -368,9 +376,13 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
         return float(accuracy_score(y, self._labels(self.network_.predict(X))))
 
     def partial_fit(self, X, y, classes=None):
-        """One epoch over (X, y); ``classes`` (all labels) is required on the first call."""
+        """One epoch over (X, y); ``classes`` (all labels) is required on the first call.
+
+        Refused with ``early_stopping=True``, as in scikit-learn."""
         if not hasattr(self, "classes_"):
             self._validate_params()
+        self._refuse_early_stopping_in_partial_fit()
+        if not hasattr(self, "classes_"):
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
         elif classes is not None and not np.array_equal(unique_labels(np.asarray(classes)), self.classes_):
@@ -490,9 +502,10 @@ class MLPRegressor(RegressorMixin, _BaseSGD):
         return output.ravel() if self._y_ndim == 1 else output
 
     def partial_fit(self, X, y):
-        """One epoch over (X, y)."""
+        """One epoch over (X, y); refused with ``early_stopping=True``, as in scikit-learn."""
         if not hasattr(self, "network_"):
             self._validate_params()
+        self._refuse_early_stopping_in_partial_fit()
         return self._fit(X, y, incremental=True)
 
     def predict(self, X):
