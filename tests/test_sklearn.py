@@ -179,7 +179,7 @@ def test_partial_fit_needs_classes_first_and_runs_one_epoch():
     assert clf.n_iter_ == 1 and list(clf.classes_) == [0, 1, 2] and clf.network_.layer_sizes[-1] == 3
     for _ in range(30):
         clf.partial_fit(X, y)
-    assert clf.n_iter_ == 31 and clf.score(X, y) > 0.8
+    assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 31 and clf.score(X, y) > 0.8
     with pytest.raises(ValueError, match="not in classes"):
         clf.partial_fit(X[:2], [0, 7])
 
@@ -192,7 +192,7 @@ def test_warm_start_continues_and_cold_start_resets():
         clf.fit(X, y)
         weights = clf.coefs_[0].copy()
         clf.fit(X, y)
-        assert clf.n_iter_ == 10 and len(clf.loss_curve_) == 10
+        assert clf.n_iter_ == 5 and len(clf.loss_curve_) == 10
         assert not np.array_equal(weights, clf.coefs_[0])
         clf.set_params(warm_start=False).fit(X, y)
     assert clf.n_iter_ == 5
@@ -401,3 +401,25 @@ def test_partial_fit_refuses_early_stopping(Estimator):
     with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
         estimator.partial_fit(X, y)
     assert (pickle.dumps(estimator.network_), list(estimator.loss_curve_), estimator.n_iter_) == before
+
+
+@pytest.mark.parametrize("Estimator", [MLPClassifier, LogisticRegression, MLPRegressor])
+def test_n_iter_counts_the_epochs_of_each_call(Estimator):
+    # scikit-learn's semantics: n_iter_ counts the epochs of the last fit or
+    # partial_fit call; loss_curve_ and t_ keep accumulating over warm fits
+    # and partial_fit calls; a cold fit starts them all anew.
+    X, y = scaled(load_iris)
+    n = len(X)
+    estimator = Estimator(random_state=0, max_iter=5, warm_start=True)  # 5 < n_iter_no_change: no early stop
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        estimator.fit(X, y)
+        assert (estimator.n_iter_, len(estimator.loss_curve_), estimator.t_) == (5, 5, 5 * n)
+        estimator.fit(X, y)
+        assert (estimator.n_iter_, len(estimator.loss_curve_), estimator.t_) == (5, 10, 10 * n)
+        estimator.partial_fit(X, y)
+        assert (estimator.n_iter_, len(estimator.loss_curve_), estimator.t_) == (1, 11, 11 * n)
+        estimator.partial_fit(X[:40], y[:40])
+        assert (estimator.n_iter_, len(estimator.loss_curve_), estimator.t_) == (1, 12, 11 * n + 40)
+        estimator.set_params(warm_start=False, max_iter=3).fit(X, y)
+        assert (estimator.n_iter_, len(estimator.loss_curve_), estimator.t_) == (3, 3, 3 * n)

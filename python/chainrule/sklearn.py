@@ -185,6 +185,10 @@ class _BaseSGD(BaseEstimator):
     def _run_epochs(self, X, Y, X_val, y_val, epochs, early_stopping, incremental):
         """network_.fit over (X, Y), with scikit-learn's stopping rule applied after each epoch."""
         network = self.network_
+        # n_iter_ counts the epochs of this call, as in scikit-learn; t_,
+        # loss_curve_ and validation_scores_ go on accumulating over warm fits
+        # and partial_fit calls (a cold fit resets them in _initialize).
+        self.n_iter_ = 0
         reporter = EpochProgress(epochs, type(self).__name__) if self.verbose else None
         best_params = None
         stopped = [False]
@@ -294,8 +298,11 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
 
     Attributes
     ----------
-    classes_, n_features_in_, feature_names_in_, n_outputs_, n_iter_, t_,
-    loss_curve_, best_loss_, validation_scores_, best_validation_score_,
+    n_iter_ is the number of epochs of the last ``fit`` or ``partial_fit``
+    call (1 after ``partial_fit``), as in scikit-learn; ``t_`` (records seen)
+    and ``loss_curve_`` keep accumulating over warm fits and ``partial_fit``
+    calls. Also classes_, n_features_in_, feature_names_in_, n_outputs_,
+    best_loss_, validation_scores_, best_validation_score_,
     network_ (the trained :class:`chainrule.Network`), and, as copies in
     scikit-learn's layout, coefs_ and intercepts_.
     """
