@@ -423,3 +423,39 @@ def test_n_iter_counts_the_epochs_of_each_call(Estimator):
         assert (estimator.n_iter_, len(estimator.loss_curve_), estimator.t_) == (1, 12, 11 * n + 40)
         estimator.set_params(warm_start=False, max_iter=3).fit(X, y)
         assert (estimator.n_iter_, len(estimator.loss_curve_), estimator.t_) == (3, 3, 3 * n)
+
+
+@pytest.mark.parametrize("Estimator", [MLPClassifier, LogisticRegression, MLPRegressor])
+@pytest.mark.parametrize("x_dtype, expected", [(np.float32, np.float32), (np.float64, np.float64),
+                                               (np.int64, np.float64), (np.float16, np.float64)])
+def test_the_parameters_take_the_dtype_of_X(Estimator, x_dtype, expected):
+    # scikit-learn keeps float32 input in float32 and converts other dtypes to float64.
+    X, y = load_iris(return_X_y=True)
+    X = (X * 10).astype(x_dtype)
+    estimator = Estimator(random_state=0, max_iter=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        estimator.fit(X, y)
+    assert estimator.network_.dtype == expected
+    assert all(c.dtype == expected for c in estimator.coefs_ + estimator.intercepts_)
+    if Estimator is MLPRegressor:
+        assert estimator.predict(X).dtype == expected
+    else:
+        assert estimator.predict_proba(X).dtype == expected
+    # Later calls convert their X to the parameters' dtype, whatever it is.
+    other = np.float64 if expected == np.float32 else np.float32
+    estimator.partial_fit(X.astype(other), y)
+    assert estimator.network_.dtype == expected
+    assert estimator.predict(X.astype(other)).shape[0] == len(X)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("x_dtype", [np.float32, np.float64, np.int64])
+def test_an_explicit_dtype_overrides_the_dtype_of_X(dtype, x_dtype):
+    X, y = load_iris(return_X_y=True)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), random_state=0, max_iter=3, dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit((X * 10).astype(x_dtype), y)
+    assert clf.network_.dtype == dtype and clf.predict_proba(X).dtype == dtype
+    assert clf.get_params()["dtype"] == dtype and MLPClassifier().dtype is None

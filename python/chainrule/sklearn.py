@@ -6,7 +6,10 @@ validates them and returns ``self``, learned state ends in ``_``), so they drop
 into pipelines, grid searches, ``clone`` and pickling. Unlike
 :class:`chainrule.Network`, which reads arrays in place and never converts,
 this layer accepts whatever scikit-learn accepts (lists, other dtypes, pandas
-frames) and converts it once per call to a C-contiguous array of ``dtype``.
+frames) and converts it once per call to a C-contiguous array of the
+parameters' dtype. As in scikit-learn, that dtype comes from X at the first
+fit (float32 X trains float32 parameters, float64 X float64, any other dtype
+float64) unless the estimator's ``dtype`` names one.
 
 The optimiser is chainrule's plain mini-batch SGD (docs/math.md): no momentum,
 no Adam, no L2 penalty, a constant learning rate. ``loss_curve_`` holds
@@ -62,7 +65,7 @@ class _BaseSGD(BaseEstimator):
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         # np.inf: never stop early (the count of epochs without improvement never exceeds it).
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
-        "dtype": [StrOptions({"float32", "float64"})],
+        "dtype": [StrOptions({"float32", "float64"}), None],
     }
 
     # -- what subclasses decide ------------------------------------------
@@ -75,8 +78,8 @@ class _BaseSGD(BaseEstimator):
         """(output activation, loss) for the targets seen at the first fit."""
         raise NotImplementedError
 
-    def _encode_targets(self, y, first, warm, classes=None):
-        """y as validated -> Y (n_samples, n_outputs) of self.dtype; sets classes_ etc. when first.
+    def _encode_targets(self, y, first, warm, dtype, classes=None):
+        """y as validated -> Y (n_samples, n_outputs) of ``dtype``; sets classes_ etc. when first.
 
         ``warm``: a ``fit`` that continues from the current weights (warm_start)."""
         raise NotImplementedError
@@ -123,16 +126,25 @@ class _BaseSGD(BaseEstimator):
         return min(self.batch_size, num_samples)
 
     def _validate_input(self, X, y, first):
+        """(X as a C-contiguous array of the parameters' dtype, y as validated)."""
+        # validate_data keeps float32 and float64 X as they are and converts
+        # any other dtype to float64 (the first of the pair), as scikit-learn's MLP does.
         X, y = validate_data(self, X, y, reset=first, dtype=(np.float64, np.float32), multi_output=True,
                              y_numeric=isinstance(self, RegressorMixin))
-        return np.ascontiguousarray(X, dtype=self.dtype), y
+        if not first:
+            dtype = self.network_.dtype  # warm fits and partial_fit train the parameters there are
+        elif self.dtype is not None:
+            dtype = np.dtype(self.dtype)
+        else:
+            dtype = X.dtype
+        return np.ascontiguousarray(X, dtype=dtype), y
 
-    def _initialize(self, num_features, num_outputs):
+    def _initialize(self, num_features, num_outputs, dtype):
         sizes, activation = self._hidden_layers()
         output, loss = self._output_and_loss()
         seed = int(self._random_state.randint(0, _SEED_BOUND, dtype=np.int64))
         self.network_ = Network([num_features, *sizes, num_outputs], activation=activation, output=output,
-                                loss=loss, dtype=self.dtype, seed=seed)
+                                loss=loss, dtype=dtype, seed=seed)
         self.n_outputs_ = num_outputs
         self.n_iter_ = 0
         self.t_ = 0
@@ -164,9 +176,9 @@ class _BaseSGD(BaseEstimator):
         X, y = self._validate_input(X, y, first)
         if first:
             self._random_state = check_random_state(self.random_state)
-        Y = self._encode_targets(y, first, warm=not first and not incremental, classes=classes)
+        Y = self._encode_targets(y, first, warm=not first and not incremental, dtype=X.dtype, classes=classes)
         if first:
-            self._initialize(X.shape[1], Y.shape[1])
+            self._initialize(X.shape[1], Y.shape[1], X.dtype)
         elif Y.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {Y.shape[1]} outputs, but the estimator was fitted with {self.n_outputs_}")
         early_stopping = self.early_stopping  # never with incremental: partial_fit refuses it
@@ -245,7 +257,7 @@ class _BaseSGD(BaseEstimator):
     def _forward(self, X):
         check_is_fitted(self, "network_")
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        return self.network_.predict(np.ascontiguousarray(X, dtype=self.dtype))
+        return self.network_.predict(np.ascontiguousarray(X, dtype=self.network_.dtype))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -293,8 +305,11 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
         after each epoch, stop on the rule above and restore the parameters of
         the best validation score. ``partial_fit`` refuses it (ValueError), as
         scikit-learn does: one epoch on a block has nothing held out.
-    dtype : {'float64', 'float32'}
-        The dtype of the network and of the arrays it is trained on.
+    dtype : {'float64', 'float32'} or None, default=None
+        The dtype of the network's parameters, to which every X and y is
+        converted. None takes it from X at the first fit, as scikit-learn
+        does: float32 X trains float32 parameters, float64 X float64, any
+        other dtype (integers, float16, lists) float64.
 
     Attributes
     ----------
@@ -315,7 +330,7 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, learning_rate_init=0.1, batch_size="auto",
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, dtype="float64"):
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, dtype=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.learning_rate_init = learning_rate_init
@@ -334,7 +349,7 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
     def _output_and_loss(self):
         return ("softmax", "cce") if self._target_kind == "multiclass" else ("sigmoid", "bce")
 
-    def _encode_targets(self, y, first, warm, classes=None):
+    def _encode_targets(self, y, first, warm, dtype, classes=None):
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -348,7 +363,7 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
         if self._target_kind == "multilabel":
             if y.ndim != 2 or y.shape[1] != len(self.classes_):
                 raise ValueError(f"y must be a multi-label indicator matrix with {len(self.classes_)} columns")
-            return np.ascontiguousarray(y, dtype=self.dtype)
+            return np.ascontiguousarray(y, dtype=dtype)
         if y.ndim != 1:
             raise ValueError("y holds several labels per record, but the estimator was fitted on one label each")
         if warm and not np.array_equal(unique_labels(y), self.classes_):
@@ -362,8 +377,8 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
             raise ValueError(f"y contains labels not in classes {self.classes_.tolist()}: {unknown[:5].tolist()}")
         index = np.searchsorted(self.classes_, y)
         if self._target_kind == "binary":  # one sigmoid output: P(classes_[1]); one class alone: all 0
-            return np.ascontiguousarray((index == 1)[:, None], dtype=self.dtype)
-        Y = np.zeros((len(y), len(self.classes_)), dtype=self.dtype)  # one-hot for the softmax
+            return np.ascontiguousarray((index == 1)[:, None], dtype=dtype)
+        Y = np.zeros((len(y), len(self.classes_)), dtype=dtype)  # one-hot for the softmax
         Y[np.arange(len(y)), index] = 1
         return Y
 
@@ -435,7 +450,7 @@ class LogisticRegression(MLPClassifier):
 
     def __init__(self, *, learning_rate_init=0.1, batch_size="auto", max_iter=200, shuffle=True, random_state=None,
                  tol=1e-4, verbose=False, warm_start=False, early_stopping=False, validation_fraction=0.1,
-                 n_iter_no_change=10, dtype="float64"):
+                 n_iter_no_change=10, dtype=None):
         self.learning_rate_init = learning_rate_init
         self.batch_size = batch_size
         self.max_iter = max_iter
@@ -478,7 +493,7 @@ class MLPRegressor(RegressorMixin, _BaseSGD):
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, learning_rate_init=0.001, batch_size="auto",
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, dtype="float64"):
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, dtype=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.learning_rate_init = learning_rate_init
@@ -497,10 +512,10 @@ class MLPRegressor(RegressorMixin, _BaseSGD):
     def _output_and_loss(self):
         return "identity", "mse"
 
-    def _encode_targets(self, y, first, warm, classes=None):
+    def _encode_targets(self, y, first, warm, dtype, classes=None):
         if first:
             self._y_ndim = y.ndim
-        return np.ascontiguousarray(y.reshape(len(y), -1), dtype=self.dtype)
+        return np.ascontiguousarray(y.reshape(len(y), -1), dtype=dtype)
 
     def _validation_score(self, X, y):
         return float(r2_score(y, self._shaped(self.network_.predict(X))))
