@@ -459,3 +459,39 @@ def test_an_explicit_dtype_overrides_the_dtype_of_X(dtype, x_dtype):
         clf.fit((X * 10).astype(x_dtype), y)
     assert clf.network_.dtype == dtype and clf.predict_proba(X).dtype == dtype
     assert clf.get_params()["dtype"] == dtype and MLPClassifier().dtype is None
+
+
+def diverging_regressor(**params):
+    # Unscaled iris with a learning rate far too large: the costs grow each
+    # epoch until one overflows (scikit-learn's test_mlp_diverging_loss uses
+    # learning_rate_init=1 with its halved loss; ours diverges in epoch 6 there).
+    return MLPRegressor(hidden_layer_sizes=100, activation="identity", learning_rate_init=0.01, max_iter=20,
+                        random_state=0, **params)
+
+
+def test_a_diverging_fit_with_early_stopping_returns_the_best_validated_parameters():
+    X, y = load_iris(return_X_y=True)
+    reg = diverging_regressor(early_stopping=True)
+    with pytest.warns(ConvergenceWarning, match=r"Training diverged in epoch 11 \(training diverged at epoch 11"):
+        reg.fit(X, y)
+    # As in scikit-learn, epochs whose predictions overflow (10) and the
+    # diverged one (11) are scored nan; unlike it, training stops at the latter.
+    scores = reg.validation_scores_
+    assert reg.n_iter_ == 11 == len(scores) == len(reg.loss_curve_) and reg.t_ == 10 * 135
+    assert np.isfinite(scores[:9]).all() and np.isnan(scores[9:]).all()
+    assert np.isfinite(reg.loss_curve_[:10]).all() and np.isnan(reg.loss_curve_[10])
+    assert reg.best_validation_score_ == max(scores[:9]) == scores[0]
+    _, X_val, _, y_val = train_test_split(X, y, random_state=_split_state(0), test_size=0.1)
+    assert reg.score(X_val, y_val) == pytest.approx(reg.best_validation_score_)  # those parameters, restored
+
+
+def test_a_diverging_fit_without_early_stopping_raises():
+    X, y = load_iris(return_X_y=True)
+    reg = diverging_regressor()
+    with pytest.raises(cr.DivergenceError, match="diverged at epoch 11"):  # no records held out: other epochs
+        reg.fit(X, y)
+    assert all(np.isfinite(p).all() for p in reg.coefs_ + reg.intercepts_)  # from before the offending step
+    # Early stopping with nothing validated yet (divergence in the first epoch) raises too.
+    huge = np.finfo(np.float64).max * np.random.RandomState(0).uniform(size=(20, 2))
+    with pytest.raises(cr.DivergenceError, match="diverged at epoch 1,"):
+        MLPRegressor(early_stopping=True, random_state=0).fit(huge, np.arange(20.0))

@@ -40,6 +40,7 @@ except ImportError as error:  # pragma: no cover - exercised only without scikit
     raise ImportError("chainrule.sklearn needs scikit-learn >= 1.6: pip install 'chainrule[sklearn]'") from error
 
 from ._progress import EpochProgress
+from ._core import DivergenceError
 from .network import Network
 
 __all__ = ["MLPClassifier", "MLPRegressor", "LogisticRegression"]
@@ -211,7 +212,10 @@ class _BaseSGD(BaseEstimator):
             self.loss_curve_.append(float(cost))
             score = None
             if early_stopping:
-                score = self._validation_score(X_val, y_val)
+                try:
+                    score = self._validation_score(X_val, y_val)
+                except DivergenceError:  # the predictions overflowed: scikit-learn scores them nan
+                    score = float("nan")
                 self.validation_scores_.append(score)
             if reporter is not None:
                 reporter.update(self.n_iter_ - 1, cost, score)
@@ -219,10 +223,11 @@ class _BaseSGD(BaseEstimator):
                 return True
             # scikit-learn's _update_no_improvement_count: an epoch that does
             # not beat the best by tol counts; stop once the count exceeds
-            # n_iter_no_change.
+            # n_iter_no_change. (A nan score counts too; in scikit-learn it
+            # resets the count, as nan < x is False.)
             if early_stopping:
                 self._no_improvement_count = (self._no_improvement_count + 1
-                                              if score < self.best_validation_score_ + self.tol else 0)
+                                              if not score >= self.best_validation_score_ + self.tol else 0)
                 if score > self.best_validation_score_:
                     self.best_validation_score_ = score
                     nonlocal best_params
@@ -244,6 +249,26 @@ class _BaseSGD(BaseEstimator):
         try:
             network.fit(X, Y, epochs=epochs, lr=self.learning_rate_init, batch_size=self._batch_size(X.shape[0]),
                         shuffle=self.shuffle, seed=seed, callback=on_epoch)
+        except DivergenceError as error:
+            # Without early stopping the error propagates: the parameters are
+            # those from before the offending step (docs/math.md, "SGD"),
+            # finite but not a trained model. With early stopping there is a
+            # better answer once an epoch has been validated: scikit-learn's
+            # fit then returns the parameters of the best validation score
+            # with the diverged epochs scored nan. We do the same for the
+            # diverged epoch (loss and score nan; t_ counts completed epochs
+            # only), stop there instead of running on to max_iter, and say so.
+            if not early_stopping or best_params is None:
+                raise
+            self.n_iter_ += 1
+            self.loss_curve_.append(float("nan"))
+            self.validation_scores_.append(float("nan"))
+            if reporter is not None:
+                reporter.message(f"Training diverged in epoch {self.n_iter_}. Stopping.")
+            stopped[0] = True
+            warnings.warn(f"Training diverged in epoch {self.n_iter_} ({error}); stopped there and restored the "
+                          f"parameters of the best validation score, {self.best_validation_score_:g}.",
+                          ConvergenceWarning)
         finally:
             if reporter is not None:
                 reporter.close()
@@ -320,6 +345,32 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
     best_loss_, validation_scores_, best_validation_score_,
     network_ (the trained :class:`chainrule.Network`), and, as copies in
     scikit-learn's layout, coefs_ and intercepts_.
+
+    Notes
+    -----
+    Divergence (a learning rate too large, inputs not scaled): chainrule's
+    core stops before a step that would make the cost or a parameter
+    non-finite (docs/math.md, "SGD"). What ``fit`` does then:
+
+    - Without ``early_stopping`` (and in ``partial_fit``) it raises
+      :class:`chainrule.DivergenceError`, a ``FloatingPointError`` naming the
+      epoch, the batch and the remedy; the parameters are those from before
+      that step. scikit-learn runs on to ``max_iter`` and then raises
+      ``ValueError("Solver produced non-finite parameter weights ...")``.
+      We raise at once because nothing trained past that point is a model,
+      and we keep the core's exception, which says what happened, so code
+      that catches scikit-learn's ``ValueError`` there must catch
+      ``DivergenceError`` (or ``FloatingPointError``) instead.
+    - With ``early_stopping``, once an epoch has been validated, it does
+      what scikit-learn's does (its test_mlp_diverging_loss): it returns the
+      parameters of the best validation score, and the diverged epoch counts
+      in ``n_iter_`` with a nan loss and a nan validation score. Unlike
+      scikit-learn it stops at that epoch rather than running on to
+      ``max_iter``, and warns (``ConvergenceWarning``). An epoch whose
+      validation predictions overflow is scored nan, as scikit-learn scores
+      non-finite predictions, and counts as no improvement. If the very first
+      epoch diverges there is nothing validated to return and it raises
+      ``DivergenceError`` (scikit-learn would return the initial weights).
     """
 
     _parameter_constraints: dict = {
@@ -442,8 +493,9 @@ class LogisticRegression(MLPClassifier):
     With more than two classes it is multinomial (softmax + categorical
     cross-entropy); with indicator targets, one sigmoid per label. Not
     scikit-learn's ``LogisticRegression`` (no penalty, no solver choice); its
-    other parameters are those of :class:`MLPClassifier`. ``coef_`` (n_outputs,
-    n_features) and ``intercept_`` (n_outputs,) have scikit-learn's layout.
+    other parameters (and what a diverging fit does) are those of
+    :class:`MLPClassifier`. ``coef_`` (n_outputs, n_features) and
+    ``intercept_`` (n_outputs,) have scikit-learn's layout.
     """
 
     _parameter_constraints: dict = dict(_BaseSGD._parameter_constraints)
@@ -481,7 +533,7 @@ class LogisticRegression(MLPClassifier):
 class MLPRegressor(RegressorMixin, _BaseSGD):
     """A multi-layer perceptron regressor: identity output, squared error, chainrule's SGD.
 
-    Parameters are those of :class:`MLPClassifier`, except that
+    Parameters (and what a diverging fit does) are those of :class:`MLPClassifier`, except that
     ``learning_rate_init`` defaults to 0.001: plain SGD on the squared error
     (factor 2 kept) of unscaled targets takes large steps. With
     ``early_stopping`` the validation score is R^2. Targets of shape (n_samples,) give
