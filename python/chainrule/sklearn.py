@@ -39,8 +39,8 @@ try:
 except ImportError as error:  # pragma: no cover - exercised only without scikit-learn
     raise ImportError("chainrule.sklearn needs scikit-learn >= 1.6: pip install 'chainrule[sklearn]'") from error
 
-from ._progress import EpochProgress
 from ._core import DivergenceError
+from ._progress import EpochProgress
 from .network import Network
 
 __all__ = ["MLPClassifier", "MLPRegressor", "LogisticRegression"]
