@@ -146,6 +146,9 @@ def test_learned_state_and_its_layout():
     ({"max_iter": 0}, "max_iter"),
     ({"validation_fraction": 1.0}, "validation_fraction"),
     ({"dtype": "float16"}, "dtype"),
+    ({"n_iter_no_change": 0}, "n_iter_no_change"),
+    ({"n_iter_no_change": 2.5}, "n_iter_no_change"),
+    ({"n_iter_no_change": -np.inf}, "n_iter_no_change"),
 ])
 def test_parameters_are_validated_in_fit(params, message):
     clf = MLPClassifier(**params)  # __init__ only stores
@@ -176,7 +179,7 @@ def test_partial_fit_needs_classes_first_and_runs_one_epoch():
     assert clf.n_iter_ == 1 and list(clf.classes_) == [0, 1, 2] and clf.network_.layer_sizes[-1] == 3
     for _ in range(30):
         clf.partial_fit(X, y)
-    assert clf.n_iter_ == 31 and clf.score(X, y) > 0.8
+    assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 31 and clf.score(X, y) > 0.8
     with pytest.raises(ValueError, match="not in classes"):
         clf.partial_fit(X[:2], [0, 7])
 
@@ -189,7 +192,7 @@ def test_warm_start_continues_and_cold_start_resets():
         clf.fit(X, y)
         weights = clf.coefs_[0].copy()
         clf.fit(X, y)
-        assert clf.n_iter_ == 10 and len(clf.loss_curve_) == 10
+        assert clf.n_iter_ == 5 and len(clf.loss_curve_) == 10
         assert not np.array_equal(weights, clf.coefs_[0])
         clf.set_params(warm_start=False).fit(X, y)
     assert clf.n_iter_ == 5
@@ -331,3 +334,164 @@ def test_digits_example_writes_its_png(tmp_path, capsys):
     printed = capsys.readouterr().out
     accuracies = [float(a) for a in re.findall(r"test accuracy ([0-9.]+)", printed)]
     assert len(accuracies) == 2 and accuracies[0] > accuracies[1] - 0.03  # chainrule, then scikit-learn
+
+
+# -- scikit-learn's behaviour where ours differed (issue 16) -------------------------------------
+
+
+@pytest.mark.parametrize("Estimator", [MLPClassifier, LogisticRegression])
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_a_single_class_predicts_one_label_per_record(Estimator, early_stopping):
+    X, _ = scaled(load_iris)
+    y = np.full(len(X), "only")
+    clf = Estimator(random_state=0, max_iter=12, early_stopping=early_stopping)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)  # early stopping scores the held-out records with predict
+    predictions = clf.predict(X[:7])
+    assert predictions.shape == (7,) and predictions.tolist() == ["only"] * 7
+    assert clf.score(X, y) == 1.0
+    assert clf.predict_proba(X[:7]).tolist() == [[1.0]] * 7
+    if early_stopping:
+        assert clf.validation_scores_ == [1.0] * clf.n_iter_
+
+
+def test_n_iter_no_change_inf_never_stops_early():
+    X, y = scaled(load_iris)
+    # tol=1e9: every epoch after the first counts as no improvement.
+    clf = MLPClassifier(hidden_layer_sizes=(4,), random_state=0, max_iter=30, tol=1e9, n_iter_no_change=np.inf)
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+        clf.fit(X, y)
+    assert clf.n_iter_ == 30 and clf._no_improvement_count == 29
+    stopped = clone(clf).set_params(n_iter_no_change=5).fit(X, y)  # the same rule with a finite count stops
+    assert stopped.n_iter_ == 7
+
+
+@pytest.mark.parametrize("labels", [[0, 1], [0, 1, 3], [0, 1, 2, 3]], ids=["subset", "other", "superset"])
+def test_a_warm_refit_needs_the_classes_of_the_previous_fit(labels):
+    X, y = scaled(load_iris)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), random_state=0, max_iter=3, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    before = (pickle.dumps(clf.network_), list(clf.loss_curve_), clf.n_iter_, clf.t_)
+    y_new = np.array(labels)[np.arange(len(X)) % len(labels)]
+    # scikit-learn's message, word for word
+    message = ("warm_start can only be used where `y` has the same classes as in the previous call to fit. "
+               f"Previously got [0 1 2], `y` has {np.unique(y_new)}")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        clf.fit(X, y_new)
+    assert (pickle.dumps(clf.network_), list(clf.loss_curve_), clf.n_iter_, clf.t_) == before  # unchanged
+    clf.partial_fit(X[:50], y[:50])  # partial_fit still takes a block that holds some of the classes
+    assert list(clf.classes_) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("Estimator", [MLPClassifier, LogisticRegression, MLPRegressor])
+def test_partial_fit_refuses_early_stopping(Estimator):
+    X, y = scaled(load_iris)
+    estimator = Estimator(random_state=0, max_iter=20, early_stopping=True)
+    classes = {} if Estimator is MLPRegressor else {"classes": [0, 1, 2]}
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
+        estimator.partial_fit(X, y, **classes)
+    assert not hasattr(estimator, "network_") and not hasattr(estimator, "n_features_in_")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        estimator.fit(X, y)
+    before = (pickle.dumps(estimator.network_), list(estimator.loss_curve_), estimator.n_iter_)
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
+        estimator.partial_fit(X, y)
+    assert (pickle.dumps(estimator.network_), list(estimator.loss_curve_), estimator.n_iter_) == before
+
+
+@pytest.mark.parametrize("Estimator", [MLPClassifier, LogisticRegression, MLPRegressor])
+def test_n_iter_counts_the_epochs_of_each_call(Estimator):
+    # scikit-learn's semantics: n_iter_ counts the epochs of the last fit or
+    # partial_fit call; loss_curve_ and t_ keep accumulating over warm fits
+    # and partial_fit calls; a cold fit starts them all anew.
+    X, y = scaled(load_iris)
+    n = len(X)
+    estimator = Estimator(random_state=0, max_iter=5, warm_start=True)  # 5 < n_iter_no_change: no early stop
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        estimator.fit(X, y)
+        assert (estimator.n_iter_, len(estimator.loss_curve_), estimator.t_) == (5, 5, 5 * n)
+        estimator.fit(X, y)
+        assert (estimator.n_iter_, len(estimator.loss_curve_), estimator.t_) == (5, 10, 10 * n)
+        estimator.partial_fit(X, y)
+        assert (estimator.n_iter_, len(estimator.loss_curve_), estimator.t_) == (1, 11, 11 * n)
+        estimator.partial_fit(X[:40], y[:40])
+        assert (estimator.n_iter_, len(estimator.loss_curve_), estimator.t_) == (1, 12, 11 * n + 40)
+        estimator.set_params(warm_start=False, max_iter=3).fit(X, y)
+        assert (estimator.n_iter_, len(estimator.loss_curve_), estimator.t_) == (3, 3, 3 * n)
+
+
+@pytest.mark.parametrize("Estimator", [MLPClassifier, LogisticRegression, MLPRegressor])
+@pytest.mark.parametrize("x_dtype, expected", [(np.float32, np.float32), (np.float64, np.float64),
+                                               (np.int64, np.float64), (np.float16, np.float64)])
+def test_the_parameters_take_the_dtype_of_X(Estimator, x_dtype, expected):
+    # scikit-learn keeps float32 input in float32 and converts other dtypes to float64.
+    X, y = load_iris(return_X_y=True)
+    X = (X * 10).astype(x_dtype)
+    estimator = Estimator(random_state=0, max_iter=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        estimator.fit(X, y)
+    assert estimator.network_.dtype == expected
+    assert all(c.dtype == expected for c in estimator.coefs_ + estimator.intercepts_)
+    if Estimator is MLPRegressor:
+        assert estimator.predict(X).dtype == expected
+    else:
+        assert estimator.predict_proba(X).dtype == expected
+    # Later calls convert their X to the parameters' dtype, whatever it is.
+    other = np.float64 if expected == np.float32 else np.float32
+    estimator.partial_fit(X.astype(other), y)
+    assert estimator.network_.dtype == expected
+    assert estimator.predict(X.astype(other)).shape[0] == len(X)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("x_dtype", [np.float32, np.float64, np.int64])
+def test_an_explicit_dtype_overrides_the_dtype_of_X(dtype, x_dtype):
+    X, y = load_iris(return_X_y=True)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), random_state=0, max_iter=3, dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit((X * 10).astype(x_dtype), y)
+    assert clf.network_.dtype == dtype and clf.predict_proba(X).dtype == dtype
+    assert clf.get_params()["dtype"] == dtype and MLPClassifier().dtype is None
+
+
+def diverging_regressor(**params):
+    # Unscaled iris with a learning rate far too large: the costs grow each
+    # epoch until one overflows (scikit-learn's test_mlp_diverging_loss uses
+    # learning_rate_init=1 with its halved loss; ours diverges in epoch 6 there).
+    return MLPRegressor(hidden_layer_sizes=100, activation="identity", learning_rate_init=0.01, max_iter=20,
+                        random_state=0, **params)
+
+
+def test_a_diverging_fit_with_early_stopping_returns_the_best_validated_parameters():
+    X, y = load_iris(return_X_y=True)
+    reg = diverging_regressor(early_stopping=True)
+    with pytest.warns(ConvergenceWarning, match=r"Training diverged in epoch 11 \(training diverged at epoch 11"):
+        reg.fit(X, y)
+    # As in scikit-learn, epochs whose predictions overflow (10) and the
+    # diverged one (11) are scored nan; unlike it, training stops at the latter.
+    scores = reg.validation_scores_
+    assert reg.n_iter_ == 11 == len(scores) == len(reg.loss_curve_) and reg.t_ == 10 * 135
+    assert np.isfinite(scores[:9]).all() and np.isnan(scores[9:]).all()
+    assert np.isfinite(reg.loss_curve_[:10]).all() and np.isnan(reg.loss_curve_[10])
+    assert reg.best_validation_score_ == max(scores[:9]) == scores[0]
+    _, X_val, _, y_val = train_test_split(X, y, random_state=_split_state(0), test_size=0.1)
+    assert reg.score(X_val, y_val) == pytest.approx(reg.best_validation_score_)  # those parameters, restored
+
+
+def test_a_diverging_fit_without_early_stopping_raises():
+    X, y = load_iris(return_X_y=True)
+    reg = diverging_regressor()
+    with pytest.raises(cr.DivergenceError, match="diverged at epoch 11"):  # no records held out: other epochs
+        reg.fit(X, y)
+    assert all(np.isfinite(p).all() for p in reg.coefs_ + reg.intercepts_)  # from before the offending step
+    # Early stopping with nothing validated yet (divergence in the first epoch) raises too.
+    huge = np.finfo(np.float64).max * np.random.RandomState(0).uniform(size=(20, 2))
+    with pytest.raises(cr.DivergenceError, match="diverged at epoch 1,"):
+        MLPRegressor(early_stopping=True, random_state=0).fit(huge, np.arange(20.0))

@@ -6,7 +6,10 @@ validates them and returns ``self``, learned state ends in ``_``), so they drop
 into pipelines, grid searches, ``clone`` and pickling. Unlike
 :class:`chainrule.Network`, which reads arrays in place and never converts,
 this layer accepts whatever scikit-learn accepts (lists, other dtypes, pandas
-frames) and converts it once per call to a C-contiguous array of ``dtype``.
+frames) and converts it once per call to a C-contiguous array of the
+parameters' dtype. As in scikit-learn, that dtype comes from X at the first
+fit (float32 X trains float32 parameters, float64 X float64, any other dtype
+float64) unless the estimator's ``dtype`` names one.
 
 The optimiser is chainrule's plain mini-batch SGD (docs/math.md): no momentum,
 no Adam, no L2 penalty, a constant learning rate. ``loss_curve_`` holds
@@ -30,12 +33,13 @@ try:
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.utils import check_random_state
-    from sklearn.utils._param_validation import Interval, StrOptions
+    from sklearn.utils._param_validation import Interval, Options, StrOptions
     from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
     from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 except ImportError as error:  # pragma: no cover - exercised only without scikit-learn
     raise ImportError("chainrule.sklearn needs scikit-learn >= 1.6: pip install 'chainrule[sklearn]'") from error
 
+from ._core import DivergenceError
 from ._progress import EpochProgress
 from .network import Network
 
@@ -68,8 +72,9 @@ class _BaseSGD(BaseEstimator):
         "warm_start": ["boolean"],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "dtype": [StrOptions({"float32", "float64"})],
+        # np.inf: never stop early (the count of epochs without improvement never exceeds it).
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
+        "dtype": [StrOptions({"float32", "float64"}), None],
     }
 
     # -- what subclasses decide ------------------------------------------
@@ -82,8 +87,10 @@ class _BaseSGD(BaseEstimator):
         """(output activation, loss) for the targets seen at the first fit."""
         raise NotImplementedError
 
-    def _encode_targets(self, y, first, classes=None):
-        """y as validated -> Y (n_samples, n_outputs) of self.dtype; sets classes_ etc. when first."""
+    def _encode_targets(self, y, first, warm, dtype, classes=None):
+        """y as validated -> Y (n_samples, n_outputs) of ``dtype``; sets classes_ etc. when first.
+
+        ``warm``: a ``fit`` that continues from the current weights (warm_start)."""
         raise NotImplementedError
 
     def _validation_score(self, X, y):
@@ -128,17 +135,26 @@ class _BaseSGD(BaseEstimator):
         return min(self.batch_size, num_samples)
 
     def _validate_input(self, X, y, first):
+        """(X as a C-contiguous array of the parameters' dtype, y as validated)."""
         _refuse_masked(X=X, y=y)
+        # validate_data keeps float32 and float64 X as they are and converts
+        # any other dtype to float64 (the first of the pair), as scikit-learn's MLP does.
         X, y = validate_data(self, X, y, reset=first, dtype=(np.float64, np.float32), multi_output=True,
                              y_numeric=isinstance(self, RegressorMixin))
-        return np.ascontiguousarray(X, dtype=self.dtype), y
+        if not first:
+            dtype = self.network_.dtype  # warm fits and partial_fit train the parameters there are
+        elif self.dtype is not None:
+            dtype = np.dtype(self.dtype)
+        else:
+            dtype = X.dtype
+        return np.ascontiguousarray(X, dtype=dtype), y
 
-    def _initialize(self, num_features, num_outputs):
+    def _initialize(self, num_features, num_outputs, dtype):
         sizes, activation = self._hidden_layers()
         output, loss = self._output_and_loss()
         seed = int(self._random_state.randint(0, _SEED_BOUND, dtype=np.int64))
         self.network_ = Network([num_features, *sizes, num_outputs], activation=activation, output=output,
-                                loss=loss, dtype=self.dtype, seed=seed)
+                                loss=loss, dtype=dtype, seed=seed)
         self.n_outputs_ = num_outputs
         self.n_iter_ = 0
         self.t_ = 0
@@ -153,6 +169,13 @@ class _BaseSGD(BaseEstimator):
             self.best_validation_score_ = None
             self.best_loss_ = np.inf
 
+    def _refuse_early_stopping_in_partial_fit(self):
+        # scikit-learn's error: partial_fit trains one epoch on the block it
+        # is given and holds nothing out, so there is no validation score to
+        # stop on. Raised before anything changes.
+        if self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
+
     def fit(self, X, y):
         """Train for up to ``max_iter`` epochs (fresh weights unless ``warm_start``); returns self."""
         self._validate_params()
@@ -163,12 +186,12 @@ class _BaseSGD(BaseEstimator):
         X, y = self._validate_input(X, y, first)
         if first:
             self._random_state = check_random_state(self.random_state)
-        Y = self._encode_targets(y, first, classes)
+        Y = self._encode_targets(y, first, warm=not first and not incremental, dtype=X.dtype, classes=classes)
         if first:
-            self._initialize(X.shape[1], Y.shape[1])
+            self._initialize(X.shape[1], Y.shape[1], X.dtype)
         elif Y.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {Y.shape[1]} outputs, but the estimator was fitted with {self.n_outputs_}")
-        early_stopping = self.early_stopping and not incremental
+        early_stopping = self.early_stopping  # never with incremental: partial_fit refuses it
         X_val = y_val = None
         if early_stopping:
             stratify = y if isinstance(self, ClassifierMixin) and self._target_kind != "multilabel" else None
@@ -184,6 +207,10 @@ class _BaseSGD(BaseEstimator):
     def _run_epochs(self, X, Y, X_val, y_val, epochs, early_stopping, incremental):
         """network_.fit over (X, Y), with scikit-learn's stopping rule applied after each epoch."""
         network = self.network_
+        # n_iter_ counts the epochs of this call, as in scikit-learn; t_,
+        # loss_curve_ and validation_scores_ go on accumulating over warm fits
+        # and partial_fit calls (a cold fit resets them in _initialize).
+        self.n_iter_ = 0
         reporter = EpochProgress(epochs, type(self).__name__) if self.verbose else None
         best_params = None
         stopped = [False]
@@ -194,7 +221,10 @@ class _BaseSGD(BaseEstimator):
             self.loss_curve_.append(float(cost))
             score = None
             if early_stopping:
-                score = self._validation_score(X_val, y_val)
+                try:
+                    score = self._validation_score(X_val, y_val)
+                except DivergenceError:  # the predictions overflowed: scikit-learn scores them nan
+                    score = float("nan")
                 self.validation_scores_.append(score)
             if reporter is not None:
                 reporter.update(self.n_iter_ - 1, cost, score)
@@ -202,10 +232,11 @@ class _BaseSGD(BaseEstimator):
                 return True
             # scikit-learn's _update_no_improvement_count: an epoch that does
             # not beat the best by tol counts; stop once the count exceeds
-            # n_iter_no_change.
+            # n_iter_no_change. (A nan score counts too; in scikit-learn it
+            # resets the count, as nan < x is False.)
             if early_stopping:
                 self._no_improvement_count = (self._no_improvement_count + 1
-                                              if score < self.best_validation_score_ + self.tol else 0)
+                                              if not score >= self.best_validation_score_ + self.tol else 0)
                 if score > self.best_validation_score_:
                     self.best_validation_score_ = score
                     nonlocal best_params
@@ -227,6 +258,26 @@ class _BaseSGD(BaseEstimator):
         try:
             network.fit(X, Y, epochs=epochs, lr=self.learning_rate_init, batch_size=self._batch_size(X.shape[0]),
                         shuffle=self.shuffle, seed=seed, callback=on_epoch)
+        except DivergenceError as error:
+            # Without early stopping the error propagates: the parameters are
+            # those from before the offending step (docs/math.md, "SGD"),
+            # finite but not a trained model. With early stopping there is a
+            # better answer once an epoch has been validated: scikit-learn's
+            # fit then returns the parameters of the best validation score
+            # with the diverged epochs scored nan. We do the same for the
+            # diverged epoch (loss and score nan; t_ counts completed epochs
+            # only), stop there instead of running on to max_iter, and say so.
+            if not early_stopping or best_params is None:
+                raise
+            self.n_iter_ += 1
+            self.loss_curve_.append(float("nan"))
+            self.validation_scores_.append(float("nan"))
+            if reporter is not None:
+                reporter.message(f"Training diverged in epoch {self.n_iter_}. Stopping.")
+            stopped[0] = True
+            warnings.warn(f"Training diverged in epoch {self.n_iter_} ({error}); stopped there and restored the "
+                          f"parameters of the best validation score, {self.best_validation_score_:g}.",
+                          ConvergenceWarning)
         finally:
             if reporter is not None:
                 reporter.close()
@@ -241,7 +292,7 @@ class _BaseSGD(BaseEstimator):
         check_is_fitted(self, "network_")
         _refuse_masked(X=X)
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        return self.network_.predict(np.ascontiguousarray(X, dtype=self.dtype))
+        return self.network_.predict(np.ascontiguousarray(X, dtype=self.network_.dtype))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -274,10 +325,11 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
         Visit the records in a new order each epoch.
     random_state : int, RandomState or None
         Seeds the initial weights, the shuffling and the validation split.
-    tol, n_iter_no_change : float, int
+    tol, n_iter_no_change : float, int or np.inf
         Stop once the training loss (or, with ``early_stopping``, the
         validation score) has not improved by ``tol`` for more than
-        ``n_iter_no_change`` epochs in a row, as scikit-learn does.
+        ``n_iter_no_change`` epochs in a row, as scikit-learn does;
+        ``n_iter_no_change=np.inf`` never stops early.
     verbose : bool
         Report each epoch's loss (and validation score): a tqdm bar where
         tqdm is installed, scikit-learn's lines otherwise.
@@ -286,16 +338,49 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
     early_stopping : bool, validation_fraction : float
         Hold out ``validation_fraction`` of the data (stratified), score it
         after each epoch, stop on the rule above and restore the parameters of
-        the best validation score.
-    dtype : {'float64', 'float32'}
-        The dtype of the network and of the arrays it is trained on.
+        the best validation score. ``partial_fit`` refuses it (ValueError), as
+        scikit-learn does: one epoch on a block has nothing held out.
+    dtype : {'float64', 'float32'} or None, default=None
+        The dtype of the network's parameters, to which every X and y is
+        converted. None takes it from X at the first fit, as scikit-learn
+        does: float32 X trains float32 parameters, float64 X float64, any
+        other dtype (integers, float16, lists) float64.
 
     Attributes
     ----------
-    classes_, n_features_in_, feature_names_in_, n_outputs_, n_iter_, t_,
-    loss_curve_, best_loss_, validation_scores_, best_validation_score_,
+    n_iter_ is the number of epochs of the last ``fit`` or ``partial_fit``
+    call (1 after ``partial_fit``), as in scikit-learn; ``t_`` (records seen)
+    and ``loss_curve_`` keep accumulating over warm fits and ``partial_fit``
+    calls. Also classes_, n_features_in_, feature_names_in_, n_outputs_,
+    best_loss_, validation_scores_, best_validation_score_,
     network_ (the trained :class:`chainrule.Network`), and, as copies in
     scikit-learn's layout, coefs_ and intercepts_.
+
+    Notes
+    -----
+    Divergence (a learning rate too large, inputs not scaled): chainrule's
+    core stops before a step that would make the cost or a parameter
+    non-finite (docs/math.md, "SGD"). What ``fit`` does then:
+
+    - Without ``early_stopping`` (and in ``partial_fit``) it raises
+      :class:`chainrule.DivergenceError`, a ``FloatingPointError`` naming the
+      epoch, the batch and the remedy; the parameters are those from before
+      that step. scikit-learn runs on to ``max_iter`` and then raises
+      ``ValueError("Solver produced non-finite parameter weights ...")``.
+      We raise at once because nothing trained past that point is a model,
+      and we keep the core's exception, which says what happened, so code
+      that catches scikit-learn's ``ValueError`` there must catch
+      ``DivergenceError`` (or ``FloatingPointError``) instead.
+    - With ``early_stopping``, once an epoch has been validated, it does
+      what scikit-learn's does (its test_mlp_diverging_loss): it returns the
+      parameters of the best validation score, and the diverged epoch counts
+      in ``n_iter_`` with a nan loss and a nan validation score. Unlike
+      scikit-learn it stops at that epoch rather than running on to
+      ``max_iter``, and warns (``ConvergenceWarning``). An epoch whose
+      validation predictions overflow is scored nan, as scikit-learn scores
+      non-finite predictions, and counts as no improvement. If the very first
+      epoch diverges there is nothing validated to return and it raises
+      ``DivergenceError`` (scikit-learn would return the initial weights).
     """
 
     _parameter_constraints: dict = {
@@ -306,7 +391,7 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, learning_rate_init=0.1, batch_size="auto",
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, dtype="float64"):
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, dtype=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.learning_rate_init = learning_rate_init
@@ -325,7 +410,7 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
     def _output_and_loss(self):
         return ("softmax", "cce") if self._target_kind == "multiclass" else ("sigmoid", "bce")
 
-    def _encode_targets(self, y, first, classes=None):
+    def _encode_targets(self, y, first, warm, dtype, classes=None):
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -339,16 +424,22 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
         if self._target_kind == "multilabel":
             if y.ndim != 2 or y.shape[1] != len(self.classes_):
                 raise ValueError(f"y must be a multi-label indicator matrix with {len(self.classes_)} columns")
-            return np.ascontiguousarray(y, dtype=self.dtype)
+            return np.ascontiguousarray(y, dtype=dtype)
         if y.ndim != 1:
             raise ValueError("y holds several labels per record, but the estimator was fitted on one label each")
+        if warm and not np.array_equal(unique_labels(y), self.classes_):
+            # scikit-learn's rule and message: a warm fit continues the same
+            # problem, so y must hold exactly the classes of the previous fit
+            # (partial_fit may see some of them in a block; it is not checked here).
+            raise ValueError("warm_start can only be used where `y` has the same classes as in the previous call "
+                             f"to fit. Previously got {self.classes_}, `y` has {unique_labels(y)}")
         unknown = np.setdiff1d(y, self.classes_)
         if unknown.size:
             raise ValueError(f"y contains labels not in classes {self.classes_.tolist()}: {unknown[:5].tolist()}")
         index = np.searchsorted(self.classes_, y)
         if self._target_kind == "binary":  # one sigmoid output: P(classes_[1]); one class alone: all 0
-            return np.ascontiguousarray((index == 1)[:, None], dtype=self.dtype)
-        Y = np.zeros((len(y), len(self.classes_)), dtype=self.dtype)  # one-hot for the softmax
+            return np.ascontiguousarray((index == 1)[:, None], dtype=dtype)
+        Y = np.zeros((len(y), len(self.classes_)), dtype=dtype)  # one-hot for the softmax
         Y[np.arange(len(y)), index] = 1
         return Y
 
@@ -356,16 +447,25 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
         if self._target_kind == "multilabel":
             return (probabilities > 0.5).astype(int)
         if self._target_kind == "binary":
-            return self.classes_[(probabilities[:, 0] > 0.5).astype(int) if len(self.classes_) == 2 else 0]
+            # One sigmoid output, P(classes_[1]). Fitted on a single class,
+            # every record gets that class: index 0 once per record, so the
+            # result has one label per record like any other prediction.
+            if len(self.classes_) == 1:
+                return self.classes_[np.zeros(len(probabilities), dtype=np.intp)]
+            return self.classes_[(probabilities[:, 0] > 0.5).astype(np.intp)]
         return self.classes_[np.argmax(probabilities, axis=1)]
 
     def _validation_score(self, X, y):
         return float(accuracy_score(y, self._labels(self.network_.predict(X))))
 
     def partial_fit(self, X, y, classes=None):
-        """One epoch over (X, y); ``classes`` (all labels) is required on the first call."""
+        """One epoch over (X, y); ``classes`` (all labels) is required on the first call.
+
+        Refused with ``early_stopping=True``, as in scikit-learn."""
         if not hasattr(self, "classes_"):
             self._validate_params()
+        self._refuse_early_stopping_in_partial_fit()
+        if not hasattr(self, "classes_"):
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
         elif classes is not None and not np.array_equal(unique_labels(np.asarray(classes)), self.classes_):
@@ -403,15 +503,16 @@ class LogisticRegression(MLPClassifier):
     With more than two classes it is multinomial (softmax + categorical
     cross-entropy); with indicator targets, one sigmoid per label. Not
     scikit-learn's ``LogisticRegression`` (no penalty, no solver choice); its
-    other parameters are those of :class:`MLPClassifier`. ``coef_`` (n_outputs,
-    n_features) and ``intercept_`` (n_outputs,) have scikit-learn's layout.
+    other parameters (and what a diverging fit does) are those of
+    :class:`MLPClassifier`. ``coef_`` (n_outputs, n_features) and
+    ``intercept_`` (n_outputs,) have scikit-learn's layout.
     """
 
     _parameter_constraints: dict = dict(_BaseSGD._parameter_constraints)
 
     def __init__(self, *, learning_rate_init=0.1, batch_size="auto", max_iter=200, shuffle=True, random_state=None,
                  tol=1e-4, verbose=False, warm_start=False, early_stopping=False, validation_fraction=0.1,
-                 n_iter_no_change=10, dtype="float64"):
+                 n_iter_no_change=10, dtype=None):
         self.learning_rate_init = learning_rate_init
         self.batch_size = batch_size
         self.max_iter = max_iter
@@ -442,7 +543,7 @@ class LogisticRegression(MLPClassifier):
 class MLPRegressor(RegressorMixin, _BaseSGD):
     """A multi-layer perceptron regressor: identity output, squared error, chainrule's SGD.
 
-    Parameters are those of :class:`MLPClassifier`, except that
+    Parameters (and what a diverging fit does) are those of :class:`MLPClassifier`, except that
     ``learning_rate_init`` defaults to 0.001: plain SGD on the squared error
     (factor 2 kept) of unscaled targets takes large steps. With
     ``early_stopping`` the validation score is R^2. Targets of shape (n_samples,) give
@@ -454,7 +555,7 @@ class MLPRegressor(RegressorMixin, _BaseSGD):
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, learning_rate_init=0.001, batch_size="auto",
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, dtype="float64"):
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, dtype=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.learning_rate_init = learning_rate_init
@@ -473,10 +574,10 @@ class MLPRegressor(RegressorMixin, _BaseSGD):
     def _output_and_loss(self):
         return "identity", "mse"
 
-    def _encode_targets(self, y, first, classes=None):
+    def _encode_targets(self, y, first, warm, dtype, classes=None):
         if first:
             self._y_ndim = y.ndim
-        return np.ascontiguousarray(y.reshape(len(y), -1), dtype=self.dtype)
+        return np.ascontiguousarray(y.reshape(len(y), -1), dtype=dtype)
 
     def _validation_score(self, X, y):
         return float(r2_score(y, self._shaped(self.network_.predict(X))))
@@ -485,9 +586,10 @@ class MLPRegressor(RegressorMixin, _BaseSGD):
         return output.ravel() if self._y_ndim == 1 else output
 
     def partial_fit(self, X, y):
-        """One epoch over (X, y)."""
+        """One epoch over (X, y); refused with ``early_stopping=True``, as in scikit-learn."""
         if not hasattr(self, "network_"):
             self._validate_params()
+        self._refuse_early_stopping_in_partial_fit()
         return self._fit(X, y, incremental=True)
 
     def predict(self, X):
