@@ -449,6 +449,7 @@ void bind_training_state(py::module_& m, const char* class_name) {
         .def_readwrite("epochs", &State::epochs)
         .def_readwrite("records", &State::records)
         .def_readwrite("seeded", &State::seeded)
+        .def_readwrite("seed", &State::seed)
         .def_property("generator", [](const State& s) {
                           return std::vector<std::uint64_t>(s.generator, s.generator + 4);
                       },
@@ -565,7 +566,7 @@ void bind_network(py::module_& m, const char* class_name) {
                        long long batch_size, bool shuffle, std::uint64_t seed, std::optional<double> tol,
                        long long n_iter_no_change, const py::object& on_epoch, const py::dict& optimizer,
                        const py::dict& schedule, double alpha, TrainingState<T>* state,
-                       const py::object& sample_weight) {
+                       const py::object& sample_weight, const std::vector<double>& dropout) {
                  check_nesting();
                  const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
                  const ConstMatrixView<T> t = as_targets(net, y);
@@ -585,6 +586,7 @@ void bind_network(py::module_& m, const char* class_name) {
                  options.optimizer = optimizer_options(optimizer);
                  options.schedule = schedule_options(schedule);
                  options.alpha = alpha;
+                 options.dropout = dropout;
                  // Ctrl-C: fit offers a check between steps every millisecond or so;
                  // at most every kSignalInterval, take the GIL and deliver pending
                  // signals, so that it stops training with KeyboardInterrupt. Only
@@ -620,7 +622,7 @@ void bind_network(py::module_& m, const char* class_name) {
              py::arg("X"), py::arg("y"), py::arg("epochs"), py::arg("lr"), py::arg("batch_size"), py::arg("shuffle"),
              py::arg("seed"), py::arg("tol"), py::arg("n_iter_no_change"), py::arg("on_epoch"), py::arg("optimizer"),
              py::arg("schedule"), py::arg("alpha"), py::arg("state").none(true),
-             py::arg("sample_weight") = py::none(),
+             py::arg("sample_weight") = py::none(), py::arg("dropout") = std::vector<double>(),
              "Mini-batch training; returns the cost of each epoch.")
         .def("save", [](const Net& net, const std::string& path) {
                  without_gil([&] { save(net, path); });

@@ -284,9 +284,35 @@ void Network<T>::check_params_finite() const {
     }
 }
 
+namespace {
+// Inverted dropout of hidden layer `layer`'s output (rows, units) into
+// `out`: each value kept with probability 1 - rate and scaled by 1 / (1 -
+// rate), else 0. With `grad`, the same mask applied to a gradient in place.
 template <typename T>
-const T* Network<T>::forward(Workspace& ws, const T* X, std::size_t rows) const {
-    // A_0 = X;  Z_l = A_{l-1} W_l^T + b_l;  A_l = f_l(Z_l)
+void apply_dropout(T* out, const T* in, std::size_t rows, std::size_t units, std::size_t layer,
+                   const detail::DropoutStep& drop) {
+    const double rate = (*drop.rates)[layer];
+    const T scale = static_cast<T>(1.0 / (1.0 - rate));
+    detail::for_ranges(rows, std::max<std::size_t>(1, (std::size_t{1} << 13) / units), 1,
+                       [&](std::size_t begin, std::size_t end) {
+                           for (std::size_t r = begin; r < end; ++r) {
+                               for (std::size_t j = 0; j < units; ++j) {
+                                   const bool keep = detail::dropout_draw(drop, drop.first_record + r, layer, j) >= rate;
+                                   out[r * units + j] = keep ? in[r * units + j] * scale : T(0);
+                               }
+                           }
+                       });
+}
+
+bool drops(const detail::DropoutStep* drop, std::size_t layer) {
+    return drop != nullptr && (*drop->rates)[layer] > 0.0;
+}
+}  // namespace
+
+template <typename T>
+const T* Network<T>::forward(Workspace& ws, const T* X, std::size_t rows, const detail::DropoutStep* drop) const {
+    // A_0 = X;  Z_l = A_{l-1} W_l^T + b_l;  A_l = f_l(Z_l) (then, training with
+    // dropout, the dropped A_l feeds layer l + 1; ws.output(l) keeps A_l for f')
     const std::size_t last = num_layers() - 1;
     const T* inp = X;
     for (std::size_t l = 0; l <= last; ++l) {
@@ -300,6 +326,11 @@ const T* Network<T>::forward(Workspace& ws, const T* X, std::size_t rows) const 
             activation_forward(a, z, rows * p.out_features, activations_[l]);
         }
         inp = a;
+        if (l < last && drops(drop, l)) {
+            T* dropped = ws.dropped_output(l);
+            apply_dropout(dropped, a, rows, p.out_features, l, *drop);
+            inp = dropped;
+        }
     }
     return inp;
 }
@@ -323,7 +354,7 @@ double Network<T>::batch_loss(const Workspace& ws, const T* Y, std::size_t rows,
 
 template <typename T>
 void Network<T>::backward(Workspace& ws, const T* X, const T* Y, std::size_t rows, T scale, bool accumulate,
-                          const T* row_scale) {
+                          const T* row_scale, const detail::DropoutStep* drop) {
     // grads_ (+)= scale * (the gradient of the summed record losses of these
     // rows), each record's term also scaled by row_scale[r] when given.
     const std::size_t last = num_layers() - 1;
@@ -349,11 +380,13 @@ void Network<T>::backward(Workspace& ws, const T* X, const T* Y, std::size_t row
         const LayerView<const T> p = std::as_const(*this).layer(l);
         T* dweight = grads_.data() + offsets_[l];
         T* dbias = dweight + p.out_features * p.in_features;
-        const T* inp = l == 0 ? X : ws.output(l - 1);
+        const bool dropped = l > 0 && drops(drop, l - 1);
+        const T* inp = l == 0 ? X : dropped ? ws.dropped_output(l - 1) : ws.output(l - 1);
         T* dinp = l == 0 ? nullptr : spare;
         // uses W_l before any update: SGD runs only after the whole backward pass
         linear_backward(dinp, dweight, dbias, delta, inp, p.weight, rows, p.in_features, p.out_features, accumulate);
         if (l > 0) {
+            if (dropped) apply_dropout(dinp, dinp, rows, p.in_features, l - 1, *drop);  // through the same mask
             activation_backward(dinp, dinp, ws.output(l - 1), rows * p.in_features, activations_[l - 1]);
             std::swap(delta, spare);
         }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -85,6 +86,31 @@ void check_learning_rate(double learning_rate, const char* argument = "lr") {
     }
 }
 
+// The dropout of one training step: the keep/drop draw of unit j of record
+// r of hidden layer l is a hash of (seed, epoch, step, r, l, j), so it
+// depends on nothing else (thread count, order of computation), and a run
+// repeats from its seed. docs/math.md, "Dropout".
+struct DropoutStep {
+    const std::vector<double>* rates;  // per hidden layer, in [0, 1)
+    std::uint64_t seed, epoch, step, first_record;
+};
+
+inline std::uint64_t mix64(std::uint64_t z) {  // splitmix64's finaliser
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+// Uniform in [0, 1) for unit `unit` of record `record` of hidden layer `layer`.
+inline double dropout_draw(const DropoutStep& d, std::uint64_t record, std::uint64_t layer, std::uint64_t unit) {
+    std::uint64_t h = mix64(d.seed + 0x9e3779b97f4a7c15ULL);
+    h = mix64(h ^ d.epoch);
+    h = mix64(h ^ d.step);
+    h = mix64(h ^ record);
+    h = mix64(h ^ ((layer << 32) | unit));
+    return static_cast<double>(h >> 11) * 0x1.0p-53;
+}
+
 }  // namespace chainrule::detail
 
 namespace chainrule {
@@ -101,6 +127,7 @@ struct Network<T>::Workspace {
     std::vector<T> spare_delta;              // ... and dZ_{l-1}, swapped layer by layer
     std::vector<T> batch_inputs;             // a shuffled batch gathered from X (capacity, n_0)
     std::vector<T> batch_targets;            // and from Y (capacity, n_L)
+    std::vector<T> dropped;                  // with dropout: each hidden A_l after it, laid out as `outputs`
 
     Workspace(const std::vector<std::size_t>& sizes, std::size_t capacity_, bool training)
         : capacity(capacity_) {
@@ -135,6 +162,7 @@ struct Network<T>::Workspace {
     }
 
     T* output(std::size_t l) { return outputs.data() + output_offset[l]; }
+    T* dropped_output(std::size_t l) { return dropped.data() + output_offset[l]; }
 };
 
 }  // namespace chainrule

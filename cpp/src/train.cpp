@@ -93,6 +93,11 @@ void check_fit_options(const FitOptions& options) {
     if (o.kind == OptimizerKind::adamw && o.form == OptimizerForm::sklearn) {
         throw std::invalid_argument("scikit-learn has no adamw: use form='torch'");
     }
+    for (std::size_t l = 0; l < options.dropout.size(); ++l) {
+        if (!(options.dropout[l] >= 0.0 && options.dropout[l] < 1.0)) {
+            throw std::invalid_argument(concat("dropout[", l, "] must be in [0, 1), got ", options.dropout[l]));
+        }
+    }
     const ScheduleOptions& s = options.schedule;
     if (s.kind == ScheduleKind::invscaling && !(std::isfinite(s.power_t) && s.power_t >= 0.0)) {
         throw std::invalid_argument(concat("power_t must be a finite number >= 0, got ", s.power_t));
@@ -353,6 +358,10 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
                                     const EpochCallback& on_epoch, const InterruptCheck& check_interrupt,
                                     TrainingState<T>* state, const T* sample_weight) {
     check_fit_options<T>(options);
+    if (!options.dropout.empty() && options.dropout.size() != num_layers() - 1) {
+        throw std::invalid_argument(concat("dropout: expected ", num_layers() - 1, " rates (one per hidden layer), got ",
+                                           options.dropout.size()));
+    }
     check_targets(X, Y);
     check_sample_weight(sample_weight, X.rows);
     const detail::TrainingLock lock(*locks_);
@@ -369,13 +378,17 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
     std::vector<T> row_scale(sample_weight ? batch_size : 0);  // s_i / (the batch's weight sum)
     detail::Random random(options.seed);
     if (run.seeded) random.set_state(run.generator);  // a run continues its shuffling stream
+    const std::uint64_t run_seed = run.seeded ? run.seed : options.seed;
+    const bool dropout =
+        std::any_of(options.dropout.begin(), options.dropout.end(), [](double rate) { return rate > 0.0; });
+    if (dropout && ws.dropped.size() != ws.outputs.size()) ws.dropped.resize(ws.outputs.size());
     const OptimizerOptions& optimizer = options.optimizer;
     const bool plain_sgd =
         optimizer.kind == OptimizerKind::sgd && optimizer.momentum == 0.0 && optimizer.weight_decay == 0.0;
     // The step, chosen once: one-record steps of a one-layer network run
     // fused, many per call (dense_record_steps); else the general path.
     const bool fused =
-        batch_size == 1 && has_fused_record_step() && plain_sgd && options.alpha == 0.0 && !sample_weight;
+        batch_size == 1 && has_fused_record_step() && plain_sgd && options.alpha == 0.0 && !sample_weight;  // no hidden layer: no dropout
     // One-record steps of a one-output BCE network leave their loss for later:
     // the divergence check needs only a finite logit (targets are in [0, 1]).
     const bool defer_loss =
@@ -432,13 +445,14 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
             for (std::size_t r = 0; b.weights && r < b.rows; ++r) {
                 row_scale[r] = static_cast<T>(static_cast<double>(b.weights[r]) / divisor);
             }
-            forward(ws, b.inputs, b.rows);
+            const detail::DropoutStep drop{&options.dropout, run_seed, run.epochs, batch, start};
+            forward(ws, b.inputs, b.rows, dropout ? &drop : nullptr);
             const bool deferred = defer_loss && std::isfinite(ws.logits[0]);  // a finite BCE: it can wait
             const double loss =
                 deferred ? 0.0 : batch_loss(ws, b.targets, b.rows, b.weights) + l2_penalty(options.alpha);
             if (!std::isfinite(loss)) throw cost_diverged(epoch, batch, loss, lr);
             backward(ws, b.inputs, b.targets, b.rows, b.weights ? T(1) : T(1) / static_cast<T>(b.rows),
-                     /*accumulate=*/false, b.weights ? row_scale.data() : nullptr);
+                     /*accumulate=*/false, b.weights ? row_scale.data() : nullptr, dropout ? &drop : nullptr);
             add_l2_gradient(options.alpha, divisor);
             if (!optimizer_update(params_.data(), grads_.data(), params_.size(), run.optimizer, optimizer, lr)) {
                 throw update_diverged(epoch, batch, lr);
@@ -455,6 +469,7 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
         run.epochs += 1;
         run.records += num_records;
         random.get_state(run.generator);
+        run.seed = run_seed;
         run.seeded = true;
 
         bool stop = false;

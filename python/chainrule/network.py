@@ -226,6 +226,18 @@ class Network:
         """``[(dW_1, db_1), ..., (dW_L, db_L)]``: the gradient of ``cost(X, y, sample_weight)``."""
         return self._core.gradients(X, y, self._weights_for(X, sample_weight))
 
+    def _dropout_rates(self, dropout) -> list:
+        """dropout as one rate per hidden layer (the core checks the values)."""
+        hidden = len(self.layer_sizes) - 2
+        if dropout is None:
+            return []
+        if isinstance(dropout, numbers.Real) and not isinstance(dropout, bool):
+            return [float(dropout)] * hidden
+        if isinstance(dropout, (str, bytes)) or not hasattr(dropout, "__len__"):
+            raise TypeError(f"dropout must be a rate, a sequence of rates (one per hidden layer) or None, "
+                            f"got {type(dropout).__name__}")
+        return [_real(f"dropout[{i}]", rate) for i, rate in enumerate(dropout)]
+
     def _weights_for(self, X, sample_weight):
         """sample_weight as the core reads it: a new 1-D array of the network's dtype (it is small)."""
         if sample_weight is None:
@@ -251,7 +263,7 @@ class Network:
 
     def fit(self, X, y, epochs=10, lr=None, batch_size=32, shuffle=True, seed=None, tol=None,
             n_iter_no_change=10, callback=None, progress=False, optimizer=None, schedule=None,
-            alpha=0.0, sample_weight=None) -> np.ndarray:
+            alpha=0.0, sample_weight=None, dropout=None) -> np.ndarray:
         """Train by mini-batch gradient descent; return the cost of each epoch run.
 
         The whole loop runs in C++ with the GIL released. Each epoch's cost is
@@ -287,7 +299,12 @@ class Network:
         weights the records: a batch's cost is ``sum_i s_i L_i / sum_i s_i``
         (and its L2 term is divided by that sum), scikit-learn's semantics;
         integer weights equal repeating the records. The epoch cost is
-        ``sum_i s_i L_i / sum_i s_i`` over the epoch.
+        ``sum_i s_i L_i / sum_i s_i`` over the epoch. ``dropout`` (a rate in
+        [0, 1) for every hidden layer, or one per hidden layer) drops each
+        hidden unit of each record in training with that probability and
+        scales the kept ones by ``1 / (1 - rate)`` (inverted dropout); its
+        masks come from the run's seed, so a run repeats bit for bit at any
+        thread count. ``predict`` and ``cost`` never drop.
         """
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
@@ -309,7 +326,7 @@ class Network:
         arguments = (rate, batch_size, bool(shuffle), _seed("seed", seed), tol,
                      _count("n_iter_no_change", n_iter_no_change, 1))
         training = (settings, optim._schedule_settings(schedule), _real("alpha", alpha), state,
-                    self._weights_for(X, sample_weight))
+                    self._weights_for(X, sample_weight), self._dropout_rates(dropout))
         if not progress:
             return self._core.fit(X, y, epochs, *arguments, callback, *training)
         reporter = EpochProgress(epochs, bar={True: None, "bar": True, "lines": False}[progress])

@@ -112,7 +112,7 @@ class Optimizer:
         if self._state is not None:
             s = self._state
             out["state"] = {"dtype": self._bound[0], "n_params": self._bound[1], "steps": s.steps,
-                            "epochs": s.epochs, "records": s.records, "seeded": s.seeded,
+                            "epochs": s.epochs, "records": s.records, "seeded": s.seeded, "seed": s.seed,
                             "generator": list(s.generator), "learning_rate": s.learning_rate,
                             "best_cost": s.best_cost, "epochs_without_improvement": s.epochs_without_improvement,
                             "has_best": s.has_best, "slots": [s.slot(i) for i in range(3)]}
@@ -130,7 +130,7 @@ class Optimizer:
             return
         core = _STATES[run["dtype"]]()
         core.steps, core.epochs, core.records = run["steps"], run["epochs"], run["records"]
-        core.seeded, core.generator = run["seeded"], list(run["generator"])
+        core.seeded, core.seed, core.generator = run["seeded"], run["seed"], list(run["generator"])
         core.learning_rate, core.best_cost = run["learning_rate"], run["best_cost"]
         core.epochs_without_improvement, core.has_best = run["epochs_without_improvement"], run["has_best"]
         for i, values in enumerate(run["slots"]):

@@ -34,6 +34,9 @@
 namespace chainrule {
 
 struct RecordSteps;  // the fused one-record steps' outcome (internal: cpp/src/kernels/kernels.hpp)
+namespace detail {
+struct DropoutStep;  // one training step's dropout (internal: cpp/src/network_internals.hpp)
+}
 
 namespace detail {
 // A shared mutex that lets a waiting writer in ahead of readers that come
@@ -98,6 +101,7 @@ struct FitOptions {
     OptimizerOptions optimizer;       // plain SGD unless set (optimizer.hpp)
     ScheduleOptions schedule;         // the learning rate of each epoch: constant unless set
     double alpha = 0.0;               // L2 penalty on the weights (not the biases), >= 0 (docs/math.md)
+    std::vector<double> dropout;      // empty, or the dropout rate of each hidden layer, in [0, 1)
 };
 
 // What fit reports after each epoch: the 0-based epoch and its cost (MATH.md,
@@ -206,13 +210,15 @@ private:
     void check_targets(ConstMatrixView<T> X, ConstMatrixView<T> Y) const;
     void check_params_finite() const;  // the caller holds locks_->params
     double compute_gradients_locked(ConstMatrixView<T> X, ConstMatrixView<T> Y, const T* sample_weight = nullptr);  // ... and locks_->train
-    const T* forward(Workspace& ws, const T* X, std::size_t rows) const;
+    // With `drop`, training's forward pass: each hidden layer's output also
+    // goes through dropout into ws.dropped, which the next layer reads.
+    const T* forward(Workspace& ws, const T* X, std::size_t rows, const detail::DropoutStep* drop = nullptr) const;
     // predict's records [start, start + ws.capacity) (or to the end of X) into out.
     void predict_chunk(Workspace& ws, MatrixView<T> out, ConstMatrixView<T> X, std::size_t start) const;
     // The summed record losses of the batch in ws (with weights: sum_i s_i L_i).
     double batch_loss(const Workspace& ws, const T* Y, std::size_t rows, const T* weights = nullptr) const;
     void backward(Workspace& ws, const T* X, const T* Y, std::size_t rows, T scale, bool accumulate,
-                  const T* row_scale = nullptr);
+                  const T* row_scale = nullptr, const detail::DropoutStep* drop = nullptr);
     static double weight_sum(const T* weights, std::size_t n);
     static void check_sample_weight(const T* weights, std::size_t n);
     bool has_fused_record_step() const;

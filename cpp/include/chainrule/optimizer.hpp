@@ -74,6 +74,7 @@ struct TrainingState {
     std::uint64_t epochs = 0;        // epochs completed
     std::uint64_t records = 0;       // records trained on
     bool seeded = false;             // the generator below was seeded (from FitOptions::seed)
+    std::uint64_t seed = 0;          // that seed, which also keys the dropout masks
     std::uint64_t generator[4] = {};  // the shuffling generator's state after the last epoch
     double learning_rate = 0.0;      // adaptive: the current rate (0: not set yet)
     double best_cost = 0.0;          // the stopping rule: best epoch cost so far ...
