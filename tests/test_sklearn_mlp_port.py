@@ -12,25 +12,18 @@ Testing for Multi-layer Perceptron module (sklearn.neural_network)
 # little as possible; every change is marked "chainrule:" where it is made:
 #
 # - the estimators are imported from chainrule.sklearn;
-# - solver="sgd" is dropped where a test does not depend on the optimizer:
-#   chainrule has no `solver` parameter yet and trains by plain SGD, which is
-#   scikit-learn's solver="sgd" with momentum=0. (Restore it once chainrule
-#   has the parameter: its default will be "adam", as in scikit-learn.);
-# - alpha (the L2 penalty, not in chainrule yet) and learning_rate="constant"
-#   (chainrule's only schedule) are dropped where a test does not test them;
-# - tests that need what chainrule does not have yet (solver="adam" or
-#   "lbfgs", alpha, momentum, learning-rate schedules, sample_weight, sparse
-#   X, loss="poisson") are kept unchanged and marked xfail(strict=True,
-#   raises=TypeError): they fail because the constructor or fit refuses the
-#   argument, and turn into failures to look at once it is accepted;
-# - where chainrule differs on purpose, the expectation follows chainrule:
+# - tests that need what chainrule does not have yet (solver="lbfgs", sparse
+#   X, loss="poisson") are kept unchanged and marked xfail(strict=True) by
+#   `needs`: they fail because the estimator refuses the argument, and turn
+#   into failures to look at once it is accepted;
+# - tests that check what chainrule does differently on purpose are marked
+#   by `differs` with the reason (coefs_ is a read-only copy; scikit-learn's
+#   private _optimizer.learning_rate), or their expectation follows chainrule:
 #   test_nonfinite_params expects DivergenceError (the difference is
 #   documented in MLPClassifier's docstring and the README),
 #   test_early_stopping_stratified the label's own name in the message, and
 #   test_verbose_sgd asks for plain lines (with tqdm installed, verbose
 #   draws a bar instead);
-# - test_mlp_loading_from_joblib_partial_fit is marked xfail(strict=True,
-#   raises=AssertionError): it needs Adam's convergence speed;
 # - test_gradient is left out: it calls scikit-learn's private
 #   _loss_grad_lbfgs (chainrule's gradients are checked in test_gradcheck.py).
 
@@ -68,9 +61,18 @@ from sklearn.utils.fixes import CSR_CONTAINERS
 
 
 def needs(feature):
-    """chainrule: the mark of a test that needs `feature`, which chainrule does not have yet."""
-    return pytest.mark.xfail(strict=True, raises=TypeError,
+    """chainrule: the mark of a test that needs `feature`, which chainrule does not have yet.
+
+    The estimator refuses the argument: a TypeError for a parameter it does
+    not have, scikit-learn's InvalidParameterError (a ValueError) for a value
+    it does not take (solver='lbfgs')."""
+    return pytest.mark.xfail(strict=True, raises=(TypeError, ValueError),
                              reason=f"chainrule has no {feature} yet: the estimator refuses the argument")
+
+
+def differs(reason, raises):
+    """chainrule: the mark of a test that checks what chainrule does differently, on purpose (reason)."""
+    return pytest.mark.xfail(strict=True, raises=raises, reason=reason)
 
 
 ACTIVATION_TYPES = ["identity", "logistic", "tanh", "relu"]
@@ -102,7 +104,6 @@ X_iris = iris.data
 y_iris = iris.target
 
 
-@needs("alpha")
 def test_alpha():
     # Test that larger alpha yields weights closer to zero
     X = X_digits_binary[:100]
@@ -124,7 +125,8 @@ def test_alpha():
         assert (alpha_vectors[i] > alpha_vectors[i + 1]).all()
 
 
-@needs("solver, alpha or momentum (the test also assigns coefs_, which chainrule exposes as copies)")
+@differs("assigns coefs_, which chainrule exposes as read-only copies (the weights live in network_)",
+         AttributeError)
 def test_fit():
     # Test that the algorithm solution is equal to a worked out example.
     X = np.array([[0.6, 0.8, 0.7]])
@@ -319,7 +321,8 @@ def test_lbfgs_regression_maxfun(X, y):
             assert max_fun >= mlp.n_iter_
 
 
-@needs("solver or learning_rate schedules (the test also reads the private _optimizer)")
+@differs("reads scikit-learn's private _optimizer.learning_rate; chainrule's _optimizer is a chainrule.optim "
+         "optimizer", AttributeError)
 def test_learning_rate_warmstart():
     # Tests that warm_start reuse past solutions.
     X = [[3, 2], [1, 6], [5, 6], [-2, -4]]
@@ -399,7 +402,7 @@ def test_partial_fit_classes_error():
     # Tests that passing different classes to partial_fit raises an error
     X = [[3, 2]]
     y = [0]
-    clf = MLPClassifier()  # chainrule: solver="sgd" dropped
+    clf = MLPClassifier(solver="sgd")
     clf.partial_fit(X, y, classes=[0, 1])
     with pytest.raises(ValueError):
         clf.partial_fit(X, y, classes=[1, 2])
@@ -410,7 +413,8 @@ def test_partial_fit_classification():
     # `partial_fit` should yield the same results as 'fit' for binary and
     # multi-class classification.
     for X, y in classification_datasets:
-        mlp = MLPClassifier(  # chainrule: solver="sgd" and alpha=1e-5 dropped
+        mlp = MLPClassifier(
+            solver="sgd", alpha=1e-5,
             max_iter=100,
             random_state=1,
             tol=0,
@@ -420,7 +424,8 @@ def test_partial_fit_classification():
         with ignore_warnings(category=ConvergenceWarning):
             mlp.fit(X, y)
         pred1 = mlp.predict(X)
-        mlp = MLPClassifier(  # chainrule: solver="sgd" and alpha=1e-5 dropped
+        mlp = MLPClassifier(
+            solver="sgd", alpha=1e-5,
             random_state=1, learning_rate_init=0.2
         )
         for i in range(100):
@@ -440,7 +445,6 @@ def test_partial_fit_unseen_classes():
     assert clf.score([[1], [2], [3], [4]], ["a", "b", "c", "d"]) > 0
 
 
-@needs("momentum")
 def test_partial_fit_regression():
     # Test partial_fit on regression.
     # `partial_fit` should yield the same results as 'fit' for regression.
@@ -478,7 +482,8 @@ def test_partial_fit_regression():
         assert score > 0.65
 
 
-@needs("solver")
+@differs("chainrule has no solver='lbfgs' yet, so MLPClassifier(solver='lbfgs') still has partial_fit",
+         AssertionError)
 def test_partial_fit_errors():
     # Test partial_fit error handling.
     X = [[3, 2], [1, 6]]
@@ -646,7 +651,7 @@ def test_tolerance():
     # It should force the solver to exit the loop when it converges.
     X = [[3, 2], [1, 6]]
     y = [1, 0]
-    clf = MLPClassifier(tol=0.5, max_iter=3000)  # chainrule: solver="sgd" dropped
+    clf = MLPClassifier(solver="sgd", tol=0.5, max_iter=3000)
     clf.fit(X, y)
     assert clf.max_iter > clf.n_iter_
 
@@ -658,7 +663,7 @@ def test_verbose_sgd(capsys, monkeypatch):
     # Test verbose.
     X = [[3, 2], [1, 6]]
     y = [1, 0]
-    clf = MLPClassifier(max_iter=2, verbose=10, hidden_layer_sizes=2)  # chainrule: solver="sgd" dropped
+    clf = MLPClassifier(solver="sgd", max_iter=2, verbose=10, hidden_layer_sizes=2)
 
     with ignore_warnings(category=ConvergenceWarning):
         clf.fit(X, y)
@@ -673,7 +678,8 @@ def test_early_stopping(MLPEstimator):
     X = X_digits_binary[:100]
     y = y_digits_binary[:100]
     tol = 0.2
-    mlp_estimator = MLPEstimator(  # chainrule: solver="sgd" dropped
+    mlp_estimator = MLPEstimator(
+        solver="sgd",
         tol=tol, max_iter=3000, early_stopping=True
     )
     mlp_estimator.fit(X, y)
@@ -690,7 +696,8 @@ def test_early_stopping(MLPEstimator):
 
     # check that the attributes `validation_scores_` and `best_validation_score_`
     # are set to None when `early_stopping=False`
-    mlp_estimator = MLPEstimator(  # chainrule: solver="sgd" dropped
+    mlp_estimator = MLPEstimator(
+        solver="sgd",
         tol=tol, max_iter=3000, early_stopping=False
     )
     mlp_estimator.fit(X, y)
@@ -699,7 +706,8 @@ def test_early_stopping(MLPEstimator):
     assert mlp_estimator.best_loss_ is not None
 
 
-@needs("solver or learning_rate='adaptive' (the test also reads the private _optimizer)")
+@differs("reads scikit-learn's private _optimizer.learning_rate; chainrule's _optimizer is a chainrule.optim "
+         "optimizer", AttributeError)
 def test_adaptive_learning_rate():
     X = [[3, 2], [1, 6]]
     y = [1, 0]
@@ -752,7 +760,8 @@ def test_warm_start_full_iteration(MLPEstimator):
     # warm started estimator.
     X, y = X_iris, y_iris
     max_iter = 3
-    clf = MLPEstimator(  # chainrule: solver="sgd" dropped
+    clf = MLPEstimator(
+        solver="sgd",
         hidden_layer_sizes=2, warm_start=True, max_iter=max_iter
     )
     with warnings.catch_warnings():
@@ -773,7 +782,8 @@ def test_n_iter_no_change():
 
     # test multiple n_iter_no_change
     for n_iter_no_change in [2, 5, 10, 50, 100]:
-        clf = MLPClassifier(  # chainrule: solver="sgd" dropped
+        clf = MLPClassifier(
+        solver="sgd",
             tol=tol, max_iter=max_iter, n_iter_no_change=n_iter_no_change
         )
         clf.fit(X, y)
@@ -797,7 +807,8 @@ def test_n_iter_no_change_inf():
     # fit
     n_iter_no_change = np.inf
     max_iter = 3000
-    clf = MLPClassifier(  # chainrule: solver="sgd" dropped
+    clf = MLPClassifier(
+        solver="sgd",
         tol=tol, max_iter=max_iter, n_iter_no_change=n_iter_no_change
     )
     clf.fit(X, y)
@@ -853,15 +864,15 @@ def test_mlp_early_stopping_string_labels():
 
 def test_mlp_classifier_dtypes_casting():
     # Compare predictions for different dtypes
-    mlp_64 = MLPClassifier(  # chainrule: alpha=1e-5 dropped here and below
-        hidden_layer_sizes=(5, 3), random_state=1, max_iter=100, tol=1e-1
+    mlp_64 = MLPClassifier(
+        alpha=1e-5, hidden_layer_sizes=(5, 3), random_state=1, max_iter=100, tol=1e-1
     )
     mlp_64.fit(X_digits[:300], y_digits[:300])
     pred_64 = mlp_64.predict(X_digits[300:])
     proba_64 = mlp_64.predict_proba(X_digits[300:])
 
     mlp_32 = MLPClassifier(
-        hidden_layer_sizes=(5, 3), random_state=1, max_iter=100, tol=1e-1
+        alpha=1e-5, hidden_layer_sizes=(5, 3), random_state=1, max_iter=100, tol=1e-1
     )
     mlp_32.fit(X_digits[:300].astype(np.float32), y_digits[:300])
     pred_32 = mlp_32.predict(X_digits[300:].astype(np.float32))
@@ -872,14 +883,14 @@ def test_mlp_classifier_dtypes_casting():
 
 
 def test_mlp_regressor_dtypes_casting():
-    mlp_64 = MLPRegressor(  # chainrule: alpha=1e-5 dropped here and below
-        hidden_layer_sizes=(5, 3), random_state=1, max_iter=150, tol=1e-3
+    mlp_64 = MLPRegressor(
+        alpha=1e-5, hidden_layer_sizes=(5, 3), random_state=1, max_iter=150, tol=1e-3
     )
     mlp_64.fit(X_digits[:300], y_digits[:300])
     pred_64 = mlp_64.predict(X_digits[300:])
 
     mlp_32 = MLPRegressor(
-        hidden_layer_sizes=(5, 3), random_state=1, max_iter=150, tol=1e-3
+        alpha=1e-5, hidden_layer_sizes=(5, 3), random_state=1, max_iter=150, tol=1e-3
     )
     mlp_32.fit(X_digits[:300].astype(np.float32), y_digits[:300])
     pred_32 = mlp_32.predict(X_digits[300:].astype(np.float32))
@@ -893,8 +904,8 @@ def test_mlp_param_dtypes(dtype, Estimator):
     # Checks if input dtype is used for network parameters
     # and predictions
     X, y = X_digits.astype(dtype), y_digits
-    mlp = Estimator(  # chainrule: alpha=1e-5 dropped
-        hidden_layer_sizes=(5, 3), random_state=1, max_iter=50, tol=1e-1
+    mlp = Estimator(
+        alpha=1e-5, hidden_layer_sizes=(5, 3), random_state=1, max_iter=50, tol=1e-1
     )
     mlp.fit(X[:300], y[:300])
     pred = mlp.predict(X[300:])
@@ -907,13 +918,6 @@ def test_mlp_param_dtypes(dtype, Estimator):
         assert pred.dtype == dtype
 
 
-# chainrule: scikit-learn's default solver, Adam, reaches the new target within
-# rtol=1e-4 in 200 partial_fit steps; chainrule's plain SGD gets within 2%.
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="needs solver='adam' (scikit-learn's default): plain SGD converges slower",
-)
 def test_mlp_loading_from_joblib_partial_fit(tmp_path):
     """Loading from MLP and partial fitting updates weights. Non-regression
     test for #19626."""
@@ -982,8 +986,9 @@ def test_mlp_warm_start_with_early_stopping(MLPEstimator):
     "solver",
     [
         "sgd",
-        pytest.param("adam", marks=needs("solver='adam'")),  # chainrule
-        pytest.param("lbfgs", marks=needs("solver='lbfgs'")),  # chainrule
+        "adam",
+        # chainrule: fit refuses solver='lbfgs' inside pytest.warns, which then fails on its own
+        pytest.param("lbfgs", marks=pytest.mark.xfail(strict=True, reason="chainrule has no solver='lbfgs' yet")),
     ],
 )
 def test_mlp_warm_start_no_convergence(MLPEstimator, solver):
@@ -993,8 +998,7 @@ def test_mlp_warm_start_no_convergence(MLPEstimator, solver):
     https://github.com/scikit-learn/scikit-learn/issues/24764
     """
     model = MLPEstimator(
-        # chainrule: solver="sgd" dropped (no solver parameter yet)
-        **({} if solver == "sgd" else {"solver": solver}),
+        solver=solver,
         warm_start=True,
         early_stopping=False,
         max_iter=10,
@@ -1031,9 +1035,12 @@ def test_mlp_diverging_loss():
     Non-regression test for:
     https://github.com/scikit-learn/scikit-learn/issues/29504
     """
-    mlp = MLPRegressor(  # chainrule: solver="sgd", alpha=0.0001, learning_rate="constant" dropped
+    mlp = MLPRegressor(
+        solver="sgd",
         hidden_layer_sizes=100,
         activation="identity",
+        alpha=0.0001,
+        learning_rate="constant",
         learning_rate_init=1,
         shuffle=True,
         max_iter=20,
@@ -1054,7 +1061,6 @@ def test_mlp_diverging_loss():
     assert isinstance(mlp.validation_scores_[-1], float)
 
 
-@needs("solver='adam' or sample_weight")
 def test_mlp_sample_weight_with_early_stopping():
     # Test code path for inner validation set splitting.
     X, y = make_regression(

@@ -11,11 +11,16 @@ parameters' dtype. As in scikit-learn, that dtype comes from X at the first
 fit (float32 X trains float32 parameters, float64 X float64, any other dtype
 float64) unless the estimator's ``dtype`` names one.
 
-The optimiser is chainrule's plain mini-batch SGD (docs/math.md): no momentum,
-no Adam, no L2 penalty, a constant learning rate. ``loss_curve_`` holds
-chainrule's epoch costs: BCE or categorical cross-entropy summed over the
-outputs of a record, or squared error *not* halved, each averaged over the
-records (scikit-learn's squared loss is half of that, divided by the outputs).
+The optimisers are scikit-learn's: ``solver='adam'`` (the default) and
+``solver='sgd'`` (with momentum, Nesterov's momentum, and the 'constant',
+'invscaling' and 'adaptive' learning rates), with the L2 penalty ``alpha``,
+run by chainrule's core in scikit-learn's form (docs/math.md, "Optimizers"):
+from the same initial weights, records in order, they take scikit-learn's
+steps. ``loss_curve_``, ``loss_`` and ``best_loss_`` are scikit-learn's
+numbers: the squared loss of the regressor is halved and divided by the
+outputs (chainrule's MSE is summed over them and not halved; this layer
+scales its learning rate, ``alpha`` and Adam's eps so that the steps are
+scikit-learn's). ``solver='lbfgs'`` is not available yet.
 
 scikit-learn is an optional dependency: ``pip install 'chainrule[sklearn]'``.
 """
@@ -35,10 +40,12 @@ try:
     from sklearn.utils import check_random_state
     from sklearn.utils._param_validation import Interval, Options, StrOptions
     from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
-    from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+    from sklearn.utils.class_weight import compute_sample_weight
+    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 except ImportError as error:  # pragma: no cover - exercised only without scikit-learn
     raise ImportError("chainrule.sklearn needs scikit-learn >= 1.6: pip install 'chainrule[sklearn]'") from error
 
+from . import optim
 from ._core import DivergenceError
 from ._progress import EpochProgress
 from .network import Network
@@ -75,7 +82,20 @@ class _BaseSGD(BaseEstimator):
         # np.inf: never stop early (the count of epochs without improvement never exceeds it).
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
         "dtype": [StrOptions({"float32", "float64"}), None],
+        "solver": [StrOptions({"adam", "sgd"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "nesterovs_momentum": ["boolean"],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
     }
+
+    # scikit-learn's optimiser settings, set by the subclasses' __init__.
+    _OPTIMIZER_PARAMETERS = ("solver", "alpha", "learning_rate", "power_t", "momentum", "nesterovs_momentum",
+                             "beta_1", "beta_2", "epsilon")
 
     # -- what subclasses decide ------------------------------------------
 
@@ -93,7 +113,7 @@ class _BaseSGD(BaseEstimator):
         ``warm``: a ``fit`` that continues from the current weights (warm_start)."""
         raise NotImplementedError
 
-    def _validation_score(self, X, y):
+    def _validation_score(self, X, y, sample_weight=None):
         raise NotImplementedError
 
     # -- learned state in scikit-learn's layout ---------------------------
@@ -149,12 +169,31 @@ class _BaseSGD(BaseEstimator):
             dtype = X.dtype
         return np.ascontiguousarray(X, dtype=dtype), y
 
+    # MLPClassifier and MLPRegressor draw their initial weights as
+    # scikit-learn's do; LogisticRegression keeps chainrule's initialisation.
+    _sklearn_initialisation = True
+
     def _initialize(self, num_features, num_outputs, dtype):
         sizes, activation = self._hidden_layers()
         output, loss = self._output_and_loss()
-        seed = int(self._random_state.randint(0, _SEED_BOUND, dtype=np.int64))
-        self.network_ = Network([num_features, *sizes, num_outputs], activation=activation, output=output,
-                                loss=loss, dtype=dtype, seed=seed)
+        layer_sizes = [num_features, *sizes, num_outputs]
+        if not self._sklearn_initialisation:
+            seed = int(self._random_state.randint(0, _SEED_BOUND, dtype=np.int64))
+            self.network_ = Network(layer_sizes, activation=activation, output=output, loss=loss, dtype=dtype,
+                                    seed=seed)
+        else:
+            # scikit-learn's draw, from the same RandomState in the same order:
+            # per layer, coefs U(-r, r) of shape (n_in, n_out) then intercepts
+            # U(-r, r), r = sqrt(6 / (n_in + n_out)) (2 instead of 6 for
+            # logistic hidden layers). The same random_state gives the same
+            # initial weights as scikit-learn's estimator.
+            self.network_ = Network(layer_sizes, activation=activation, output=output, loss=loss, dtype=dtype,
+                                    seed=0)
+            factor = 2.0 if activation == "sigmoid" else 6.0
+            for l, (n_in, n_out) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:])):
+                bound = np.sqrt(factor / (n_in + n_out))
+                self.network_.weights[l][...] = self._random_state.uniform(-bound, bound, (n_in, n_out)).T
+                self.network_.biases[l][...] = self._random_state.uniform(-bound, bound, n_out)
         self.n_outputs_ = num_outputs
         self.n_iter_ = 0
         self.t_ = 0
@@ -176,12 +215,46 @@ class _BaseSGD(BaseEstimator):
         if self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train for up to ``max_iter`` epochs (fresh weights unless ``warm_start``); returns self."""
         self._validate_params()
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
-    def _fit(self, X, y, incremental, classes=None):
+    def _loss_scale(self):
+        """scikit-learn's gradient over chainrule's: 1, but 1/2 for the squared error.
+
+        scikit-learn's squared loss is (y - p)^2 / 2 averaged over records and
+        outputs, but its gradient is that of the loss summed over the outputs,
+        (p - y) / B: half chainrule's 2 (p - y) / B whatever the outputs. Its
+        reported loss is then half chainrule's MSE for one output, and that
+        divided by the outputs as well for several."""
+        return 0.5 if self._output_and_loss()[1] == "mse" else 1.0
+
+    def _make_optimizer(self):
+        """The optimizer of one fit (partial_fit keeps it), in scikit-learn's form.
+
+        chainrule's loss is scikit-learn's divided by _loss_scale c: the same
+        steps take lr c (SGD), alpha / c, and Adam's eps / c (Adam divides
+        the moments, which scale by 1 / c, so only eps moves)."""
+        c = self._loss_scale()
+        if self.solver == "adam":
+            return optim.Adam(lr=self.learning_rate_init, betas=(self.beta_1, self.beta_2), eps=self.epsilon / c,
+                              form="sklearn")
+        return optim.SGD(lr=self.learning_rate_init * c, momentum=self.momentum,
+                         nesterov=bool(self.nesterovs_momentum and self.momentum > 0), form="sklearn")
+
+    def _sample_weight(self, sample_weight, X, y):
+        """sample_weight as one float per record (or None), with class_weight folded in."""
+        class_weight = getattr(self, "class_weight", None)
+        if sample_weight is not None:
+            _refuse_masked(sample_weight=sample_weight)
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        if class_weight is not None and getattr(self, "_target_kind", None) != "multilabel":
+            weights = compute_sample_weight(class_weight, y)
+            sample_weight = weights if sample_weight is None else sample_weight * weights
+        return sample_weight
+
+    def _fit(self, X, y, incremental, classes=None, sample_weight=None):
         first = not hasattr(self, "network_") or not (self.warm_start or incremental)
         X, y = self._validate_input(X, y, first)
         if first:
@@ -191,22 +264,45 @@ class _BaseSGD(BaseEstimator):
             self._initialize(X.shape[1], Y.shape[1], X.dtype)
         elif Y.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {Y.shape[1]} outputs, but the estimator was fitted with {self.n_outputs_}")
+        sample_weight = self._sample_weight(sample_weight, X, y)
         early_stopping = self.early_stopping  # never with incremental: partial_fit refuses it
-        X_val = y_val = None
+        X_val = y_val = w_val = None
         if early_stopping:
             stratify = y if isinstance(self, ClassifierMixin) and self._target_kind != "multilabel" else None
-            X, X_val, Y, _, _, y_val = train_test_split(X, Y, y, random_state=self._random_state,
-                                                        test_size=self.validation_fraction, stratify=stratify)
+            split = (X, Y, y) if sample_weight is None else (X, Y, y, sample_weight)
+            parts = train_test_split(*split, random_state=self._random_state, test_size=self.validation_fraction,
+                                     stratify=stratify)
+            X, X_val, Y, _, _, y_val = parts[:6]
+            if sample_weight is not None:
+                sample_weight, w_val = parts[6], parts[7]
             X, Y = np.ascontiguousarray(X), np.ascontiguousarray(Y)
             if X_val.shape[0] < 2:
                 raise ValueError("The validation set is too small: increase validation_fraction or the sample size")
         epochs = 1 if incremental else self.max_iter
-        self._run_epochs(X, Y, X_val, y_val, epochs, early_stopping, incremental)
+        self._run_epochs(X, Y, X_val, y_val, w_val, epochs, early_stopping, incremental, sample_weight)
         return self
 
-    def _run_epochs(self, X, Y, X_val, y_val, epochs, early_stopping, incremental):
+    def _run_epochs(self, X, Y, X_val, y_val, w_val, epochs, early_stopping, incremental, sample_weight):
         """network_.fit over (X, Y), with scikit-learn's stopping rule applied after each epoch."""
         network = self.network_
+        # scikit-learn makes a new optimizer for each fit; partial_fit continues its own.
+        if not incremental or getattr(self, "_optimizer", None) is None:
+            self._optimizer = self._make_optimizer()
+            self._learning_rate = self.learning_rate_init  # 'adaptive' divides it
+        scale = self._loss_scale()
+        adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
+        if self.solver == "adam" or self.learning_rate == "constant":
+            schedule = None
+        elif self.learning_rate == "invscaling":
+            # scikit-learn's: a new optimizer starts at learning_rate_init, and
+            # each epoch's end sets learning_rate_init / (t_ + 1)^power_t, t_
+            # the records this estimator has seen (over warm fits too).
+            def schedule(epoch, lr):
+                rate = self.learning_rate_init if epoch == 0 else self.learning_rate_init / (self.t_ + 1) ** self.power_t
+                return rate * scale
+        else:  # adaptive: the rate the stopping rule below last set
+            def schedule(epoch, lr):
+                return self._learning_rate * scale
         # n_iter_ counts the epochs of this call, as in scikit-learn; t_,
         # loss_curve_ and validation_scores_ go on accumulating over warm fits
         # and partial_fit calls (a cold fit resets them in _initialize).
@@ -215,14 +311,20 @@ class _BaseSGD(BaseEstimator):
         best_params = None
         stopped = [False]
 
+        outputs = self.n_outputs_
+
         def on_epoch(epoch, cost):
+            cost = cost * scale  # scikit-learn's loss (its squared error: also over the outputs, below)
+            if scale != 1.0 and outputs > 1:
+                cost = cost / outputs
             self.n_iter_ += 1
             self.t_ += X.shape[0]
             self.loss_curve_.append(float(cost))
+            self.loss_ = float(cost)
             score = None
             if early_stopping:
                 try:
-                    score = self._validation_score(X_val, y_val)
+                    score = self._validation_score(X_val, y_val, w_val)
                 except DivergenceError:  # the predictions overflowed: scikit-learn scores them nan
                     score = float("nan")
                 self.validation_scores_.append(score)
@@ -246,6 +348,12 @@ class _BaseSGD(BaseEstimator):
                                               if cost > self.best_loss_ - self.tol else 0)
                 self.best_loss_ = min(self.best_loss_, float(cost))
             if self._no_improvement_count > self.n_iter_no_change:
+                if adaptive and self._learning_rate > 1e-6:  # scikit-learn's 'adaptive': divide by 5 and go on
+                    self._learning_rate /= 5.0
+                    self._no_improvement_count = 0
+                    if reporter is not None:
+                        reporter.message(f"Setting learning rate to {self._learning_rate:f}")
+                    return True
                 stopped[0] = True
                 if reporter is not None:
                     what = "Validation score" if early_stopping else "Training loss"
@@ -256,8 +364,9 @@ class _BaseSGD(BaseEstimator):
 
         seed = int(self._random_state.randint(0, _SEED_BOUND, dtype=np.int64))
         try:
-            network.fit(X, Y, epochs=epochs, lr=self.learning_rate_init, batch_size=self._batch_size(X.shape[0]),
-                        shuffle=self.shuffle, seed=seed, callback=on_epoch)
+            network.fit(X, Y, epochs=epochs, batch_size=self._batch_size(X.shape[0]), shuffle=self.shuffle,
+                        seed=seed, callback=on_epoch, optimizer=self._optimizer, schedule=schedule,
+                        alpha=self.alpha / scale, sample_weight=sample_weight)
         except DivergenceError as error:
             # Without early stopping the error propagates: the parameters are
             # those from before the offending step (docs/math.md, "SGD"),
@@ -301,7 +410,7 @@ class _BaseSGD(BaseEstimator):
 
 
 class MLPClassifier(ClassifierMixin, _BaseSGD):
-    """A multi-layer perceptron classifier trained by chainrule's SGD.
+    """A multi-layer perceptron classifier: scikit-learn's MLPClassifier, trained by chainrule's core.
 
     Binary targets train one sigmoid output with binary cross-entropy;
     multi-label indicator targets one sigmoid output per label, also with BCE;
@@ -314,17 +423,35 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
         Widths of the hidden layers; ``()`` for none.
     activation : {'relu', 'tanh', 'logistic', 'sigmoid', 'identity'}, default='relu'
         Activation of the hidden layers ('logistic' and 'sigmoid' are the same).
-    learning_rate_init : float, default=0.1
-        The constant SGD learning rate. Plain SGD has no momentum, so it is
-        larger than scikit-learn's 0.001 (for Adam, or SGD with momentum 0.9).
+    solver : {'adam', 'sgd'}, default='adam'
+        scikit-learn's optimisers, in its form (docs/math.md, "Optimizers"):
+        from the same random_state, records in order, the steps are
+        scikit-learn's to rounding. 'lbfgs' is not available yet.
+    alpha : float, default=1e-4
+        The L2 penalty on the weights, as scikit-learn's.
+    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
+        The rate of solver='sgd': constant, ``learning_rate_init / (t + 1) **
+        power_t`` with t the records seen, or divided by 5 each time the
+        stopping rule fires (training stops below 1e-6).
+    learning_rate_init : float, default=0.001
+    power_t : float, default=0.5
+    momentum : float, default=0.9, nesterovs_momentum : bool, default=True
+        solver='sgd''s momentum (scikit-learn's velocity form).
+    beta_1, beta_2 : float, default=0.9, 0.999, epsilon : float, default=1e-8
+        solver='adam''s (scikit-learn's placement of epsilon).
+    class_weight : dict, 'balanced' or None
+        Weights of the classes, multiplied into ``sample_weight`` (scikit-learn's
+        MLP has no such parameter; its linear models' meaning).
     batch_size : int or 'auto', default='auto'
-        Records per SGD step; 'auto' is ``min(200, n_samples)``.
+        Records per step; 'auto' is ``min(200, n_samples)``.
     max_iter : int, default=200
         Epochs of one ``fit``.
     shuffle : bool, default=True
         Visit the records in a new order each epoch.
     random_state : int, RandomState or None
-        Seeds the initial weights, the shuffling and the validation split.
+        Seeds the initial weights (drawn as scikit-learn draws them: the same
+        random_state gives the same initial weights), the shuffling (chainrule's
+        own) and the validation split.
     tol, n_iter_no_change : float, int or np.inf
         Stop once the training loss (or, with ``early_stopping``, the
         validation score) has not improved by ``tol`` for more than
@@ -387,11 +514,24 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
         **_BaseSGD._parameter_constraints,
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(_ACTIVATIONS))],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
     }
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, learning_rate_init=0.1, batch_size="auto",
-                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, dtype=None):
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
+                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200,
+                 shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-8, n_iter_no_change=10, class_weight=None, dtype=None):
+        self.solver = solver
+        self.alpha = alpha
+        self.learning_rate = learning_rate
+        self.power_t = power_t
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.class_weight = class_weight
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.learning_rate_init = learning_rate_init
@@ -455,10 +595,10 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
             return self.classes_[(probabilities[:, 0] > 0.5).astype(np.intp)]
         return self.classes_[np.argmax(probabilities, axis=1)]
 
-    def _validation_score(self, X, y):
-        return float(accuracy_score(y, self._labels(self.network_.predict(X))))
+    def _validation_score(self, X, y, sample_weight=None):
+        return float(accuracy_score(y, self._labels(self.network_.predict(X)), sample_weight=sample_weight))
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over (X, y); ``classes`` (all labels) is required on the first call.
 
         Refused with ``early_stopping=True``, as in scikit-learn."""
@@ -473,8 +613,8 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
                              f"which was {self.classes_.tolist()}")
         first = not hasattr(self, "network_")
         if first:
-            return self._fit(X, y, incremental=True, classes=classes)
-        return self._fit(X, y, incremental=True)
+            return self._fit(X, y, incremental=True, classes=classes, sample_weight=sample_weight)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def predict(self, X):
         """The predicted labels (an indicator matrix for multi-label targets)."""
@@ -502,17 +642,30 @@ class LogisticRegression(MLPClassifier):
 
     With more than two classes it is multinomial (softmax + categorical
     cross-entropy); with indicator targets, one sigmoid per label. Not
-    scikit-learn's ``LogisticRegression`` (no penalty, no solver choice); its
-    other parameters (and what a diverging fit does) are those of
-    :class:`MLPClassifier`. ``coef_`` (n_outputs, n_features) and
-    ``intercept_`` (n_outputs,) have scikit-learn's layout.
+    scikit-learn's ``LogisticRegression``: by default plain SGD at 0.1, no
+    penalty (solver='sgd', momentum=0, alpha=0), with chainrule's
+    initialisation; its parameters (solvers, alpha, sample_weight, and what
+    a diverging fit does) are otherwise those of :class:`MLPClassifier`.
+    ``coef_`` (n_outputs, n_features) and ``intercept_`` (n_outputs,) have
+    scikit-learn's layout.
     """
 
+    _sklearn_initialisation = False  # chainrule's Glorot-uniform, from the seed (docs/math.md)
     _parameter_constraints: dict = dict(_BaseSGD._parameter_constraints)
 
-    def __init__(self, *, learning_rate_init=0.1, batch_size="auto", max_iter=200, shuffle=True, random_state=None,
-                 tol=1e-4, verbose=False, warm_start=False, early_stopping=False, validation_fraction=0.1,
-                 n_iter_no_change=10, dtype=None):
+    def __init__(self, *, solver="sgd", alpha=0.0, learning_rate="constant", learning_rate_init=0.1, power_t=0.5,
+                 momentum=0.0, nesterovs_momentum=False, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 batch_size="auto", max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
+                 warm_start=False, early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, dtype=None):
+        self.solver = solver
+        self.alpha = alpha
+        self.learning_rate = learning_rate
+        self.power_t = power_t
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
         self.learning_rate_init = learning_rate_init
         self.batch_size = batch_size
         self.max_iter = max_iter
@@ -541,21 +694,36 @@ class LogisticRegression(MLPClassifier):
 
 
 class MLPRegressor(RegressorMixin, _BaseSGD):
-    """A multi-layer perceptron regressor: identity output, squared error, chainrule's SGD.
+    """A multi-layer perceptron regressor: scikit-learn's MLPRegressor, trained by chainrule's core.
 
-    Parameters (and what a diverging fit does) are those of :class:`MLPClassifier`, except that
-    ``learning_rate_init`` defaults to 0.001: plain SGD on the squared error
-    (factor 2 kept) of unscaled targets takes large steps. With
-    ``early_stopping`` the validation score is R^2. Targets of shape (n_samples,) give
-    predictions of that shape; (n_samples, n_outputs) one output per column.
-    ``loss_curve_`` is chainrule's MSE: summed over the outputs, not halved.
+    Parameters (and what a diverging fit does) are those of :class:`MLPClassifier`
+    (no class_weight). With ``early_stopping`` the validation score is R^2.
+    Targets of shape (n_samples,) give predictions of that shape;
+    (n_samples, n_outputs) one output per column. The steps are
+    scikit-learn's (its gradient is half chainrule's MSE gradient: this layer
+    scales the rate, alpha and eps to match); ``loss_curve_`` is
+    scikit-learn's squared loss (halved, divided by the outputs), except
+    that with several outputs and ``alpha`` its penalty term is not divided
+    by the outputs as scikit-learn's is.
     """
 
-    _parameter_constraints: dict = dict(MLPClassifier._parameter_constraints)
+    _parameter_constraints: dict = {k: v for k, v in MLPClassifier._parameter_constraints.items()
+                                    if k != "class_weight"}
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, learning_rate_init=0.001, batch_size="auto",
-                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, dtype=None):
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
+                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200,
+                 shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-8, n_iter_no_change=10, dtype=None):
+        self.solver = solver
+        self.alpha = alpha
+        self.learning_rate = learning_rate
+        self.power_t = power_t
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.learning_rate_init = learning_rate_init
@@ -579,18 +747,18 @@ class MLPRegressor(RegressorMixin, _BaseSGD):
             self._y_ndim = y.ndim
         return np.ascontiguousarray(y.reshape(len(y), -1), dtype=dtype)
 
-    def _validation_score(self, X, y):
-        return float(r2_score(y, self._shaped(self.network_.predict(X))))
+    def _validation_score(self, X, y, sample_weight=None):
+        return float(r2_score(y, self._shaped(self.network_.predict(X)), sample_weight=sample_weight))
 
     def _shaped(self, output):
         return output.ravel() if self._y_ndim == 1 else output
 
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y); refused with ``early_stopping=True``, as in scikit-learn."""
         if not hasattr(self, "network_"):
             self._validate_params()
         self._refuse_early_stopping_in_partial_fit()
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def predict(self, X):
         return self._shaped(self._forward(X))
