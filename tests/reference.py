@@ -1,12 +1,12 @@
-"""An independent plain-NumPy implementation of MATH.md, the math contract (docs/math.md).
+"""An independent plain-NumPy implementation of docs/math.md, the math contract.
 
 Written from the equations, not from the C++ core, so that agreement between
 the two means something. Everything is computed in float64 whatever dtype the
 inputs have. Parameters are ``[(W_1, b_1), ..., (W_L, b_L)]`` with ``W_l`` of
 shape ``(n_l, n_{l-1})`` and ``b_l`` of shape ``(n_l,)``; ``activations`` names
 the activation of each layer, the output's last; ``loss`` is 'bce', 'mse' or
-'cce'. Softmax + categorical cross-entropy is chainrule's extension of MATH.md,
-written here from docs/math.md ("Softmax and categorical cross-entropy").
+'cce'. Softmax + categorical cross-entropy is written here from docs/math.md
+("Softmax and categorical cross-entropy").
 Arrays are ``X (B, n_0)`` and ``Y (B, n_L)``, one record per row.
 """
 
@@ -81,7 +81,7 @@ def _as_float64(params, X, Y=None):
 def forward(params, activations, X):
     """X (B, n_0) -> (Zs, As): Zs[l-1] = Z_l (B, n_l) for l = 1..L, As[l] = A_l with As[0] = X.
 
-    MATH.md: A_0 = X;  Z_l = A_{l-1} W_l^T + b_l;  A_l = f_l(Z_l).
+    docs/math.md: A_0 = X;  Z_l = A_{l-1} W_l^T + b_l;  A_l = f_l(Z_l).
     """
     params, X = _as_float64(params, X)
     assert len(params) == len(activations)
@@ -94,7 +94,7 @@ def forward(params, activations, X):
 
 
 def predict(params, activations, X):
-    """X (B, n_0) -> A_L (B, n_L). MATH.md: the forward pass."""
+    """X (B, n_0) -> A_L (B, n_L). docs/math.md: the forward pass."""
     return forward(params, activations, X)[1][-1]
 
 
@@ -104,7 +104,7 @@ def predict(params, activations, X):
 def record_losses(Z_L, A_L, Y, loss):
     """Z_L, A_L, Y (B, n_L) -> L (B,): each record's loss, summed over the output units.
 
-    MATH.md: BCE L = sum_k [ max(z,0) - z y + log(1 + e^{-|z|}) ]  (from the logits);
+    docs/math.md: BCE L = sum_k [ max(z,0) - z y + log(1 + e^{-|z|}) ]  (from the logits);
              MSE L = sum_k (a_k - y_k)^2.
     """
     if loss == "bce":
@@ -117,7 +117,7 @@ def record_losses(Z_L, A_L, Y, loss):
 
 
 def cost(params, activations, loss, X, Y):
-    """X (B, n_0), Y (B, n_L) -> C (float). MATH.md: C = (1/B) sum_over_records L."""
+    """X (B, n_0), Y (B, n_L) -> C (float). docs/math.md: C = (1/B) sum_over_records L."""
     params, X, Y = _as_float64(params, X, Y)
     Zs, As = forward(params, activations, X)
     return float(np.mean(record_losses(Zs[-1], As[-1], Y, loss)))
@@ -129,7 +129,7 @@ def cost(params, activations, loss, X, Y):
 def output_delta(A_L, Y, activation, loss):
     """A_L, Y (B, n_L) -> dZ_L (B, n_L) = dC/dZ_L * B (per record, before averaging).
 
-    MATH.md:  BCE + sigmoid    dZ_L = A_L - Y
+    docs/math.md:  BCE + sigmoid    dZ_L = A_L - Y
               MSE + identity   dZ_L = 2 (A_L - Y)
               MSE + other f    dZ_L = 2 (A_L - Y) * f'(Z_L)
     """
@@ -152,7 +152,7 @@ def output_delta(A_L, Y, activation, loss):
 def gradients(params, activations, loss, X, Y):
     """X (B, n_0), Y (B, n_L) -> [(dW_1 (n_1, n_0), db_1 (n_1,)), ..., (dW_L, db_L)]: the gradient of C.
 
-    MATH.md, for l = L down to 1 with the weights as they are (not yet updated):
+    docs/math.md, for l = L down to 1 with the weights as they are (not yet updated):
         dW_l     = (1/B) dZ_l^T A_{l-1}
         db_l     = (1/B) sum_over_records dZ_l
         dZ_{l-1} = (dZ_l W_l) * f'_{l-1}(Z_{l-1})     (only for l > 1)
@@ -162,7 +162,7 @@ def gradients(params, activations, loss, X, Y):
     Zs, As = forward(params, activations, X)
     dZ = output_delta(As[-1], Y, activations[-1], loss)
     grads = [None] * len(params)
-    for l in range(len(params), 0, -1):  # l is MATH.md's 1-based layer index
+    for l in range(len(params), 0, -1):  # l is docs/math.md's 1-based layer index
         W, _ = params[l - 1]
         dW = dZ.T @ As[l - 1] / num_records
         db = dZ.sum(axis=0) / num_records
@@ -178,7 +178,7 @@ def gradients(params, activations, loss, X, Y):
 def sgd_step(params, activations, loss, X, Y, lr):
     """One step on the batch X (B, n_0), Y (B, n_L) -> (new params, C before the step).
 
-    MATH.md: W_l <- W_l - lr * dW_l;  b_l <- b_l - lr * db_l  (all from the old parameters).
+    docs/math.md: W_l <- W_l - lr * dW_l;  b_l <- b_l - lr * db_l  (all from the old parameters).
     """
     params, X, Y = _as_float64(params, X, Y)
     grads = gradients(params, activations, loss, X, Y)
@@ -190,7 +190,7 @@ def sgd_step(params, activations, loss, X, Y, lr):
 def fit(params, activations, loss, X, Y, epochs, lr, batch_size):
     """In-order mini-batch SGD on X (N, n_0), Y (N, n_L) -> (final params, costs (epochs,)).
 
-    MATH.md: batches of batch_size records in order, the last one possibly
+    docs/math.md: batches of batch_size records in order, the last one possibly
     smaller; an epoch's cost is the mean over its records of their losses taken
     before their batch's update, i.e. the batch costs weighted by batch size.
     """

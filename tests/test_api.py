@@ -57,7 +57,7 @@ def assert_bitwise_equal(arrays, others):
 
 
 def numpy_forward(net, X):
-    """A_L by MATH.md's forward pass, Z_l = A_{l-1} W_l^T + b_l, in float64 NumPy."""
+    """A_L by docs/math.md's forward pass, Z_l = A_{l-1} W_l^T + b_l, in float64 NumPy."""
     a = X.astype(np.float64)
     for W, b, name in zip(net.weights, net.biases, net.activations):
         a = reference.ACTIVATIONS[name](a @ W.astype(np.float64).T + b.astype(np.float64))

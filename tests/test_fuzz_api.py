@@ -6,7 +6,7 @@ constructor, predict, cost, gradients, sgd_step, fit, save and load. The
 property, for every call:
 
 * either a correct result: the right type and shape, finite, and equal to a
-  cheap oracle (tests/reference.py, the plain-NumPy implementation of MATH.md,
+  cheap oracle (tests/reference.py, the plain-NumPy implementation of docs/math.md,
   for predict, cost, gradients and sgd_step; the documented layout for the
   constructor; a bitwise round trip for save/load);
 * or a TypeError, ValueError or MemoryError (OSError for a path the operating

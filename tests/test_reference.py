@@ -1,4 +1,4 @@
-"""chainrule against tests/reference.py, the plain-NumPy reading of MATH.md.
+"""chainrule against tests/reference.py, the plain-NumPy reading of docs/math.md.
 
 In float64 the two may differ only by the order of floating-point sums, so
 predictions, costs, gradients and three epochs of in-order SGD agree to a
@@ -30,7 +30,7 @@ MODELS = {
     "relu-tanh-mse": ([3, 8, 1], "relu", "tanh", "mse"),
     "relu-relu-relu-relu-mse": ([5, 7, 6, 4, 3], "relu", "relu", "mse"),
     "mixed-identity-mse": ([5, 6, 5, 4, 2], ["tanh", "relu", "sigmoid"], "identity", "mse"),
-    # softmax + CCE, chainrule's extension of MATH.md (docs/math.md), depth 1 to 4
+    # softmax + CCE, chainrule's extension (docs/math.md), depth 1 to 4
     "softmax-regression-cce": ([3, 4], "sigmoid", "softmax", "cce"),
     "tanh-softmax-cce": ([4, 6, 3], "tanh", "softmax", "cce"),
     "relu-sigmoid-softmax-cce": ([5, 8, 6, 3], ["relu", "sigmoid"], "softmax", "cce"),

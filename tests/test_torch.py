@@ -1,7 +1,7 @@
 """Costs and gradients against torch autograd, for the same weights.
 
 The torch model is written with torch.nn.functional ops and the losses as
-MATH.md defines them: summed over the outputs of a record, averaged over the
+docs/math.md defines them: summed over the outputs of a record, averaged over the
 records. Skipped where torch is not installed.
 """
 
@@ -32,7 +32,7 @@ def torch_cost_and_gradients(params, activations, loss, X, Y, dtype):
     Y = torch.tensor(Y, dtype=dtype)
     num_records = A.shape[0]
     for (W, b), name in zip(tensors, activations):
-        Z = F.linear(A, W, b)  # A W^T + b, W of shape (out, in) as in MATH.md
+        Z = F.linear(A, W, b)  # A W^T + b, W of shape (out, in) as in docs/math.md
         A = TORCH_ACTIVATIONS[name](Z)
     if loss == "bce":  # from the logits Z_L; sum over outputs, mean over records
         cost = F.binary_cross_entropy_with_logits(Z, Y, reduction="sum") / num_records

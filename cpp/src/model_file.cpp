@@ -17,6 +17,7 @@
 
 #include "chainrule/errors.hpp"
 #include "kernels/losses.hpp"
+#include "network_internals.hpp"
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <fcntl.h>

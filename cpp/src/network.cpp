@@ -1,5 +1,5 @@
 // Network<T>: the forward pass, the loss, the backward pass and SGD of
-// MATH.md, composed from the kernels in kernels.cpp over preallocated buffers.
+// docs/math.md, composed from the kernels in kernels.cpp over preallocated buffers.
 #include "chainrule/network.hpp"
 
 #include <algorithm>

@@ -7,7 +7,9 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <atomic>
 #include <mutex>
+#include <shared_mutex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -17,6 +19,51 @@
 #include "chainrule/errors.hpp"
 #include "chainrule/network.hpp"
 #include "runtime/memory.hpp"
+
+namespace chainrule {
+namespace detail {
+// A shared mutex that lets a waiting writer in ahead of readers that come
+// after it: a writer holds the turnstile while it waits, so new readers
+// queue behind it instead of keeping it out forever (glibc's rwlock prefers
+// readers, and four threads calling predict in a loop starved fit).
+class WriterFirstMutex {
+public:
+    void lock() {
+        std::lock_guard<std::mutex> turn(turnstile_);
+        mutex_.lock();
+    }
+    void unlock() { mutex_.unlock(); }
+    void lock_shared() {
+        { std::lock_guard<std::mutex> turn(turnstile_); }
+        mutex_.lock_shared();
+    }
+    void unlock_shared() { mutex_.unlock_shared(); }
+
+private:
+    std::mutex turnstile_;
+    std::shared_mutex mutex_;
+};
+
+// The locks of one network, known process-wide for fork(): before a fork,
+// the forking thread waits for every network's step boundary (it takes each
+// one's writer lock), so that a child process gets whole steps only; in the
+// child, where no other thread exists, every lock is made new and free, but
+// the training lock that the forking thread itself holds (a fork from a fit
+// callback): that fit goes on in the child. A child may thus predict, save,
+// or train any network, also one that another thread of the parent was
+// training when it forked.
+struct NetworkLocks {
+    NetworkLocks();   // registers them
+    ~NetworkLocks();  // unregisters them
+    NetworkLocks(const NetworkLocks&) = delete;
+    NetworkLocks& operator=(const NetworkLocks&) = delete;
+
+    std::mutex train;                        // guards grads_ and train_workspace_ ...
+    std::atomic<std::thread::id> trainer{};  // ... held by this thread (none: free)
+    WriterFirstMutex params;                 // readers: predict, cost, save; writer: SGD
+};
+}  // namespace detail
+}  // namespace chainrule
 
 namespace chainrule::detail {
 

@@ -1,4 +1,4 @@
-// Each kernel against a naive reference written here from MATH.md.
+// Each kernel against a naive reference written here from docs/math.md.
 #include <algorithm>
 #include <cmath>
 #include <limits>

@@ -1,5 +1,5 @@
 // The softmax output with categorical cross-entropy (chainrule's extension of
-// MATH.md, docs/math.md): the kernels against naive formulas, the fused delta
+// docs/math.md): the kernels against naive formulas, the fused delta
 // against the unfused chain rule through the softmax Jacobian, the network's
 // gradient against central differences, the pairing rules and the targets.
 #include <cmath>

@@ -1,6 +1,6 @@
-// A dense feed-forward network of any depth, trained by SGD (MATH.md).
+// A dense feed-forward network of any depth, trained by SGD (docs/math.md).
 //
-// Layer l (0-based here, 1-based in MATH.md) maps layer_sizes[l] inputs to
+// Layer l (0-based here, 1-based in docs/math.md) maps layer_sizes[l] inputs to
 // layer_sizes[l+1] outputs with weights W of shape (out, in), a bias b of
 // shape (out), and an activation. All parameters live in one contiguous
 // buffer, layer by layer [W_1, b_1, W_2, b_2, ...]; the gradients live in a
@@ -15,16 +15,12 @@
 // trains is a data race: don't.
 #pragma once
 
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
-#include <shared_mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "chainrule/matrix.hpp"
@@ -35,51 +31,10 @@ namespace chainrule {
 
 struct RecordSteps;  // the fused one-record steps' outcome (internal: cpp/src/kernels/kernels.hpp)
 namespace detail {
-struct DropoutStep;  // one training step's dropout (internal: cpp/src/network_internals.hpp)
-}
+struct DropoutStep;   // one training step's dropout
+struct NetworkLocks;  // a network's training and parameter locks
+}  // namespace detail (internal: cpp/src/network_internals.hpp)
 
-namespace detail {
-// A shared mutex that lets a waiting writer in ahead of readers that come
-// after it: a writer holds the turnstile while it waits, so new readers
-// queue behind it instead of keeping it out forever (glibc's rwlock prefers
-// readers, and four threads calling predict in a loop starved fit).
-class WriterFirstMutex {
-public:
-    void lock() {
-        std::lock_guard<std::mutex> turn(turnstile_);
-        mutex_.lock();
-    }
-    void unlock() { mutex_.unlock(); }
-    void lock_shared() {
-        { std::lock_guard<std::mutex> turn(turnstile_); }
-        mutex_.lock_shared();
-    }
-    void unlock_shared() { mutex_.unlock_shared(); }
-
-private:
-    std::mutex turnstile_;
-    std::shared_mutex mutex_;
-};
-
-// The locks of one network, known process-wide for fork(): before a fork,
-// the forking thread waits for every network's step boundary (it takes each
-// one's writer lock), so that a child process gets whole steps only; in the
-// child, where no other thread exists, every lock is made new and free, but
-// the training lock that the forking thread itself holds (a fork from a fit
-// callback): that fit goes on in the child. A child may thus predict, save,
-// or train any network, also one that another thread of the parent was
-// training when it forked.
-struct NetworkLocks {
-    NetworkLocks();   // registers them
-    ~NetworkLocks();  // unregisters them
-    NetworkLocks(const NetworkLocks&) = delete;
-    NetworkLocks& operator=(const NetworkLocks&) = delete;
-
-    std::mutex train;                        // guards grads_ and train_workspace_ ...
-    std::atomic<std::thread::id> trainer{};  // ... held by this thread (none: free)
-    WriterFirstMutex params;                 // readers: predict, cost, save; writer: SGD
-};
-}  // namespace detail
 
 // Views of one layer's weights (out_features, in_features) and bias (out_features).
 template <typename T>
@@ -104,7 +59,7 @@ struct FitOptions {
     std::vector<double> dropout;      // empty, or the dropout rate of each hidden layer, in [0, 1)
 };
 
-// What fit reports after each epoch: the 0-based epoch and its cost (MATH.md,
+// What fit reports after each epoch: the 0-based epoch and its cost (docs/math.md,
 // SGD: the mean record loss, each taken before its batch's update).
 struct EpochReport {
     std::size_t epoch = 0;

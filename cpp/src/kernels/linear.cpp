@@ -34,8 +34,7 @@ CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weigh
     // out (B, OC) = inp (B, C) @ weight^T (OC, C) + bias (OC)
     assert(out && inp && weight && bias);
     // One output is a matrix-vector product, where the library's packing costs
-    // more than it saves: one dot product per record instead (W2's output
-    // layer in predict: ~10% more records/s).
+    // more than it saves: one dot product per record instead.
     if (out_features > 1 && worth_a_gemm(num_records, out_features, in_features)) {
         const std::size_t min_rows = std::max<std::size_t>(1, detail::kElementwiseMinPart / out_features);
         detail::for_ranges(num_records, min_rows, 1, [&](std::size_t begin, std::size_t end) {

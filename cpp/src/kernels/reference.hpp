@@ -1,5 +1,5 @@
 // The naive twins of the optimized kernels: the plainest loops that compute
-// MATH.md's equations, kept as the reference the fast kernels are tested
+// docs/math.md's equations, kept as the reference the fast kernels are tested
 // against (cpp/tests/test_kernels.cpp). Not used by the network.
 #pragma once
 

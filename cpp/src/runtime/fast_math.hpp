@@ -2,7 +2,7 @@
 // calls so that a loop over them vectorizes (`omp simd`); std::exp and
 // std::log1p are calls into libm, one element at a time. Both are accurate to
 // a few units in the last place (Cody-Waite reduction with Taylor/fdlibm
-// polynomials), far inside MATH.md's 1e-10 agreement in float64. The same
+// polynomials), far inside docs/math.md's 1e-10 agreement in float64. The same
 // functions serve scalar and vector code, so a value never depends on which.
 #pragma once
 
