@@ -34,3 +34,22 @@ def copy_params():
         return [(w.copy(), b.copy()) for w, b in zip(net.weights, net.biases)]
 
     return copy
+
+
+@pytest.fixture
+def at_each_thread_count():
+    """at_each_thread_count(run, counts=(1, 2, 3, 4)) -> [run() at each count]; restores the setting after."""
+    import chainrule as cr
+
+    def call(run, counts=(1, 2, 3, 4)):
+        original = cr.get_num_threads()
+        try:
+            results = []
+            for threads in counts:
+                cr.set_num_threads(threads)
+                results.append(run())
+            return results
+        finally:
+            cr.set_num_threads(original)
+
+    return call

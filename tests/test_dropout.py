@@ -80,20 +80,16 @@ def test_dropout_drops_about_its_rate_and_predict_never_drops(make_data):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_dropout_gives_the_same_bits_at_any_thread_count(make_data, dtype):
+def test_dropout_gives_the_same_bits_at_any_thread_count(make_data, at_each_thread_count, dtype):
     X, Y = make_data(256, 300, 10, "bce", dtype=dtype, seed=7)
     start = cr.Network([300, 256, 64, 10], activation="relu", dtype=dtype, seed=8)
-    original = cr.get_num_threads()
-    runs = []
-    try:
-        for threads in (1, 2, 3, 4):
-            cr.set_num_threads(threads)
-            net = start.copy()
-            history = net.fit(X, Y, epochs=2, batch_size=64, seed=9, dropout=[0.5, 0.2],
-                              optimizer=cr.optim.Adam(lr=1e-3))
-            runs.append([history, *net.weights, *net.biases])
-    finally:
-        cr.set_num_threads(original)
+
+    def run():
+        net = start.copy()
+        history = net.fit(X, Y, epochs=2, batch_size=64, seed=9, dropout=[0.5, 0.2], optimizer=cr.optim.Adam(lr=1e-3))
+        return [history, *net.weights, *net.biases]
+
+    runs = at_each_thread_count(run)
     for other in runs[1:]:
         assert all(a.tobytes() == b.tobytes() for a, b in zip(runs[0], other))
 

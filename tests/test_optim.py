@@ -304,20 +304,17 @@ def test_adaptive_stops_training_when_the_rate_would_fall_below_1e_6(make_data):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", list(RESUMABLE))
-def test_the_same_bits_for_any_thread_count(make_data, case, dtype):
+def test_the_same_bits_for_any_thread_count(make_data, at_each_thread_count, case, dtype):
     # 300-256-64-10 (96k parameters): the update is shared by the threads in ranges.
     X, Y = make_data(256, 300, 10, "bce", dtype=dtype, seed=9)
     start = cr.Network([300, 256, 64, 10], activation="relu", dtype=dtype, seed=10)
-    original = cr.get_num_threads()
-    runs = []
-    try:
-        for threads in (1, 2, 3, 4):
-            cr.set_num_threads(threads)
-            net = start.copy()
-            history = net.fit(X, Y, epochs=2, batch_size=64, seed=11, optimizer=RESUMABLE[case](), alpha=1e-3)
-            runs.append([history, *params_of(net)])
-    finally:
-        cr.set_num_threads(original)
+
+    def run():
+        net = start.copy()
+        history = net.fit(X, Y, epochs=2, batch_size=64, seed=11, optimizer=RESUMABLE[case](), alpha=1e-3)
+        return [history, *params_of(net)]
+
+    runs = at_each_thread_count(run)
     for other in runs[1:]:
         assert all(a.tobytes() == b.tobytes() for a, b in zip(runs[0], other))
 
@@ -423,22 +420,19 @@ def test_weighted_cost_and_gradients_are_the_weighted_means(make_data):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_shuffled_weighted_training_is_the_same_at_any_thread_count(make_data, dtype):
+def test_shuffled_weighted_training_is_the_same_at_any_thread_count(make_data, at_each_thread_count, dtype):
     X, Y = make_data(256, 300, 10, "bce", dtype=dtype, seed=12)
     w = np.random.default_rng(13).random(256)
     w[:64] = 0.0  # some batches hold only records of weight 0: they take no step
     start = cr.Network([300, 256, 10], dtype=dtype, seed=14)
-    original = cr.get_num_threads()
-    runs = []
-    try:
-        for threads in (1, 2, 3):
-            cr.set_num_threads(threads)
-            net = start.copy()
-            history = net.fit(X, Y, epochs=2, batch_size=16, seed=15, sample_weight=w,
-                              optimizer=cr.optim.SGD(lr=0.05, momentum=0.9))
-            runs.append([history, *params_of(net)])
-    finally:
-        cr.set_num_threads(original)
+
+    def run():
+        net = start.copy()
+        history = net.fit(X, Y, epochs=2, batch_size=16, seed=15, sample_weight=w,
+                          optimizer=cr.optim.SGD(lr=0.05, momentum=0.9))
+        return [history, *params_of(net)]
+
+    runs = at_each_thread_count(run, counts=(1, 2, 3))
     assert all(np.isfinite(runs[0][0]))
     for other in runs[1:]:
         assert all(a.tobytes() == b.tobytes() for a, b in zip(runs[0], other))
