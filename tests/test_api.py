@@ -462,3 +462,34 @@ def test_unpickling_a_state_of_another_dtype_or_shape_is_refused():
         bad = dict(state, params=params)
         with pytest.raises(ValueError, match="params"):
             cr.Network.__new__(cr.Network).__setstate__(bad)
+
+
+# -- DLPack: torch tensors (and other DLPack arrays) are read in place ------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_torch_tensors_are_read_in_place_through_dlpack(dtype):
+    torch = pytest.importorskip("torch")
+    from chainrule.network import _in_place
+
+    rng = np.random.default_rng(0)
+    X = np.ascontiguousarray(rng.standard_normal((20, 3)), dtype=dtype)
+    y = np.ascontiguousarray((rng.random((20, 2)) < 0.5), dtype=dtype)
+    Xt, yt = torch.from_numpy(X.copy()), torch.from_numpy(y.copy())
+    view = _in_place(Xt)
+    assert view.__array_interface__["data"][0] == Xt.data_ptr()  # the tensor's own memory: no copy
+    net = cr.Network([3, 4, 2], dtype=dtype, seed=1)
+    twin = net.copy()
+    assert net.predict(Xt).tobytes() == net.predict(X).tobytes()
+    assert net.cost(Xt, yt) == net.cost(X, y)
+    assert net.fit(Xt, yt, epochs=2, seed=0).tobytes() == twin.fit(X, y, epochs=2, seed=0).tobytes()
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(net.weights, twin.weights))
+
+
+def test_dlpack_arrays_get_the_rules_of_numpy_arrays():
+    torch = pytest.importorskip("torch")
+    net = cr.Network([3, 4, 2], dtype="float64", seed=1)
+    with pytest.raises(TypeError, match="X has dtype float32"):  # never converted
+        net.predict(torch.zeros((5, 3), dtype=torch.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        net.predict(torch.zeros((3, 5), dtype=torch.float64).T)

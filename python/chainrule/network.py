@@ -66,6 +66,22 @@ def _seed(name: str, seed) -> int:
     return seed
 
 
+def _in_place(value):
+    """A DLPack array (a CPU torch tensor, a JAX array, ...) as a NumPy view of its memory; anything else as it is.
+
+    np.from_dlpack shares the memory (no copy); the core then applies the same
+    rules as to any array (dtype, C order), so nothing is converted silently.
+    A device other than the CPU is refused with np.from_dlpack's error.
+    """
+    if isinstance(value, np.ndarray) or not hasattr(value, "__dlpack__"):
+        return value
+    try:
+        return np.from_dlpack(value)
+    except (BufferError, RuntimeError, TypeError, ValueError) as error:
+        raise TypeError(f"a {type(value).__name__} can be read in place only from CPU memory through DLPack: "
+                        f"{error}") from error
+
+
 def _path(path) -> bytes:
     """`path` as the bytes the operating system sees (os.fsencode), for the core.
 
@@ -212,7 +228,7 @@ class Network:
 
     def predict(self, X) -> np.ndarray:
         """A_L, shape (n_records, n_outputs), for X of shape (n_records, n_features)."""
-        return self._core.predict(X)
+        return self._core.predict(_in_place(X))
 
     def cost(self, X, y, sample_weight=None) -> float:
         """The mean record loss over (X, y) at the current parameters.
@@ -220,10 +236,12 @@ class Network:
         With ``sample_weight`` (one weight per record, finite, >= 0, not all
         0): ``sum_i s_i L_i / sum_i s_i``.
         """
+        X, y = _in_place(X), _in_place(y)
         return self._core.cost(X, y, self._weights_for(X, sample_weight))
 
     def gradients(self, X, y, sample_weight=None) -> list:
         """``[(dW_1, db_1), ..., (dW_L, db_L)]``: the gradient of ``cost(X, y, sample_weight)``."""
+        X, y = _in_place(X), _in_place(y)
         return self._core.gradients(X, y, self._weights_for(X, sample_weight))
 
     def _dropout_rates(self, dropout) -> list:
@@ -259,7 +277,7 @@ class Network:
 
     def sgd_step(self, X, y, lr) -> float:
         """One SGD step on the batch (X, y); returns the cost before the step."""
-        return self._core.sgd_step(X, y, _real("lr", lr))
+        return self._core.sgd_step(_in_place(X), _in_place(y), _real("lr", lr))
 
     def fit(self, X, y, epochs=10, lr=None, batch_size=32, shuffle=True, seed=None, tol=None,
             n_iter_no_change=10, callback=None, progress=False, optimizer=None, schedule=None,
@@ -308,6 +326,7 @@ class Network:
         """
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
+        X, y = _in_place(X), _in_place(y)
         if progress not in (False, True, "bar", "lines"):
             raise ValueError(f"progress must be False, True, 'bar' or 'lines', got {progress!r}")
         if tol is not None:
