@@ -15,13 +15,30 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
+import importlib.util
 import sys
+from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workloads import BY_NAME, initial_params, make_data  # noqa: E402
+
+def _load_workloads():
+    """The suite's workloads from this checkout's python/chainrule/bench/workloads.py, by path.
+
+    Not through `import chainrule.bench`: bench/ab.py runs this script with
+    the Python of another build, perhaps one from before the suite moved into
+    the package, and both builds must train the same workloads.
+    """
+    path = Path(__file__).resolve().parent.parent / "python" / "chainrule" / "bench" / "workloads.py"
+    spec = importlib.util.spec_from_file_location("_chainrule_bench_workloads", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses looks its module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+_workloads = _load_workloads()
+BY_NAME, initial_params, make_data = _workloads.BY_NAME, _workloads.initial_params, _workloads.make_data
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
     model = make(name, workload, weights, biases)   # from the given initial parameters
     costs = model.fit(X, Y, epochs, lr, batch_size) # records in order; one cost per epoch
     A_L   = model.predict(X)                        # (B, n_L)
-    weights, biases = model.parameters()            # copies, MATH.md layout
+    weights, biases = model.parameters()            # copies, docs/math.md layout
 
 The dtype is the dtype of the initial parameters; X and Y must be C-contiguous
 arrays of it, Y of shape (B, n_L). torch and scikit-learn are imported only
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from numpy_mlp import NumpyMLP
+from .numpy_mlp import NumpyMLP
 
 IMPLEMENTATIONS = ("chainrule", "numpy", "torch", "sklearn")
 _MODULES = {"chainrule": "chainrule", "numpy": "numpy", "torch": "torch", "sklearn": "sklearn"}
@@ -82,7 +82,7 @@ class ChainruleModel:
         return [w.copy() for w in self.network.weights], [b.copy() for b in self.network.biases]
 
 
-# -- NumPy (bench/numpy_mlp.py) ---------------------------------------------------
+# -- NumPy (numpy_mlp.py) --------------------------------------------------------
 
 
 class NumpyModel(NumpyMLP):
@@ -162,11 +162,11 @@ class SklearnModel:
 
     scikit-learn's conventions, and what this adapter does about them:
     - coefs_[l] is W_l^T (n_{l-1}, n_l);
-    - its BCE is MATH.md's (mean over records of the sum over outputs);
+    - its BCE is docs/math.md's (mean over records of the sum over outputs);
     - its squared loss is ((y - p)**2).mean() / 2, also averaged over the outputs,
-      so the reported cost is MATH.md's / (2 n_L); but the gradient it applies is
-      A^T (p - y) / B, MATH.md's / 2 whatever n_L: the learning rate is doubled so
-      the update is MATH.md's;
+      so the reported cost is docs/math.md's / (2 n_L); but the gradient it applies is
+      A^T (p - y) / B, docs/math.md's / 2 whatever n_L: the learning rate is doubled so
+      the update is docs/math.md's;
     - partial_fit runs one epoch (in order with shuffle=False), so fit calls it once
       per epoch; the first partial_fit (one record) only builds the estimator, whose
       parameters are then overwritten in place.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from peers import IMPLEMENTATIONS
+from .peers import IMPLEMENTATIONS
 
 PEERS = tuple(impl for impl in IMPLEMENTATIONS if impl != "chainrule")
 CONTENDED = 0.25        # CPUs used by other processes during a measurement that earn a cell its '*'
@@ -123,7 +123,7 @@ def _agreement(results: dict) -> list:
             worst = max(verdict["cost"], verdict["params"], verdict["predict"])
             cells.append(f"{'yes' if verdict['agrees'] else '**NO**'} ({worst:.1e})")
         lines.append([impl] + cells)
-    return ([f"## Agreement (float64, records in order, vs bench/numpy_mlp.py, relative tolerance "
+    return ([f"## Agreement (float64, records in order, vs chainrule.bench.numpy_mlp, relative tolerance "
              f"{results['tolerance']:g}; worst relative error)", ""]
             + _table(["implementation"] + results["options"]["workloads"], lines))
 

@@ -1,8 +1,8 @@
 """The child side of the benchmark: one measurement task, in its own process.
 
-    python bench/measure.py TASK.json RESULT.json
+    python -m chainrule.bench.measure TASK.json RESULT.json
 
-run.py starts one of these per implementation x workload x thread count (and
+chainrule.bench.run starts one of these per implementation x workload x thread count (and
 for the agreement check, the GEMM ceiling and the determinism runs), with
 OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and MKL_NUM_THREADS already set, so that
 the thread count holds from the first import and the peak memory read here
@@ -21,8 +21,8 @@ import traceback
 
 import numpy as np
 
-import peers
-from workloads import BY_NAME, initial_params, make_data
+from . import peers
+from .workloads import BY_NAME, initial_params, make_data
 
 INFERENCE_RECORDS = {"W2": 16384, "W4": 2048}   # predict throughput: records per predict call
 LATENCY_WORKLOAD = "W2"                 # single-record predict latency

@@ -1,4 +1,4 @@
-"""MATH.md in plain NumPy: the peer a NumPy user would write, and the benchmark's reference.
+"""docs/math.md in plain NumPy: the peer a NumPy user would write, and the benchmark's reference.
 
 Vectorized per batch, one record per row, computed in the dtype of the
 parameters (float32 stays float32). Nothing is tuned: no preallocated
@@ -85,7 +85,7 @@ def output_delta(a_out, y, output, loss):
 
 
 class NumpyMLP:
-    """A dense network trained by mini-batch SGD, records in order (MATH.md)."""
+    """A dense network trained by mini-batch SGD, records in order (docs/math.md)."""
 
     def __init__(self, weights, biases, activations, loss):
         self.weights = [np.array(w) for w in weights]

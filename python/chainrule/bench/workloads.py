@@ -23,7 +23,7 @@ class Workload:
     layer_sizes: tuple      # (n_0, n_1, ..., n_L)
     hidden: str             # activation of every hidden layer
     output: str             # activation of the output layer
-    loss: str               # 'bce' or 'mse' (MATH.md)
+    loss: str               # 'bce' or 'mse' (docs/math.md)
     batch_size: int
     lr: float
     num_records: int        # the data set a timed run cycles over (whole epochs or a slice of it)

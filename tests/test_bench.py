@@ -1,0 +1,83 @@
+"""`python -m chainrule.bench` runs from the installed package and reports in JSON.
+
+One short run (two small workloads, float64, one thread, short timings) of the
+whole suite in a child process, from a directory outside any checkout: the
+agreement check must pass for every installed implementation, and the JSON on
+stdout must hold what bench/README.md describes.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import chainrule
+
+WORKLOADS = ["W1", "W2"]
+# What each implementation's distribution is imported as; absent ones must be reported, not measured.
+PEERS = {"torch": "torch", "sklearn": "sklearn"}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("bench")
+    # The child runs the chainrule this test imported (the installed one, in CI and in tools/build_wheels.sh).
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(chainrule.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    command = [sys.executable, "-m", "chainrule.bench", "--quick", "--workloads", *WORKLOADS,
+               "--dtypes", "float64", "--seconds", "0.05", "--json", "-"]
+    child = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert "Agreement" in child.stderr  # the progress goes to stderr, stdout is the JSON alone
+    return json.loads(child.stdout)
+
+
+def test_the_options_are_recorded(results):
+    assert results["options"]["quick"] is True
+    assert results["options"]["workloads"] == WORKLOADS
+    assert results["options"]["threads"] == [1]
+    assert results["options"]["dtypes"] == ["float64"]
+    assert results["command"].startswith("python -m chainrule.bench --quick")
+    assert results["versions"]["chainrule"] and results["versions"]["numpy"]
+
+
+def test_the_agreement_check_passed_for_every_installed_implementation(results):
+    agreement = results["agreement"]
+    expected = {"chainrule", "numpy"} | {impl for impl, module in PEERS.items() if importlib.util.find_spec(module)}
+    assert set(agreement) == expected
+    for impl, verdicts in agreement.items():
+        assert set(verdicts) == set(WORKLOADS)
+        for workload, verdict in verdicts.items():
+            assert verdict["agrees"] is True, f"{impl} on {workload}: {verdict}"
+            for kind in ("cost", "params", "predict"):
+                assert 0 <= verdict[kind] <= results["tolerance"], (impl, workload, kind, verdict[kind])
+
+
+def test_every_implementation_is_timed_or_reported_missing(results):
+    rows = {(row["impl"], row["workload"]): row for row in results["training"]}
+    assert len(rows) == len(results["training"])  # one thread count, one dtype: one row each
+    for impl in ("chainrule", "numpy", *PEERS):
+        installed = impl in results["agreement"]
+        for workload in WORKLOADS:
+            row = rows[(impl, workload)]
+            assert (row["threads"], row["dtype"]) == (1, "float64")
+            if not installed:
+                assert row["status"] == "not installed"
+                continue
+            assert row["status"] == "ok", row
+            assert row["samples_per_s"] > 0 and row["gflops"] > 0
+    chainrule_w2 = rows[("chainrule", "W2")]
+    assert chainrule_w2["predict_records_per_s"] > 0 and chainrule_w2["latency_us"] > 0
+    peers = {ratio["peer"] for ratio in results["ratios"]}
+    assert peers == {impl for impl in results["agreement"] if impl != "chainrule"}
+    assert all(ratio["training"] > 0 for ratio in results["ratios"])
+
+
+def test_the_ceiling_and_the_determinism_runs_are_reported(results):
+    assert results["ceiling_gflops"]["1"]["float64"] > 0
+    runs = results["determinism"]["runs"]
+    assert [(run["workload"], run["dtype"], run["threads"]) for run in runs] == [("W2", "float64", 1)]
+    assert runs[0]["bitwise_identical"] is True
