@@ -26,6 +26,7 @@
 #include "network_internals.hpp"
 #include "kernels/losses.hpp"
 #include "runtime/gemm.hpp"
+#include "runtime/macros.hpp"
 #include "runtime/memory.hpp"
 #include "runtime/prefetch.hpp"
 #include "runtime/random.hpp"
@@ -285,21 +286,32 @@ void Network<T>::check_params_finite() const {
 }
 
 namespace {
+// One record's units through the mask, compiled for each instruction set
+// (AVX-512 has the 64-bit multiplies of the hash in its vectors).
+template <typename T>
+CHAINRULE_TARGET_CLONES void dropout_record(T* out, const T* in, std::size_t units, std::uint64_t record_key,
+                                            std::uint64_t layer, double rate, T scale) {
+    for (std::size_t j = 0; j < units; ++j) {
+        const bool keep = detail::dropout_unit_draw(record_key, layer, j) >= rate;
+        out[j] = keep ? in[j] * scale : T(0);
+    }
+}
+
 // Inverted dropout of hidden layer `layer`'s output (rows, units) into
 // `out`: each value kept with probability 1 - rate and scaled by 1 / (1 -
-// rate), else 0. With `grad`, the same mask applied to a gradient in place.
+// rate), else 0. With out == in, the same mask applied to a gradient.
 template <typename T>
 void apply_dropout(T* out, const T* in, std::size_t rows, std::size_t units, std::size_t layer,
                    const detail::DropoutStep& drop) {
     const double rate = (*drop.rates)[layer];
     const T scale = static_cast<T>(1.0 / (1.0 - rate));
+    const std::uint64_t step_key = detail::dropout_step_key(drop);
     detail::for_ranges(rows, std::max<std::size_t>(1, (std::size_t{1} << 13) / units), 1,
                        [&](std::size_t begin, std::size_t end) {
                            for (std::size_t r = begin; r < end; ++r) {
-                               for (std::size_t j = 0; j < units; ++j) {
-                                   const bool keep = detail::dropout_draw(drop, drop.first_record + r, layer, j) >= rate;
-                                   out[r * units + j] = keep ? in[r * units + j] * scale : T(0);
-                               }
+                               dropout_record(out + r * units, in + r * units, units,
+                                              detail::dropout_record_key(step_key, drop.first_record + r), layer,
+                                              rate, scale);
                            }
                        });
 }

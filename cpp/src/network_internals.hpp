@@ -148,14 +148,17 @@ inline std::uint64_t mix64(std::uint64_t z) {  // splitmix64's finaliser
     return z ^ (z >> 31);
 }
 
-// Uniform in [0, 1) for unit `unit` of record `record` of hidden layer `layer`.
-inline double dropout_draw(const DropoutStep& d, std::uint64_t record, std::uint64_t layer, std::uint64_t unit) {
-    std::uint64_t h = mix64(d.seed + 0x9e3779b97f4a7c15ULL);
-    h = mix64(h ^ d.epoch);
-    h = mix64(h ^ d.step);
-    h = mix64(h ^ record);
-    h = mix64(h ^ ((layer << 32) | unit));
-    return static_cast<double>(h >> 11) * 0x1.0p-53;
+// The draw of unit `unit` of hidden layer `layer` is made of the step's key,
+// then the record's, then the unit's: each computed once where it is shared.
+inline std::uint64_t dropout_step_key(const DropoutStep& d) {
+    return mix64(mix64(mix64(d.seed + 0x9e3779b97f4a7c15ULL) ^ d.epoch) ^ d.step);
+}
+inline std::uint64_t dropout_record_key(std::uint64_t step_key, std::uint64_t record) {
+    return mix64(step_key ^ record);
+}
+// Uniform in [0, 1).
+inline double dropout_unit_draw(std::uint64_t record_key, std::uint64_t layer, std::uint64_t unit) {
+    return static_cast<double>(mix64(record_key ^ ((layer << 32) | unit)) >> 11) * 0x1.0p-53;
 }
 
 }  // namespace chainrule::detail
