@@ -93,6 +93,8 @@ def test_adaptive_divides_the_rate_as_scikit_learn_does():
     assert_same_parameters(ours, theirs)
 
 
+@pytest.mark.skipif(tuple(int(p) for p in sklearn.__version__.split(".")[:2]) < (1, 7),
+                    reason="scikit-learn's MLP takes sample_weight since 1.7")
 def test_sample_weight_takes_scikit_learns_steps():
     w = np.random.default_rng(0).integers(1, 4, len(X_IRIS)).astype(float)
     params = dict(solver="adam", learning_rate_init=1e-2, hidden_layer_sizes=(9,), batch_size=16, shuffle=False,
