@@ -20,13 +20,14 @@ __all__ = ["Network"]
 _CORE_CLASSES = {"float32": _core.NetworkFloat32, "float64": _core.NetworkFloat64}
 
 
-def _dtype_name(dtype) -> str:
+def _dtype_name(dtype, argument: str = "dtype", also: str = "") -> str:
+    """'float32' or 'float64' for dtype, or a ValueError naming `argument` (`also`: other values it takes)."""
     try:
         name = np.dtype(dtype).name
     except TypeError:
         name = None
     if name not in _CORE_CLASSES:
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        raise ValueError(f"{argument} must be 'float32' or 'float64'{also}, got {dtype!r}")
     return name
 
 

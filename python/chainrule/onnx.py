@@ -41,7 +41,7 @@ except ImportError as error:  # pragma: no cover - exercised only without onnx
     raise ImportError("chainrule.onnx needs onnx: pip install 'chainrule[onnx]'") from error
 
 from . import __version__
-from .network import Network
+from .network import Network, _dtype_name
 
 __all__ = ["to_onnx", "save", "register_converters", "DEFAULT_OPSET"]
 
@@ -126,16 +126,6 @@ def _forward(graph: _Graph, network: Network, x: str) -> str:
     return a
 
 
-def _dtype_name(dtype, argument: str) -> str:
-    try:
-        name = np.dtype(dtype).name
-    except TypeError:
-        name = None
-    if name not in _TENSOR_TYPES:
-        raise ValueError(f"{argument} must be 'float32' or 'float64' (or None), got {dtype!r}")
-    return name
-
-
 def _opset(opset: object) -> int:
     if isinstance(opset, bool) or not isinstance(opset, numbers.Integral):
         raise TypeError(f"opset must be an integer, got {type(opset).__name__}")
@@ -191,7 +181,7 @@ def to_onnx(network: Network, *, dtype: DTypeLike | None = None, opset: int = DE
     """
     _check_network(network, "network")
     net_dtype = network.dtype.name
-    io_dtype = net_dtype if dtype is None else _dtype_name(dtype, "dtype")
+    io_dtype = net_dtype if dtype is None else _dtype_name(dtype, "dtype", also=" (or None)")
     opset = _opset(opset)
     input_name = _tensor_name("input_name", input_name)
     output_name = _tensor_name("output_name", output_name)

@@ -17,17 +17,21 @@ namespace chainrule {
 
 // -- bce: binary cross-entropy, with a sigmoid output ------------------------
 
+namespace {
+// The loss of one output from its logit z and target y, in double:
+// max(z, 0) - z y + log(1 + e^{-|z|}); log1p never sees 0.
+CHAINRULE_ALWAYS_INLINE double bce_term(double z, double y) {
+    return (z > 0.0 ? z : 0.0) - z * y + detail::log1p_unit(detail::exp_nonpositive(-std::abs(z)));
+}
+}  // namespace
+
 template <typename T>
 CHAINRULE_TARGET_CLONES double bce_forward(const T* logits, const T* targets, std::size_t num_records, std::size_t num_outputs) {
-    // log(1 + e^{-|z|}) never sees log(0); in double, for the report.
+    // In double, for the report.
     double total = 0.0;
     const std::size_t n = num_records * num_outputs;
 #pragma omp simd reduction(+ : total)
-    for (std::size_t i = 0; i < n; ++i) {
-        const double z = logits[i];
-        const double y = targets[i];
-        total += (z > 0.0 ? z : 0.0) - z * y + detail::log1p_unit(detail::exp_nonpositive(-std::abs(z)));
-    }
+    for (std::size_t i = 0; i < n; ++i) total += bce_term(logits[i], targets[i]);
     return total;
 }
 
@@ -35,11 +39,7 @@ template <typename T>
 CHAINRULE_TARGET_CLONES void bce_losses(double* losses, const T* logits, const T* targets, std::size_t n) {
     // The terms of bce_forward one by one: the loss of each of n one-output records.
 #pragma omp simd
-    for (std::size_t i = 0; i < n; ++i) {
-        const double z = logits[i];
-        const double y = targets[i];
-        losses[i] = (z > 0.0 ? z : 0.0) - z * y + detail::log1p_unit(detail::exp_nonpositive(-std::abs(z)));
-    }
+    for (std::size_t i = 0; i < n; ++i) losses[i] = bce_term(logits[i], targets[i]);
 }
 
 template <typename T>
