@@ -44,11 +44,6 @@ constexpr std::size_t kReleaseGilWork = std::size_t{1} << 15;
 constexpr std::chrono::milliseconds kSignalInterval{20};
 
 template <typename T>
-const char* dtype_name() {
-    return sizeof(T) == 4 ? "float32" : "float64";
-}
-
-template <typename T>
 std::string how_to_fix(const char* name) {
     return std::string("; pass np.ascontiguousarray(") + name + ", dtype=np." + dtype_name<T>() + ")";
 }
@@ -391,6 +386,8 @@ bool call_epoch_callback(PyObject* callable, const EpochReport& report, bool cou
 // The Python type of chainrule::format_error, set once at import.
 PyObject* g_model_format_error = nullptr;
 
+// A count for the core's unsigned types. The public Python layer refuses
+// negative values before they get here; the core checks the values' rules.
 std::size_t non_negative(long long value, const char* name) {
     if (value < 0) throw py::value_error(std::string(name) + " must be >= 0, got " + std::to_string(value));
     return static_cast<std::size_t>(value);
@@ -571,18 +568,14 @@ void bind_network(py::module_& m, const char* class_name) {
                  const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
                  const ConstMatrixView<T> t = as_targets(net, y);
                  const T* w = as_weights<T>(sample_weight, x.rows);
-                 if (batch_size < 1) throw py::value_error("batch_size must be >= 1, got " + std::to_string(batch_size));
-                 if (tol && n_iter_no_change < 1) {
-                     throw py::value_error("n_iter_no_change must be >= 1, got " + std::to_string(n_iter_no_change));
-                 }
                  FitOptions options;
                  options.epochs = non_negative(epochs, "epochs");
                  options.learning_rate = lr;
-                 options.batch_size = static_cast<std::size_t>(batch_size);
+                 options.batch_size = non_negative(batch_size, "batch_size");
                  options.shuffle = shuffle;
                  options.seed = seed;
                  options.tol = tol;
-                 options.n_iter_no_change = static_cast<std::size_t>(std::max(1LL, n_iter_no_change));
+                 options.n_iter_no_change = non_negative(n_iter_no_change, "n_iter_no_change");
                  options.optimizer = optimizer_options(optimizer);
                  options.schedule = schedule_options(schedule);
                  options.alpha = alpha;
@@ -687,7 +680,7 @@ PYBIND11_MODULE(_core, m) {
 
     m.def("model_dtype", [](const std::string& path) {
         const ModelHeader h = without_gil([&] { return read_model_header(path); });
-        return std::string(h.scalar_bytes == 4 ? "float32" : "float64");
+        return std::string(dtype_name(h.scalar_bytes));
     }, py::arg("path"),
           "The dtype of the model file at path ('float32' or 'float64'); path: bytes (os.fsencode) or str.");
     m.def("set_num_threads", &set_num_threads, py::arg("threads"),

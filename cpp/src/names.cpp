@@ -52,6 +52,8 @@ bool is_valid(const Named<Code> (&table)[N], std::uint32_t code) {
 const char* activation_name(Activation activation) { return name_of(kActivations, activation); }
 const char* loss_name(Loss loss) { return name_of(kLosses, loss); }
 
+const char* dtype_name(std::size_t scalar_bytes) { return scalar_bytes == 4 ? "float32" : "float64"; }
+
 Activation parse_activation(const std::string& name, const char* argument) {
     return parse(kActivations, name, argument, "activation");
 }

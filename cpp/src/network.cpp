@@ -103,7 +103,6 @@ NetworkLocks::~NetworkLocks() {
 namespace {
 
 using detail::concat;
-using detail::dtype_name;
 using detail::first_non_finite;
 using detail::kChunkRecords;
 

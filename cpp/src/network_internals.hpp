@@ -91,11 +91,6 @@ std::pair<std::size_t, std::size_t> first_non_finite(ConstMatrixView<T> m) {
     return {m.rows, 0};
 }
 
-template <typename T>
-const char* dtype_name() {
-    return sizeof(T) == 4 ? "float32" : "float64";
-}
-
 // The training lock, held by this thread until it goes out of scope, or
 // busy_error when another thread holds it; it notes its holder for fork
 // (detail::NetworkLocks).

@@ -67,7 +67,7 @@ void check_fit_options(const FitOptions& options) {
     if (options.tol && (!std::isfinite(*options.tol) || *options.tol < 0.0)) {
         throw std::invalid_argument(concat("tol must be None or a finite number >= 0, got ", *options.tol));
     }
-    if ((options.tol || options.schedule.kind == ScheduleKind::adaptive) && options.n_iter_no_change < 1) {
+    if (options.n_iter_no_change < 1) {  // read only with tol or the adaptive schedule, checked always
         throw std::invalid_argument("n_iter_no_change must be >= 1, got 0");
     }
     if (!(std::isfinite(options.alpha) && options.alpha >= 0.0)) {
@@ -333,7 +333,7 @@ double scheduled_rate(const FitOptions& options, const TrainingState<T>& run) {
     // A rate that rounds to 0 in the dtype would silently stop training.
     if (!(static_cast<T>(rate) > T(0))) {
         throw std::invalid_argument(concat("the schedule's learning rate for epoch ", run.epochs, " is ", rate,
-                                           ", which is 0 in ", detail::dtype_name<T>()));
+                                           ", which is 0 in ", dtype_name<T>()));
     }
     return rate;
 }

@@ -31,22 +31,25 @@ def _dtype_name(dtype, argument: str = "dtype", also: str = "") -> str:
     return name
 
 
-# The core counts in 64 bits; the bindings take signed 64-bit integers.
+# Python checks what only Python can see: the type, and whether an integer
+# fits the core's unsigned 64-bit counts (a signed 64-bit integer in the
+# bindings). The value rules (batch_size >= 1, n_iter_no_change >= 1, a layer
+# of at least one unit) are the core's, with the core's messages.
 _INT64_MAX = 2**63 - 1
 
 
-def _integer(name: str, value, minimum: int) -> int:
+def _integer(name: str, value, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     value = operator.index(value)
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
     return value
 
 
-def _count(name: str, value, minimum: int) -> int:
-    """An integer argument that the core counts with (epochs, n_iter_no_change)."""
-    value = _integer(name, value, minimum)
+def _count(name: str, value) -> int:
+    """An integer argument that the core counts with (epochs, batch_size, n_iter_no_change, layer sizes)."""
+    value = _integer(name, value)
     if value > _INT64_MAX:
         raise ValueError(f"{name} must be < 2**63, got {value}")
     return value
@@ -143,13 +146,11 @@ class Network:
                  dtype="float64", seed=None):
         if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
             raise TypeError(f"layer_sizes must be a sequence of integers, got {type(layer_sizes).__name__}")
-        sizes = [_integer(f"layer_sizes[{i}]", n, 1) for i, n in enumerate(layer_sizes)]
+        sizes = [_integer(f"layer_sizes[{i}]", n) for i, n in enumerate(layer_sizes)]
         for i, n in enumerate(sizes):
             if n > _INT64_MAX:  # the core would refuse it as too large to allocate anyway
                 raise MemoryError(f"layer_sizes[{i}] = {n}: a layer that large cannot be allocated")
-        if len(sizes) < 2:
-            raise ValueError(f"layer_sizes needs at least two sizes (inputs and outputs), got {len(sizes)}")
-        num_hidden = len(sizes) - 2
+        num_hidden = max(len(sizes) - 2, 0)  # fewer than two sizes: the core says what it needs
         if isinstance(activation, str):
             hidden = [activation] * num_hidden
         else:
@@ -332,8 +333,8 @@ class Network:
             raise ValueError(f"progress must be False, True, 'bar' or 'lines', got {progress!r}")
         if tol is not None:
             tol = _real("tol", tol)
-        batch_size = min(_integer("batch_size", batch_size, 1), _INT64_MAX)  # clipped to the records anyway
-        epochs = _count("epochs", epochs, 0)
+        batch_size = min(_integer("batch_size", batch_size), _INT64_MAX)  # clipped to the records anyway
+        epochs = _count("epochs", epochs)
         if optimizer is None:
             settings, state, rate = optim._plain_sgd_settings(), None, 0.1 if lr is None else _real("lr", lr)
         elif not isinstance(optimizer, optim.Optimizer):
@@ -344,7 +345,7 @@ class Network:
         else:
             settings, state, rate = optimizer._settings, optimizer._state_for(self), optimizer.lr
         arguments = (rate, batch_size, bool(shuffle), _seed("seed", seed), tol,
-                     _count("n_iter_no_change", n_iter_no_change, 1))
+                     _count("n_iter_no_change", n_iter_no_change))
         training = (settings, optim._schedule_settings(schedule), _real("alpha", alpha), state,
                     self._weights_for(X, sample_weight), self._dropout_rates(dropout))
         if not progress:

@@ -2,6 +2,7 @@
 // spellings in the Python API and in model files.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -30,5 +31,13 @@ Loss parse_loss(const std::string& name, const char* argument = "loss");
 // True for a value that appears in the enum (used when reading model files).
 bool is_valid_activation(std::uint32_t code);
 bool is_valid_loss(std::uint32_t code);
+
+// The name NumPy gives the parameters' type: "float32" for float, "float64" for double.
+const char* dtype_name(std::size_t scalar_bytes);
+template <typename T>
+const char* dtype_name() {
+    static_assert(sizeof(T) == 4 || sizeof(T) == 8, "chainrule networks hold float or double");
+    return dtype_name(sizeof(T));
+}
 
 }  // namespace chainrule
