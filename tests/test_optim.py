@@ -97,6 +97,42 @@ def test_optimizers_match_torch_optim(make_data, case):
     assert_close(params_of(net), expected, 1e-10)
 
 
+# One-record steps of a one-layer network take the fused path (record_steps.cpp)
+# for SGD with and without momentum; with sample weights of 1 the same steps
+# take the general path. Both must give torch's parameters, and the same bits.
+FUSED_CASES = {
+    "plain": lambda: None,
+    "momentum": lambda: cr.optim.SGD(lr=0.05, momentum=0.9),
+    "nesterov": lambda: cr.optim.SGD(lr=0.05, momentum=0.9, nesterov=True),
+    "sklearn-nesterov": lambda: cr.optim.SGD(lr=0.05, momentum=0.9, nesterov=True, form="sklearn"),
+}
+
+
+@pytest.mark.parametrize("loss", ["bce", "mse"])
+@pytest.mark.parametrize("case", list(FUSED_CASES))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_one_record_steps_equal_the_general_path(make_data, case, loss, dtype):
+    output = "sigmoid" if loss == "bce" else "identity"
+    fused, general = (cr.Network([7, 1], output=output, loss=loss, dtype=dtype, seed=5) for _ in range(2))
+    X, Y = make_data(40, 7, 1, loss, dtype=dtype, seed=6)
+    make = FUSED_CASES[case]
+    settings = (lambda: {"lr": 0.05}) if make() is None else (lambda: {"optimizer": make()})
+    fused.fit(X, Y, epochs=3, batch_size=1, seed=2, **settings())
+    general.fit(X, Y, epochs=3, batch_size=1, seed=2, sample_weight=np.ones(len(X), dtype=dtype), **settings())
+    for a, b in zip(params_of(fused), params_of(general)):
+        assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("case", ["sgd-momentum", "sgd-nesterov"])
+def test_fused_one_record_momentum_steps_match_torch_optim(make_data, case):
+    ours, theirs = TORCH_CASES[case]
+    net = cr.Network([7, 1], output="sigmoid", loss="bce", seed=5)
+    X, Y = make_data(40, 7, 1, "bce", seed=6)
+    expected = torch_train(net, X, Y, theirs, EPOCHS, 1)
+    net.fit(X, Y, epochs=EPOCHS, batch_size=1, shuffle=False, optimizer=ours())
+    assert_close(params_of(net), expected, 1e-10)
+
+
 @pytest.mark.parametrize("schedule, torch_schedule", [
     (lambda: cr.optim.StepDecay(step_size=2, gamma=0.5),
      lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.5)),

@@ -476,7 +476,8 @@ bool Network<T>::has_fused_record_step() const {
 
 template <typename T>
 RecordSteps Network<T>::record_steps(Workspace& ws, T* logits, double* losses, const T* X, const T* Y,
-                                     const std::size_t* rows, std::size_t count, T lr) {
+                                     const std::size_t* rows, std::size_t count, OptimizerState<T>& state,
+                                     const OptimizerOptions& optimizer, double lr) {
     // count fused one-record steps (dense_record_steps), then the BCE of each
     // step taken and of a refused one: computed here, many at once, from the
     // logits (MSE comes from the kernel).
@@ -484,8 +485,12 @@ RecordSteps Network<T>::record_steps(Workspace& ws, T* logits, double* losses, c
     const std::size_t inputs = num_inputs(), outputs = num_outputs();
     T* weight = params_.data();
     T* bias = weight + outputs * inputs;
-    const RecordSteps steps = dense_record_steps(weight, bias, logits, ws.output(0), losses, X, Y, rows, count,
-                                                 inputs, outputs, activations_[0], loss_, lr);
+    prepare_slots(state, optimizer, params_.size());
+    T* velocity = optimizer_slots(optimizer) == 1 ? state.slots[0].data() : nullptr;
+    const RecordSteps steps = dense_record_steps(weight, bias, velocity, logits, ws.output(0), losses, X, Y, rows,
+                                                 count, inputs, outputs, activations_[0], loss_, optimizer, lr,
+                                                 state.steps);
+    state.steps += steps.done;
     if (loss_ == Loss::bce) {
         const std::size_t n = steps.done + (steps.stopped == RecordStep::ok ? 0 : 1);
         auto targets_of = [&](std::size_t i) { return Y + (rows ? rows[i] : i) * outputs; };
@@ -642,8 +647,9 @@ double Network<T>::sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, double l
     };
     if (X.rows == 1 && has_fused_record_step()) {  // the step fit takes for one record: the same values
         double cost = 0.0;
-        const RecordSteps step = record_steps(ws, ws.logits.data(), &cost, X.data, Y.data, nullptr, 1,
-                                              static_cast<T>(learning_rate));
+        OptimizerState<T> plain;  // plain SGD keeps no state
+        const RecordSteps step = record_steps(ws, ws.logits.data(), &cost, X.data, Y.data, nullptr, 1, plain,
+                                              OptimizerOptions{}, learning_rate);
         if (step.stopped == RecordStep::loss_not_finite) throw cost_diverged(cost);
         if (step.stopped == RecordStep::update_not_finite) throw update_diverged();
         return cost;

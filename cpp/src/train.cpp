@@ -383,12 +383,11 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
         std::any_of(options.dropout.begin(), options.dropout.end(), [](double rate) { return rate > 0.0; });
     if (dropout && ws.dropped.size() != ws.outputs.size()) ws.dropped.resize(ws.outputs.size());
     const OptimizerOptions& optimizer = options.optimizer;
-    const bool plain_sgd =
-        optimizer.kind == OptimizerKind::sgd && optimizer.momentum == 0.0 && optimizer.weight_decay == 0.0;
-    // The step, chosen once: one-record steps of a one-layer network run
-    // fused, many per call (dense_record_steps); else the general path.
-    const bool fused =
-        batch_size == 1 && has_fused_record_step() && plain_sgd && options.alpha == 0.0 && !sample_weight;  // no hidden layer: no dropout
+    // The step, chosen once: one-record SGD steps (plain or with momentum) of
+    // a one-layer network run fused, many per call (dense_record_steps); else
+    // the general path. (One layer: no hidden layer, so no dropout.)
+    const bool fused = batch_size == 1 && has_fused_record_step() && optimizer.kind == OptimizerKind::sgd &&
+                       optimizer.weight_decay == 0.0 && options.alpha == 0.0 && !sample_weight;
     // One-record steps of a one-output BCE network leave their loss for later:
     // the divergence check needs only a finite logit (targets are in [0, 1]).
     const bool defer_loss =
@@ -427,13 +426,12 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
             batches.prefetch_after(start + count);          // the kernel prefetches within its steps
             const RecordSteps steps = record_steps(ws, step_logits.data(), step_losses.data(),
                                                    rows ? X.data : X.row(start), rows ? Y.data : Y.row(start),
-                                                   rows, count, static_cast<T>(lr));
+                                                   rows, count, run.optimizer, optimizer, lr);
             for (std::size_t i = 0; i < steps.done; ++i) cost.add(step_losses[i]);  // in order
             if (steps.stopped == RecordStep::loss_not_finite) {
                 throw cost_diverged(epoch, start + steps.done, step_losses[steps.done], lr);
             }
             if (steps.stopped == RecordStep::update_not_finite) throw update_diverged(epoch, start + steps.done, lr);
-            run.optimizer.steps += steps.done;
             start += count;
             window.after_steps(count);
         }

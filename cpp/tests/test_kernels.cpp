@@ -348,7 +348,8 @@ TEST(a_large_sgd_update_is_the_same_on_any_thread_count_and_still_whole) {
 // The fused one-record steps against the kernels they fuse, called one by one
 // as the network's general path calls them with B = 1: the same bits.
 template <typename T>
-void check_fused_steps_equal_unfused(Activation activation, Loss loss, std::size_t C, std::size_t OC, bool shuffled) {
+void check_fused_steps_equal_unfused(Activation activation, Loss loss, std::size_t C, std::size_t OC, bool shuffled,
+                                     const OptimizerOptions& optimizer) {
     const std::size_t records = 12, n = OC * C + OC;
     const T lr = T(0.3);
     std::vector<T> X(records * C), Y(records * OC), fused(n), unfused(n), grads(n);
@@ -363,10 +364,21 @@ void check_fused_steps_equal_unfused(Activation activation, Loss loss, std::size
 
     std::vector<T> z(records * OC), a(OC);
     std::vector<double> losses(records);
-    const RecordSteps steps = dense_record_steps(fused.data(), fused.data() + OC * C, z.data(), a.data(),
-                                                 losses.data(), X.data(), Y.data(), shuffled ? rows.data() : nullptr,
-                                                 records, C, OC, activation, loss, lr);
-    CHECK(steps.done == records && steps.stopped == RecordStep::ok);
+    OptimizerState<T> fused_state, unfused_state;
+    prepare_slots(fused_state, optimizer, n);
+    T* velocity = optimizer_slots(optimizer) == 1 ? fused_state.slots[0].data() : nullptr;
+    // Two calls, so that the second starts from a state with steps behind it.
+    const std::size_t first = records / 3;
+    const std::size_t* rows_at = shuffled ? rows.data() : nullptr;
+    RecordSteps steps = dense_record_steps(fused.data(), fused.data() + OC * C, velocity, z.data(), a.data(),
+                                           losses.data(), X.data(), Y.data(), rows_at, first, C, OC, activation,
+                                           loss, optimizer, static_cast<double>(lr), 0);
+    CHECK(steps.done == first && steps.stopped == RecordStep::ok);
+    steps = dense_record_steps(fused.data(), fused.data() + OC * C, velocity, z.data() + first * OC, a.data(),
+                               losses.data() + first, shuffled ? X.data() : X.data() + first * C,
+                               shuffled ? Y.data() : Y.data() + first * OC, shuffled ? rows.data() + first : nullptr,
+                               records - first, C, OC, activation, loss, optimizer, static_cast<double>(lr), first);
+    CHECK(steps.done == records - first && steps.stopped == RecordStep::ok);
 
     std::vector<T> z1(OC), a1(OC), d(OC);
     for (std::size_t i = 0; i < records; ++i) {
@@ -385,9 +397,20 @@ void check_fused_steps_equal_unfused(Activation activation, Loss loss, std::size
             activation_backward(d.data(), d.data(), a1.data(), OC, activation);
         }
         linear_backward<T>(nullptr, grads.data(), grads.data() + OC * C, d.data(), xr, W, 1, C, OC, false);
-        CHECK(sgd_update(unfused.data(), grads.data(), n, lr));
+        CHECK(optimizer_update(unfused.data(), grads.data(), n, unfused_state, optimizer, static_cast<double>(lr)));
     }
     CHECK(fused == unfused);
+    if (velocity) CHECK(fused_state.slots[0] == unfused_state.slots[0]);
+}
+
+// Plain SGD and each of SGD's rules the fused steps take (not weight decay).
+std::vector<OptimizerOptions> fused_sgd_variants() {
+    std::vector<OptimizerOptions> variants(5);
+    variants[1].momentum = 0.9;
+    variants[2].momentum = 0.9, variants[2].nesterov = true;
+    variants[3].form = OptimizerForm::sklearn, variants[3].momentum = 0.9;
+    variants[4].form = OptimizerForm::sklearn, variants[4].momentum = 0.9, variants[4].nesterov = true;
+    return variants;
 }
 
 TEST(fused_record_steps_equal_the_unfused_kernels_bit_for_bit) {
@@ -398,8 +421,10 @@ TEST(fused_record_steps_equal_the_unfused_kernels_bit_for_bit) {
         for (std::size_t C : {1, 5, 8, 9, 30, 33}) {  // below, at and past one vector of 8, with and without a tail
             for (std::size_t OC : {1, 3}) {
                 for (bool shuffled : {false, true}) {
-                    check_fused_steps_equal_unfused<float>(activation, loss, C, OC, shuffled);
-                    check_fused_steps_equal_unfused<double>(activation, loss, C, OC, shuffled);
+                    for (const OptimizerOptions& optimizer : fused_sgd_variants()) {
+                        check_fused_steps_equal_unfused<float>(activation, loss, C, OC, shuffled, optimizer);
+                        check_fused_steps_equal_unfused<double>(activation, loss, C, OC, shuffled, optimizer);
+                    }
                 }
             }
         }
@@ -411,8 +436,9 @@ TEST(fused_record_steps_stop_before_a_step_that_would_not_be_finite) {
     const std::vector<double> X = {1.0, 2.0, 1e200, 1.0}, Y = {0.5, -0.5, 0.0, 0.0};
     auto run = [&](std::size_t count, double lr, std::vector<double>& params, std::vector<double>& losses) {
         std::vector<double> z(count), a(1);
-        return dense_record_steps(params.data(), params.data() + 1, z.data(), a.data(), losses.data(), X.data(),
-                                  Y.data(), nullptr, count, 1, 1, Activation::identity, Loss::mse, lr);
+        return dense_record_steps<double>(params.data(), params.data() + 1, nullptr, z.data(), a.data(), losses.data(),
+                                  X.data(), Y.data(), nullptr, count, 1, 1, Activation::identity, Loss::mse,
+                                  OptimizerOptions{}, lr, 0);
     };
     std::vector<double> params = {0.25, 0.125}, after_two = params, losses(4);
     run(2, 0.1, after_two, losses);
@@ -425,8 +451,9 @@ TEST(fused_record_steps_stop_before_a_step_that_would_not_be_finite) {
     const std::vector<double> untouched = {0.25, 0.125};
     params = untouched;
     std::vector<double> z2(1), a2(1);
-    steps = dense_record_steps(params.data(), params.data() + 1, z2.data(), a2.data(), losses.data(), X2.data(),
-                               Y2.data(), nullptr, 1, 1, 1, Activation::identity, Loss::mse, 1e300);
+    steps = dense_record_steps<double>(params.data(), params.data() + 1, nullptr, z2.data(), a2.data(), losses.data(),
+                               X2.data(), Y2.data(), nullptr, 1, 1, 1, Activation::identity, Loss::mse,
+                               OptimizerOptions{}, 1e300, 0);
     CHECK(steps.done == 0 && steps.stopped == RecordStep::update_not_finite);
     CHECK(std::isfinite(losses[0]));
     CHECK(params == untouched);
@@ -434,8 +461,9 @@ TEST(fused_record_steps_stop_before_a_step_that_would_not_be_finite) {
     const std::vector<float> Xf = {1.0f, 3e38f}, Yf = {1.0f, 0.0f};
     std::vector<float> w = {10.0f, 0.0f}, z(2), a(1);
     std::vector<double> unused(2);
-    steps = dense_record_steps(w.data(), w.data() + 1, z.data(), a.data(), unused.data(), Xf.data(), Yf.data(),
-                               nullptr, 2, 1, 1, Activation::sigmoid, Loss::bce, 0.5f);
+    steps = dense_record_steps<float>(w.data(), w.data() + 1, nullptr, z.data(), a.data(), unused.data(), Xf.data(),
+                               Yf.data(), nullptr, 2, 1, 1, Activation::sigmoid, Loss::bce, OptimizerOptions{}, 0.5,
+                               0);
     CHECK(steps.done == 1 && steps.stopped == RecordStep::loss_not_finite && std::isinf(z[1]));
 }
 

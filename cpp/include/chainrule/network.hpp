@@ -178,7 +178,8 @@ private:
     static void check_sample_weight(const T* weights, std::size_t n);
     bool has_fused_record_step() const;
     RecordSteps record_steps(Workspace& ws, T* logits, double* losses, const T* X, const T* Y, const std::size_t* rows,
-                             std::size_t count, T lr);
+                             std::size_t count, OptimizerState<T>& state, const OptimizerOptions& optimizer,
+                             double lr);
     double accumulate_gradients(Workspace& ws, ConstMatrixView<T> X, ConstMatrixView<T> Y,
                                 const T* weights = nullptr);
     double l2_penalty(double alpha) const;          // 0.5 alpha sum_l ||W_l||^2 (0 when alpha is 0)

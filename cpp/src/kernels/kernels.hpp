@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "chainrule/names.hpp"
 #include "chainrule/optimizer.hpp"
@@ -115,6 +116,10 @@ bool sgd_update(T* params, const T* grads, std::size_t n, T lr);
 // adam, adamw: 2, 3 with amsgrad).
 int optimizer_slots(const OptimizerOptions& options);
 
+// Sizes the state's slots for n parameters (zeros before the first step).
+template <typename T>
+void prepare_slots(OptimizerState<T>& state, const OptimizerOptions& options, std::size_t n);
+
 // One step of the optimizer over the flat buffers params and grads (n), with
 // learning rate lr; the first step sizes the state's buffers. Checks first
 // that every new parameter and state value is finite; if one is not, nothing
@@ -153,19 +158,24 @@ struct RecordSteps {
 // Step i trains on record r = rows[i] of X and Y (r = i when rows is null),
 // with the same values, bit for bit, as linear_forward, activation_forward,
 // bce_backward (or mse_backward and activation_backward), linear_backward and
-// sgd_update with B = 1. Any elementwise activation; loss bce (sigmoid
-// output) or mse. z (count, OC) receives each step's logits and, with mse,
-// losses (count) each step's loss (with bce the caller computes it from z:
-// bce_losses; it is finite when z is); a (OC) is scratch.
+// optimizer_update with B = 1, for `optimizer` (SGD: plain, momentum,
+// Nesterov, either form; no weight decay) after `steps` steps of the run at
+// rate lr; velocity is its slot (prepare_slots), null without momentum. Any
+// elementwise activation; loss bce (sigmoid output) or mse. z (count, OC)
+// receives each step's logits and, with mse, losses (count) each step's loss
+// (with bce the caller computes it from z: bce_losses; it is finite when z
+// is); a (OC) is scratch.
 // It stops before the first step whose loss or updated parameters would not
-// be finite, and returns {that step, why}: the parameters are those of the
-// steps before it; its row of z (and, with mse, its loss) hold its values.
-//   weight (OC, C), bias (OC), X (., C), Y (., OC)
+// be finite, and returns {that step, why}: the parameters (and velocity) are
+// those of the steps before it; its row of z (and, with mse, its loss) hold
+// its values.
+//   weight (OC, C), bias (OC), velocity (OC * C + OC), X (., C), Y (., OC)
 //   docs/math.md with B = 1: z = W x + b, a = f(z), dZ = a - y or 2 (a - y) f'(z),
-//   W <- W - lr dZ x^T, b <- b - lr dZ
+//   then SGD's rule on g = dZ x^T and dZ (plain: W <- W - lr dZ x^T, b <- b - lr dZ)
 template <typename T>
-RecordSteps dense_record_steps(T* weight, T* bias, T* z, T* a, double* losses, const T* X, const T* Y,
+RecordSteps dense_record_steps(T* weight, T* bias, T* velocity, T* z, T* a, double* losses, const T* X, const T* Y,
                                const std::size_t* rows, std::size_t count, std::size_t in_features,
-                               std::size_t out_features, Activation activation, Loss loss_kind, T lr);
+                               std::size_t out_features, Activation activation, Loss loss_kind,
+                               const OptimizerOptions& optimizer, double lr, std::uint64_t steps);
 
 }  // namespace chainrule

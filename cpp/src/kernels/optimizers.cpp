@@ -11,80 +11,13 @@
 
 #include "kernels/helpers.hpp"
 #include "kernels/kernels.hpp"
+#include "kernels/optimizer_rules.hpp"
 #include "runtime/macros.hpp"
 #include "runtime/thread_pool.hpp"
 
 namespace chainrule {
 
 namespace {
-
-// The scalars of one step, in the parameters' dtype.
-template <typename T>
-struct StepScalars {
-    T lr, momentum, weight_decay, decay, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, step_size, bc2_sqrt;
-    bool first, nesterov;
-};
-
-// Each rule: the new parameter from (p, g) and its state slots s0, s1, s2,
-// which it updates in place (they are the caller's copies).
-
-// SGD with momentum as torch.optim.SGD (dampening 0): b = g (first step) or
-// mu b + g; d = g + mu b (Nesterov) or b; p - lr d. g includes wd p.
-struct SgdTorch {
-    template <typename T>
-    CHAINRULE_ALWAYS_INLINE static T step(T p, T g, T& b, T&, T&, const StepScalars<T>& c) {
-        g = g + c.weight_decay * p;
-        b = c.first ? g : c.momentum * b + g;
-        const T d = c.nesterov ? g + c.momentum * b : b;
-        return p + (-c.lr) * d;
-    }
-};
-
-// SGD with momentum as scikit-learn's SGDOptimizer: v = mu v - lr g;
-// p + v, or p + (mu v - lr g) with Nesterov.
-struct SgdSklearn {
-    template <typename T>
-    CHAINRULE_ALWAYS_INLINE static T step(T p, T g, T& v, T&, T&, const StepScalars<T>& c) {
-        g = g + c.weight_decay * p;
-        v = c.momentum * v - c.lr * g;
-        return c.nesterov ? p + (c.momentum * v - c.lr * g) : p + v;
-    }
-};
-
-// Adam and AdamW as torch.optim: m = lerp(m, g, 1 - beta1), v = beta2 v +
-// (1 - beta2) g^2, (amsgrad: vmax = max(vmax, v)), p - (lr / bc1) m /
-// (sqrt(v) / sqrt(bc2) + eps). Adam adds wd p to g; AdamW first scales p by
-// 1 - lr wd (c.decay), with c.weight_decay 0.
-template <bool kAmsgrad>
-struct AdamTorch {
-    template <typename T>
-    CHAINRULE_ALWAYS_INLINE static T step(T p, T g, T& m, T& v, T& vmax, const StepScalars<T>& c) {
-        p = p * c.decay;
-        g = g + c.weight_decay * p;
-        m = m + c.one_minus_beta1 * (g - m);
-        v = c.beta2 * v + c.one_minus_beta2 * (g * g);
-        T second = v;
-        if constexpr (kAmsgrad) {
-            vmax = vmax > v ? vmax : v;
-            second = vmax;
-        }
-        const T denom = std::sqrt(second) / c.bc2_sqrt + c.eps;
-        return p + (-c.step_size) * (m / denom);
-    }
-};
-
-// Adam as scikit-learn's AdamOptimizer: m = beta1 m + (1 - beta1) g, v =
-// beta2 v + (1 - beta2) g^2, p + (-lr_t m) / (sqrt(v) + eps), lr_t = lr
-// sqrt(bc2) / bc1 (c.step_size).
-struct AdamSklearn {
-    template <typename T>
-    CHAINRULE_ALWAYS_INLINE static T step(T p, T g, T& m, T& v, T&, const StepScalars<T>& c) {
-        g = g + c.weight_decay * p;
-        m = c.beta1 * m + c.one_minus_beta1 * g;
-        v = c.beta2 * v + c.one_minus_beta2 * (g * g);
-        return p + (-c.step_size * m) / (std::sqrt(v) + c.eps);
-    }
-};
 
 // 1 when some new value of [begin, end) would not be finite; writes nothing.
 template <typename Rule, int kSlots, typename T>
@@ -143,6 +76,13 @@ int optimizer_slots(const OptimizerOptions& o) {
 }
 
 template <typename T>
+void prepare_slots(OptimizerState<T>& state, const OptimizerOptions& o, std::size_t n) {
+    for (int s = 0; s < optimizer_slots(o); ++s) {
+        if (state.slots[s].size() != n) state.slots[s].assign(n, T(0));  // before the first step: zeros
+    }
+}
+
+template <typename T>
 bool optimizer_update(T* params, const T* grads, std::size_t n, OptimizerState<T>& state,
                       const OptimizerOptions& o, double lr) {
     const int slots = optimizer_slots(o);
@@ -151,26 +91,8 @@ bool optimizer_update(T* params, const T* grads, std::size_t n, OptimizerState<T
         ++state.steps;
         return true;
     }
-    for (int s = 0; s < slots; ++s) {
-        if (state.slots[s].size() != n) state.slots[s].assign(n, T(0));  // the first step: zeros
-    }
-    const double t = static_cast<double>(state.steps + 1);
-    const bool adamw = o.kind == OptimizerKind::adamw;
-    StepScalars<T> c{};
-    c.lr = static_cast<T>(lr);
-    c.momentum = static_cast<T>(o.momentum);
-    c.weight_decay = static_cast<T>(adamw ? 0.0 : o.weight_decay);
-    c.decay = static_cast<T>(adamw ? 1.0 - lr * o.weight_decay : 1.0);
-    c.beta1 = static_cast<T>(o.beta1);
-    c.one_minus_beta1 = static_cast<T>(1.0 - o.beta1);
-    c.beta2 = static_cast<T>(o.beta2);
-    c.one_minus_beta2 = static_cast<T>(1.0 - o.beta2);
-    c.eps = static_cast<T>(o.eps);
-    const double bc1 = 1.0 - std::pow(o.beta1, t), bc2 = 1.0 - std::pow(o.beta2, t);
-    c.step_size = static_cast<T>(o.form == OptimizerForm::sklearn ? lr * std::sqrt(bc2) / bc1 : lr / bc1);
-    c.bc2_sqrt = static_cast<T>(std::sqrt(bc2));
-    c.first = state.steps == 0;
-    c.nesterov = o.nesterov;
+    prepare_slots(state, o, n);
+    const StepScalars<T> c = step_scalars<T>(o, lr, state.steps);
     const bool sklearn = o.form == OptimizerForm::sklearn;
     bool done;
     if (o.kind == OptimizerKind::sgd) {
@@ -203,6 +125,7 @@ double squared_norm(const T* values, std::size_t n) {
 }
 
 #define CHAINRULE_INSTANTIATE(T)                                                                             \
+    template void prepare_slots<T>(OptimizerState<T>&, const OptimizerOptions&, std::size_t);                \
     template bool optimizer_update<T>(T*, const T*, std::size_t, OptimizerState<T>&, const OptimizerOptions&, \
                                       double);                                                              \
     template void add_l2_gradient<T>(T*, const T*, std::size_t, T);                                          \

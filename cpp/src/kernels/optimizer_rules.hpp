@@ -1,0 +1,108 @@
+// The update rule of each optimizer, one home each (docs/math.md,
+// "Optimizers"): the new parameter from its value p, its gradient g and its
+// state slots, which the rule updates in place. optimizer_update
+// (optimizers.cpp) runs a rule over the flat parameter buffer; the fused
+// one-record steps (record_steps.cpp) run SGD's rules inside their loop, on
+// the same values, so both paths give the same bits.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "chainrule/optimizer.hpp"
+#include "runtime/macros.hpp"
+
+namespace chainrule {
+
+// The scalars of one step, in the parameters' dtype.
+template <typename T>
+struct StepScalars {
+    T lr, momentum, weight_decay, decay, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, step_size, bc2_sqrt;
+    bool first, nesterov;
+};
+
+// Each rule: the new parameter from (p, g) and its state slots s0, s1, s2,
+// which it updates in place (they are the caller's copies).
+
+// SGD with momentum as torch.optim.SGD (dampening 0): b = g (first step) or
+// mu b + g; d = g + mu b (Nesterov) or b; p - lr d. g includes wd p.
+struct SgdTorch {
+    template <typename T>
+    CHAINRULE_ALWAYS_INLINE static T step(T p, T g, T& b, T&, T&, const StepScalars<T>& c) {
+        g = g + c.weight_decay * p;
+        b = c.first ? g : c.momentum * b + g;
+        const T d = c.nesterov ? g + c.momentum * b : b;
+        return p + (-c.lr) * d;
+    }
+};
+
+// SGD with momentum as scikit-learn's SGDOptimizer: v = mu v - lr g;
+// p + v, or p + (mu v - lr g) with Nesterov.
+struct SgdSklearn {
+    template <typename T>
+    CHAINRULE_ALWAYS_INLINE static T step(T p, T g, T& v, T&, T&, const StepScalars<T>& c) {
+        g = g + c.weight_decay * p;
+        v = c.momentum * v - c.lr * g;
+        return c.nesterov ? p + (c.momentum * v - c.lr * g) : p + v;
+    }
+};
+
+// Adam and AdamW as torch.optim: m = lerp(m, g, 1 - beta1), v = beta2 v +
+// (1 - beta2) g^2, (amsgrad: vmax = max(vmax, v)), p - (lr / bc1) m /
+// (sqrt(v) / sqrt(bc2) + eps). Adam adds wd p to g; AdamW first scales p by
+// 1 - lr wd (c.decay), with c.weight_decay 0.
+template <bool kAmsgrad>
+struct AdamTorch {
+    template <typename T>
+    CHAINRULE_ALWAYS_INLINE static T step(T p, T g, T& m, T& v, T& vmax, const StepScalars<T>& c) {
+        p = p * c.decay;
+        g = g + c.weight_decay * p;
+        m = m + c.one_minus_beta1 * (g - m);
+        v = c.beta2 * v + c.one_minus_beta2 * (g * g);
+        T second = v;
+        if constexpr (kAmsgrad) {
+            vmax = vmax > v ? vmax : v;
+            second = vmax;
+        }
+        const T denom = std::sqrt(second) / c.bc2_sqrt + c.eps;
+        return p + (-c.step_size) * (m / denom);
+    }
+};
+
+// Adam as scikit-learn's AdamOptimizer: m = beta1 m + (1 - beta1) g, v =
+// beta2 v + (1 - beta2) g^2, p + (-lr_t m) / (sqrt(v) + eps), lr_t = lr
+// sqrt(bc2) / bc1 (c.step_size).
+struct AdamSklearn {
+    template <typename T>
+    CHAINRULE_ALWAYS_INLINE static T step(T p, T g, T& m, T& v, T&, const StepScalars<T>& c) {
+        g = g + c.weight_decay * p;
+        m = c.beta1 * m + c.one_minus_beta1 * g;
+        v = c.beta2 * v + c.one_minus_beta2 * (g * g);
+        return p + (-c.step_size * m) / (std::sqrt(v) + c.eps);
+    }
+};
+
+// The scalars of the step after `steps` steps of the run, at rate lr.
+template <typename T>
+StepScalars<T> step_scalars(const OptimizerOptions& o, double lr, std::uint64_t steps) {
+    const double t = static_cast<double>(steps + 1);
+    const bool adamw = o.kind == OptimizerKind::adamw;
+    StepScalars<T> c{};
+    c.lr = static_cast<T>(lr);
+    c.momentum = static_cast<T>(o.momentum);
+    c.weight_decay = static_cast<T>(adamw ? 0.0 : o.weight_decay);
+    c.decay = static_cast<T>(adamw ? 1.0 - lr * o.weight_decay : 1.0);
+    c.beta1 = static_cast<T>(o.beta1);
+    c.one_minus_beta1 = static_cast<T>(1.0 - o.beta1);
+    c.beta2 = static_cast<T>(o.beta2);
+    c.one_minus_beta2 = static_cast<T>(1.0 - o.beta2);
+    c.eps = static_cast<T>(o.eps);
+    const double bc1 = 1.0 - std::pow(o.beta1, t), bc2 = 1.0 - std::pow(o.beta2, t);
+    c.step_size = static_cast<T>(o.form == OptimizerForm::sklearn ? lr * std::sqrt(bc2) / bc1 : lr / bc1);
+    c.bc2_sqrt = static_cast<T>(std::sqrt(bc2));
+    c.first = steps == 0;
+    c.nesterov = o.nesterov;
+    return c;
+}
+
+}  // namespace chainrule
