@@ -113,7 +113,7 @@ constexpr std::size_t kPredictMinPartWork = std::size_t{1} << 18;
 constexpr std::size_t kPredictMaxParts = 16;
 
 template <typename T>
-std::vector<T> copy_while_reading(const std::vector<T>& values, detail::WriterFirstMutex& mutex) {
+Buffer<T> copy_while_reading(const Buffer<T>& values, detail::WriterFirstMutex& mutex) {
     std::shared_lock<detail::WriterFirstMutex> reading(mutex);
     return values;
 }
@@ -185,7 +185,7 @@ Network<T>::Network(const Network& other)
       loss_(other.loss_),
       offsets_(other.offsets_),
       params_(copy_while_reading(other.params_, other.locks_->params)),
-      grads_(other.grads_.size(), T(0)),  // not other.grads_: a fit in another thread may be writing them
+      grads_(other.grads_.size(), T(0), StaggeredAllocator<T>(1)),  // not other.grads_: a fit in another thread may be writing them
       locks_(std::make_unique<detail::NetworkLocks>()) {}
 
 template <typename T>

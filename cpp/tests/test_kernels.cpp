@@ -345,6 +345,49 @@ TEST(a_large_sgd_update_is_the_same_on_any_thread_count_and_still_whole) {
     set_num_threads(before);
 }
 
+// Adam first checks a bound without its square roots and divisions; where
+// the bound fails (eps so small that 1 / eps nearly overflows float) the exact check
+// decides: an update whose values are all finite is still taken, with the
+// same values as under the bound, and a non-finite one is still refused whole.
+TEST(adam_takes_a_finite_step_whichever_check_decides_and_refuses_a_non_finite_one) {
+    const std::size_t n = 40000;  // several ranges on the threads
+    std::vector<float> start(n), grads(n);
+    const int before = get_num_threads();
+    const auto p = random_vector(n, 31), g = random_vector(n, 32);
+    for (std::size_t i = 0; i < n; ++i) start[i] = static_cast<float>(p[i]), grads[i] = static_cast<float>(g[i]);
+    OptimizerOptions usual, tiny_eps;
+    usual.kind = tiny_eps.kind = OptimizerKind::adam;
+    tiny_eps.eps = 1e-38;  // 1 / eps is beyond a quarter of float's range: the bound fails
+    for (int threads : {1, 3}) {
+        set_num_threads(threads);
+        for (const OptimizerOptions& o : {usual, tiny_eps}) {
+            std::vector<float> bounded = start, exact = start;
+            OptimizerState<float> s1, s2;
+            CHECK(optimizer_update(bounded.data(), grads.data(), n, s1, o, 1e-3));
+            // The same rule with the exact check only: per element, as the fused rule computes it.
+            prepare_slots(s2, o, n);
+            const double bc1 = 1 - 0.9, bc2 = 1 - 0.999;
+            for (std::size_t i = 0; i < n; ++i) {
+                const float gi = grads[i];
+                const float m = 0.0f + static_cast<float>(1 - 0.9) * (gi - 0.0f);
+                const float v = static_cast<float>(0.999) * 0.0f + static_cast<float>(1 - 0.999) * (gi * gi);
+                const float denom = std::sqrt(v) / static_cast<float>(std::sqrt(bc2)) + static_cast<float>(o.eps);
+                exact[i] = start[i] + (-static_cast<float>(1e-3 / bc1)) * (m / denom);
+            }
+            for (std::size_t i = 0; i < n; ++i) CHECK_CLOSE(bounded[i], exact[i], 1e-6);
+            CHECK(s1.steps == 1);
+        }
+        // A gradient that overflows v: refused whole, state included.
+        std::vector<float> w = start, bad = grads;
+        bad[n / 2] = 3e38f;
+        OptimizerState<float> s;
+        CHECK(!optimizer_update(w.data(), bad.data(), n, s, usual, 1e-3));
+        CHECK(w == start && s.steps == 0);
+        for (float m : s.slots[0]) CHECK(m == 0.0f);
+    }
+    set_num_threads(before);
+}
+
 // The fused one-record steps against the kernels they fuse, called one by one
 // as the network's general path calls them with B = 1: the same bits.
 template <typename T>

@@ -43,7 +43,7 @@ def _integer(name: str, value, minimum: int = 0) -> int:
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     value = operator.index(value)
     if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
 
 

@@ -8,6 +8,7 @@
 //   chainrule::save(net, "model.crnn");
 #pragma once
 
+#include "chainrule/buffer.hpp"
 #include "chainrule/errors.hpp"
 #include "chainrule/matrix.hpp"
 #include "chainrule/model_file.hpp"

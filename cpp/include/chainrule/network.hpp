@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "chainrule/buffer.hpp"
 #include "chainrule/matrix.hpp"
 #include "chainrule/names.hpp"
 #include "chainrule/optimizer.hpp"
@@ -190,8 +191,8 @@ private:
     std::vector<Activation> activations_;
     Loss loss_;
     std::vector<std::size_t> offsets_;   // where W_l starts in params_; b_l follows it
-    std::vector<T> params_;
-    std::vector<T> grads_;
+    Buffer<T> params_{StaggeredAllocator<T>(0)};
+    Buffer<T> grads_{StaggeredAllocator<T>(1)};
     std::unique_ptr<Workspace> train_workspace_;
     mutable std::unique_ptr<detail::NetworkLocks> locks_;  // train and params
 

@@ -8,6 +8,8 @@
 #include <functional>
 #include <vector>
 
+#include "chainrule/buffer.hpp"
+
 namespace chainrule {
 
 // The numeric values are part of the Python API's spelling only (names.cpp).
@@ -38,7 +40,8 @@ struct OptimizerOptions {
 template <typename T>
 struct OptimizerState {
     std::uint64_t steps = 0;
-    std::vector<T> slots[3];
+    Buffer<T> slots[3] = {Buffer<T>(StaggeredAllocator<T>(2)), Buffer<T>(StaggeredAllocator<T>(3)),
+                          Buffer<T>(StaggeredAllocator<T>(4))};
 };
 
 // The learning rate of each epoch, from the base rate lr (FitOptions::learning_rate):

@@ -8,6 +8,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 
 #include "chainrule/optimizer.hpp"
 #include "runtime/macros.hpp"
@@ -18,6 +20,7 @@ namespace chainrule {
 template <typename T>
 struct StepScalars {
     T lr, momentum, weight_decay, decay, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, step_size, bc2_sqrt;
+    T inv_eps;  // 1 / eps, for Adam's bound (below)
     bool first, nesterov;
 };
 
@@ -67,6 +70,19 @@ struct AdamTorch {
         const T denom = std::sqrt(second) / c.bc2_sqrt + c.eps;
         return p + (-c.step_size) * (m / denom);
     }
+
+    // The values of step without its square root and division: the new
+    // moments, and |p| + step_size |m| / eps, a bound on the new |p| (the
+    // denominator is at least eps). The caller's adam_bound_holds (below)
+    // turns these into a proof that step's values are all finite.
+    template <typename T>
+    CHAINRULE_ALWAYS_INLINE static T bound(T p, T g, T& m, T& v, const StepScalars<T>& c) {
+        p = p * c.decay;
+        g = g + c.weight_decay * p;
+        m = m + c.one_minus_beta1 * (g - m);
+        v = c.beta2 * v + c.one_minus_beta2 * (g * g);
+        return std::abs(p) + c.step_size * (std::abs(m) * c.inv_eps);
+    }
 };
 
 // Adam as scikit-learn's AdamOptimizer: m = beta1 m + (1 - beta1) g, v =
@@ -80,7 +96,32 @@ struct AdamSklearn {
         v = c.beta2 * v + c.one_minus_beta2 * (g * g);
         return p + (-c.step_size * m) / (std::sqrt(v) + c.eps);
     }
+
+    template <typename T>
+    CHAINRULE_ALWAYS_INLINE static T bound(T p, T g, T& m, T& v, const StepScalars<T>& c) {
+        g = g + c.weight_decay * p;
+        m = c.beta1 * m + c.one_minus_beta1 * g;
+        v = c.beta2 * v + c.one_minus_beta2 * (g * g);
+        return std::abs(p) + c.step_size * (std::abs(m) * c.inv_eps);
+    }
 };
+
+// Whether Adam's step is surely finite everywhere, from the largest of
+// bound's values and of the new moments over all parameters, as the bits of
+// a float (rule_largest_bound: a NaN or an infinity is larger than any
+// finite value). The new parameter is p' = p'' - s m' / d with |p''| <= |p|
+// and d >= eps: |p'| is below the bound, up to a few roundings; the moments
+// are below it too, and sqrt(v') / sqrt(bc2) stays finite when
+// sqrt(bc2) >= 1e-10. A margin of 4 covers the roundings, in which the two
+// computations may differ. When this fails, the exact check decides.
+template <typename T, typename Bits>
+bool adam_bound_holds(Bits largest, const StepScalars<T>& c) {
+    const T limit = std::numeric_limits<T>::max() / 4;
+    Bits limit_bits;
+    std::memcpy(&limit_bits, &limit, sizeof(limit));
+    return largest <= limit_bits && c.eps > T(0) && c.inv_eps <= limit && c.step_size <= limit &&
+           c.bc2_sqrt >= T(1e-10);
+}
 
 // The scalars of the step after `steps` steps of the run, at rate lr.
 template <typename T>
@@ -97,6 +138,7 @@ StepScalars<T> step_scalars(const OptimizerOptions& o, double lr, std::uint64_t 
     c.beta2 = static_cast<T>(o.beta2);
     c.one_minus_beta2 = static_cast<T>(1.0 - o.beta2);
     c.eps = static_cast<T>(o.eps);
+    c.inv_eps = T(1) / c.eps;
     const double bc1 = 1.0 - std::pow(o.beta1, t), bc2 = 1.0 - std::pow(o.beta2, t);
     c.step_size = static_cast<T>(o.form == OptimizerForm::sklearn ? lr * std::sqrt(bc2) / bc1 : lr / bc1);
     c.bc2_sqrt = static_cast<T>(std::sqrt(bc2));

@@ -2,11 +2,15 @@
 // parameter buffer (docs/math.md, "Optimizers"). Every rule is one fused loop:
 // it reads a parameter, its gradient and its state, and writes them back.
 // The update is all or nothing: a first pass computes every new value without
-// writing and checks that each is finite, a second pass writes; both are
+// writing and checks that each is finite (Adam: first a cheaper bound), a
+// second pass writes; both are
 // shared by the threads in ranges that depend on the size alone, each value
 // computed alone, so the bits do not depend on the thread count.
 #include <atomic>
 #include <cmath>
+#include <cstring>
+#include <limits>
+#include <type_traits>
 #include <stdexcept>
 
 #include "kernels/helpers.hpp"
@@ -34,6 +38,31 @@ CHAINRULE_TARGET_CLONES detail::FloatBits<T> rule_non_finite(const T* params, co
     return non_finite;
 }
 
+// Adam's cheaper check: the largest of Rule::bound and the new moments over
+// [begin, end), as the bits of a float (all are >= 0, whose bits order as
+// their values do; a NaN or an infinity is larger than any finite value);
+// writes nothing. Integer maxima vectorize where float ones may not.
+template <typename Rule, typename T>
+CHAINRULE_TARGET_CLONES detail::FloatBits<T> rule_largest_bound(const T* params, const T* grads, const T* slot0,
+                                                                const T* slot1, std::size_t n, StepScalars<T> c) {
+    using Bits = detail::FloatBits<T>;
+    Bits largest = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        T m = slot0[i], v = slot1[i];
+        const T b = Rule::bound(params[i], grads[i], m, v, c);
+        Bits here[3];
+        const T values[3] = {b, std::abs(m), v};
+        std::memcpy(here, values, sizeof(values));
+        for (const Bits bits : here) largest = largest > bits ? largest : bits;
+    }
+    return largest;
+}
+
+template <typename Rule, typename = void>
+struct HasBound : std::false_type {};
+template <typename Rule>
+struct HasBound<Rule, std::void_t<decltype(&Rule::template bound<float>)>> : std::true_type {};
+
 template <typename Rule, int kSlots, typename T>
 CHAINRULE_TARGET_CLONES void rule_apply(T* params, const T* grads, T* slot0, T* slot1, T* slot2, std::size_t n,
                                         StepScalars<T> c) {
@@ -47,20 +76,35 @@ CHAINRULE_TARGET_CLONES void rule_apply(T* params, const T* grads, T* slot0, T* 
 }
 
 template <typename Rule, int kSlots, typename T>
-bool update_with(T* params, const T* grads, std::size_t n, std::vector<T>* state, const StepScalars<T>& c) {
+bool update_with(T* params, const T* grads, std::size_t n, Buffer<T>* state, const StepScalars<T>& c) {
     // A slot the rule does not use stays empty: its pointer is never read.
     T* const s0 = state[0].data();
     T* const s1 = state[1].data();
     T* const s2 = state[2].data();
     auto at = [](T* slot, std::size_t begin) { return slot == nullptr ? slot : slot + begin; };
-    std::atomic<bool> finite{true};
-    detail::for_ranges(n, detail::kElementwiseMinPart, 16, [&](std::size_t begin, std::size_t end) {
-        if (rule_non_finite<Rule, kSlots>(params + begin, grads + begin, at(s0, begin), at(s1, begin),
-                                          at(s2, begin), end - begin, c) != 0) {
-            finite.store(false, std::memory_order_relaxed);
-        }
-    });
-    if (!finite.load(std::memory_order_relaxed)) return false;
+    // Adam's rules first try a check without the square root and division
+    // (adam_bound_holds): it costs less than computing every new value, and
+    // when it holds the exact check would pass too.
+    bool surely_finite = false;
+    if constexpr (HasBound<Rule>::value) {
+        std::atomic<bool> bounded{true};
+        detail::for_ranges(n, detail::kElementwiseMinPart, 16, [&](std::size_t begin, std::size_t end) {
+            const detail::FloatBits<T> largest = rule_largest_bound<Rule>(params + begin, grads + begin, s0 + begin,
+                                                                          s1 + begin, end - begin, c);
+            if (!adam_bound_holds(largest, c)) bounded.store(false, std::memory_order_relaxed);
+        });
+        surely_finite = bounded.load(std::memory_order_relaxed);
+    }
+    if (!surely_finite) {
+        std::atomic<bool> finite{true};
+        detail::for_ranges(n, detail::kElementwiseMinPart, 16, [&](std::size_t begin, std::size_t end) {
+            if (rule_non_finite<Rule, kSlots>(params + begin, grads + begin, at(s0, begin), at(s1, begin),
+                                              at(s2, begin), end - begin, c) != 0) {
+                finite.store(false, std::memory_order_relaxed);
+            }
+        });
+        if (!finite.load(std::memory_order_relaxed)) return false;
+    }
     detail::for_ranges(n, detail::kElementwiseMinPart, 16, [&](std::size_t begin, std::size_t end) {
         rule_apply<Rule, kSlots>(params + begin, grads + begin, at(s0, begin), at(s1, begin), at(s2, begin),
                                  end - begin, c);
