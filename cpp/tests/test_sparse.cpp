@@ -9,6 +9,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "chainrule/chainrule.hpp"
@@ -72,10 +73,12 @@ double tolerance() {
     return sizeof(T) == 4 ? 2e-5 : 1e-12;
 }
 
+// in and density: a narrow matrix with many entries per column, or a wide
+// one with few.
 template <typename T, typename Index>
-void kernels_match_their_twins_and_the_dense_reference() {
-    const std::size_t rows = 37, in = 300, out = 11;  // out: two blocks of 4 and 3 units left over
-    const Csr<T, Index> x(rows, in, 0.05, 7);
+void kernels_match_their_twins_and_the_dense_reference(std::size_t in, double density) {
+    const std::size_t rows = 37, out = 11;  // out: two blocks of 4 and 3 units left over
+    const Csr<T, Index> x(rows, in, density, 7);
     const std::vector<T> weight = random_values<T>(out * in, 1), bias = random_values<T>(out, 2);
     const std::vector<T> dout = random_values<T>(rows * out, 3);
     std::vector<std::size_t> list(rows);
@@ -266,10 +269,12 @@ void refuses_malformed_csr() {
 }  // namespace
 
 TEST(sparse_kernels_match_their_twins_bit_for_bit_and_the_dense_reference) {
-    kernels_match_their_twins_and_the_dense_reference<float, std::int32_t>();
-    kernels_match_their_twins_and_the_dense_reference<float, std::int64_t>();
-    kernels_match_their_twins_and_the_dense_reference<double, std::int32_t>();
-    kernels_match_their_twins_and_the_dense_reference<double, std::int64_t>();
+    for (const auto& [in, density] : {std::pair<std::size_t, double>{300, 0.05}, {20000, 0.0005}}) {
+        kernels_match_their_twins_and_the_dense_reference<float, std::int32_t>(in, density);
+        kernels_match_their_twins_and_the_dense_reference<float, std::int64_t>(in, density);
+        kernels_match_their_twins_and_the_dense_reference<double, std::int32_t>(in, density);
+        kernels_match_their_twins_and_the_dense_reference<double, std::int64_t>(in, density);
+    }
 }
 
 TEST(csr_predict_cost_gradients_and_fit_match_the_dense_calls) {
