@@ -101,6 +101,81 @@ ConstMatrixView<T> as_matrix(const py::handle& obj, const char* name, bool allow
                           (array.ndim() == 1 ? "; reshape a single record with X.reshape(1, -1)" : ""));
 }
 
+std::size_t non_negative(long long value, const char* name);  // below, with the settings
+
+// One array of a CSR matrix (X.data, X.indices, X.indptr), 1-D, C-contiguous
+// and aligned, read in place.
+py::array csr_part(const py::object& X, const char* part) {
+    const py::object obj = X.attr(part);
+    const std::string name = std::string("X.") + part;
+    if (!py::isinstance<py::array>(obj)) {
+        throw py::type_error(name + " must be a numpy.ndarray, got " +
+                             std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
+    }
+    const auto array = py::reinterpret_borrow<py::array>(obj);
+    if (array.ndim() != 1) throw py::value_error(name + " must be 1-D, got " + std::to_string(array.ndim()) + "-D");
+    if (!(array.flags() & py::array::c_style) || !(array.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) {
+        throw py::value_error(name + " must be contiguous and aligned; it is read in place, never copied");
+    }
+    return array;
+}
+
+// X of a CSR matrix (scipy.sparse's csr_matrix or csr_array: network.py
+// hands over only those) as a view of its three arrays, never copied: data
+// of the network's dtype, indices and indptr both int32 or both int64.
+// Calls use(view) with a CsrMatrixView<T, std::int32_t or std::int64_t>.
+template <typename T, typename Use>
+auto with_csr(const py::object& X, const Use& use) {
+    const py::array data = csr_part(X, "data");
+    const py::array indices = csr_part(X, "indices");
+    const py::array indptr = csr_part(X, "indptr");
+    const auto shape = X.attr("shape").cast<std::pair<long long, long long>>();
+    const std::size_t rows = non_negative(shape.first, "X.shape[0]");
+    const std::size_t cols = non_negative(shape.second, "X.shape[1]");
+    if (!data.dtype().is(py::dtype::of<T>()) && !data.dtype().equal(py::dtype::of<T>())) {
+        throw py::type_error("X.data has dtype " + std::string(py::str(data.dtype())) + ", but the network's dtype is " +
+                             dtype_name<T>() + "; sparse X is read in place, never converted; pass X.astype(np." +
+                             dtype_name<T>() + ")");
+    }
+    if (static_cast<std::size_t>(indptr.shape(0)) != rows + 1) {
+        throw py::value_error("X.indptr has " + std::to_string(indptr.shape(0)) + " offsets, but X has " +
+                              std::to_string(rows) + " records: a CSR matrix needs n_records + 1");
+    }
+    if (indices.shape(0) != data.shape(0)) {
+        throw py::value_error("X.indices has " + std::to_string(indices.shape(0)) + " entries but X.data has " +
+                              std::to_string(data.shape(0)) + "; they must be as long as each other");
+    }
+    const auto nnz = static_cast<std::size_t>(data.shape(0));
+    const auto* values = static_cast<const T*>(data.data());
+    auto is = [](const py::array& a, const py::dtype& dtype) { return a.dtype().is(dtype) || a.dtype().equal(dtype); };
+    const py::dtype int32 = py::dtype::of<std::int32_t>(), int64 = py::dtype::of<std::int64_t>();
+    if (is(indices, int32) && is(indptr, int32)) {
+        return use(CsrMatrixView<T, std::int32_t>{static_cast<const std::int32_t*>(indptr.data()),
+                                                  static_cast<const std::int32_t*>(indices.data()), values, rows,
+                                                  cols, nnz});
+    }
+    if (is(indices, int64) && is(indptr, int64)) {
+        return use(CsrMatrixView<T, std::int64_t>{static_cast<const std::int64_t*>(indptr.data()),
+                                                  static_cast<const std::int64_t*>(indices.data()), values, rows,
+                                                  cols, nnz});
+    }
+    throw py::type_error("X.indices and X.indptr must both be int32 or both int64 (scipy's index types), got " +
+                         std::string(py::str(indices.dtype())) + " and " + std::string(py::str(indptr.dtype())));
+}
+
+// Whether network.py handed over a CSR matrix (it converts other sparse formats).
+bool is_csr(const py::object& X) {
+    return !py::isinstance<py::array>(X) && py::hasattr(X, "indptr") && py::hasattr(X, "format") &&
+           py::str(X.attr("format")).cast<std::string>() == "csr";
+}
+
+// Calls use(view) with X as a ConstMatrixView<T> or, for a CSR matrix, a CsrMatrixView.
+template <typename T, typename Use>
+auto with_records(const py::object& X, const Use& use) {
+    if (is_csr(X)) return with_csr<T>(X, use);
+    return use(as_matrix<T>(X, "X", false));
+}
+
 // Sample weights: None, or a 1-D array of the network's dtype with one value
 // per record (network.py converts them: they are small).
 template <typename T>
@@ -514,34 +589,37 @@ void bind_network(py::module_& m, const char* class_name) {
                  return view<T>(net.params(), {py::ssize_t(net.num_params())}, self);
              }, "Writable view of the flat parameter buffer [W_1, b_1, ..., W_L, b_L].")
         .def("predict", [](const Net& net, const py::object& X) {
-                 const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
-                 if (x.cols != net.num_inputs()) net.predict({nullptr, 0, 0}, x);  // raises the shape error
-                 py::array_t<T> out({py::ssize_t(x.rows), py::ssize_t(net.num_outputs())});
-                 MatrixView<T> o{out.mutable_data(), x.rows, net.num_outputs()};
-                 if (x.rows * net.num_params() < kReleaseGilWork) {
-                     net.predict(o, x);  // a microsecond or less: releasing the GIL would cost more
-                 } else {
-                     without_gil([&] { net.predict(o, x); });
-                 }
-                 return out;
-             }, py::arg("X"), "A_L (n_records, n_outputs) for the records of X.")
+                 return with_records<T>(X, [&](const auto& x) {
+                     if (x.cols != net.num_inputs()) net.predict({nullptr, 0, 0}, x);  // raises the shape error
+                     py::array_t<T> out({py::ssize_t(x.rows), py::ssize_t(net.num_outputs())});
+                     MatrixView<T> o{out.mutable_data(), x.rows, net.num_outputs()};
+                     if (x.rows * net.num_params() < kReleaseGilWork) {
+                         net.predict(o, x);  // a microsecond or less: releasing the GIL would cost more
+                     } else {
+                         without_gil([&] { net.predict(o, x); });
+                     }
+                     return out;
+                 });
+             }, py::arg("X"), "A_L (n_records, n_outputs) for the records of X (dense, or a CSR matrix).")
         .def("cost", [](const Net& net, const py::object& X, const py::object& y, const py::object& sample_weight) {
-                 const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
-                 const ConstMatrixView<T> t = as_targets(net, y);
-                 const T* w = as_weights<T>(sample_weight, x.rows);
-                 return without_gil([&] { return net.cost(x, t, w); });
+                 return with_records<T>(X, [&](const auto& x) {
+                     const ConstMatrixView<T> t = as_targets(net, y);
+                     const T* w = as_weights<T>(sample_weight, x.rows);
+                     return without_gil([&] { return net.cost(x, t, w); });
+                 });
              }, py::arg("X"), py::arg("y"), py::arg("sample_weight") = py::none(),
              "The mean record loss over (X, y), weighted by sample_weight when given.")
         .def("gradients", [](Net& net, const py::object& X, const py::object& y, const py::object& sample_weight) {
-                 const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
-                 const ConstMatrixView<T> t = as_targets(net, y);
-                 const T* w = as_weights<T>(sample_weight, x.rows);
                  // One new buffer, filled while the core still holds its training
                  // lock (another thread's fit may overwrite the core's own
                  // gradient right after); the arrays returned are views of it.
                  py::array_t<T> flat(py::ssize_t(net.num_params()));
                  T* gradient = flat.mutable_data();
-                 without_gil([&] { net.compute_gradients(x, t, gradient, w); });
+                 with_records<T>(X, [&](const auto& x) {
+                     const ConstMatrixView<T> t = as_targets(net, y);
+                     const T* w = as_weights<T>(sample_weight, x.rows);
+                     without_gil([&] { net.compute_gradients(x, t, gradient, w); });
+                 });
                  py::list grads;
                  for (std::size_t l = 0; l < net.num_layers(); ++l) {
                      const LayerView<const T> p = std::as_const(net).layer(l);  // where layer l sits in the layout
@@ -565,9 +643,6 @@ void bind_network(py::module_& m, const char* class_name) {
                        const py::dict& schedule, double alpha, TrainingState<T>* state,
                        const py::object& sample_weight, const std::vector<double>& dropout) {
                  check_nesting();
-                 const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
-                 const ConstMatrixView<T> t = as_targets(net, y);
-                 const T* w = as_weights<T>(sample_weight, x.rows);
                  FitOptions options;
                  options.epochs = non_negative(epochs, "epochs");
                  options.learning_rate = lr;
@@ -608,8 +683,11 @@ void bind_network(py::module_& m, const char* class_name) {
                          return call_epoch_callback(callable, report, counted);
                      };
                  }
-                 std::vector<double> history =
-                     without_gil([&] { return net.fit(x, t, options, hook, interrupt, state, w); });
+                 std::vector<double> history = with_records<T>(X, [&](const auto& x) {
+                     const ConstMatrixView<T> t = as_targets(net, y);
+                     const T* w = as_weights<T>(sample_weight, x.rows);
+                     return without_gil([&] { return net.fit(x, t, options, hook, interrupt, state, w); });
+                 });
                  return copy_of<double>(history.data(), {py::ssize_t(history.size())});
              },
              py::arg("X"), py::arg("y"), py::arg("epochs"), py::arg("lr"), py::arg("batch_size"), py::arg("shuffle"),

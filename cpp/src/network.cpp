@@ -229,12 +229,15 @@ LayerView<const T> Network<T>::layer_grads(std::size_t l) const {
 }
 
 template <typename T>
-void Network<T>::check_inputs(ConstMatrixView<T> X) const {
-    if (X.rows == 0) throw std::invalid_argument("X is empty: it has 0 records; pass at least one record");
-    if (X.cols != num_inputs()) {
-        throw std::invalid_argument(concat("X has ", X.cols, " features per record, but the network takes ",
+void Network<T>::check_inputs(const detail::Records<T>& records) const {
+    if (records.rows == 0) throw std::invalid_argument("X is empty: it has 0 records; pass at least one record");
+    if (records.cols != num_inputs()) {
+        throw std::invalid_argument(concat("X has ", records.cols, " features per record, but the network takes ",
                                            num_inputs(), " inputs (layer_sizes[0])"));
     }
+    if (records.kind == detail::Records<T>::Kind::csr32) return detail::check_csr(records.csr32);
+    if (records.kind == detail::Records<T>::Kind::csr64) return detail::check_csr(records.csr64);
+    const ConstMatrixView<T> X = records.dense;
     if (X.data == nullptr) throw std::invalid_argument("X: null data pointer");
     if (!all_finite(X.data, X.size())) {
         const auto [r, c] = first_non_finite(X);
@@ -244,7 +247,7 @@ void Network<T>::check_inputs(ConstMatrixView<T> X) const {
 }
 
 template <typename T>
-void Network<T>::check_targets(ConstMatrixView<T> X, ConstMatrixView<T> Y) const {
+void Network<T>::check_targets(const detail::Records<T>& X, ConstMatrixView<T> Y) const {
     check_inputs(X);
     if (Y.rows != X.rows) throw std::invalid_argument(concat("y has ", Y.rows, " records but X has ", X.rows));
     if (Y.cols != num_outputs()) {
@@ -321,16 +324,22 @@ bool drops(const detail::DropoutStep* drop, std::size_t layer) {
 }  // namespace
 
 template <typename T>
-const T* Network<T>::forward(Workspace& ws, const T* X, std::size_t rows, const detail::DropoutStep* drop) const {
+const T* Network<T>::forward(Workspace& ws, const detail::RecordBatch<T>& X, std::size_t rows,
+                             const detail::DropoutStep* drop) const {
     // A_0 = X;  Z_l = A_{l-1} W_l^T + b_l;  A_l = f_l(Z_l) (then, training with
-    // dropout, the dropped A_l feeds layer l + 1; ws.output(l) keeps A_l for f')
+    // dropout, the dropped A_l feeds layer l + 1; ws.output(l) keeps A_l for f').
+    // The first layer reads X dense or CSR (detail::first_layer_forward).
     const std::size_t last = num_layers() - 1;
-    const T* inp = X;
+    const T* inp = nullptr;
     for (std::size_t l = 0; l <= last; ++l) {
         const LayerView<const T> p = layer(l);
         T* a = ws.output(l);
         T* z = l == last ? ws.logits.data() : a;  // Z_L is kept for the BCE; hidden Z_l become A_l in place
-        linear_forward(z, inp, p.weight, p.bias, rows, p.in_features, p.out_features);
+        if (l == 0) {
+            detail::first_layer_forward(z, X, p.weight, p.bias, rows, p.in_features, p.out_features);
+        } else {
+            linear_forward(z, inp, p.weight, p.bias, rows, p.in_features, p.out_features);
+        }
         if (activations_[l] == Activation::softmax) {
             softmax_forward(a, z, rows, p.out_features);  // row-wise: the output layer only
         } else {
@@ -364,8 +373,8 @@ double Network<T>::batch_loss(const Workspace& ws, const T* Y, std::size_t rows,
 }
 
 template <typename T>
-void Network<T>::backward(Workspace& ws, const T* X, const T* Y, std::size_t rows, T scale, bool accumulate,
-                          const T* row_scale, const detail::DropoutStep* drop) {
+void Network<T>::backward(Workspace& ws, const detail::RecordBatch<T>& X, const T* Y, std::size_t rows, T scale,
+                          bool accumulate, const T* row_scale, const detail::DropoutStep* drop) {
     // grads_ (+)= scale * (the gradient of the summed record losses of these
     // rows), each record's term also scaled by row_scale[r] when given.
     const std::size_t last = num_layers() - 1;
@@ -391,12 +400,16 @@ void Network<T>::backward(Workspace& ws, const T* X, const T* Y, std::size_t row
         const LayerView<const T> p = std::as_const(*this).layer(l);
         T* dweight = grads_.data() + offsets_[l];
         T* dbias = dweight + p.out_features * p.in_features;
-        const bool dropped = l > 0 && drops(drop, l - 1);
-        const T* inp = l == 0 ? X : dropped ? ws.dropped_output(l - 1) : ws.output(l - 1);
-        T* dinp = l == 0 ? nullptr : spare;
         // uses W_l before any update: SGD runs only after the whole backward pass
-        linear_backward(dinp, dweight, dbias, delta, inp, p.weight, rows, p.in_features, p.out_features, accumulate);
-        if (l > 0) {
+        if (l == 0) {  // the first layer passes nothing down; it reads X dense or CSR
+            detail::first_layer_backward(dweight, dbias, delta, X, p.weight, rows, p.in_features, p.out_features,
+                                         accumulate);
+        } else {
+            const bool dropped = drops(drop, l - 1);
+            const T* inp = dropped ? ws.dropped_output(l - 1) : ws.output(l - 1);
+            T* dinp = spare;
+            linear_backward(dinp, dweight, dbias, delta, inp, p.weight, rows, p.in_features, p.out_features,
+                            accumulate);
             if (dropped) apply_dropout(dinp, dinp, rows, p.in_features, l - 1, *drop);  // through the same mask
             activation_backward(dinp, dinp, ws.output(l - 1), rows * p.in_features, activations_[l - 1]);
             std::swap(delta, spare);
@@ -405,7 +418,7 @@ void Network<T>::backward(Workspace& ws, const T* X, const T* Y, std::size_t row
 }
 
 template <typename T>
-double Network<T>::accumulate_gradients(Workspace& ws, ConstMatrixView<T> X, ConstMatrixView<T> Y,
+double Network<T>::accumulate_gradients(Workspace& ws, const detail::Records<T>& X, ConstMatrixView<T> Y,
                                         const T* weights) {
     // grads_ = gradient of the mean record loss over all of X (with weights:
     // sum_i s_i L_i / sum_i s_i), chunk by chunk; returns that mean. Each
@@ -419,9 +432,9 @@ double Network<T>::accumulate_gradients(Workspace& ws, ConstMatrixView<T> X, Con
         const std::size_t rows = std::min(ws.capacity, X.rows - start);
         const T* w = weights ? weights + start : nullptr;
         for (std::size_t r = 0; w && r < rows; ++r) row_scale[r] = static_cast<T>(static_cast<double>(w[r]) / total);
-        forward(ws, X.row(start), rows);
+        forward(ws, X.from(start), rows);
         mean += batch_loss(ws, Y.row(start), rows, w) / total;
-        backward(ws, X.row(start), Y.row(start), rows, scale, /*accumulate=*/start > 0,
+        backward(ws, X.from(start), Y.row(start), rows, scale, /*accumulate=*/start > 0,
                  w ? row_scale.data() : nullptr);
     }
     return mean;
@@ -506,16 +519,22 @@ RecordSteps Network<T>::record_steps(Workspace& ws, T* logits, double* losses, c
 }
 
 template <typename T>
-typename Network<T>::Workspace& Network<T>::training_workspace(std::size_t capacity) {
-    if (!train_workspace_ || train_workspace_->capacity < capacity) {
+typename Network<T>::Workspace& Network<T>::training_workspace(std::size_t capacity, bool gather_inputs) {
+    const bool can_gather = train_workspace_ && train_workspace_->batch_inputs.size() >= capacity * num_inputs();
+    if (!train_workspace_ || train_workspace_->capacity < capacity || (gather_inputs && !can_gather)) {
         train_workspace_.reset();  // free the old one before sizing the new one
-        train_workspace_ = std::make_unique<Workspace>(layer_sizes_, capacity, true);
+        train_workspace_ = std::make_unique<Workspace>(layer_sizes_, capacity, true, gather_inputs);
     }
     return *train_workspace_;
 }
 
 template <typename T>
 void Network<T>::predict(MatrixView<T> out, ConstMatrixView<T> X) const {
+    predict_records(out, X);
+}
+
+template <typename T>
+void Network<T>::predict_records(MatrixView<T> out, const detail::Records<T>& X) const {
     check_inputs(X);
     if (out.rows != X.rows || out.cols != num_outputs() || out.data == nullptr) {
         throw std::invalid_argument(concat("out must have shape (", X.rows, ", ", num_outputs(), "), got (",
@@ -531,7 +550,7 @@ void Network<T>::predict(MatrixView<T> out, ConstMatrixView<T> X) const {
     // computed exactly as on one thread. An error stops its own range; the
     // one of the earliest chunk is thrown.
     bool share_chunks = true;
-    for (std::size_t l = 0; l < num_layers(); ++l) {
+    for (std::size_t l = X.sparse() ? 1 : 0; l < num_layers(); ++l) {  // a CSR first layer is no gemm
         share_chunks = share_chunks && detail::gemm_tiling(capacity, layer_sizes_[l + 1], layer_sizes_[l]).tiles == 1;
     }
     const std::size_t min_chunks =
@@ -557,9 +576,10 @@ void Network<T>::predict(MatrixView<T> out, ConstMatrixView<T> X) const {
 }
 
 template <typename T>
-void Network<T>::predict_chunk(Workspace& ws, MatrixView<T> out, ConstMatrixView<T> X, std::size_t start) const {
+void Network<T>::predict_chunk(Workspace& ws, MatrixView<T> out, const detail::Records<T>& X,
+                               std::size_t start) const {
     const std::size_t rows = std::min(ws.capacity, X.rows - start);
-    const T* a = forward(ws, X.row(start), rows);
+    const T* a = forward(ws, X.from(start), rows);
     // Finite inputs and parameters can still overflow (1e30 inputs through
     // identity or relu layers): say so rather than return inf or NaN.
     if (!all_finite(a, rows * num_outputs())) {
@@ -572,6 +592,11 @@ void Network<T>::predict_chunk(Workspace& ws, MatrixView<T> out, ConstMatrixView
 
 template <typename T>
 double Network<T>::cost(ConstMatrixView<T> X, ConstMatrixView<T> Y, const T* sample_weight) const {
+    return cost_records(X, Y, sample_weight);
+}
+
+template <typename T>
+double Network<T>::cost_records(const detail::Records<T>& X, ConstMatrixView<T> Y, const T* sample_weight) const {
     // C = (1/B) sum over records of L, or sum_i s_i L_i / sum_i s_i (docs/math.md, losses and cost)
     check_targets(X, Y);
     check_sample_weight(sample_weight, X.rows);
@@ -586,7 +611,7 @@ double Network<T>::cost(ConstMatrixView<T> X, ConstMatrixView<T> Y, const T* sam
         double mean = 0.0;
         for (std::size_t start = 0; start < X.rows; start += chunk) {
             const std::size_t rows = std::min(chunk, X.rows - start);
-            forward(ws, X.row(start), rows);
+            forward(ws, X.from(start), rows);
             mean += batch_loss(ws, Y.row(start), rows, sample_weight ? sample_weight + start : nullptr) / total;
         }
         return mean;
@@ -605,7 +630,8 @@ double Network<T>::compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y)
 }
 
 template <typename T>
-double Network<T>::compute_gradients_locked(ConstMatrixView<T> X, ConstMatrixView<T> Y, const T* sample_weight) {
+double Network<T>::compute_gradients_locked(const detail::Records<T>& X, ConstMatrixView<T> Y,
+                                            const T* sample_weight) {
     Workspace& ws = training_workspace(std::min(X.rows, kChunkRecords));
     std::shared_lock<detail::WriterFirstMutex> reading(locks_->params);
     check_params_finite();
@@ -620,6 +646,12 @@ double Network<T>::compute_gradients_locked(ConstMatrixView<T> X, ConstMatrixVie
 template <typename T>
 double Network<T>::compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y, T* gradient,
                                      const T* sample_weight) {
+    return compute_gradients_records(X, Y, gradient, sample_weight);
+}
+
+template <typename T>
+double Network<T>::compute_gradients_records(const detail::Records<T>& X, ConstMatrixView<T> Y, T* gradient,
+                                             const T* sample_weight) {
     check_targets(X, Y);
     check_sample_weight(sample_weight, X.rows);
     const detail::TrainingLock lock(*locks_);  // held until grads_ is copied
@@ -662,7 +694,37 @@ double Network<T>::sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, double l
     return cost;
 }
 
+template <typename T>
+template <typename Index>
+void Network<T>::predict(MatrixView<T> out, CsrMatrixView<T, Index> X) const {
+    predict_records(out, X);
+}
+
+template <typename T>
+template <typename Index>
+double Network<T>::cost(CsrMatrixView<T, Index> X, ConstMatrixView<T> Y, const T* sample_weight) const {
+    return cost_records(X, Y, sample_weight);
+}
+
+template <typename T>
+template <typename Index>
+double Network<T>::compute_gradients(CsrMatrixView<T, Index> X, ConstMatrixView<T> Y, T* gradient,
+                                     const T* sample_weight) {
+    return compute_gradients_records(X, Y, gradient, sample_weight);
+}
+
 template class Network<float>;
 template class Network<double>;
+
+#define CHAINRULE_INSTANTIATE_CSR(T, Index)                                                                       \
+    template void Network<T>::predict<Index>(MatrixView<T>, CsrMatrixView<T, Index>) const;                     \
+    template double Network<T>::cost<Index>(CsrMatrixView<T, Index>, ConstMatrixView<T>, const T*) const;       \
+    template double Network<T>::compute_gradients<Index>(CsrMatrixView<T, Index>, ConstMatrixView<T>, T*,       \
+                                                         const T*);
+
+CHAINRULE_INSTANTIATE_CSR(float, std::int32_t)
+CHAINRULE_INSTANTIATE_CSR(float, std::int64_t)
+CHAINRULE_INSTANTIATE_CSR(double, std::int32_t)
+CHAINRULE_INSTANTIATE_CSR(double, std::int64_t)
 
 }  // namespace chainrule

@@ -18,6 +18,7 @@
 
 #include "chainrule/errors.hpp"
 #include "chainrule/network.hpp"
+#include "kernels/kernels.hpp"
 #include "runtime/memory.hpp"
 
 namespace chainrule {
@@ -156,6 +157,124 @@ inline double dropout_unit_draw(std::uint64_t record_key, std::uint64_t layer, s
     return static_cast<double>(mix64(record_key ^ ((layer << 32) | unit)) >> 11) * 0x1.0p-53;
 }
 
+// What the first layer reads for one batch: B contiguous dense records, or
+// B records of a CSR matrix (SparseRows: a range of records or a list).
+template <typename T>
+struct RecordBatch {
+    const T* dense = nullptr;  // (B, n_0) row-major; null for CSR records
+    SparseRows<T, std::int32_t> csr32;
+    SparseRows<T, std::int64_t> csr64;
+    bool wide = false;  // CSR with 64-bit indices (csr64), else csr32
+};
+
+// The records X of a call: a dense matrix, or a CSR one with 32- or 64-bit
+// indices. The passes read X through it; only the first layer looks inside.
+template <typename T>
+struct Records {
+    enum class Kind { dense, csr32, csr64 };
+    Kind kind = Kind::dense;
+    ConstMatrixView<T> dense;
+    CsrMatrixView<T, std::int32_t> csr32;
+    CsrMatrixView<T, std::int64_t> csr64;
+    std::size_t rows = 0, cols = 0;
+
+    Records(ConstMatrixView<T> m) : kind(Kind::dense), dense(m), rows(m.rows), cols(m.cols) {}  // NOLINT: implicit
+    Records(CsrMatrixView<T, std::int32_t> m) : kind(Kind::csr32), csr32(m), rows(m.rows), cols(m.cols) {}  // NOLINT
+    Records(CsrMatrixView<T, std::int64_t> m) : kind(Kind::csr64), csr64(m), rows(m.rows), cols(m.cols) {}  // NOLINT
+
+    bool sparse() const { return kind != Kind::dense; }
+
+    // Records start, start + 1, ... (contiguous: a dense batch is read in place).
+    RecordBatch<T> from(std::size_t start) const { return batch(nullptr, start); }
+    // Records rows[0], rows[1], ...: CSR records only (dense ones are gathered).
+    RecordBatch<T> listed(const std::size_t* rows_) const { return batch(rows_, 0); }
+
+private:
+    RecordBatch<T> batch(const std::size_t* list, std::size_t start) const {
+        RecordBatch<T> b;
+        switch (kind) {
+            case Kind::dense: b.dense = dense.row(start); break;
+            case Kind::csr32: b.csr32 = {csr32.indptr, csr32.indices, csr32.values, list, start}; break;
+            case Kind::csr64:
+                b.csr64 = {csr64.indptr, csr64.indices, csr64.values, list, start};
+                b.wide = true;
+                break;
+        }
+        return b;
+    }
+};
+
+// The first layer's forward and weight gradient on a batch, dense or CSR.
+template <typename T>
+void first_layer_forward(T* out, const RecordBatch<T>& inp, const T* weight, const T* bias, std::size_t rows,
+                         std::size_t in_features, std::size_t out_features) {
+    if (inp.dense) {
+        linear_forward(out, inp.dense, weight, bias, rows, in_features, out_features);
+    } else if (inp.wide) {
+        sparse_linear_forward(out, inp.csr64, weight, bias, rows, in_features, out_features);
+    } else {
+        sparse_linear_forward(out, inp.csr32, weight, bias, rows, in_features, out_features);
+    }
+}
+
+template <typename T>
+void first_layer_backward(T* dweight, T* dbias, const T* dout, const RecordBatch<T>& inp, const T* weight,
+                          std::size_t rows, std::size_t in_features, std::size_t out_features, bool accumulate) {
+    if (inp.dense) {
+        linear_backward<T>(nullptr, dweight, dbias, dout, inp.dense, weight, rows, in_features, out_features,
+                           accumulate);
+    } else if (inp.wide) {
+        sparse_linear_backward(dweight, dbias, dout, inp.csr64, rows, in_features, out_features, accumulate);
+    } else {
+        sparse_linear_backward(dweight, dbias, dout, inp.csr32, rows, in_features, out_features, accumulate);
+    }
+}
+
+// The record that holds stored entry e of a CSR matrix (for messages).
+template <typename T, typename Index>
+std::size_t record_of_entry(const CsrMatrixView<T, Index>& X, std::size_t e) {
+    const Index* after = std::upper_bound(X.indptr, X.indptr + X.rows + 1, static_cast<Index>(e));
+    return static_cast<std::size_t>(after - X.indptr) - 1;
+}
+
+// A CSR X's structure and values: what every call checks before it reads X.
+template <typename T, typename Index>
+void check_csr(const CsrMatrixView<T, Index>& X) {
+    if (X.indptr == nullptr) throw std::invalid_argument("X: null indptr pointer");
+    if (X.nnz > 0 && (X.indices == nullptr || X.values == nullptr)) {
+        throw std::invalid_argument("X: null indices or values pointer");
+    }
+    if (X.indptr[0] < 0) {
+        throw std::invalid_argument(concat("X (CSR): indptr[0] is ", X.indptr[0], "; offsets must be >= 0"));
+    }
+    for (std::size_t r = 0; r < X.rows; ++r) {
+        if (X.indptr[r + 1] < X.indptr[r]) {
+            throw std::invalid_argument(concat("X (CSR): indptr[", r + 1, "] = ", X.indptr[r + 1],
+                                               " is less than indptr[", r, "] = ", X.indptr[r],
+                                               "; indptr must be non-decreasing"));
+        }
+    }
+    const std::size_t begin = static_cast<std::size_t>(X.indptr[0]);
+    const std::size_t end = static_cast<std::size_t>(X.indptr[X.rows]);
+    if (end > X.nnz) {
+        throw std::invalid_argument(concat("X (CSR): indptr[", X.rows, "] = ", end, " exceeds the ", X.nnz,
+                                           " stored entries (the length of indices and data)"));
+    }
+    for (std::size_t e = begin; e < end; ++e) {
+        const Index k = X.indices[e];
+        if (k < 0 || static_cast<std::size_t>(k) >= X.cols) {
+            throw std::invalid_argument(concat("X (CSR): indices[", e, "] = ", k, " (record ", record_of_entry(X, e),
+                                               ") is out of range; column indices must be in [0, ", X.cols, ")"));
+        }
+    }
+    if (!all_finite(X.values + begin, end - begin)) {
+        std::size_t e = begin;
+        while (std::isfinite(X.values[e])) ++e;
+        throw std::invalid_argument(concat("X contains a non-finite value (nan or inf) at record ",
+                                           record_of_entry(X, e), ", feature ", X.indices[e]));
+    }
+}
+
 }  // namespace chainrule::detail
 
 namespace chainrule {
@@ -170,11 +289,13 @@ struct Network<T>::Workspace {
     std::vector<T> logits;                   // Z_L (capacity, n_L): BCE is taken from logits
     std::vector<T> delta;                    // dZ_l (capacity, max n_l) ...
     std::vector<T> spare_delta;              // ... and dZ_{l-1}, swapped layer by layer
-    std::vector<T> batch_inputs;             // a shuffled batch gathered from X (capacity, n_0)
+    std::vector<T> batch_inputs;             // a shuffled batch gathered from dense X (capacity, n_0), or empty
     std::vector<T> batch_targets;            // and from Y (capacity, n_L)
     std::vector<T> dropped;                  // with dropout: each hidden A_l after it, laid out as `outputs`
 
-    Workspace(const std::vector<std::size_t>& sizes, std::size_t capacity_, bool training)
+    // gather_inputs: room for a shuffled batch of dense records (fit's dense
+    // mini-batches only; CSR batches are read through their list of records).
+    Workspace(const std::vector<std::size_t>& sizes, std::size_t capacity_, bool training, bool gather_inputs = false)
         : capacity(capacity_) {
         const char* what = "the workspace";
         std::size_t total_outputs = 0;
@@ -189,14 +310,14 @@ struct Network<T>::Workspace {
         std::size_t total = detail::checked_add(total_outputs, logits_size, what);
         if (training) {
             const std::size_t delta_size = detail::checked_mul(capacity, widest, what);
-            const std::size_t gather_size =
-                detail::checked_add(detail::checked_mul(capacity, sizes.front(), what), logits_size, what);
+            const std::size_t gather_inputs_size = gather_inputs ? detail::checked_mul(capacity, sizes.front(), what) : 0;
+            const std::size_t gather_size = detail::checked_add(gather_inputs_size, logits_size, what);
             total = detail::checked_add(total, detail::checked_add(2 * delta_size, gather_size, what), what);
             detail::check_fits_in_memory_lazy(detail::checked_mul(total, sizeof(T), what),
                                               [&] { return detail::concat("a workspace for batches of ", capacity, " records"); });
             delta.resize(delta_size);
             spare_delta.resize(delta_size);
-            batch_inputs.resize(capacity * sizes.front());
+            batch_inputs.resize(gather_inputs_size);
             batch_targets.resize(logits_size);
         } else {
             detail::check_fits_in_memory_lazy(detail::checked_mul(total, sizeof(T), what),

@@ -120,31 +120,37 @@ void check_fit_options(const FitOptions& options) {
 }
 
 // The records of each batch, in order or in a new permutation per epoch;
-// a shuffled batch is gathered into the workspace (X itself is never
-// copied) and the records of the next steps are prefetched.
+// a shuffled batch of dense records is gathered into the workspace (X
+// itself is never copied) and the records of the next steps are
+// prefetched. A shuffled batch of CSR records is read through the
+// permutation in place (the first layer takes a list of records); only its
+// targets and weights are gathered.
 template <typename T>
 class BatchSource {
 public:
     struct Batch {
-        const T* inputs;
+        detail::RecordBatch<T> inputs;
         const T* targets;
         std::size_t rows;
         const T* weights;  // the records' sample weights, or null
     };
 
-    BatchSource(ConstMatrixView<T> X, ConstMatrixView<T> Y, const T* weights, std::size_t batch_size, bool shuffle,
-                T* gather_x, T* gather_y)
-        : X_(X),
+    BatchSource(const detail::Records<T>& records, ConstMatrixView<T> Y, const T* weights, std::size_t batch_size,
+                bool shuffle, T* gather_x, T* gather_y)
+        : records_(records),
+          X_(records.dense),
           Y_(Y),
+          sparse_(records.sparse()),
+          num_records_(records.rows),
           weights_(weights),
           gather_w_(weights && shuffle ? batch_size : 0),
           batch_size_(batch_size),
           shuffle_(shuffle),
-          order_(shuffle ? X.rows : 0),
+          order_(shuffle ? records.rows : 0),
           gather_x_(gather_x),
           gather_y_(gather_y),
           prefetch_distance_(std::max(batch_size, kPrefetchRecords)),
-          gather_min_rows_(std::max<std::size_t>(1, kGatherMinPart / (X.cols + Y.cols))) {}
+          gather_min_rows_(std::max<std::size_t>(1, kGatherMinPart / ((sparse_ ? 0 : records.cols) + Y.cols))) {}
 
     void begin_epoch(detail::Random& random) {
         prefetched_ = 0;
@@ -153,7 +159,7 @@ public:
         random.shuffle(order_.data(), order_.size());
     }
 
-    std::size_t num_records() const { return X_.rows; }
+    std::size_t num_records() const { return num_records_; }
 
     // The record of each of the steps [start, start + count): this epoch's
     // permutation, or null when the records go in order.
@@ -161,29 +167,31 @@ public:
 
     // The batch of records [start, start + rows) of this epoch's order.
     Batch batch(std::size_t start) {
-        const std::size_t rows = std::min(batch_size_, X_.rows - start);
-        if (!shuffle_) return {X_.row(start), Y_.row(start), rows, weights_ ? weights_ + start : nullptr};
+        const std::size_t rows = std::min(batch_size_, num_records_ - start);
+        if (!shuffle_) return {records_.from(start), Y_.row(start), rows, weights_ ? weights_ + start : nullptr};
         const std::size_t* order = order_.data() + start;
         const T* weights = nullptr;
         if (weights_) {
             for (std::size_t r = 0; r < rows; ++r) gather_w_[r] = weights_[order[r]];
             weights = gather_w_.data();
         }
-        Batch batch{X_.row(order[0]), Y_.row(order[0]), rows, weights};  // one record is contiguous already
+        // One record is contiguous already; CSR records are read through the order.
+        Batch batch{sparse_ ? records_.listed(order) : records_.from(order[0]), Y_.row(order[0]), rows, weights};
         if (rows > 1) {  // gather the batch (on all threads when large)
             detail::for_ranges(rows, gather_min_rows_, 1, [&](std::size_t begin, std::size_t end) {
                 for (std::size_t r = begin; r < end; ++r) {
-                    std::memcpy(gather_x_ + r * X_.cols, X_.row(order[r]), X_.cols * sizeof(T));
+                    if (!sparse_) std::memcpy(gather_x_ + r * X_.cols, X_.row(order[r]), X_.cols * sizeof(T));
                     std::memcpy(gather_y_ + r * Y_.cols, Y_.row(order[r]), Y_.cols * sizeof(T));
                 }
             });
-            batch = {gather_x_, gather_y_, rows, weights};
+            if (!sparse_) batch.inputs = detail::RecordBatch<T>{gather_x_, {}, {}, false};
+            batch.targets = gather_y_;
         }
         // The records of a shuffled batch sit anywhere in X: ask for those of
         // the next steps now, so that their cache misses overlap this step.
-        const std::size_t ahead = std::min(X_.rows, start + rows + prefetch_distance_);
+        const std::size_t ahead = std::min(num_records_, start + rows + prefetch_distance_);
         if (prefetched_ < ahead) {
-            prefetch_rows(X_, order_.data() + prefetched_, ahead - prefetched_);
+            if (!sparse_) prefetch_rows(X_, order_.data() + prefetched_, ahead - prefetched_);
             prefetch_rows(Y_, order_.data() + prefetched_, ahead - prefetched_);
             prefetched_ = ahead;
         }
@@ -193,13 +201,16 @@ public:
     // For the fused steps: prefetch the first records after step `end`.
     void prefetch_after(std::size_t end) const {
         if (!shuffle_) return;
-        const std::size_t next = std::min(kPrefetchRecords, X_.rows - end);
+        const std::size_t next = std::min(kPrefetchRecords, num_records_ - end);
         prefetch_rows(X_, order_.data() + end, next);
         prefetch_rows(Y_, order_.data() + end, next);
     }
 
 private:
-    ConstMatrixView<T> X_, Y_;
+    const detail::Records<T>& records_;
+    ConstMatrixView<T> X_, Y_;  // X_: the dense records (unused for CSR ones)
+    bool sparse_;
+    std::size_t num_records_;
     const T* weights_;
     std::vector<T> gather_w_;
     std::size_t batch_size_;
@@ -357,6 +368,22 @@ template <typename T>
 std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, const FitOptions& options,
                                     const EpochCallback& on_epoch, const InterruptCheck& check_interrupt,
                                     TrainingState<T>* state, const T* sample_weight) {
+    return fit_records(X, Y, options, on_epoch, check_interrupt, state, sample_weight);
+}
+
+template <typename T>
+template <typename Index>
+std::vector<double> Network<T>::fit(CsrMatrixView<T, Index> X, ConstMatrixView<T> Y, const FitOptions& options,
+                                    const EpochCallback& on_epoch, const InterruptCheck& check_interrupt,
+                                    TrainingState<T>* state, const T* sample_weight) {
+    return fit_records(X, Y, options, on_epoch, check_interrupt, state, sample_weight);
+}
+
+template <typename T>
+std::vector<double> Network<T>::fit_records(const detail::Records<T>& X, ConstMatrixView<T> Y,
+                                            const FitOptions& options, const EpochCallback& on_epoch,
+                                            const InterruptCheck& check_interrupt, TrainingState<T>* state,
+                                            const T* sample_weight) {
     check_fit_options<T>(options);
     if (!options.dropout.empty() && options.dropout.size() != num_layers() - 1) {
         throw std::invalid_argument(concat("dropout: expected ", num_layers() - 1, " rates (one per hidden layer), got ",
@@ -371,7 +398,8 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
 
     const std::size_t num_records = X.rows;
     const std::size_t batch_size = std::min(options.batch_size, num_records);
-    Workspace& ws = training_workspace(batch_size);
+    // Dense shuffled batches of several records are gathered into the workspace.
+    Workspace& ws = training_workspace(batch_size, !X.sparse() && options.shuffle && batch_size > 1);
     BatchSource<T> batches(X, Y, sample_weight, batch_size, options.shuffle, ws.batch_inputs.data(),
                            ws.batch_targets.data());
     const double total = sample_weight ? weight_sum(sample_weight, num_records) : static_cast<double>(num_records);
@@ -384,10 +412,12 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
     if (dropout && ws.dropped.size() != ws.outputs.size()) ws.dropped.resize(ws.outputs.size());
     const OptimizerOptions& optimizer = options.optimizer;
     // The step, chosen once: one-record SGD steps (plain or with momentum) of
-    // a one-layer network run fused, many per call (dense_record_steps); else
-    // the general path. (One layer: no hidden layer, so no dropout.)
-    const bool fused = batch_size == 1 && has_fused_record_step() && optimizer.kind == OptimizerKind::sgd &&
-                       optimizer.weight_decay == 0.0 && options.alpha == 0.0 && !sample_weight;
+    // a one-layer network on dense records run fused, many per call
+    // (dense_record_steps); else the general path. (One layer: no hidden
+    // layer, so no dropout.)
+    const bool fused = batch_size == 1 && !X.sparse() && has_fused_record_step() &&
+                       optimizer.kind == OptimizerKind::sgd && optimizer.weight_decay == 0.0 &&
+                       options.alpha == 0.0 && !sample_weight;
     // One-record steps of a one-output BCE network leave their loss for later:
     // the divergence check needs only a finite logit (targets are in [0, 1]).
     const bool defer_loss =
@@ -425,7 +455,7 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
             const std::size_t* rows = batches.rows(start);  // else in place, in order
             batches.prefetch_after(start + count);          // the kernel prefetches within its steps
             const RecordSteps steps = record_steps(ws, step_logits.data(), step_losses.data(),
-                                                   rows ? X.data : X.row(start), rows ? Y.data : Y.row(start),
+                                                   rows ? X.dense.data : X.dense.row(start), rows ? Y.data : Y.row(start),
                                                    rows, count, run.optimizer, optimizer, lr);
             for (std::size_t i = 0; i < steps.done; ++i) cost.add(step_losses[i]);  // in order
             if (steps.stopped == RecordStep::loss_not_finite) {
@@ -507,9 +537,21 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
 #define CHAINRULE_INSTANTIATE(T)                                                                              \
     template std::vector<double> Network<T>::fit(ConstMatrixView<T>, ConstMatrixView<T>, const FitOptions&,   \
                                                  const EpochCallback&, const InterruptCheck&, TrainingState<T>*, \
-                                                 const T*);
+                                                 const T*);                                                    \
+    template std::vector<double> Network<T>::fit_records(const detail::Records<T>&, ConstMatrixView<T>,        \
+                                                         const FitOptions&, const EpochCallback&,              \
+                                                         const InterruptCheck&, TrainingState<T>*, const T*);
+
+#define CHAINRULE_INSTANTIATE_CSR(T, Index)                                                                    \
+    template std::vector<double> Network<T>::fit<Index>(CsrMatrixView<T, Index>, ConstMatrixView<T>,           \
+                                                        const FitOptions&, const EpochCallback&,               \
+                                                        const InterruptCheck&, TrainingState<T>*, const T*);
 
 CHAINRULE_INSTANTIATE(float)
 CHAINRULE_INSTANTIATE(double)
+CHAINRULE_INSTANTIATE_CSR(float, std::int32_t)
+CHAINRULE_INSTANTIATE_CSR(float, std::int64_t)
+CHAINRULE_INSTANTIATE_CSR(double, std::int32_t)
+CHAINRULE_INSTANTIATE_CSR(double, std::int64_t)
 
 }  // namespace chainrule

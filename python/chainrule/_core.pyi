@@ -1,6 +1,6 @@
 # Type stub of the compiled module chainrule._core (cpp/bindings/module.cpp).
 # The public API is chainrule.Network (network.py), which wraps these classes.
-from typing import Callable, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -12,6 +12,9 @@ class ModelFormatError(ValueError): ...
 class BusyError(RuntimeError): ...
 
 _N = TypeVar("_N", bound="_CoreNetwork")
+# X: an ndarray, or a scipy.sparse CSR matrix or array (read as views of its
+# data, indices and indptr; network.py converts the other sparse formats).
+_Records = Union[npt.NDArray[np.floating], Any]
 
 # Typing only: _core has no class _CoreNetwork. NetworkFloat32 and NetworkFloat64
 # are separate pybind11 classes with no common base besides pybind11's own;
@@ -32,15 +35,15 @@ class _CoreNetwork:
     def weight(self, layer: int) -> npt.NDArray[np.floating]: ...
     def bias(self, layer: int) -> npt.NDArray[np.floating]: ...
     def params(self) -> npt.NDArray[np.floating]: ...
-    def predict(self, X: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]: ...
-    def cost(self, X: npt.NDArray[np.floating], y: npt.NDArray[np.floating]) -> float: ...
+    def predict(self, X: _Records) -> npt.NDArray[np.floating]: ...
+    def cost(self, X: _Records, y: npt.NDArray[np.floating]) -> float: ...
     def gradients(
-        self, X: npt.NDArray[np.floating], y: npt.NDArray[np.floating]
+        self, X: _Records, y: npt.NDArray[np.floating]
     ) -> list[tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]]: ...
     def sgd_step(self, X: npt.NDArray[np.floating], y: npt.NDArray[np.floating], lr: float) -> float: ...
     def fit(
         self,
-        X: npt.NDArray[np.floating],
+        X: _Records,
         y: npt.NDArray[np.floating],
         epochs: int,
         lr: float,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numbers
 import operator
 import os
+import sys
 
 import numpy as np
 
@@ -86,6 +87,26 @@ def _in_place(value):
                         f"{error}") from error
 
 
+def _is_sparse(value) -> bool:
+    """Whether value is a scipy.sparse matrix or array (scipy is never imported here: without it, none exists)."""
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and sparse.issparse(value)
+
+
+def _records(X):
+    """X as the core reads it: a CSR matrix in place, another scipy.sparse format as a CSR copy, else _in_place(X).
+
+    scipy.sparse csr_matrix and csr_array are read in place (their data,
+    indices and indptr arrays); CSC, COO and the other formats are converted
+    to CSR first, a copy, as scikit-learn's estimators do.
+    """
+    if not _is_sparse(X):
+        return _in_place(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_records, n_features), got a {X.ndim}-D sparse {type(X).__name__}")
+    return X if X.format == "csr" else X.tocsr()
+
+
 def _path(path) -> bytes:
     """`path` as the bytes the operating system sees (os.fsencode), for the core.
 
@@ -140,6 +161,17 @@ class Network:
     ``(layer_sizes[l + 1], layer_sizes[l])``. Arrays passed in are read in
     place and must be C-contiguous of the network's dtype; nothing is
     converted silently.
+
+    Sparse X: ``fit``, ``predict``, ``cost`` and ``gradients`` also take a
+    scipy.sparse matrix or array. A CSR one (``csr_matrix``, ``csr_array``)
+    is read in place, never densified: its ``data`` must have the network's
+    dtype, its ``indices`` and ``indptr`` int32 or int64; the first layer's
+    product runs over its stored entries alone. Other formats (CSC, COO, ...)
+    are converted to CSR first, a copy, as scikit-learn does. Unsorted
+    column indices are fine, and a column stored twice in a row counts as the
+    sum of its entries, as in scipy. The results equal those on
+    ``X.toarray()`` within rounding (the sums run in another order), with the
+    same bits for any thread count. ``sgd_step`` takes dense X only.
     """
 
     def __init__(self, layer_sizes, activation="sigmoid", output="sigmoid", loss="bce",
@@ -229,8 +261,8 @@ class Network:
     # raises DivergenceError (a FloatingPointError): scale the inputs.
 
     def predict(self, X) -> np.ndarray:
-        """A_L, shape (n_records, n_outputs), for X of shape (n_records, n_features)."""
-        return self._core.predict(_in_place(X))
+        """A_L, shape (n_records, n_outputs), for X of shape (n_records, n_features) (dense or sparse)."""
+        return self._core.predict(_records(X))
 
     def cost(self, X, y, sample_weight=None) -> float:
         """The mean record loss over (X, y) at the current parameters.
@@ -238,12 +270,12 @@ class Network:
         With ``sample_weight`` (one weight per record, finite, >= 0, not all
         0): ``sum_i s_i L_i / sum_i s_i``.
         """
-        X, y = _in_place(X), _in_place(y)
+        X, y = _records(X), _in_place(y)
         return self._core.cost(X, y, self._weights_for(X, sample_weight))
 
     def gradients(self, X, y, sample_weight=None) -> list:
         """``[(dW_1, db_1), ..., (dW_L, db_L)]``: the gradient of ``cost(X, y, sample_weight)``."""
-        X, y = _in_place(X), _in_place(y)
+        X, y = _records(X), _in_place(y)
         return self._core.gradients(X, y, self._weights_for(X, sample_weight))
 
     def _dropout_rates(self, dropout) -> list:
@@ -279,6 +311,9 @@ class Network:
 
     def sgd_step(self, X, y, lr) -> float:
         """One SGD step on the batch (X, y); returns the cost before the step."""
+        if _is_sparse(X):
+            raise TypeError(f"sgd_step takes dense X (a numpy.ndarray), got a sparse {type(X).__name__}; "
+                            f"pass X.toarray(), or train on sparse X with fit")
         return self._core.sgd_step(_in_place(X), _in_place(y), _real("lr", lr))
 
     def fit(self, X, y, epochs=10, lr=None, batch_size=32, shuffle=True, seed=None, tol=None,
@@ -328,7 +363,7 @@ class Network:
         """
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
-        X, y = _in_place(X), _in_place(y)
+        X, y = _records(X), _in_place(y)
         if progress not in (False, True, "bar", "lines"):
             raise ValueError(f"progress must be False, True, 'bar' or 'lines', got {progress!r}")
         if tol is not None:

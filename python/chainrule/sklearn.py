@@ -9,7 +9,11 @@ this layer accepts whatever scikit-learn accepts (lists, other dtypes, pandas
 frames) and converts it once per call to a C-contiguous array of the
 parameters' dtype. As in scikit-learn, that dtype comes from X at the first
 fit (float32 X trains float32 parameters, float64 X float64, any other dtype
-float64) unless the estimator's ``dtype`` names one.
+float64) unless the estimator's ``dtype`` names one. Sparse X (any
+scipy.sparse format) is accepted by ``fit``, ``partial_fit``, ``predict``,
+``predict_proba`` and ``score``, and trained on without densifying it: CSR
+is read in place, other formats are converted to CSR first (a copy), as
+scikit-learn's MLP does.
 
 The optimisers are scikit-learn's: ``solver='adam'`` (the default) and
 ``solver='sgd'`` (with momentum, Nesterov's momentum, and the 'constant',
@@ -42,6 +46,7 @@ try:
     from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
     from sklearn.utils.class_weight import compute_sample_weight
     from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
+    from scipy.sparse import issparse  # scikit-learn depends on scipy
 except ImportError as error:  # pragma: no cover - exercised only without scikit-learn
     raise ImportError("chainrule.sklearn needs scikit-learn >= 1.6: pip install 'chainrule[sklearn]'") from error
 
@@ -63,6 +68,17 @@ def _refuse_masked(**arrays) -> None:
         if isinstance(value, np.ma.MaskedArray):
             raise TypeError(f"{name} is a numpy.ma.MaskedArray: its masked entries would be read as data; pass an "
                             f"array without the masked records, or {name}.filled(value) to choose their values")
+
+
+def _network_input(X, dtype=None):
+    """X as Network reads it: a CSR matrix (scipy.sparse) or a C-contiguous array, of `dtype` when given.
+
+    Sparse X stays sparse (validate_data made it CSR, copying other formats
+    as scikit-learn does); its values are copied only to change their dtype.
+    """
+    if issparse(X):
+        return X if dtype is None or X.dtype == dtype else X.astype(dtype)
+    return np.ascontiguousarray(X, dtype=dtype)
 
 
 class _BaseSGD(BaseEstimator):
@@ -159,15 +175,16 @@ class _BaseSGD(BaseEstimator):
         _refuse_masked(X=X, y=y)
         # validate_data keeps float32 and float64 X as they are and converts
         # any other dtype to float64 (the first of the pair), as scikit-learn's MLP does.
+        # Sparse X is trained on as CSR (the core reads it in place; other formats are copied to CSR).
         X, y = validate_data(self, X, y, reset=first, dtype=(np.float64, np.float32), multi_output=True,
-                             y_numeric=isinstance(self, RegressorMixin))
+                             y_numeric=isinstance(self, RegressorMixin), accept_sparse="csr")
         if not first:
             dtype = self.network_.dtype  # warm fits and partial_fit train the parameters there are
         elif self.dtype is not None:
             dtype = np.dtype(self.dtype)
         else:
             dtype = X.dtype
-        return np.ascontiguousarray(X, dtype=dtype), y
+        return _network_input(X, dtype), y
 
     # MLPClassifier and MLPRegressor draw their initial weights as
     # scikit-learn's do; LogisticRegression keeps chainrule's initialisation.
@@ -275,7 +292,7 @@ class _BaseSGD(BaseEstimator):
             X, X_val, Y, _, _, y_val = parts[:6]
             if sample_weight is not None:
                 sample_weight, w_val = parts[6], parts[7]
-            X, Y = np.ascontiguousarray(X), np.ascontiguousarray(Y)
+            X, Y = _network_input(X), np.ascontiguousarray(Y)
             if X_val.shape[0] < 2:
                 raise ValueError("The validation set is too small: increase validation_fraction or the sample size")
         epochs = 1 if incremental else self.max_iter
@@ -400,12 +417,13 @@ class _BaseSGD(BaseEstimator):
     def _forward(self, X):
         check_is_fitted(self, "network_")
         _refuse_masked(X=X)
-        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        return self.network_.predict(np.ascontiguousarray(X, dtype=self.network_.dtype))
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32), accept_sparse="csr")
+        return self.network_.predict(_network_input(X, self.network_.dtype))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = True
         return tags
 
 

@@ -34,6 +34,10 @@ struct RecordSteps;  // the fused one-record steps' outcome (internal: cpp/src/k
 namespace detail {
 struct DropoutStep;   // one training step's dropout
 struct NetworkLocks;  // a network's training and parameter locks
+template <typename T>
+struct Records;      // a call's X: dense or CSR
+template <typename T>
+struct RecordBatch;  // what the first layer reads for one batch
 }  // namespace detail (internal: cpp/src/network_internals.hpp)
 
 
@@ -159,33 +163,68 @@ public:
                             const EpochCallback& on_epoch = {}, const InterruptCheck& check_interrupt = {},
                             TrainingState<T>* state = nullptr, const T* sample_weight = nullptr);
 
+    // Sparse X: predict, cost, compute_gradients and fit on records in CSR
+    // form (matrix.hpp), Index std::int32_t or std::int64_t, read in place
+    // and never densified: the first layer's product and its weight gradient
+    // run over the stored entries alone (docs/math.md, "Sparse inputs"). The
+    // results equal those of the dense calls on the same matrix within
+    // rounding (the sums run in another order), bit for bit the same for any
+    // thread count. The same checks and messages, and these too: indptr
+    // non-decreasing from >= 0 to <= nnz, each index in [0, cols), each
+    // stored value finite. Unsorted and repeated column indices are taken as
+    // scipy takes them (repeats add up). fit's fused one-record steps are
+    // dense only: one-record CSR steps take the general path.
+    template <typename Index>
+    void predict(MatrixView<T> out, CsrMatrixView<T, Index> X) const;
+    template <typename Index>
+    double cost(CsrMatrixView<T, Index> X, ConstMatrixView<T> Y, const T* sample_weight = nullptr) const;
+    template <typename Index>
+    double compute_gradients(CsrMatrixView<T, Index> X, ConstMatrixView<T> Y, T* gradient,
+                             const T* sample_weight = nullptr);
+    template <typename Index>
+    std::vector<double> fit(CsrMatrixView<T, Index> X, ConstMatrixView<T> Y, const FitOptions& options,
+                            const EpochCallback& on_epoch = {}, const InterruptCheck& check_interrupt = {},
+                            TrainingState<T>* state = nullptr, const T* sample_weight = nullptr);
+
 private:
     struct Workspace;
 
-    void check_inputs(ConstMatrixView<T> X) const;
-    void check_targets(ConstMatrixView<T> X, ConstMatrixView<T> Y) const;
+    // The four calls above on dense or CSR records.
+    void predict_records(MatrixView<T> out, const detail::Records<T>& X) const;
+    double cost_records(const detail::Records<T>& X, ConstMatrixView<T> Y, const T* sample_weight) const;
+    double compute_gradients_records(const detail::Records<T>& X, ConstMatrixView<T> Y, T* gradient,
+                                     const T* sample_weight);
+    std::vector<double> fit_records(const detail::Records<T>& X, ConstMatrixView<T> Y, const FitOptions& options,
+                                    const EpochCallback& on_epoch, const InterruptCheck& check_interrupt,
+                                    TrainingState<T>* state, const T* sample_weight);
+
+    void check_inputs(const detail::Records<T>& X) const;
+    void check_targets(const detail::Records<T>& X, ConstMatrixView<T> Y) const;
     void check_params_finite() const;  // the caller holds locks_->params
-    double compute_gradients_locked(ConstMatrixView<T> X, ConstMatrixView<T> Y, const T* sample_weight = nullptr);  // ... and locks_->train
+    double compute_gradients_locked(const detail::Records<T>& X, ConstMatrixView<T> Y,
+                                    const T* sample_weight = nullptr);  // ... and locks_->train
     // With `drop`, training's forward pass: each hidden layer's output also
     // goes through dropout into ws.dropped, which the next layer reads.
-    const T* forward(Workspace& ws, const T* X, std::size_t rows, const detail::DropoutStep* drop = nullptr) const;
+    const T* forward(Workspace& ws, const detail::RecordBatch<T>& X, std::size_t rows,
+                     const detail::DropoutStep* drop = nullptr) const;
     // predict's records [start, start + ws.capacity) (or to the end of X) into out.
-    void predict_chunk(Workspace& ws, MatrixView<T> out, ConstMatrixView<T> X, std::size_t start) const;
+    void predict_chunk(Workspace& ws, MatrixView<T> out, const detail::Records<T>& X, std::size_t start) const;
     // The summed record losses of the batch in ws (with weights: sum_i s_i L_i).
     double batch_loss(const Workspace& ws, const T* Y, std::size_t rows, const T* weights = nullptr) const;
-    void backward(Workspace& ws, const T* X, const T* Y, std::size_t rows, T scale, bool accumulate,
-                  const T* row_scale = nullptr, const detail::DropoutStep* drop = nullptr);
+    void backward(Workspace& ws, const detail::RecordBatch<T>& X, const T* Y, std::size_t rows, T scale,
+                  bool accumulate, const T* row_scale = nullptr, const detail::DropoutStep* drop = nullptr);
     static double weight_sum(const T* weights, std::size_t n);
     static void check_sample_weight(const T* weights, std::size_t n);
     bool has_fused_record_step() const;
     RecordSteps record_steps(Workspace& ws, T* logits, double* losses, const T* X, const T* Y, const std::size_t* rows,
                              std::size_t count, OptimizerState<T>& state, const OptimizerOptions& optimizer,
                              double lr);
-    double accumulate_gradients(Workspace& ws, ConstMatrixView<T> X, ConstMatrixView<T> Y,
+    double accumulate_gradients(Workspace& ws, const detail::Records<T>& X, ConstMatrixView<T> Y,
                                 const T* weights = nullptr);
     double l2_penalty(double alpha) const;          // 0.5 alpha sum_l ||W_l||^2 (0 when alpha is 0)
     void add_l2_gradient(double alpha, double divisor);  // dW_l += (alpha / divisor) W_l
-    Workspace& training_workspace(std::size_t capacity);
+    // gather_inputs: with room for a shuffled batch of dense records.
+    Workspace& training_workspace(std::size_t capacity, bool gather_inputs = false);
 
     std::vector<std::size_t> layer_sizes_;
     std::vector<Activation> activations_;

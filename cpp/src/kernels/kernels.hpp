@@ -7,7 +7,8 @@
 //
 // One home per concept, each explicitly instantiated for float and double:
 // activations.hpp/.cpp (each activation's f and f'), softmax.cpp, linear.cpp
-// (with its naive twin in reference.cpp), losses.cpp (each loss's value,
+// (with its naive twin in reference.cpp), sparse_linear.cpp (the first
+// layer on CSR records, its twin in reference.cpp too), losses.cpp (each loss's value,
 // delta and rules), update.cpp, and record_steps.cpp (the fused one-record
 // fast path). Large products go to the GEMM backend (runtime/gemm.hpp); large
 // products and large elementwise work (2^14 values or more) run on the core's
@@ -54,6 +55,42 @@ void activation_backward(T* dinp, const T* dout, const T* out, std::size_t n, Ac
 template <typename T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                      std::size_t num_records, std::size_t in_features, std::size_t out_features, bool accumulate);
+
+// A batch of rows of a CSR matrix (chainrule/matrix.hpp): batch row r is
+// record rows[r] of the matrix, or record first + r when rows is null. A
+// shuffled batch is read through its list of records, never gathered.
+template <typename T, typename Index>
+struct SparseRows {
+    const Index* indptr = nullptr;
+    const Index* indices = nullptr;
+    const T* values = nullptr;
+    const std::size_t* rows = nullptr;
+    std::size_t first = 0;
+
+    std::size_t record(std::size_t r) const { return rows ? rows[r] : first + r; }
+    std::size_t begin(std::size_t r) const { return static_cast<std::size_t>(indptr[record(r)]); }
+    std::size_t end(std::size_t r) const { return static_cast<std::size_t>(indptr[record(r) + 1]); }
+};
+
+// linear_forward with a sparse inp: each z[r][j] is b_j plus the sum over
+// the stored entries (k, x) of record r, in their stored order, of x W_jk.
+// Threads share the output units; each z is summed whole on one thread.
+//   out (B, OC) = inp (B, C, CSR) @ weight^T (OC, C) + bias (OC)
+//   docs/math.md: Z_1 = X W_1^T + b_1, "Sparse inputs"
+template <typename T, typename Index>
+void sparse_linear_forward(T* out, const SparseRows<T, Index>& inp, const T* weight, const T* bias,
+                           std::size_t num_records, std::size_t in_features, std::size_t out_features);
+
+// linear_backward's weight and bias gradients with a sparse inp (the first
+// layer passes no delta down): dW_jk (+)= the sum over records r, in batch
+// order, and over the stored entries (k, x) of record r, in stored order,
+// of dout[r][j] x. Threads share the output units (rows of dweight).
+//   dweight (OC, C) (+)= dout^T @ inp (B, C, CSR)   docs/math.md: dW_1 = (1/B) dZ_1^T X
+//   dbias   (OC)    (+)= sum over records dout
+template <typename T, typename Index>
+void sparse_linear_backward(T* dweight, T* dbias, const T* dout, const SparseRows<T, Index>& inp,
+                            std::size_t num_records, std::size_t in_features, std::size_t out_features,
+                            bool accumulate);
 
 // Sum over the records of the binary cross-entropy, computed from the logits
 // so that a saturated sigmoid never takes log(0).

@@ -4,6 +4,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+
+#include "kernels/kernels.hpp"
 
 namespace chainrule::reference {
 
@@ -17,5 +20,15 @@ void linear_forward(T* out, const T* inp, const T* weight, const T* bias, std::s
 template <typename T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                      std::size_t num_records, std::size_t in_features, std::size_t out_features, bool accumulate);
+
+// sparse_linear_forward's and sparse_linear_backward's sums, record by
+// record: the same terms in the same order, so the same bits.
+template <typename T, typename Index>
+void sparse_linear_forward(T* out, const SparseRows<T, Index>& inp, const T* weight, const T* bias,
+                           std::size_t num_records, std::size_t in_features, std::size_t out_features);
+template <typename T, typename Index>
+void sparse_linear_backward(T* dweight, T* dbias, const T* dout, const SparseRows<T, Index>& inp,
+                            std::size_t num_records, std::size_t in_features, std::size_t out_features,
+                            bool accumulate);
 
 }  // namespace chainrule::reference
