@@ -625,6 +625,27 @@ double Network<T>::compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y,
 }
 
 template <typename T>
+double Network<T>::cost_and_gradient(ConstMatrixView<T> X, ConstMatrixView<T> Y, T* gradient, double alpha,
+                                     const T* sample_weight) {
+    if (!(std::isfinite(alpha) && alpha >= 0.0)) {
+        throw std::invalid_argument(concat("alpha must be a finite number >= 0, got ", alpha));
+    }
+    check_targets(X, Y);
+    check_sample_weight(sample_weight, X.rows);
+    // The divisor of the penalty: that of the mean loss (fit's batch rule, the batch being all of X).
+    const double total = sample_weight ? weight_sum(sample_weight, X.rows) : static_cast<double>(X.rows);
+    const detail::TrainingLock lock(*locks_);  // held until grads_ is copied
+    double cost = compute_gradients_locked(X, Y, sample_weight);
+    cost += l2_penalty(alpha) / total;
+    add_l2_gradient(alpha, total);
+    if (!std::isfinite(cost) || !all_finite(grads_.data(), grads_.size())) {
+        throw divergence_error(overflow_message<T>("cost_and_gradient", "the L2 penalty or its gradient overflows"));
+    }
+    std::copy(grads_.begin(), grads_.end(), gradient);
+    return cost;
+}
+
+template <typename T>
 double Network<T>::sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, double learning_rate) {
     detail::check_learning_rate<T>(learning_rate);
     check_targets(X, Y);

@@ -134,6 +134,16 @@ public:
     double compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y, T* gradient,
                              const T* sample_weight = nullptr);
 
+    // Full-batch training's objective and its gradient in one pass over X:
+    // (sum_i s_i L_i + alpha/2 sum_l ||W_l||^2) / sum_i s_i (s_i = 1 without
+    // sample_weight), fit's batch cost with the whole of X as the batch
+    // (docs/math.md, "The L2 penalty"), at the parameters in params(); its
+    // gradient into `gradient` (num_params() values, the layout of params()).
+    // What an optimizer over the flat parameter vector (L-BFGS) calls once per
+    // evaluation. std::invalid_argument if alpha is not finite and >= 0.
+    double cost_and_gradient(ConstMatrixView<T> X, ConstMatrixView<T> Y, T* gradient, double alpha = 0.0,
+                             const T* sample_weight = nullptr);
+
     // One SGD step on the batch (X, Y); returns the cost before the step.
     // Throws divergence_error (parameters unchanged) if the cost or an
     // updated parameter would not be finite.
