@@ -20,9 +20,13 @@ steps. ``loss_curve_``, ``loss_`` and ``best_loss_`` are scikit-learn's
 numbers: the squared loss of the regressor is halved and divided by the
 outputs (chainrule's MSE is summed over them and not halved; this layer
 scales its learning rate, ``alpha`` and Adam's eps so that the steps are
-scikit-learn's). ``solver='lbfgs'`` is not available yet.
+scikit-learn's). ``solver='lbfgs'`` minimizes the full-data cost with scipy's
+L-BFGS-B, chainrule computing the cost and its gradient in one call
+(``Network.cost_and_gradient``); from the same random_state it takes
+scikit-learn's iterates (docs/math.md, "L-BFGS").
 
-scikit-learn is an optional dependency: ``pip install 'chainrule[sklearn]'``.
+scikit-learn (and scipy, for solver='lbfgs') are optional dependencies:
+``pip install 'chainrule[sklearn]'``.
 """
 
 from __future__ import annotations
@@ -337,7 +341,7 @@ class _BaseSGD(BaseEstimator):
     # best score; its count and best loss carry over warm fits and partial_fit
     # calls, in scikit-learn's units of loss; and it stops once the count
     # *exceeds* n_iter_no_change, one epoch after the core's rule would
-    # (docs/math.md, "Training").
+    # (docs/math.md, "Mini-batches and epochs").
 
     def _fit_stochastic(self, X, Y, validation, epochs, incremental, sample_weight):
         """Train ``epochs`` epochs of adam or sgd over (X, Y), stopping by scikit-learn's rule.
@@ -502,7 +506,7 @@ class _BaseSGD(BaseEstimator):
         Each evaluation copies L-BFGS's point (float64) into the network's
         flat parameter buffer (rounded to float32 for float32 networks) and
         calls the core once for the cost and its gradient over all of X, read
-        in place (docs/math.md, "L-BFGS")."""
+        in place (docs/math.md, "L-BFGS: the full-batch cost and its gradient in one call")."""
         optimize = _scipy_optimize()
         network = self.network_
         params = network.params  # the flat buffer [W_1, b_1, ...]: weights and biases are views of it
@@ -587,10 +591,14 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
         Widths of the hidden layers; ``()`` for none.
     activation : {'relu', 'tanh', 'logistic', 'sigmoid', 'identity'}, default='relu'
         Activation of the hidden layers ('logistic' and 'sigmoid' are the same).
-    solver : {'adam', 'sgd'}, default='adam'
+    solver : {'adam', 'sgd', 'lbfgs'}, default='adam'
         scikit-learn's optimisers, in its form (docs/math.md, "Optimizers"):
         from the same random_state, records in order, the steps are
-        scikit-learn's to rounding. 'lbfgs' is not available yet.
+        scikit-learn's to rounding. 'lbfgs' minimizes the full-data cost
+        with scipy's L-BFGS-B (needs scipy), chainrule computing the cost and
+        its gradient; it takes scikit-learn's iterates, has no epochs (no
+        ``loss_curve_``, ``early_stopping`` ignored) and no ``partial_fit``
+        (docs/math.md, "L-BFGS").
     alpha : float, default=1e-4
         The L2 penalty on the weights, as scikit-learn's.
     learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
@@ -609,7 +617,11 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
     batch_size : int or 'auto', default='auto'
         Records per step; 'auto' is ``min(200, n_samples)``.
     max_iter : int, default=200
-        Epochs of one ``fit``.
+        Epochs of one ``fit``; with 'lbfgs', its iterations.
+    max_fun : int, default=15000
+        'lbfgs' only: the most evaluations of the cost and gradient (at
+        least 1); the fit stops, warning (``ConvergenceWarning``), once
+        scipy exceeds it.
     shuffle : bool, default=True
         Visit the records in a new order each epoch.
     random_state : int, RandomState or None
@@ -617,7 +629,9 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
         random_state gives the same initial weights), the shuffling (chainrule's
         own) and the validation split.
     tol, n_iter_no_change : float, int or np.inf
-        Stop once the training loss (or, with ``early_stopping``, the
+        With 'lbfgs', ``tol`` is scipy's gtol (stop once every projected
+        gradient is within it). Otherwise:
+        stop once the training loss (or, with ``early_stopping``, the
         validation score) has not improved by ``tol`` for more than
         ``n_iter_no_change`` epochs in a row, as scikit-learn does;
         ``n_iter_no_change=np.inf`` never stops early.
@@ -640,7 +654,9 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
     Attributes
     ----------
     n_iter_ is the number of epochs of the last ``fit`` or ``partial_fit``
-    call (1 after ``partial_fit``), as in scikit-learn; ``t_`` (records seen)
+    call (1 after ``partial_fit``; with 'lbfgs', its iterations), as in
+    scikit-learn; ``loss_`` the last epoch's loss (with 'lbfgs', the final
+    cost, penalty included, in scikit-learn's units); ``t_`` (records seen)
     and ``loss_curve_`` keep accumulating over warm fits and ``partial_fit``
     calls. Also classes_, n_features_in_, feature_names_in_, n_outputs_,
     best_loss_, validation_scores_, best_validation_score_,
@@ -653,6 +669,9 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
     core stops before a step that would make the cost or a parameter
     non-finite (docs/math.md, "SGD"). What ``fit`` does then:
 
+    - With 'lbfgs', a cost or gradient that overflows during the search
+      raises :class:`chainrule.DivergenceError`, the parameters being those
+      the fit started from.
     - Without ``early_stopping`` (and in ``partial_fit``) it raises
       :class:`chainrule.DivergenceError`, a ``FloatingPointError`` naming the
       epoch, the batch and the remedy; the parameters are those from before
@@ -812,6 +831,9 @@ class LogisticRegression(MLPClassifier):
     penalty (solver='sgd', momentum=0, alpha=0), with chainrule's
     initialisation; its parameters (solvers, alpha, sample_weight, and what
     a diverging fit does) are otherwise those of :class:`MLPClassifier`.
+    ``solver='lbfgs'`` with ``alpha=1/C`` minimizes the objective of
+    scikit-learn's ``LogisticRegression(C=C)`` (mean loss plus
+    ``||W||^2 / (2 C n)``; multinomial for several classes).
     ``coef_`` (n_outputs, n_features) and ``intercept_`` (n_outputs,) have
     scikit-learn's layout.
     """
