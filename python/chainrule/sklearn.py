@@ -236,8 +236,11 @@ class _BaseSGD(BaseEstimator):
         self.n_outputs_ = num_outputs
         self.n_iter_ = 0
         self.t_ = 0
-        if self.solver == "lbfgs":  # as scikit-learn: no loss_curve_ nor stopping-rule state without epochs
-            return
+        if self.solver != "lbfgs":  # as scikit-learn: no loss_curve_ nor stopping-rule state without epochs
+            self._start_loss_curve()
+
+    def _start_loss_curve(self):
+        """The epochs' record and the stopping rule's state, empty: at a cold fit, or a warm one after lbfgs."""
         self.loss_curve_ = []
         self._no_improvement_count = 0
         if self.early_stopping:
@@ -349,6 +352,8 @@ class _BaseSGD(BaseEstimator):
         ``validation``: (X_val, y_val, w_val) with early stopping, else None.
         The network trains in the core (``Network.fit``); after each epoch
         the core calls :meth:`_end_epoch`, which may stop it."""
+        if not hasattr(self, "loss_curve_"):  # a warm fit after solver='lbfgs', which keeps no epochs
+            self._start_loss_curve()
         self._prepare_optimizer(incremental)
         # n_iter_ counts the epochs of this call, as in scikit-learn; t_,
         # loss_curve_ and validation_scores_ go on accumulating over warm fits

@@ -54,6 +54,16 @@ def test_table_flags_a_score_more_than_one_std_below():
     assert "4.0x" in lines[2] and "0.9200 ± 0.0200" in lines[2]
 
 
-def test_bad_seeds_is_refused():
+@pytest.mark.parametrize("argument", ["--seeds", "--repeats"])
+def test_bad_counts_are_refused_naming_the_option(argument, capsys):
     with pytest.raises(SystemExit):
-        quality.main(["--seeds", "0"])
+        quality.main([argument, "0"])
+    assert f"{argument} must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_repeats_keep_the_shortest_time_of_the_same_fit():
+    X, y, task = quality.load("iris", 0)
+    parts = quality.split(X, y, task, seed=0)
+    once = quality.run_one("chainrule", *parts, task, 0)
+    thrice = quality.run_one("chainrule", *parts, task, 0, repeats=3)
+    assert thrice["score"] == once["score"] and thrice["epochs"] == once["epochs"]

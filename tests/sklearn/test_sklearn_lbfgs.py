@@ -329,3 +329,16 @@ def test_cost_and_gradient_reads_X_in_place_and_never_converts_it():
         net.cost_and_gradient(np.ones((4, 3), dtype=np.float32), Y)
     with pytest.raises((TypeError, ValueError)):
         net.cost_and_gradient(np.ones((3, 4)).T, Y)
+
+
+def test_warm_switch_from_lbfgs_to_adam_starts_the_loss_curve():
+    # lbfgs keeps no epochs; a warm adam fit after it continues from its
+    # parameters and starts loss_curve_ and the stopping rule afresh.
+    X, y = _digits(3)
+    model = _fit_quietly(MLPClassifier(solver="lbfgs", max_iter=5, warm_start=True, random_state=0), X, y)
+    after_lbfgs = model.network_.params.copy()
+    model.set_params(solver="adam", max_iter=3)
+    _fit_quietly(model, X, y)
+    assert len(model.loss_curve_) == model.n_iter_ == 3 and model.best_loss_ == min(model.loss_curve_)
+    assert model.loss_curve_[0] < 1.0  # from lbfgs's parameters, not fresh ones
+    assert not np.array_equal(model.network_.params, after_lbfgs)
