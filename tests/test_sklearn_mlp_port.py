@@ -12,8 +12,8 @@ Testing for Multi-layer Perceptron module (sklearn.neural_network)
 # little as possible; every change is marked "chainrule:" where it is made:
 #
 # - the estimators are imported from chainrule.sklearn;
-# - tests that need what chainrule does not have yet (solver="lbfgs", sparse
-#   X, loss="poisson") are kept unchanged and marked xfail(strict=True) by
+# - tests that need what chainrule does not have yet (loss="poisson") are
+#   kept unchanged and marked xfail(strict=True) by
 #   `needs`: they fail because the estimator refuses the argument, and turn
 #   into failures to look at once it is accepted;
 # - tests that check what chainrule does differently on purpose are marked
@@ -25,7 +25,9 @@ Testing for Multi-layer Perceptron module (sklearn.neural_network)
 #   test_verbose_sgd asks for plain lines (with tqdm installed, verbose
 #   draws a bar instead);
 # - test_gradient is left out: it calls scikit-learn's private
-#   _loss_grad_lbfgs (chainrule's gradients are checked in test_gradcheck.py).
+#   _loss_grad_lbfgs (chainrule's gradients are checked in test_gradcheck.py,
+#   and solver='lbfgs''s objective against scikit-learn's in
+#   tests/sklearn/test_sklearn_lbfgs.py).
 
 import re
 import warnings
@@ -232,7 +234,6 @@ def test_fit():
 
 
 @pytest.mark.parametrize("X,y", classification_datasets)
-@needs("solver='lbfgs'")
 def test_lbfgs_classification(X, y):
     # Test lbfgs on classification.
     # It should achieve a score higher than 0.95 for the binary and multi-class
@@ -258,7 +259,6 @@ def test_lbfgs_classification(X, y):
 
 
 @pytest.mark.parametrize("X,y", regression_datasets)
-@needs("solver='lbfgs'")
 def test_lbfgs_regression(X, y):
     # Test lbfgs on the regression dataset.
     for activation in ACTIVATION_TYPES:
@@ -280,7 +280,6 @@ def test_lbfgs_regression(X, y):
 
 
 @pytest.mark.parametrize("X,y", classification_datasets)
-@needs("solver='lbfgs'")
 def test_lbfgs_classification_maxfun(X, y):
     # Test lbfgs parameter max_fun.
     # It should independently limit the number of iterations for lbfgs.
@@ -302,7 +301,6 @@ def test_lbfgs_classification_maxfun(X, y):
 
 
 @pytest.mark.parametrize("X,y", regression_datasets)
-@needs("solver='lbfgs'")
 def test_lbfgs_regression_maxfun(X, y):
     # Test lbfgs parameter max_fun.
     # It should independently limit the number of iterations for lbfgs.
@@ -351,7 +349,6 @@ def test_learning_rate_warmstart():
             assert mlp.learning_rate_init / pow(8 + 1, mlp.power_t) == post_eta
 
 
-@needs("solver='lbfgs' or alpha")
 def test_multilabel_classification():
     # Test that multi-label classification works as expected.
     # test fit method
@@ -390,7 +387,6 @@ def test_multilabel_classification():
     mlp.fit(X, y).predict(X)
 
 
-@needs("solver='lbfgs'")
 def test_multioutput_regression():
     # Test that multi-output regression works as expected
     X, y = make_regression(n_samples=200, n_targets=5, random_state=11)
@@ -485,8 +481,6 @@ def test_partial_fit_regression():
         assert score > 0.65
 
 
-@differs("chainrule has no solver='lbfgs' yet, so MLPClassifier(solver='lbfgs') still has partial_fit",
-         AssertionError)
 def test_partial_fit_errors():
     # Test partial_fit error handling.
     X = [[3, 2], [1, 6]]
@@ -564,7 +558,6 @@ def test_predict_proba_multiclass():
     assert_allclose(y_log_proba, np.log(y_proba))
 
 
-@needs("solver='lbfgs'")
 def test_predict_proba_multilabel():
     # Test that predict_proba works as expected for multilabel.
     # Multilabel should not use softmax which makes probabilities sum to 1
@@ -631,7 +624,6 @@ def test_shuffle():
     assert not np.array_equal(mlp1.coefs_[0], mlp2.coefs_[0])
 
 
-@needs("solver='lbfgs' or sparse X")
 @pytest.mark.parametrize("csr_container", CSR_CONTAINERS)
 def test_sparse_matrices(csr_container):
     # Test that sparse and dense input matrices output the same results.
@@ -731,10 +723,8 @@ def test_warm_start():
     y_5classes = np.array([0] * 30 + [1] * 30 + [2] * 30 + [3] * 30 + [4] * 30)
 
     # No error raised
-    # chainrule: solver="lbfgs" dropped here and below: the test is about the
-    # classes a warm refit accepts, not the optimizer.
     clf = MLPClassifier(
-        hidden_layer_sizes=2, warm_start=True, random_state=42, tol=1e-2
+        hidden_layer_sizes=2, solver="lbfgs", warm_start=True, random_state=42, tol=1e-2
     ).fit(X, y)
     clf.fit(X, y)
     clf.fit(X, y_3classes)
@@ -742,6 +732,7 @@ def test_warm_start():
     for y_i in (y_2classes, y_3classes_alt, y_4classes, y_5classes):
         clf = MLPClassifier(
             hidden_layer_sizes=2,
+            solver="lbfgs",
             warm_start=True,
             random_state=42,
             tol=1e-2,
@@ -990,8 +981,7 @@ def test_mlp_warm_start_with_early_stopping(MLPEstimator):
     [
         "sgd",
         "adam",
-        # chainrule: fit refuses solver='lbfgs' inside pytest.warns, which then fails on its own
-        pytest.param("lbfgs", marks=pytest.mark.xfail(strict=True, reason="chainrule has no solver='lbfgs' yet")),
+        "lbfgs",
     ],
 )
 def test_mlp_warm_start_no_convergence(MLPEstimator, solver):
@@ -1091,7 +1081,7 @@ def test_mlp_sample_weight_with_early_stopping():
     assert_allclose(m1.predict(X), m2.predict(X))
 
 
-@needs("loss='poisson' or solver='lbfgs'")
+@needs("loss='poisson'")
 # chainrule: scikit-learn's global_random_seed fixture is not ours; 42 is its default value.
 @pytest.mark.parametrize("global_random_seed", [42])
 def test_mlp_vs_poisson_glm_equivalent(global_random_seed):

@@ -632,6 +632,19 @@ void bind_network(py::module_& m, const char* class_name) {
                  return grads;
              }, py::arg("X"), py::arg("y"), py::arg("sample_weight") = py::none(),
              "[(dW_1, db_1), ...]: the gradient of cost(X, y, sample_weight).")
+        .def("cost_and_gradient", [](Net& net, const py::object& X, const py::object& y,
+                                     const py::object& sample_weight, double alpha) {
+                 py::array_t<T> flat(py::ssize_t(net.num_params()));  // a new array: the caller may keep it
+                 T* gradient = flat.mutable_data();
+                 const double cost = with_records<T>(X, [&](const auto& x) {
+                     const ConstMatrixView<T> t = as_targets(net, y);
+                     const T* w = as_weights<T>(sample_weight, x.rows);
+                     return without_gil([&] { return net.cost_and_gradient(x, t, gradient, alpha, w); });
+                 });
+                 return py::make_tuple(cost, flat);
+             }, py::arg("X"), py::arg("y"), py::arg("sample_weight") = py::none(), py::arg("alpha") = 0.0,
+             "(cost, flat gradient): the mean loss plus alpha/2 ||W||^2 over the weight sum, and its gradient "
+             "in the layout of params(), at the parameters in params().")
         .def("sgd_step", [](Net& net, const py::object& X, const py::object& y, double lr) {
                  const ConstMatrixView<T> x = as_matrix<T>(X, "X", false);
                  const ConstMatrixView<T> t = as_targets(net, y);

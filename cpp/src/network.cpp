@@ -661,6 +661,33 @@ double Network<T>::compute_gradients_records(const detail::Records<T>& X, ConstM
 }
 
 template <typename T>
+double Network<T>::cost_and_gradient(ConstMatrixView<T> X, ConstMatrixView<T> Y, T* gradient, double alpha,
+                                     const T* sample_weight) {
+    return cost_and_gradient_records(X, Y, gradient, alpha, sample_weight);
+}
+
+template <typename T>
+double Network<T>::cost_and_gradient_records(const detail::Records<T>& X, ConstMatrixView<T> Y, T* gradient,
+                                             double alpha, const T* sample_weight) {
+    if (!(std::isfinite(alpha) && alpha >= 0.0)) {
+        throw std::invalid_argument(concat("alpha must be a finite number >= 0, got ", alpha));
+    }
+    check_targets(X, Y);
+    check_sample_weight(sample_weight, X.rows);
+    // The divisor of the penalty: that of the mean loss (fit's batch rule, the batch being all of X).
+    const double total = sample_weight ? weight_sum(sample_weight, X.rows) : static_cast<double>(X.rows);
+    const detail::TrainingLock lock(*locks_);  // held until grads_ is copied
+    double cost = compute_gradients_locked(X, Y, sample_weight);
+    cost += l2_penalty(alpha) / total;
+    add_l2_gradient(alpha, total);
+    if (!std::isfinite(cost) || !all_finite(grads_.data(), grads_.size())) {
+        throw divergence_error(overflow_message<T>("cost_and_gradient", "the L2 penalty or its gradient overflows"));
+    }
+    std::copy(grads_.begin(), grads_.end(), gradient);
+    return cost;
+}
+
+template <typename T>
 double Network<T>::sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, double learning_rate) {
     detail::check_learning_rate<T>(learning_rate);
     check_targets(X, Y);
@@ -713,6 +740,13 @@ double Network<T>::compute_gradients(CsrMatrixView<T, Index> X, ConstMatrixView<
     return compute_gradients_records(X, Y, gradient, sample_weight);
 }
 
+template <typename T>
+template <typename Index>
+double Network<T>::cost_and_gradient(CsrMatrixView<T, Index> X, ConstMatrixView<T> Y, T* gradient, double alpha,
+                                     const T* sample_weight) {
+    return cost_and_gradient_records(X, Y, gradient, alpha, sample_weight);
+}
+
 template class Network<float>;
 template class Network<double>;
 
@@ -720,6 +754,8 @@ template class Network<double>;
     template void Network<T>::predict<Index>(MatrixView<T>, CsrMatrixView<T, Index>) const;                     \
     template double Network<T>::cost<Index>(CsrMatrixView<T, Index>, ConstMatrixView<T>, const T*) const;       \
     template double Network<T>::compute_gradients<Index>(CsrMatrixView<T, Index>, ConstMatrixView<T>, T*,       \
+                                                         const T*);                                             \
+    template double Network<T>::cost_and_gradient<Index>(CsrMatrixView<T, Index>, ConstMatrixView<T>, T*, double,  \
                                                          const T*);
 
 CHAINRULE_INSTANTIATE_CSR(float, std::int32_t)

@@ -7,6 +7,7 @@
 #include <new>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "chainrule/chainrule.hpp"
@@ -87,6 +88,55 @@ TEST(gradients_match_central_differences) {
         CHECK(norm > 1e-12);                            // guard: an all-zero gradient passes nothing
         CHECK(std::sqrt(error) <= 1e-6 * std::sqrt(norm));
     }
+}
+
+TEST(cost_and_gradient_is_the_penalised_cost_and_its_gradient) {
+    // cost_and_gradient(X, Y, g, alpha, s) = (sum s_i L_i + alpha/2 sum ||W_l||^2) / sum s_i, with g its
+    // gradient (docs/math.md, "L-BFGS"): against cost + the penalty, and central differences of itself.
+    for (const Case& c : all_cases()) {
+        Network<double> net(c.sizes, c.activations, c.loss, 11);
+        // Biases of 0.1, not the initial 0: a relu layer whose units are all off for a record would
+        // otherwise hand the next relu layer z = b = 0 exactly, a kink central differences cannot see.
+        for (std::size_t l = 0; l + 1 < c.sizes.size(); ++l) std::fill_n(net.layer(l).bias, c.sizes[l + 1], 0.1);
+        const std::size_t B = 7, n_in = c.sizes.front(), n_out = c.sizes.back();
+        const auto X = random_matrix<double>(B, n_in, 3, -1.0, 1.0);
+        const auto Y = random_matrix<double>(B, n_out, 4, 0.0, 1.0);
+        const auto s = random_matrix<double>(B, 1, 5, 0.5, 2.0);
+        const ConstMatrixView<double> x(X.data(), B, n_in), y(Y.data(), B, n_out);
+        const double alpha = 0.3;
+        double total = 0, squared = 0;
+        for (double w : s) total += w;
+        for (std::size_t l = 0; l + 1 < c.sizes.size(); ++l) {
+            const LayerView<const double> p = std::as_const(net).layer(l);
+            for (std::size_t i = 0; i < p.out_features * p.in_features; ++i) squared += p.weight[i] * p.weight[i];
+        }
+        std::vector<double> analytic(net.num_params());
+        const double cost = net.cost_and_gradient(x, y, analytic.data(), alpha, s.data());
+        CHECK_CLOSE(cost, net.cost(x, y, s.data()) + 0.5 * alpha * squared / total, 1e-12);
+        double norm = 0, error = 0;
+        std::vector<double> scratch(net.num_params());
+        for (std::size_t i = 0; i < net.num_params(); ++i) {
+            const double saved = net.params()[i], h = 1e-6;
+            net.params()[i] = saved + h;
+            const double up = net.cost_and_gradient(x, y, scratch.data(), alpha, s.data());
+            net.params()[i] = saved - h;
+            const double down = net.cost_and_gradient(x, y, scratch.data(), alpha, s.data());
+            net.params()[i] = saved;
+            const double numeric = (up - down) / (2 * h);
+            norm += analytic[i] * analytic[i];
+            error += (numeric - analytic[i]) * (numeric - analytic[i]);
+        }
+        CHECK(norm > 1e-12);
+        CHECK(std::sqrt(error) <= 1e-6 * std::sqrt(norm));
+    }
+    Network<double> net({3, 1}, {Activation::sigmoid}, Loss::bce, 1);
+    const std::vector<double> X(6, 0.5), Y(2, 1.0);
+    std::vector<double> g(net.num_params());
+    const std::vector<double> before(net.params(), net.params() + net.num_params());
+    CHECK_THROWS(std::invalid_argument, net.cost_and_gradient({X.data(), 2, 3}, {Y.data(), 2, 1}, g.data(), -1.0));
+    CHECK_THROWS(std::invalid_argument,
+                 net.cost_and_gradient({X.data(), 2, 3}, {Y.data(), 2, 1}, g.data(), std::nan("")));
+    CHECK(std::equal(before.begin(), before.end(), net.params()));
 }
 
 TEST(float_and_double_networks_agree) {

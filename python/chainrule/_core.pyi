@@ -40,6 +40,13 @@ class _CoreNetwork:
     def gradients(
         self, X: _Records, y: npt.NDArray[np.floating]
     ) -> list[tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]]: ...
+    def cost_and_gradient(
+        self,
+        X: npt.NDArray[np.floating],
+        y: npt.NDArray[np.floating],
+        sample_weight: Optional[npt.NDArray[np.floating]] = None,
+        alpha: float = 0.0,
+    ) -> tuple[float, npt.NDArray[np.floating]]: ...
     def sgd_step(self, X: npt.NDArray[np.floating], y: npt.NDArray[np.floating], lr: float) -> float: ...
     def fit(
         self,

@@ -278,6 +278,66 @@ class Network:
         X, y = _records(X), _in_place(y)
         return self._core.gradients(X, y, self._weights_for(X, sample_weight))
 
+    def cost_and_gradient(self, X, y, sample_weight=None, alpha=0.0) -> tuple:
+        """The full-batch objective at the current parameters and its gradient, in one pass over X.
+
+        The objective is ``(sum_i s_i L_i + alpha/2 sum_l ||W_l||^2) / sum_i
+        s_i`` (``s_i = 1`` without ``sample_weight``): ``fit``'s batch cost
+        with all of X as the batch (docs/math.md, "The L2 penalty"). It is
+        what an optimizer over the flat parameter vector, such as L-BFGS,
+        evaluates: write the point into :attr:`params`, then call this.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_records, n_inputs)
+            C-contiguous, of the network's dtype; read in place, never copied.
+        y : ndarray of shape (n_records, n_outputs), or (n_records,) for one output
+            The targets, as for :meth:`cost`.
+        sample_weight : array-like of shape (n_records,), optional
+            Finite, >= 0, not all 0.
+        alpha : float, default=0.0
+            The L2 penalty on the weights (not the biases), finite and >= 0.
+
+        Returns
+        -------
+        cost : float
+            The objective above.
+        gradient : ndarray of shape (n_params,)
+            Its gradient, a new array of the network's dtype in the layout of
+            :attr:`params` (``[W_1, b_1, ..., W_L, b_L]``, each ``W_l`` row-major).
+
+        Raises
+        ------
+        TypeError
+            ``alpha`` not a real number.
+        ValueError
+            ``alpha`` negative or not finite, or X, y or sample_weight of the
+            wrong shape, dtype or values.
+        DivergenceError
+            The cost or a gradient overflows although inputs and parameters are finite.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from chainrule import Network
+        >>> net = Network([3, 1], seed=0)
+        >>> X = np.ones((4, 3)); y = np.ones((4, 1))
+        >>> cost, gradient = net.cost_and_gradient(X, y, alpha=1e-4)
+        >>> gradient.shape == (net.n_params,)
+        True
+        """
+        X, y = _records(X), _in_place(y)
+        alpha = _real("alpha", alpha)
+        return self._core.cost_and_gradient(X, y, self._weights_for(X, sample_weight), alpha)
+
+    @property
+    def params(self) -> np.ndarray:
+        """Writable view of the flat parameter buffer ``[W_1, b_1, ..., W_L, b_L]`` (n_params values).
+
+        :attr:`weights` and :attr:`biases` are views of the same memory.
+        """
+        return self._core.params()
+
     def _dropout_rates(self, dropout) -> list:
         """dropout as one rate per hidden layer (the core checks the values)."""
         hidden = len(self.layer_sizes) - 2

@@ -24,14 +24,20 @@ steps. ``loss_curve_``, ``loss_`` and ``best_loss_`` are scikit-learn's
 numbers: the squared loss of the regressor is halved and divided by the
 outputs (chainrule's MSE is summed over them and not halved; this layer
 scales its learning rate, ``alpha`` and Adam's eps so that the steps are
-scikit-learn's). ``solver='lbfgs'`` is not available yet.
+scikit-learn's). ``solver='lbfgs'`` minimizes the full-data cost with scipy's
+L-BFGS-B, chainrule computing the cost and its gradient in one call
+(``Network.cost_and_gradient``); from the same random_state it takes
+scikit-learn's iterates (docs/math.md, "L-BFGS").
 
-scikit-learn is an optional dependency: ``pip install 'chainrule[sklearn]'``.
+scikit-learn (and scipy, for solver='lbfgs') are optional dependencies:
+``pip install 'chainrule[sklearn]'``.
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -45,6 +51,7 @@ try:
     from sklearn.utils._param_validation import Interval, Options, StrOptions
     from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
     from sklearn.utils.class_weight import compute_sample_weight
+    from sklearn.utils.metaestimators import available_if
     from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
     from scipy.sparse import issparse  # scikit-learn depends on scipy
 except ImportError as error:  # pragma: no cover - exercised only without scikit-learn
@@ -81,6 +88,37 @@ def _network_input(X, dtype=None):
     return np.ascontiguousarray(X, dtype=dtype)
 
 
+def _scipy_optimize():
+    """scipy.optimize, which solver='lbfgs' needs (scipy is an optional dependency of this layer)."""
+    try:
+        from scipy import optimize
+    except ImportError as error:  # pragma: no cover - scikit-learn itself depends on scipy
+        raise ImportError("solver='lbfgs' needs scipy (scipy.optimize.minimize): pip install 'chainrule[sklearn]'") \
+            from error
+    return optimize
+
+
+def _stochastic_solver(estimator) -> bool:
+    """partial_fit's condition (scikit-learn's): an epoch-based solver; lbfgs has no partial_fit."""
+    if estimator.solver not in ("adam", "sgd"):
+        raise AttributeError(f"partial_fit is only available for stochastic optimizers. {estimator.solver} is not "
+                             "stochastic.")
+    return True
+
+
+@dataclass
+class _EpochRun:
+    """One stochastic fit's state between the core's epochs (see _BaseSGD._fit_stochastic)."""
+
+    num_records: int
+    validation: tuple = None  # (X_val, y_val, w_val) with early stopping
+    incremental: bool = False
+    scale: float = 1.0  # _loss_scale()
+    reporter: EpochProgress = None
+    best_params: Network = None  # a copy at the best validation score so far
+    stopped: bool = False  # by the stopping rule (or a diverged epoch), not by max_iter
+
+
 class _BaseSGD(BaseEstimator):
     """What the three estimators share: parameters, input conversion, the epoch loop."""
 
@@ -98,7 +136,8 @@ class _BaseSGD(BaseEstimator):
         # np.inf: never stop early (the count of epochs without improvement never exceeds it).
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
         "dtype": [StrOptions({"float32", "float64"}), None],
-        "solver": [StrOptions({"adam", "sgd"})],
+        "solver": [StrOptions({"adam", "sgd", "lbfgs"})],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
         "power_t": [Interval(Real, 0, None, closed="left")],
@@ -111,7 +150,7 @@ class _BaseSGD(BaseEstimator):
 
     # scikit-learn's optimiser settings, set by the subclasses' __init__.
     _OPTIMIZER_PARAMETERS = ("solver", "alpha", "learning_rate", "power_t", "momentum", "nesterovs_momentum",
-                             "beta_1", "beta_2", "epsilon")
+                             "beta_1", "beta_2", "epsilon", "max_fun")
 
     # -- what subclasses decide ------------------------------------------
 
@@ -214,6 +253,11 @@ class _BaseSGD(BaseEstimator):
         self.n_outputs_ = num_outputs
         self.n_iter_ = 0
         self.t_ = 0
+        if self.solver != "lbfgs":  # as scikit-learn: no loss_curve_ nor stopping-rule state without epochs
+            self._start_loss_curve()
+
+    def _start_loss_curve(self):
+        """The epochs' record and the stopping rule's state, empty: at a cold fit, or a warm one after lbfgs."""
         self.loss_curve_ = []
         self._no_improvement_count = 0
         if self.early_stopping:
@@ -272,6 +316,7 @@ class _BaseSGD(BaseEstimator):
         return sample_weight
 
     def _fit(self, X, y, incremental, classes=None, sample_weight=None):
+        """fit and partial_fit: validate, initialize at the first fit, then run the solver."""
         first = not hasattr(self, "network_") or not (self.warm_start or incremental)
         X, y = self._validate_input(X, y, first)
         if first:
@@ -282,137 +327,265 @@ class _BaseSGD(BaseEstimator):
         elif Y.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {Y.shape[1]} outputs, but the estimator was fitted with {self.n_outputs_}")
         sample_weight = self._sample_weight(sample_weight, X, y)
-        early_stopping = self.early_stopping  # never with incremental: partial_fit refuses it
-        X_val = y_val = w_val = None
-        if early_stopping:
-            stratify = y if isinstance(self, ClassifierMixin) and self._target_kind != "multilabel" else None
-            split = (X, Y, y) if sample_weight is None else (X, Y, y, sample_weight)
-            parts = train_test_split(*split, random_state=self._random_state, test_size=self.validation_fraction,
-                                     stratify=stratify)
-            X, X_val, Y, _, _, y_val = parts[:6]
-            if sample_weight is not None:
-                sample_weight, w_val = parts[6], parts[7]
-            X, Y = _network_input(X), np.ascontiguousarray(Y)
-            if X_val.shape[0] < 2:
-                raise ValueError("The validation set is too small: increase validation_fraction or the sample size")
+        if self.solver == "lbfgs":  # full-batch: no epochs, no validation split (scikit-learn's)
+            self._fit_lbfgs(X, Y, sample_weight)
+            return self
+        validation = None
+        if self.early_stopping:  # never with incremental: partial_fit refuses it
+            X, Y, sample_weight, validation = self._validation_split(X, Y, y, sample_weight)
         epochs = 1 if incremental else self.max_iter
-        self._run_epochs(X, Y, X_val, y_val, w_val, epochs, early_stopping, incremental, sample_weight)
+        self._fit_stochastic(X, Y, validation, epochs, incremental, sample_weight)
         return self
 
-    def _run_epochs(self, X, Y, X_val, y_val, w_val, epochs, early_stopping, incremental, sample_weight):
-        """network_.fit over (X, Y), with scikit-learn's stopping rule applied after each epoch."""
-        network = self.network_
-        # scikit-learn makes a new optimizer for each fit; partial_fit continues its own.
-        if not incremental or getattr(self, "_optimizer", None) is None:
-            self._optimizer = self._make_optimizer()
-            self._learning_rate = self.learning_rate_init  # 'adaptive' divides it
-        scale = self._loss_scale()
-        adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
-        if self.solver == "adam" or self.learning_rate == "constant":
-            schedule = None
-        elif self.learning_rate == "invscaling":
-            # scikit-learn's: a new optimizer starts at learning_rate_init, and
-            # each epoch's end sets learning_rate_init / (t_ + 1)^power_t, t_
-            # the records this estimator has seen (over warm fits too).
-            def schedule(epoch, lr):
-                rate = self.learning_rate_init if epoch == 0 else self.learning_rate_init / (self.t_ + 1) ** self.power_t
-                return rate * scale
-        else:  # adaptive: the rate the stopping rule below last set
-            def schedule(epoch, lr):
-                return self._learning_rate * scale
+    def _validation_split(self, X, Y, y, sample_weight):
+        """(X, Y, sample_weight) to train on and (X_val, y_val, w_val) held out: validation_fraction of
+        the records, stratified for a classifier's labels, drawn from the estimator's RandomState."""
+        stratify = y if isinstance(self, ClassifierMixin) and self._target_kind != "multilabel" else None
+        split = (X, Y, y) if sample_weight is None else (X, Y, y, sample_weight)
+        parts = train_test_split(*split, random_state=self._random_state, test_size=self.validation_fraction,
+                                 stratify=stratify)
+        X, X_val, Y, _, _, y_val = parts[:6]
+        w_val = None
+        if sample_weight is not None:
+            sample_weight, w_val = parts[6], parts[7]
+        X, Y = _network_input(X), np.ascontiguousarray(Y)
+        if X_val.shape[0] < 2:
+            raise ValueError("The validation set is too small: increase validation_fraction or the sample size")
+        return X, Y, sample_weight, (X_val, y_val, w_val)
+
+    # -- solver='adam' and 'sgd': the core's epochs, scikit-learn's rule between them --
+    #
+    # The stopping rule is scikit-learn's, applied here after each of the
+    # core's epochs rather than by the core's own `tol` rule, because: it may
+    # score a held-out set (early_stopping) and keep the parameters of the
+    # best score; its count and best loss carry over warm fits and partial_fit
+    # calls, in scikit-learn's units of loss; and it stops once the count
+    # *exceeds* n_iter_no_change, one epoch after the core's rule would
+    # (docs/math.md, "Mini-batches and epochs").
+
+    def _fit_stochastic(self, X, Y, validation, epochs, incremental, sample_weight):
+        """Train ``epochs`` epochs of adam or sgd over (X, Y), stopping by scikit-learn's rule.
+
+        ``validation``: (X_val, y_val, w_val) with early stopping, else None.
+        The network trains in the core (``Network.fit``); after each epoch
+        the core calls :meth:`_end_epoch`, which may stop it."""
+        if not hasattr(self, "loss_curve_"):  # a warm fit after solver='lbfgs', which keeps no epochs
+            self._start_loss_curve()
+        self._prepare_optimizer(incremental)
         # n_iter_ counts the epochs of this call, as in scikit-learn; t_,
         # loss_curve_ and validation_scores_ go on accumulating over warm fits
         # and partial_fit calls (a cold fit resets them in _initialize).
         self.n_iter_ = 0
-        reporter = EpochProgress(epochs, type(self).__name__) if self.verbose else None
-        best_params = None
-        stopped = [False]
-
-        outputs = self.n_outputs_
-
-        def on_epoch(epoch, cost):
-            cost = cost * scale  # scikit-learn's loss (its squared error: also over the outputs, below)
-            if scale != 1.0 and outputs > 1:
-                cost = cost / outputs
-            self.n_iter_ += 1
-            self.t_ += X.shape[0]
-            self.loss_curve_.append(float(cost))
-            self.loss_ = float(cost)
-            score = None
-            if early_stopping:
-                try:
-                    score = self._validation_score(X_val, y_val, w_val)
-                except DivergenceError:  # the predictions overflowed: scikit-learn scores them nan
-                    score = float("nan")
-                self.validation_scores_.append(score)
-            if reporter is not None:
-                reporter.update(self.n_iter_ - 1, cost, score)
-            if incremental:
-                return True
-            # scikit-learn's _update_no_improvement_count: an epoch that does
-            # not beat the best by tol counts; stop once the count exceeds
-            # n_iter_no_change. (A nan score counts too; in scikit-learn it
-            # resets the count, as nan < x is False.)
-            if early_stopping:
-                self._no_improvement_count = (self._no_improvement_count + 1
-                                              if not score >= self.best_validation_score_ + self.tol else 0)
-                if score > self.best_validation_score_:
-                    self.best_validation_score_ = score
-                    nonlocal best_params
-                    best_params = network.copy()
-            else:
-                self._no_improvement_count = (self._no_improvement_count + 1
-                                              if cost > self.best_loss_ - self.tol else 0)
-                self.best_loss_ = min(self.best_loss_, float(cost))
-            if self._no_improvement_count > self.n_iter_no_change:
-                if adaptive and self._learning_rate > 1e-6:  # scikit-learn's 'adaptive': divide by 5 and go on
-                    self._learning_rate /= 5.0
-                    self._no_improvement_count = 0
-                    if reporter is not None:
-                        reporter.message(f"Setting learning rate to {self._learning_rate:f}")
-                    return True
-                stopped[0] = True
-                if reporter is not None:
-                    what = "Validation score" if early_stopping else "Training loss"
-                    reporter.message(f"{what} did not improve more than tol={self.tol:f} for "
-                                     f"{self.n_iter_no_change} consecutive epochs. Stopping.")
-                return False
-            return True
-
+        run = _EpochRun(num_records=X.shape[0], validation=validation, incremental=incremental,
+                        scale=self._loss_scale(),
+                        reporter=EpochProgress(epochs, type(self).__name__) if self.verbose else None)
         seed = int(self._random_state.randint(0, _SEED_BOUND, dtype=np.int64))
         try:
-            network.fit(X, Y, epochs=epochs, batch_size=self._batch_size(X.shape[0]), shuffle=self.shuffle,
-                        seed=seed, callback=on_epoch, optimizer=self._optimizer, schedule=schedule,
-                        alpha=self.alpha / scale, sample_weight=sample_weight)
+            self.network_.fit(X, Y, epochs=epochs, batch_size=self._batch_size(X.shape[0]), shuffle=self.shuffle,
+                              seed=seed, callback=functools.partial(self._end_epoch, run),
+                              optimizer=self._optimizer, schedule=self._schedule(run.scale),
+                              alpha=self.alpha / run.scale, sample_weight=sample_weight)
         except DivergenceError as error:
-            # Without early stopping the error propagates: the parameters are
-            # those from before the offending step (docs/math.md, "SGD"),
-            # finite but not a trained model. With early stopping there is a
-            # better answer once an epoch has been validated: scikit-learn's
-            # fit then returns the parameters of the best validation score
-            # with the diverged epochs scored nan. We do the same for the
-            # diverged epoch (loss and score nan; t_ counts completed epochs
-            # only), stop there instead of running on to max_iter, and say so.
-            if not early_stopping or best_params is None:
-                raise
-            self.n_iter_ += 1
-            self.loss_curve_.append(float("nan"))
-            self.validation_scores_.append(float("nan"))
-            if reporter is not None:
-                reporter.message(f"Training diverged in epoch {self.n_iter_}. Stopping.")
-            stopped[0] = True
-            warnings.warn(f"Training diverged in epoch {self.n_iter_} ({error}); stopped there and restored the "
-                          f"parameters of the best validation score, {self.best_validation_score_:g}.",
-                          ConvergenceWarning)
+            self._end_diverged_epoch(run, error)
+        finally:
+            if run.reporter is not None:
+                run.reporter.close()
+        self._restore_best_parameters(run)
+        if not incremental and not run.stopped:
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
+                          "optimization hasn't converged yet.", ConvergenceWarning)
+
+    def _prepare_optimizer(self, incremental):
+        """scikit-learn makes a new optimizer for each fit; partial_fit continues its own."""
+        if not incremental or getattr(self, "_optimizer", None) is None:
+            self._optimizer = self._make_optimizer()
+            self._learning_rate = self.learning_rate_init  # 'adaptive' divides it
+
+    def _schedule(self, scale):
+        """The core's learning-rate schedule: None (constant) or a function of (epoch, lr)."""
+        if self.solver == "adam" or self.learning_rate == "constant":
+            return None
+        if self.learning_rate == "invscaling":
+            return functools.partial(self._invscaling_rate, scale)
+        return functools.partial(self._adaptive_rate, scale)
+
+    def _invscaling_rate(self, scale, epoch, lr):
+        """scikit-learn's: a new optimizer starts at learning_rate_init, and each
+        epoch's end sets learning_rate_init / (t_ + 1)^power_t, t_ the records
+        this estimator has seen (over warm fits too)."""
+        rate = self.learning_rate_init if epoch == 0 else self.learning_rate_init / (self.t_ + 1) ** self.power_t
+        return rate * scale
+
+    def _adaptive_rate(self, scale, epoch, lr):
+        """'adaptive': the rate the stopping rule last set (_stop_or_adapt)."""
+        return self._learning_rate * scale
+
+    def _end_epoch(self, run, epoch, cost):
+        """The core's callback after each epoch: record it, then True to go on, False to stop."""
+        loss = self._sklearn_loss(cost, run.scale)
+        self._record_epoch(run, loss)
+        score = self._score_validation(run) if run.validation is not None else None
+        if run.reporter is not None:
+            run.reporter.update(self.n_iter_ - 1, loss, score)
+        if run.incremental:
+            return True
+        self._update_no_improvement_count(run, loss, score)
+        return not self._stop_or_adapt(run)
+
+    def _sklearn_loss(self, cost, scale):
+        """The core's epoch cost in scikit-learn's units (its squared error: halved, and over the outputs)."""
+        loss = cost * scale
+        if scale != 1.0 and self.n_outputs_ > 1:
+            loss = loss / self.n_outputs_
+        return loss
+
+    def _record_epoch(self, run, loss):
+        self.n_iter_ += 1
+        self.t_ += run.num_records
+        self.loss_curve_.append(float(loss))
+        self.loss_ = float(loss)
+
+    def _score_validation(self, run):
+        """The epoch's validation score, appended to validation_scores_."""
+        try:
+            score = self._validation_score(*run.validation)
+        except DivergenceError:  # the predictions overflowed: scikit-learn scores them nan
+            score = float("nan")
+        self.validation_scores_.append(score)
+        return score
+
+    def _update_no_improvement_count(self, run, loss, score):
+        """scikit-learn's rule: an epoch that does not beat the best by tol counts, any other resets the count.
+
+        With early stopping the best is the validation score (higher is
+        better; its parameters are kept, to be restored at the end), else the
+        training loss. A nan score counts too (in scikit-learn it resets the
+        count, as nan < x is False)."""
+        if run.validation is not None:
+            self._no_improvement_count = (self._no_improvement_count + 1
+                                          if not score >= self.best_validation_score_ + self.tol else 0)
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                run.best_params = self.network_.copy()
+        else:
+            self._no_improvement_count = (self._no_improvement_count + 1
+                                          if loss > self.best_loss_ - self.tol else 0)
+            self.best_loss_ = min(self.best_loss_, float(loss))
+
+    def _stop_or_adapt(self, run):
+        """True to stop: the count exceeds n_iter_no_change. 'adaptive' divides its rate by 5 and goes on instead,
+        until the rate falls to 1e-6 (scikit-learn's)."""
+        if not self._no_improvement_count > self.n_iter_no_change:
+            return False
+        if self.solver == "sgd" and self.learning_rate == "adaptive" and self._learning_rate > 1e-6:
+            self._learning_rate /= 5.0
+            self._no_improvement_count = 0
+            if run.reporter is not None:
+                run.reporter.message(f"Setting learning rate to {self._learning_rate:f}")
+            return False
+        run.stopped = True
+        if run.reporter is not None:
+            what = "Validation score" if run.validation is not None else "Training loss"
+            run.reporter.message(f"{what} did not improve more than tol={self.tol:f} for "
+                                 f"{self.n_iter_no_change} consecutive epochs. Stopping.")
+        return True
+
+    def _end_diverged_epoch(self, run, error):
+        """A step would have made the cost or a parameter non-finite (the core raised DivergenceError).
+
+        Without early stopping the error propagates: the parameters are
+        those from before the offending step (docs/math.md, "SGD"), finite
+        but not a trained model. With early stopping there is a better answer
+        once an epoch has been validated: scikit-learn's fit then returns the
+        parameters of the best validation score with the diverged epochs
+        scored nan. We do the same for the diverged epoch (loss and score nan;
+        t_ counts completed epochs only), stop there instead of running on to
+        max_iter, and say so."""
+        if run.validation is None or run.best_params is None:
+            raise error
+        self.n_iter_ += 1
+        self.loss_curve_.append(float("nan"))
+        self.validation_scores_.append(float("nan"))
+        if run.reporter is not None:
+            run.reporter.message(f"Training diverged in epoch {self.n_iter_}. Stopping.")
+        run.stopped = True
+        warnings.warn(f"Training diverged in epoch {self.n_iter_} ({error}); stopped there and restored the "
+                      f"parameters of the best validation score, {self.best_validation_score_:g}.",
+                      ConvergenceWarning)
+
+    def _restore_best_parameters(self, run):
+        """With early stopping: the parameters of the best validation score."""
+        if run.validation is not None and run.best_params is not None:
+            network, best = self.network_, run.best_params
+            for mine, kept in zip(network.weights + network.biases, best.weights + best.biases):
+                mine[...] = kept
+
+    # -- solver='lbfgs': scipy's L-BFGS-B over the flat parameter buffer ----
+
+    def _fit_lbfgs(self, X, Y, sample_weight):
+        """Minimize the full-data cost with scipy's L-BFGS-B, as scikit-learn's _fit_lbfgs does.
+
+        Each evaluation copies L-BFGS's point (float64) into the network's
+        flat parameter buffer (rounded to float32 for float32 networks) and
+        calls the core once for the cost and its gradient over all of X, read
+        in place (docs/math.md, "L-BFGS: the full-batch cost and its gradient in one call")."""
+        optimize = _scipy_optimize()
+        network = self.network_
+        params = network.params  # the flat buffer [W_1, b_1, ...]: weights and biases are views of it
+        scale = self._loss_scale()
+        alpha = self.alpha / scale
+        weights = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=network.dtype)
+        divisor = X.shape[0] if sample_weight is None else float(np.sum(sample_weight, dtype=np.float64))
+
+        def cost_and_gradient(x):
+            params[...] = x
+            cost, gradient = network.cost_and_gradient(X, Y, weights, alpha)
+            return cost * scale, gradient.astype(np.float64) * scale
+
+        reporter = EpochProgress(self.max_iter, type(self).__name__) if self.verbose else None
+        iterations = [0]
+
+        def report(intermediate_result):
+            reporter.update(iterations[0], self._lbfgs_loss(intermediate_result.fun, scale, divisor))
+            iterations[0] += 1
+
+        x0 = params.astype(np.float64)
+        try:
+            result = optimize.minimize(cost_and_gradient, x0, method="L-BFGS-B", jac=True,
+                                       callback=report if reporter is not None else None,
+                                       options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol})
+        except DivergenceError:
+            params[...] = x0  # the parameters the fit started from, as they were
+            raise
         finally:
             if reporter is not None:
                 reporter.close()
-        if early_stopping and best_params is not None:  # the parameters of the best validation score
-            for mine, best in zip(network.weights + network.biases, best_params.weights + best_params.biases):
-                mine[...] = best
-        if not incremental and not stopped[0]:
-            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
-                          "optimization hasn't converged yet.", ConvergenceWarning)
+        params[...] = result.x
+        self.n_iter_ = min(int(result.nit), self.max_iter)
+        self.loss_ = self._lbfgs_loss(float(result.fun), scale, divisor)
+        if result.status != 0:
+            message = result.message.decode() if isinstance(result.message, bytes) else str(result.message)
+            advice = (f" Increase the number of iterations (max_iter={self.max_iter})."
+                      if self.n_iter_ == self.max_iter else "")
+            warnings.warn(f"lbfgs failed to converge after {self.n_iter_} iteration(s) (status={result.status}): "
+                          f"{message}.{advice} You might also want to scale the data (e.g. StandardScaler).",
+                          ConvergenceWarning)
+
+    def _lbfgs_loss(self, objective, scale, divisor):
+        """scikit-learn's loss_ for lbfgs from the objective minimized.
+
+        For the squared error with several outputs, scikit-learn's lbfgs
+        minimizes a loss whose data term is averaged over the outputs while
+        its gradient is that of the sum over them; we minimize the objective
+        of that gradient (data term summed over the outputs, so that value
+        and gradient agree, which L-BFGS's line search relies on) and report
+        scikit-learn's value: the data term divided by the outputs, plus the
+        penalty."""
+        if scale == 1.0 or self.n_outputs_ == 1:
+            return float(objective)
+        penalty = 0.5 * self.alpha * sum(float(np.dot(w.ravel(), w.ravel())) for w in self.network_.weights)
+        penalty /= divisor
+        return float((objective - penalty) / self.n_outputs_ + penalty)
 
     def _forward(self, X):
         check_is_fitted(self, "network_")
@@ -441,10 +614,14 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
         Widths of the hidden layers; ``()`` for none.
     activation : {'relu', 'tanh', 'logistic', 'sigmoid', 'identity'}, default='relu'
         Activation of the hidden layers ('logistic' and 'sigmoid' are the same).
-    solver : {'adam', 'sgd'}, default='adam'
+    solver : {'adam', 'sgd', 'lbfgs'}, default='adam'
         scikit-learn's optimisers, in its form (docs/math.md, "Optimizers"):
         from the same random_state, records in order, the steps are
-        scikit-learn's to rounding. 'lbfgs' is not available yet.
+        scikit-learn's to rounding. 'lbfgs' minimizes the full-data cost
+        with scipy's L-BFGS-B (needs scipy), chainrule computing the cost and
+        its gradient; it takes scikit-learn's iterates, has no epochs (no
+        ``loss_curve_``, ``early_stopping`` ignored) and no ``partial_fit``
+        (docs/math.md, "L-BFGS").
     alpha : float, default=1e-4
         The L2 penalty on the weights, as scikit-learn's.
     learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
@@ -463,7 +640,11 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
     batch_size : int or 'auto', default='auto'
         Records per step; 'auto' is ``min(200, n_samples)``.
     max_iter : int, default=200
-        Epochs of one ``fit``.
+        Epochs of one ``fit``; with 'lbfgs', its iterations.
+    max_fun : int, default=15000
+        'lbfgs' only: the most evaluations of the cost and gradient (at
+        least 1); the fit stops, warning (``ConvergenceWarning``), once
+        scipy exceeds it.
     shuffle : bool, default=True
         Visit the records in a new order each epoch.
     random_state : int, RandomState or None
@@ -471,7 +652,9 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
         random_state gives the same initial weights), the shuffling (chainrule's
         own) and the validation split.
     tol, n_iter_no_change : float, int or np.inf
-        Stop once the training loss (or, with ``early_stopping``, the
+        With 'lbfgs', ``tol`` is scipy's gtol (stop once every projected
+        gradient is within it). Otherwise:
+        stop once the training loss (or, with ``early_stopping``, the
         validation score) has not improved by ``tol`` for more than
         ``n_iter_no_change`` epochs in a row, as scikit-learn does;
         ``n_iter_no_change=np.inf`` never stops early.
@@ -494,7 +677,9 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
     Attributes
     ----------
     n_iter_ is the number of epochs of the last ``fit`` or ``partial_fit``
-    call (1 after ``partial_fit``), as in scikit-learn; ``t_`` (records seen)
+    call (1 after ``partial_fit``; with 'lbfgs', its iterations), as in
+    scikit-learn; ``loss_`` the last epoch's loss (with 'lbfgs', the final
+    cost, penalty included, in scikit-learn's units); ``t_`` (records seen)
     and ``loss_curve_`` keep accumulating over warm fits and ``partial_fit``
     calls. Also classes_, n_features_in_, feature_names_in_, n_outputs_,
     best_loss_, validation_scores_, best_validation_score_,
@@ -507,6 +692,9 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
     core stops before a step that would make the cost or a parameter
     non-finite (docs/math.md, "SGD"). What ``fit`` does then:
 
+    - With 'lbfgs', a cost or gradient that overflows during the search
+      raises :class:`chainrule.DivergenceError`, the parameters being those
+      the fit started from.
     - Without ``early_stopping`` (and in ``partial_fit``) it raises
       :class:`chainrule.DivergenceError`, a ``FloatingPointError`` naming the
       epoch, the batch and the remedy; the parameters are those from before
@@ -539,7 +727,7 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
                  batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200,
                  shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-8, n_iter_no_change=10, class_weight=None, dtype=None):
+                 epsilon=1e-8, n_iter_no_change=10, max_fun=15000, class_weight=None, dtype=None):
         self.solver = solver
         self.alpha = alpha
         self.learning_rate = learning_rate
@@ -563,6 +751,7 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.dtype = dtype
 
     def _output_and_loss(self):
@@ -616,6 +805,7 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
     def _validation_score(self, X, y, sample_weight=None):
         return float(accuracy_score(y, self._labels(self.network_.predict(X)), sample_weight=sample_weight))
 
+    @available_if(_stochastic_solver)
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over (X, y); ``classes`` (all labels) is required on the first call.
 
@@ -664,6 +854,9 @@ class LogisticRegression(MLPClassifier):
     penalty (solver='sgd', momentum=0, alpha=0), with chainrule's
     initialisation; its parameters (solvers, alpha, sample_weight, and what
     a diverging fit does) are otherwise those of :class:`MLPClassifier`.
+    ``solver='lbfgs'`` with ``alpha=1/C`` minimizes the objective of
+    scikit-learn's ``LogisticRegression(C=C)`` (mean loss plus
+    ``||W||^2 / (2 C n)``; multinomial for several classes).
     ``coef_`` (n_outputs, n_features) and ``intercept_`` (n_outputs,) have
     scikit-learn's layout.
     """
@@ -674,7 +867,8 @@ class LogisticRegression(MLPClassifier):
     def __init__(self, *, solver="sgd", alpha=0.0, learning_rate="constant", learning_rate_init=0.1, power_t=0.5,
                  momentum=0.0, nesterovs_momentum=False, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  batch_size="auto", max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
-                 warm_start=False, early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, dtype=None):
+                 warm_start=False, early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, max_fun=15000,
+                 dtype=None):
         self.solver = solver
         self.alpha = alpha
         self.learning_rate = learning_rate
@@ -695,6 +889,7 @@ class LogisticRegression(MLPClassifier):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.dtype = dtype
 
     def _hidden_layers(self):
@@ -732,7 +927,7 @@ class MLPRegressor(RegressorMixin, _BaseSGD):
                  batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200,
                  shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-8, n_iter_no_change=10, dtype=None):
+                 epsilon=1e-8, n_iter_no_change=10, max_fun=15000, dtype=None):
         self.solver = solver
         self.alpha = alpha
         self.learning_rate = learning_rate
@@ -755,6 +950,7 @@ class MLPRegressor(RegressorMixin, _BaseSGD):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.dtype = dtype
 
     def _output_and_loss(self):
@@ -771,6 +967,7 @@ class MLPRegressor(RegressorMixin, _BaseSGD):
     def _shaped(self, output):
         return output.ravel() if self._y_ndim == 1 else output
 
+    @available_if(_stochastic_solver)
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y); refused with ``early_stopping=True``, as in scikit-learn."""
         if not hasattr(self, "network_"):

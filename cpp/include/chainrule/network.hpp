@@ -139,6 +139,16 @@ public:
     double compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y, T* gradient,
                              const T* sample_weight = nullptr);
 
+    // Full-batch training's objective and its gradient in one pass over X:
+    // (sum_i s_i L_i + alpha/2 sum_l ||W_l||^2) / sum_i s_i (s_i = 1 without
+    // sample_weight), fit's batch cost with the whole of X as the batch
+    // (docs/math.md, "The L2 penalty"), at the parameters in params(); its
+    // gradient into `gradient` (num_params() values, the layout of params()).
+    // What an optimizer over the flat parameter vector (L-BFGS) calls once per
+    // evaluation. std::invalid_argument if alpha is not finite and >= 0.
+    double cost_and_gradient(ConstMatrixView<T> X, ConstMatrixView<T> Y, T* gradient, double alpha = 0.0,
+                             const T* sample_weight = nullptr);
+
     // One SGD step on the batch (X, Y); returns the cost before the step.
     // Throws divergence_error (parameters unchanged) if the cost or an
     // updated parameter would not be finite.
@@ -163,7 +173,7 @@ public:
                             const EpochCallback& on_epoch = {}, const InterruptCheck& check_interrupt = {},
                             TrainingState<T>* state = nullptr, const T* sample_weight = nullptr);
 
-    // Sparse X: predict, cost, compute_gradients and fit on records in CSR
+    // Sparse X: predict, cost, compute_gradients, cost_and_gradient and fit on records in CSR
     // form (matrix.hpp), Index std::int32_t or std::int64_t, read in place
     // and never densified: the first layer's product and its weight gradient
     // run over the stored entries alone (docs/math.md, "Sparse inputs"). The
@@ -182,6 +192,9 @@ public:
     double compute_gradients(CsrMatrixView<T, Index> X, ConstMatrixView<T> Y, T* gradient,
                              const T* sample_weight = nullptr);
     template <typename Index>
+    double cost_and_gradient(CsrMatrixView<T, Index> X, ConstMatrixView<T> Y, T* gradient, double alpha = 0.0,
+                             const T* sample_weight = nullptr);
+    template <typename Index>
     std::vector<double> fit(CsrMatrixView<T, Index> X, ConstMatrixView<T> Y, const FitOptions& options,
                             const EpochCallback& on_epoch = {}, const InterruptCheck& check_interrupt = {},
                             TrainingState<T>* state = nullptr, const T* sample_weight = nullptr);
@@ -189,10 +202,12 @@ public:
 private:
     struct Workspace;
 
-    // The four calls above on dense or CSR records.
+    // The calls above on dense or CSR records.
     void predict_records(MatrixView<T> out, const detail::Records<T>& X) const;
     double cost_records(const detail::Records<T>& X, ConstMatrixView<T> Y, const T* sample_weight) const;
     double compute_gradients_records(const detail::Records<T>& X, ConstMatrixView<T> Y, T* gradient,
+                                     const T* sample_weight);
+    double cost_and_gradient_records(const detail::Records<T>& X, ConstMatrixView<T> Y, T* gradient, double alpha,
                                      const T* sample_weight);
     std::vector<double> fit_records(const detail::Records<T>& X, ConstMatrixView<T> Y, const FitOptions& options,
                                     const EpochCallback& on_epoch, const InterruptCheck& check_interrupt,
