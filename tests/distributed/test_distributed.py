@@ -1,0 +1,181 @@
+"""chainrule.distributed under MPI: exact against one process, repeatable, and failing cleanly.
+
+Each test starts ``mpiexec -n K`` on mpi_worker.py (bounded by a timeout, so
+that a hang fails the test instead of stalling the suite) and checks what the
+processes wrote. The single-process runs they are compared with are built
+here: one Network.fit call per global step, on the records that step takes
+from every shard (docs/math.md, "Distributed training").
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mpi4py import MPI  # in the test extra: its absence fails the suite rather than skipping these
+
+import chainrule  # noqa: E402
+from chainrule import distributed, optim  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+import mpi_worker as worker  # noqa: E402
+
+WORKER = str(Path(__file__).parent / "mpi_worker.py")
+RUN_TIMEOUT = 120  # seconds for one mpiexec run; a run takes about one
+
+
+def mpiexec():
+    beside = Path(sys.executable).parent / "mpiexec"  # the mpich wheel's, in the environment's bin
+    found = str(beside) if beside.exists() else shutil.which("mpiexec")
+    assert found, "mpiexec not found: pip install 'chainrule[mpi]' (mpi4py, mpich)"
+    return found
+
+
+def run_mpi(processes, scenario, out, timeout=RUN_TIMEOUT, check=True, **options):
+    command = [mpiexec(), "-n", str(processes), sys.executable, WORKER, scenario, str(out)]
+    command += [f"{key}={value}" for key, value in options.items()]
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    if check:
+        assert result.returncode == 0, f"mpiexec exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def trained(processes, out, **options):
+    """Each rank's parameters and history after a distributed run; every rank must hold the same."""
+    run_mpi(processes, "train", out, **options)
+    params = [np.load(out / f"params_{r}.npy") for r in range(processes)]
+    histories = [np.load(out / f"history_{r}.npy") for r in range(processes)]
+    for r in range(1, processes):
+        assert params[r].tobytes() == params[0].tobytes(), f"rank {r}'s parameters differ from rank 0's"
+        assert histories[r].tobytes() == histories[0].tobytes(), f"rank {r}'s history differs from rank 0's"
+    return params[0], histories[0]
+
+
+def one_process(processes, dtype="float64", optimizer="sgd", uneven="0", shuffle="0", weights="0", epochs=3,
+                batch=4, records=101):
+    """The distributed run's steps, taken by one process: step j's records are those of every shard's
+    epoch order [j b, (j + 1) b), in rank order."""
+    X, Y, W = worker.make_data(records, dtype)
+    shards = worker.shards_for(records, processes, uneven == "1")
+    net = worker.make_network(3, dtype)  # rank 0's parameters, which fit hands every rank
+    opt = worker.make_optimizer(optimizer)
+    lengths = [s.stop - s.start for s in shards]
+    history = []
+    for epoch in range(epochs):
+        orders = [distributed.shard_order(n, 5, r, epoch) if shuffle == "1" else np.arange(n)
+                  for r, n in enumerate(lengths)]
+        cost = 0.0
+        for j in range(-(-max(lengths) // batch)):
+            rows = np.concatenate([s.start + order[j * batch:(j + 1) * batch] for s, order in zip(shards, orders)])
+            weight = W[rows] if weights == "1" else None
+            step_cost = net.fit(X[rows], Y[rows], epochs=1, batch_size=len(rows), shuffle=False, optimizer=opt,
+                                sample_weight=weight)[0]
+            cost += step_cost * (weight.sum() if weight is not None else len(rows))
+        history.append(cost / (W.sum() if weights == "1" else records))
+    return net._core.params().copy(), np.array(history)
+
+
+# float64: summing per-process partial gradients rounds differently from one
+# product over all the step's records (a few ulps per step); after three
+# epochs the parameters agree within 1e-10 relative. float32: the same ulps
+# are 2^29 times larger (eps 1.2e-7): 1e-4 relative to the largest parameter.
+TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("uneven", ["0", "1"])
+def test_matches_one_process(tmp_path, processes, dtype, optimizer, uneven):
+    options = dict(dtype=dtype, optimizer=optimizer, uneven=uneven, shuffle="1")
+    params, history = trained(processes, tmp_path, **options)
+    expected, expected_history = one_process(processes, **options)
+    scale = np.abs(expected).max()
+    assert np.abs(params - expected).max() <= TOLERANCE[dtype] * scale
+    np.testing.assert_allclose(history, expected_history, rtol=TOLERANCE[dtype])
+    # A distributed step is a real step: the parameters moved from rank 0's start.
+    start = worker.make_network(3, dtype)._core.params()
+    assert np.abs(params - start).max() > 1e3 * TOLERANCE[dtype] * scale
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_matches_one_process_with_sample_weight_in_order(tmp_path, processes):
+    options = dict(optimizer="sgd", uneven="1", shuffle="0", weights="1")
+    params, history = trained(processes, tmp_path, **options)
+    expected, expected_history = one_process(processes, **options)
+    assert np.abs(params - expected).max() <= 1e-10 * np.abs(expected).max()
+    np.testing.assert_allclose(history, expected_history, rtol=1e-10)
+
+
+def test_repeats_bit_for_bit_at_any_thread_count(tmp_path):
+    runs = []
+    for i, threads in enumerate([1, 1, 2]):
+        out = tmp_path / str(i)
+        out.mkdir()
+        runs.append(trained(3, out, optimizer="adam", uneven="1", shuffle="1", threads=threads))
+    for params, history in runs[1:]:
+        assert params.tobytes() == runs[0][0].tobytes()
+        assert history.tobytes() == runs[0][1].tobytes()
+
+
+def test_saves_on_rank_0_a_model_equal_to_every_rank(tmp_path):
+    params, _ = trained(2, tmp_path, optimizer="adam")
+    loaded = chainrule.Network.load(tmp_path / "model.crn")
+    assert loaded._core.params().tobytes() == params.tobytes()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("model")) == ["model.crn"]
+
+
+@pytest.mark.parametrize("bad, expected", [("nan", "non-finite"), ("width", "6 features")])
+@pytest.mark.parametrize("processes", [2, 3])
+def test_a_bad_shard_stops_every_rank_naming_it(tmp_path, processes, bad, expected):
+    run_mpi(processes, "bad_shard", tmp_path, bad=bad)
+    for r in range(processes):
+        message = (tmp_path / f"error_{r}.txt").read_text()
+        assert message.startswith("ValueError: rank 1 of"), f"rank {r}: {message}"
+        assert expected in message, f"rank {r}: {message}"
+        assert "no process trained" in message
+
+
+def test_a_killed_rank_ends_the_run_without_a_model_file(tmp_path):
+    started = time.monotonic()
+    result = run_mpi(2, "kill", tmp_path, timeout=90, check=False, after="1.5")
+    assert result.returncode != 0
+    assert time.monotonic() - started < 90
+    assert not (tmp_path / "model.crn").exists()
+    assert str(signal.SIGKILL.value) in result.stdout + result.stderr or "KILLED" in result.stdout + result.stderr
+
+
+def test_shard_splits_records_contiguously_and_near_equally():
+    parts = [distributed.shard(10, r, 3) for r in range(3)]
+    assert parts == [slice(0, 4), slice(4, 7), slice(7, 10)]
+    assert [distributed.shard(2, r, 3) for r in range(3)] == [slice(0, 1), slice(1, 2), slice(2, 2)]
+    with pytest.raises(ValueError, match="rank"):
+        distributed.shard(10, 3, 3)
+
+
+def test_shard_order_is_a_permutation_keyed_by_seed_rank_and_epoch():
+    order = distributed.shard_order(50, 5, 1, 2)
+    assert sorted(order) == list(range(50))
+    assert order.tobytes() == distributed.shard_order(50, 5, 1, 2).tobytes()
+    for other in [(6, 1, 2), (5, 0, 2), (5, 1, 3)]:
+        assert order.tobytes() != distributed.shard_order(50, *other).tobytes()
+
+
+def test_rank_order_sum_with_one_process_is_the_identity_and_fit_matches_network_fit(make_data):
+    # COMM_SELF: one process, the reducer's sums return their input; the
+    # distributed step is then Network.fit's up to the order of its sums.
+    X, Y = make_data(40, 5, 2, "bce")
+    a = worker.make_network(1, "float64")
+    b = worker.make_network(1, "float64")
+    history = distributed.fit(a, X, Y, comm=MPI.COMM_SELF, epochs=2, batch_size=8, shuffle=False,
+                              optimizer=optim.SGD(lr=0.1))
+    expected = b.fit(X, Y, epochs=2, batch_size=8, shuffle=False, optimizer=optim.SGD(lr=0.1))
+    np.testing.assert_allclose(history, expected, rtol=1e-12)
+    np.testing.assert_allclose(a._core.params(), b._core.params(), rtol=1e-12, atol=1e-15)
