@@ -150,7 +150,7 @@ def fit(network: Network, X, y, comm=None, *, epochs=10, lr=None, batch_size=32,
     Every process of ``comm`` (default ``MPI.COMM_WORLD``) calls it with its
     own shard ``X``, ``y`` (and ``sample_weight``), read in place (a
     memory-mapped ``.npy`` is never copied), and the same options, which are
-    those of :meth:`Network.fit`. The parameters, and the optimizer's state
+    those of :meth:`Network.fit` (``seed=None`` draws one on rank 0). The parameters, and the optimizer's state
     when it continues a run, are first copied from rank 0.
 
     Steps: step j takes records ``[j * batch_size, (j + 1) * batch_size)`` of
@@ -181,6 +181,8 @@ def fit(network: Network, X, y, comm=None, *, epochs=10, lr=None, batch_size=32,
         comm = _mpi().COMM_WORLD
     reducer = RankOrderSum(comm)
     on_rank0 = reducer.rank == 0
+    if seed is None:  # one fresh seed for all: rank 0's
+        seed = comm.bcast(int(np.random.SeedSequence().entropy % 2**63) if on_rank0 else None, root=0)
     return network._fit(X, y, epochs, lr, batch_size, shuffle, seed, tol, n_iter_no_change,
                         callback if on_rank0 else None, progress if on_rank0 else False, optimizer, schedule,
                         alpha, sample_weight, dropout, reducer=reducer, agree=_agreement(comm))

@@ -63,7 +63,7 @@ def main():
     # Every rank starts from its own seed: fit copies rank 0's parameters.
     net = make_network(3 + rank, dtype)
     fit = dict(epochs=int(options.get("epochs", 3)), batch_size=int(options.get("batch", 4)),
-               shuffle=options.get("shuffle") == "1", seed=5,
+               shuffle=options.get("shuffle") == "1", seed=None if options.get("seed") == "none" else 5,
                optimizer=make_optimizer(options.get("optimizer", "sgd")),
                sample_weight=weights if options.get("weights") == "1" else None)
 

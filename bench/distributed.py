@@ -1,0 +1,143 @@
+"""Data-parallel training's speed: K processes x 1 thread against 1 process x 1 and x 2 threads.
+
+    python bench/distributed.py [--workloads W4 W5] [--steps N] [--processes 2]
+
+Every configuration trains the same number of steps of the same global batch
+(the workload's batch_size, float64, records in order, plain SGD) from the
+same initial parameters (chainrule.bench.workloads). The distributed run
+(``mpiexec -n K`` on this script, each process holding batch/K records of
+every step) also reports the time per step spent in the reducer (the MPI sum,
+the GIL taken for it included). Before timing, each configuration's final
+parameters are checked against the one-process run's (within 1e-10 relative).
+Prints one table row per workload and configuration.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import chainrule
+from chainrule.bench.workloads import BY_NAME, initial_params, make_data
+
+
+def network_for(workload):
+    hidden = workload.activations[:-1]
+    net = chainrule.Network(list(workload.layer_sizes), activation=list(hidden) or "sigmoid",
+                            output=workload.output, loss=workload.loss, dtype="float64")
+    weights, biases = initial_params(workload, np.float64)
+    for w, b, w0, b0 in zip(net.weights, net.biases, weights, biases):
+        w[...] = w0
+        b[...] = b0
+    return net
+
+
+def one_process(workload, steps, threads):
+    chainrule.set_num_threads(threads)
+    X, Y = make_data(workload, steps * workload.batch_size, np.float64)
+    net = network_for(workload)
+    net.fit(X[:workload.batch_size], Y[:workload.batch_size], epochs=1, batch_size=workload.batch_size,
+            shuffle=False, lr=workload.lr)  # warm-up: the workspace, the pool, the caches
+    net = network_for(workload)
+    start = time.perf_counter()
+    net.fit(X, Y, epochs=1, batch_size=workload.batch_size, shuffle=False, lr=workload.lr)
+    return time.perf_counter() - start, net._core.params().copy()
+
+
+def worker(workload, steps, out):
+    """One process of the distributed run (under mpiexec)."""
+    from mpi4py import MPI
+
+    from chainrule import distributed
+
+    comm = MPI.COMM_WORLD
+    rank, size = comm.Get_rank(), comm.Get_size()
+    chainrule.set_num_threads(1)
+    local = workload.batch_size // size
+    X, Y = make_data(workload, steps * workload.batch_size, np.float64)
+    # Step j's global batch is records [j B, (j + 1) B); rank r holds the r-th
+    # slice of each, so the steps equal one_process's.
+    rows = np.concatenate([np.arange(j * workload.batch_size + rank * local,
+                                     j * workload.batch_size + (rank + 1) * local) for j in range(steps)])
+    X, Y = np.ascontiguousarray(X[rows]), np.ascontiguousarray(Y[rows])
+
+    class TimedSum(distributed.RankOrderSum):
+        seconds = 0.0
+
+        def __call__(self, values):
+            start = time.perf_counter()
+            super().__call__(values)
+            TimedSum.seconds += time.perf_counter() - start
+
+    def train(records):
+        net = network_for(workload)
+        reducer = TimedSum(comm)
+        net._fit(X[:records], Y[:records], 1, workload.lr, local, False, 0, None, 10, None, False, None,
+                 None, 0.0, None, None, reducer=reducer, agree=distributed._agreement(comm))
+        return net
+
+    train(local)  # warm-up
+    comm.Barrier()
+    TimedSum.seconds = 0.0
+    start = time.perf_counter()
+    net = train(len(X))
+    seconds = time.perf_counter() - start
+    if rank == 0:
+        np.save(os.path.join(out, "params.npy"), net._core.params())
+        with open(os.path.join(out, "times.json"), "w") as f:
+            json.dump({"seconds": seconds, "reducer_seconds": TimedSum.seconds}, f)
+
+
+def distributed_run(workload, steps, processes):
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    mpiexec = str(mpiexec) if mpiexec.exists() else shutil.which("mpiexec")
+    with tempfile.TemporaryDirectory() as out:
+        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+        subprocess.run([mpiexec, "-n", str(processes), sys.executable, __file__, "--worker", workload.name,
+                        "--steps", str(steps), "--out", out], check=True, env=env, timeout=3600)
+        times = json.load(open(os.path.join(out, "times.json")))
+        return times["seconds"], times["reducer_seconds"], np.load(os.path.join(out, "params.npy"))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", nargs="+", default=["W4", "W5"])
+    parser.add_argument("--steps", type=int, default=None, help="steps per run (default: W4 64, W5 4)")
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(BY_NAME[args.worker], args.steps, args.out)
+        return
+    k = args.processes
+    print(f"| workload | configuration | s/step | speed-up vs 1x1 | reducer s/step (share) |")
+    print("|---|---|---|---|---|")
+    for name in args.workloads:
+        workload = BY_NAME[name]
+        steps = args.steps or {"W5": 4}.get(name, 64)
+        if workload.batch_size % k:
+            raise SystemExit(f"{name}: batch {workload.batch_size} does not split over {k} processes")
+        t1, reference = one_process(workload, steps, 1)
+        t2, params2 = one_process(workload, steps, 2)
+        tk, reduce_seconds, paramsk = distributed_run(workload, steps, k)
+        scale = np.abs(reference).max()
+        for label, params in [("1 x 2 threads", params2), (f"{k} processes", paramsk)]:
+            error = np.abs(params - reference).max() / scale
+            if error > 1e-10:
+                raise SystemExit(f"{name} {label}: parameters differ from 1 x 1 by {error:.1e} relative")
+        for label, seconds, extra in [("1 process x 1 thread", t1, ""), ("1 process x 2 threads", t2, ""),
+                                      (f"{k} processes x 1 thread", tk,
+                                       f"{reduce_seconds / steps:.4f} ({reduce_seconds / tk:.0%})")]:
+            print(f"| {name} | {label} | {seconds / steps:.4f} | {t1 / seconds:.2f} | {extra} |")
+
+
+if __name__ == "__main__":
+    main()
