@@ -10,6 +10,15 @@ every step) also reports the time per step spent in the reducer (the MPI sum,
 the GIL taken for it included). Before timing, each configuration's final
 parameters are checked against the one-process run's (within 1e-10 relative).
 Prints one table row per workload and configuration.
+
+    python bench/distributed.py --model [--gflops 2000] [--dtype float32]
+
+prints instead the on-paper step time of each workload on k = 1..64 machines
+over 10 and 100 Gbit/s links (docs/performance.md explains the model): a
+machine computes the step's share at --gflops GFLOP/s, then the gradient is
+summed (every machine sends and receives 2 (k-1)/k of its bytes, as a ring
+allreduce, or the reduce-scatter + allgather of RankOrderSum, does), with a
+latency of --latency-us per message round (2 (k-1) rounds), no overlap.
 """
 
 import argparse
@@ -106,16 +115,68 @@ def distributed_run(workload, steps, processes):
         return times["seconds"], times["reducer_seconds"], np.load(os.path.join(out, "params.npy"))
 
 
+def step_model(workload, machines, gbits, gflops, dtype_bytes, latency_us):
+    """(compute, communication) seconds of one synchronous step of the workload's batch on `machines`."""
+    flops = workload.flops_per_record() * workload.batch_size
+    sizes = workload.layer_sizes
+    params = sum(n_in * n_out + n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+    compute = flops / (gflops * 1e9) / machines
+    if machines == 1:
+        return compute, 0.0
+    moved = 2 * (machines - 1) / machines * params * dtype_bytes
+    return compute, moved / (gbits * 1e9 / 8) + 2 * (machines - 1) * latency_us * 1e-6
+
+
+def print_model(names, gflops, dtype, latency_us):
+    dtype_bytes = {"float32": 4, "float64": 8}[dtype]
+    machines = [1, 2, 4, 8, 16, 32, 64]
+    print(f"Step time (ms) and speed-up over one machine; {gflops:g} GFLOP/s per machine, {dtype} gradients, "
+          f"{latency_us:g} us per message round, no overlap of communication with computation")
+    print("| workload | link | " + " | ".join(f"k={k}" for k in machines) + " |")
+    print("|---|---|" + "---|" * len(machines))
+    for name in names:
+        workload = BY_NAME[name]
+        for gbits in (10, 100):
+            one = sum(step_model(workload, 1, gbits, gflops, dtype_bytes, latency_us))
+            cells = []
+            for k in machines:
+                step = sum(step_model(workload, k, gbits, gflops, dtype_bytes, latency_us))
+                cells.append(f"{step * 1e3:.3g} ({one / step:.2g}x)")
+            print(f"| {name} (batch {workload.batch_size}) | {gbits} Gbit/s | " + " | ".join(cells) + " |")
+    print()
+    print("The same machines, each keeping the workload's batch (the global batch grows to k x batch): "
+          "records/s over one machine's")
+    print("| workload | link | " + " | ".join(f"k={k}" for k in machines) + " |")
+    print("|---|---|" + "---|" * len(machines))
+    for name in names:
+        workload = BY_NAME[name]
+        for gbits in (10, 100):
+            one = sum(step_model(workload, 1, gbits, gflops, dtype_bytes, latency_us))
+            cells = []
+            for k in machines:
+                # k machines, each computing a whole batch: one step's compute is one machine's.
+                compute, communication = step_model(workload, k, gbits, gflops, dtype_bytes, latency_us)
+                cells.append(f"{k * one / (compute * k + communication):.2g}x")
+            print(f"| {name} (batch {workload.batch_size} each) | {gbits} Gbit/s | " + " | ".join(cells) + " |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", nargs="+", default=["W4", "W5"])
     parser.add_argument("--steps", type=int, default=None, help="steps per run (default: W4 64, W5 4)")
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--model", action="store_true", help="print the on-paper model instead of measuring")
+    parser.add_argument("--gflops", type=float, default=2000.0, help="--model: a machine's GFLOP/s")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="--model: gradient dtype")
+    parser.add_argument("--latency-us", type=float, default=5.0, help="--model: microseconds per message round")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(BY_NAME[args.worker], args.steps, args.out)
+        return
+    if args.model:
+        print_model(args.workloads, args.gflops, args.dtype, args.latency_us)
         return
     k = args.processes
     print(f"| workload | configuration | s/step | speed-up vs 1x1 | reducer s/step (share) |")

@@ -372,11 +372,14 @@ constexpr double kGoOn = 0.0, kStop = 1.0, kFailed = 2.0;
 // this many characters.
 constexpr std::size_t kMessageChars = 512;
 
+// The failure's message, its first paragraph only (a Python error's what()
+// goes on with its traceback, which the other processes need not read).
 std::string message_of(const std::exception_ptr& failure) {
     try {
         std::rethrow_exception(failure);
     } catch (const std::exception& e) {
-        return e.what();
+        const std::string message = e.what();
+        return message.substr(0, message.find("\n\n"));
     } catch (...) {
         return "an exception that is not a std::exception";
     }

@@ -86,6 +86,27 @@ def main():
             message = f"{type(error).__name__}: {error}"
         with open(os.path.join(out, f"error_{rank}.txt"), "w") as f:
             f.write(message)
+    elif scenario in ("callback", "interrupt", "disagree"):
+        if scenario == "callback":
+            def callback(epoch, cost):  # runs on rank 0 only
+                if epoch == 1 and options["callback"] == "raise":
+                    raise ValueError("the callback's own error")
+                return not (epoch == 1 and options["callback"] == "stop")
+            fit["callback"] = callback
+        elif scenario == "interrupt":
+            fit["epochs"] = 10**9
+            if rank == 1:  # Ctrl-C reaching one process only
+                threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+        elif rank == 1:
+            fit["epochs"] += 1
+        try:
+            history = distributed.fit(net, X, Y, **fit)
+            message = f"history {len(history)}"
+        except BaseException as error:  # noqa: BLE001 - KeyboardInterrupt included: the test reads it
+            message = f"{type(error).__name__}: {error}"
+        np.save(os.path.join(out, f"params_{rank}.npy"), net._core.params())
+        with open(os.path.join(out, f"error_{rank}.txt"), "w") as f:
+            f.write(message)
     elif scenario == "kill":
         if rank == 1:  # dies without a word, mid-training
             threading.Timer(float(options.get("after", 1.0)), os.kill, (os.getpid(), signal.SIGKILL)).start()

@@ -147,6 +147,41 @@ def test_a_bad_shard_stops_every_rank_naming_it(tmp_path, processes, bad, expect
         assert "no process trained" in message
 
 
+def read_outcomes(out, processes):
+    return [(out / f"error_{r}.txt").read_text() for r in range(processes)]
+
+
+def test_a_callback_returning_false_on_rank_0_stops_every_rank_after_that_epoch(tmp_path):
+    run_mpi(3, "callback", tmp_path, callback="stop", epochs=5)
+    assert read_outcomes(tmp_path, 3) == ["history 2"] * 3
+
+
+def test_a_callback_raising_on_rank_0_stops_every_rank_naming_it(tmp_path):
+    run_mpi(3, "callback", tmp_path, callback="raise", epochs=5)
+    outcomes = read_outcomes(tmp_path, 3)
+    assert outcomes[0] == "ValueError: the callback's own error"  # rank 0: its own error, as Network.fit raises it
+    for message in outcomes[1:]:
+        assert message == ("RuntimeError: rank 0 of 3 failed; rank 0: ValueError: the callback's own error "
+                           "(after an epoch; every process stopped there)")
+    params = [np.load(tmp_path / f"params_{r}.npy") for r in range(3)]
+    assert all(p.tobytes() == params[0].tobytes() for p in params)  # all stopped after the same epoch
+
+
+def test_an_interrupt_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    run_mpi(2, "interrupt", tmp_path)
+    outcomes = read_outcomes(tmp_path, 2)
+    assert outcomes[1].startswith("KeyboardInterrupt"), outcomes[1]
+    assert outcomes[0].startswith("RuntimeError: rank 1 of 2 failed"), outcomes[0]
+    params = [np.load(tmp_path / f"params_{r}.npy") for r in range(2)]
+    assert params[0].tobytes() == params[1].tobytes()
+
+
+def test_ranks_called_with_different_options_refuse_to_train(tmp_path):
+    run_mpi(2, "disagree", tmp_path)
+    for message in read_outcomes(tmp_path, 2):
+        assert message.startswith("ValueError: the processes disagree on epochs: rank 0 has 3, rank 1 has 4")
+
+
 def test_a_killed_rank_ends_the_run_without_a_model_file(tmp_path):
     started = time.monotonic()
     result = run_mpi(2, "kill", tmp_path, timeout=90, check=False, after="1.5")
