@@ -620,15 +620,23 @@ void bind_network(py::module_& m, const char* class_name) {
                  // in the main thread, the one Python runs signal handlers in:
                  // elsewhere, waiting for the GIL would only slow training down,
                  // and the check only stops training once the interpreter exits.
+                 // A distributed fit's Python code (the reducer) runs between
+                 // the checks: chainrule.distributed records Ctrl-C there instead
+                 // of raising mid-collective, and `reducer.interrupted()` tells.
                  const bool main_thread = on_main_thread();
                  InterruptCheck interrupt;
                  if (main_thread) {
-                     interrupt = [last = std::chrono::steady_clock::now()]() mutable {
+                     const py::object interrupted = py::getattr(reducer, "interrupted", py::none());
+                     interrupt = [last = std::chrono::steady_clock::now(), interrupted]() mutable {
                          const auto now = std::chrono::steady_clock::now();
                          if (now - last < kSignalInterval) return;
                          last = now;
                          py::gil_scoped_acquire acquire;
                          if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+                         if (!interrupted.is_none() && interrupted().cast<bool>()) {
+                             PyErr_SetNone(PyExc_KeyboardInterrupt);
+                             throw py::error_already_set();
+                         }
                      };
                  } else {
                      interrupt = [] {

@@ -26,6 +26,10 @@ mpi4py (and an MPI, e.g. the ``mpich`` wheel) come with ``pip install 'chainrule
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+
 import numpy as np
 
 from . import _core
@@ -173,7 +177,10 @@ def fit(network: Network, X, y, comm=None, *, epochs=10, lr=None, batch_size=32,
     Errors: a process whose shard or options fail the checks makes every
     process raise ValueError naming its rank and the error, before any
     training. Divergence raises DivergenceError on every process at the
-    same step. Should a process die, the MPI launcher ends the others.
+    same step. Ctrl-C (SIGINT, which ``mpiexec`` forwards to every process)
+    stops every process at the same step, those it reached with
+    KeyboardInterrupt, the others with RuntimeError naming them. Should a
+    process die, the MPI launcher ends the others.
     """
     if not isinstance(network, Network):
         raise TypeError(f"network must be a chainrule.Network, got {type(network).__name__}")
@@ -181,11 +188,30 @@ def fit(network: Network, X, y, comm=None, *, epochs=10, lr=None, batch_size=32,
         comm = _mpi().COMM_WORLD
     reducer = RankOrderSum(comm)
     on_rank0 = reducer.rank == 0
-    if seed is None:  # one fresh seed for all: rank 0's
-        seed = comm.bcast(int(np.random.SeedSequence().entropy % 2**63) if on_rank0 else None, root=0)
-    return network._fit(X, y, epochs, lr, batch_size, shuffle, seed, tol, n_iter_no_change,
-                        callback if on_rank0 else None, progress if on_rank0 else False, optimizer, schedule,
-                        alpha, sample_weight, dropout, reducer=reducer, agree=_agreement(comm))
+    with _ctrl_c_noted(reducer):
+        if seed is None:  # one fresh seed for all: rank 0's
+            seed = comm.bcast(int(np.random.SeedSequence().entropy % 2**63) if on_rank0 else None, root=0)
+        return network._fit(X, y, epochs, lr, batch_size, shuffle, seed, tol, n_iter_no_change,
+                            callback if on_rank0 else None, progress if on_rank0 else False, optimizer, schedule,
+                            alpha, sample_weight, dropout, reducer=reducer, agree=_agreement(comm))
+
+
+@contextlib.contextmanager
+def _ctrl_c_noted(reducer):
+    """While fit runs, Ctrl-C (SIGINT) is noted rather than raised: a KeyboardInterrupt raised inside
+    the reducer's collective would leave the other processes waiting in it. The core asks
+    ``reducer.interrupted()`` between steps, and every process stops at the same step (this one
+    with KeyboardInterrupt). Only the main thread receives signals; elsewhere nothing changes."""
+    noted = []
+    reducer.interrupted = lambda: bool(noted)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def save(network: Network, path, comm=None) -> None:
