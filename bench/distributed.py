@@ -7,9 +7,15 @@ Every configuration trains the same number of steps of the same global batch
 same initial parameters (chainrule.bench.workloads). The distributed run
 (``mpiexec -n K`` on this script, each process holding batch/K records of
 every step) also reports the time per step spent in the reducer (the MPI sum,
-the GIL taken for it included). Before timing, each configuration's final
+the GIL taken for it included, and the wait for the slower process) and the
+time of one such sum alone, both processes entering it together. Before timing, each configuration's final
 parameters are checked against the one-process run's (within 1e-10 relative).
 Prints one table row per workload and configuration.
+
+    python bench/distributed.py --compare-sums
+
+times the fixed-order sum against MPI_Allreduce(MPI_SUM) on buffers the size
+of W4's and W5's gradients.
 
     python bench/distributed.py --model [--gflops 2000] [--dtype float32]
 
@@ -98,21 +104,75 @@ def worker(workload, steps, out):
     start = time.perf_counter()
     net = train(len(X))
     seconds = time.perf_counter() - start
+    # The sum alone, both processes starting it together (a barrier first):
+    # what a step's reduction costs without waiting for a slower peer.
+    buffer = net._core.params().copy()
+    reducer, alone = distributed.RankOrderSum(comm), []
+    for _ in range(5):
+        comm.Barrier()
+        start = time.perf_counter()
+        reducer(buffer)
+        alone.append(time.perf_counter() - start)
     if rank == 0:
         np.save(os.path.join(out, "params.npy"), net._core.params())
         with open(os.path.join(out, "times.json"), "w") as f:
-            json.dump({"seconds": seconds, "reducer_seconds": TimedSum.seconds}, f)
+            json.dump({"seconds": seconds, "reducer_seconds": TimedSum.seconds, "sum_alone": min(alone)}, f)
+
+
+def sum_worker(out):
+    """RankOrderSum against MPI_Allreduce(MPI_SUM) on float64 buffers the size of W4's and W5's gradients."""
+    from mpi4py import MPI
+
+    from chainrule import distributed
+
+    comm = MPI.COMM_WORLD
+    reducer = distributed.RankOrderSum(comm)
+    rows = []
+    for name in ("W4", "W5"):
+        sizes = BY_NAME[name].layer_sizes
+        values = np.ones(sum(n_in * n_out + n_out for n_in, n_out in zip(sizes[:-1], sizes[1:])))
+        best = {}
+        for label, call in [("RankOrderSum", lambda: reducer(values)),
+                            ("MPI_Allreduce", lambda: comm.Allreduce(MPI.IN_PLACE, values))]:
+            times = []
+            for _ in range(7):
+                comm.Barrier()
+                start = time.perf_counter()
+                call()
+                times.append(time.perf_counter() - start)
+            best[label] = min(times)
+        rows.append((name, values.size, best["RankOrderSum"], best["MPI_Allreduce"]))
+    if comm.Get_rank() == 0:
+        with open(os.path.join(out, "sums.json"), "w") as f:
+            json.dump(rows, f)
+
+
+def compare_sums(processes):
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run([mpiexec_path(), "-n", str(processes), sys.executable, __file__, "--worker", "sum",
+                        "--out", out], check=True, timeout=600)
+        rows = json.load(open(os.path.join(out, "sums.json")))
+    print(f"float64 sums over {processes} processes, best of 7 (barrier first)")
+    print("| buffer | values | RankOrderSum, s | MPI_Allreduce, s | ratio |")
+    print("|---|---|---|---|---|")
+    for name, size, ordered, allreduce in rows:
+        print(f"| {name}'s gradient | {size:,} | {ordered:.4f} | {allreduce:.4f} | {ordered / allreduce:.2f} |")
+
+
+def mpiexec_path():
+    beside = Path(sys.executable).parent / "mpiexec"
+    return str(beside) if beside.exists() else shutil.which("mpiexec")
 
 
 def distributed_run(workload, steps, processes):
-    mpiexec = Path(sys.executable).parent / "mpiexec"
-    mpiexec = str(mpiexec) if mpiexec.exists() else shutil.which("mpiexec")
+    mpiexec = mpiexec_path()
     with tempfile.TemporaryDirectory() as out:
         env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
         subprocess.run([mpiexec, "-n", str(processes), sys.executable, __file__, "--worker", workload.name,
                         "--steps", str(steps), "--out", out], check=True, env=env, timeout=3600)
         times = json.load(open(os.path.join(out, "times.json")))
-        return times["seconds"], times["reducer_seconds"], np.load(os.path.join(out, "params.npy"))
+        return (times["seconds"], times["reducer_seconds"], times["sum_alone"],
+                np.load(os.path.join(out, "params.npy")))
 
 
 def step_model(workload, machines, gbits, gflops, dtype_bytes, latency_us):
@@ -165,6 +225,8 @@ def main():
     parser.add_argument("--workloads", nargs="+", default=["W4", "W5"])
     parser.add_argument("--steps", type=int, default=None, help="steps per run (default: W4 64, W5 4)")
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--compare-sums", action="store_true",
+                        help="time RankOrderSum against MPI_Allreduce on gradient-sized buffers instead")
     parser.add_argument("--model", action="store_true", help="print the on-paper model instead of measuring")
     parser.add_argument("--gflops", type=float, default=2000.0, help="--model: a machine's GFLOP/s")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="--model: gradient dtype")
@@ -172,15 +234,22 @@ def main():
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker == "sum":
+        sum_worker(args.out)
+        return
     if args.worker:
         worker(BY_NAME[args.worker], args.steps, args.out)
+        return
+    if args.compare_sums:
+        compare_sums(args.processes)
         return
     if args.model:
         print_model(args.workloads, args.gflops, args.dtype, args.latency_us)
         return
     k = args.processes
-    print(f"| workload | configuration | s/step | speed-up vs 1x1 | reducer s/step (share) |")
-    print("|---|---|---|---|---|")
+    print("| workload | configuration | s/step | speed-up vs 1x1 | in the reducer, s/step (share) | "
+          "the sum alone, s |")
+    print("|---|---|---|---|---|---|")
     for name in args.workloads:
         workload = BY_NAME[name]
         steps = args.steps or {"W5": 4}.get(name, 64)
@@ -188,15 +257,16 @@ def main():
             raise SystemExit(f"{name}: batch {workload.batch_size} does not split over {k} processes")
         t1, reference = one_process(workload, steps, 1)
         t2, params2 = one_process(workload, steps, 2)
-        tk, reduce_seconds, paramsk = distributed_run(workload, steps, k)
+        tk, reduce_seconds, sum_alone, paramsk = distributed_run(workload, steps, k)
         scale = np.abs(reference).max()
         for label, params in [("1 x 2 threads", params2), (f"{k} processes", paramsk)]:
             error = np.abs(params - reference).max() / scale
             if error > 1e-10:
                 raise SystemExit(f"{name} {label}: parameters differ from 1 x 1 by {error:.1e} relative")
-        for label, seconds, extra in [("1 process x 1 thread", t1, ""), ("1 process x 2 threads", t2, ""),
+        for label, seconds, extra in [("1 process x 1 thread", t1, " |"), ("1 process x 2 threads", t2, " |"),
                                       (f"{k} processes x 1 thread", tk,
-                                       f"{reduce_seconds / steps:.4f} ({reduce_seconds / tk:.0%})")]:
+                                       f"{reduce_seconds / steps:.4f} ({reduce_seconds / tk:.0%}) | "
+                                       f"{sum_alone:.4f}")]:
             print(f"| {name} | {label} | {seconds / steps:.4f} | {t1 / seconds:.2f} | {extra} |")
 
 

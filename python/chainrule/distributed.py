@@ -39,7 +39,9 @@ __all__ = ["fit", "shard", "shard_order", "save", "RankOrderSum"]
 
 # Buffers of at least this many values per process are summed by a
 # reduce-scatter and an allgather (each process moves about 2 (k-1)/k of the
-# buffer); smaller ones by one allgather of every process's buffer.
+# buffer); smaller ones by one allgather of every process's buffer (k - 1
+# buffers in, one out: with two processes, no more than the split's, in one
+# collective rather than two).
 _SPLIT_VALUES = 4096
 
 
@@ -86,8 +88,8 @@ class RankOrderSum:
     whatever order the messages arrive in (MPI_Allreduce with MPI_SUM does
     not promise one), so that a run repeats bit for bit. Large buffers go
     through a reduce-scatter (each process sums one slice of the buffer, in
-    rank order) and an allgather of the sums; small ones through one
-    allgather. Both give the same bits.
+    rank order) and an allgather of the sums; small ones, and any with two
+    processes, through one allgather. Both give the same bits.
     """
 
     def __init__(self, comm):
@@ -107,7 +109,7 @@ class RankOrderSum:
         if size == 1:
             return
         n = values.size
-        if n < size * _SPLIT_VALUES:
+        if size == 2 or n < size * _SPLIT_VALUES:  # two processes: the allgather moves no more bytes
             every = self._buffer("gather", (size, n), values.dtype)
             self.comm.Allgather(values, every)
             values[:] = every[0]

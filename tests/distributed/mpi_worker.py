@@ -41,6 +41,12 @@ def shards_for(num_records, size, uneven):
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def sum_input(rank, n, dtype):
+    """Rank `rank`'s buffer in the test of RankOrderSum: values of many magnitudes, so that order shows."""
+    rng = np.random.default_rng(100 + rank)
+    return (rng.standard_normal(n) * 10.0 ** rng.integers(-8, 8, n)).astype(dtype)
+
+
 def make_network(seed, dtype):
     return chainrule.Network(LAYERS, activation=HIDDEN, output="sigmoid", loss="bce", seed=seed, dtype=dtype)
 
@@ -67,6 +73,14 @@ def main():
                optimizer=make_optimizer(options.get("optimizer", "sgd")),
                sample_weight=weights if options.get("weights") == "1" else None)
 
+    if scenario == "sums":  # RankOrderSum on buffers small and large (the allgather and the split paths)
+        reducer = distributed.RankOrderSum(comm)
+        for n in (7, 50001):
+            for kind in ("float32", "float64"):
+                values = sum_input(rank, n, kind)
+                reducer(values)
+                np.save(os.path.join(out, f"sum_{n}_{kind}_{rank}.npy"), values)
+        return
     if scenario == "train":
         history = distributed.fit(net, X, Y, **fit)
         np.save(os.path.join(out, f"params_{rank}.npy"), net._core.params())

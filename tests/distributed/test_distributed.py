@@ -125,6 +125,22 @@ def test_repeats_bit_for_bit_at_any_thread_count(tmp_path):
         assert history.tobytes() == runs[0][1].tobytes()
 
 
+@pytest.mark.parametrize("processes", [2, 3])
+def test_rank_order_sum_adds_in_rank_order_on_every_path(tmp_path, processes):
+    run_mpi(processes, "sums", tmp_path)
+    for n in (7, 50001):
+        for kind in ("float32", "float64"):
+            expected = worker.sum_input(0, n, kind)
+            for r in range(1, processes):
+                expected = expected + worker.sum_input(r, n, kind)  # ((v_0 + v_1) + v_2): rank order
+            for r in range(processes):
+                got = np.load(tmp_path / f"sum_{n}_{kind}_{r}.npy")
+                assert got.tobytes() == expected.tobytes(), (n, kind, r)
+    if processes == 3:  # the order shows: another order gives other bits
+        v = [worker.sum_input(r, 50001, "float32") for r in range(3)]
+        assert ((v[2] + v[1]) + v[0]).tobytes() != ((v[0] + v[1]) + v[2]).tobytes()
+
+
 def test_seed_none_draws_one_seed_for_every_rank(tmp_path):
     trained(2, tmp_path, shuffle="1", seed="none")  # each rank's parameters equal rank 0's
 
