@@ -64,6 +64,15 @@ def main():
     dtype = options.get("dtype", "float64")
     num_records = int(options.get("records", 101))
     X, Y, weights = make_data(num_records, dtype)
+    # The shards as views of memory-mapped .npy files (read-only): the core reads
+    # them in place (it never copies an array; it refuses one it cannot view).
+    if options.get("mmap") == "1":
+        if rank == 0:
+            np.save(os.path.join(out, "X.npy"), X)
+            np.save(os.path.join(out, "Y.npy"), Y)
+        comm.Barrier()
+        X = np.load(os.path.join(out, "X.npy"), mmap_mode="r")
+        Y = np.load(os.path.join(out, "Y.npy"), mmap_mode="r")
     part = shards_for(num_records, size, options.get("uneven") == "1")[rank]
     X, Y, weights = X[part], Y[part], weights[part]
     # Every rank starts from its own seed: fit copies rank 0's parameters.
@@ -71,7 +80,8 @@ def main():
     fit = dict(epochs=int(options.get("epochs", 3)), batch_size=int(options.get("batch", 4)),
                shuffle=options.get("shuffle") == "1", seed=None if options.get("seed") == "none" else 5,
                optimizer=make_optimizer(options.get("optimizer", "sgd")),
-               sample_weight=weights if options.get("weights") == "1" else None)
+               sample_weight=weights if options.get("weights") == "1" else None,
+               progress=options.get("progress", "0") == "lines" and "lines")
 
     if scenario == "sums":  # RankOrderSum on buffers small and large (the allgather and the split paths)
         reducer = distributed.RankOrderSum(comm)
