@@ -397,17 +397,17 @@ std::string failure_report(const Reducer<T>& reducer, const double* statuses, co
         }
     }
     reducer.sum_scalars(text.data(), text.size());
-    std::string ranks, first;
-    std::size_t failed = 0;
+    std::string ranks, first;  // the failed ranks, and the message of the lowest
+    std::size_t failed = 0, lowest = 0;
     for (std::size_t r = 0; r < reducer.size; ++r) {
         if (statuses[r] != kFailed) continue;
-        ranks += concat(failed++ ? ", " : "", r);
-        if (!first.empty()) continue;
+        ranks += concat(failed ? ", " : "", r);
+        if (failed++) continue;
+        lowest = r;
         for (std::size_t i = 0; i < kMessageChars && text[r * kMessageChars + i] != 0.0; ++i) {
             first += static_cast<char>(static_cast<unsigned char>(text[r * kMessageChars + i]));
         }
     }
-    const std::size_t lowest = static_cast<std::size_t>(std::stoul(ranks.substr(0, ranks.find(','))));
     return concat(failed == 1 ? "rank " : "ranks ", ranks, " of ", reducer.size, " failed; rank ", lowest, ": ",
                   first);
 }
@@ -468,10 +468,10 @@ std::vector<Peer> meet_at_entry(const Reducer<T>& reducer, const Peer& own, cons
                                                    "batch_size", "seed", "the learning rate",
                                                    "the run's epochs so far", "the optimizer's steps so far",
                                                    "the optimizer's state size"};
-    for (std::size_t f = 3; f < kPeerFields; ++f) {
+    for (std::size_t f = 3; f < kPeerFields; ++f) {  // the table's rows are the Peers, field by field
         for (std::size_t r = 1; r < reducer.size; ++r) {
-            const double mine = reinterpret_cast<const double*>(&peers[r])[f];
-            const double first = reinterpret_cast<const double*>(&peers[0])[f];
+            const double mine = table[r * kPeerFields + f];
+            const double first = table[f];
             if (mine != first) {
                 throw std::invalid_argument(concat("the processes disagree on ", names[f], ": rank 0 has ", first,
                                                    ", rank ", r, " has ", mine, "; every process must call fit "

@@ -110,7 +110,7 @@ def main():
             message = f"{type(error).__name__}: {error}"
         with open(os.path.join(out, f"error_{rank}.txt"), "w") as f:
             f.write(message)
-    elif scenario in ("callback", "interrupt", "disagree"):
+    elif scenario in ("callback", "interrupt", "disagree", "diverge"):
         if scenario == "callback":
             def callback(epoch, cost):  # runs on rank 0 only
                 if epoch == 1 and options["callback"] == "raise":
@@ -121,6 +121,8 @@ def main():
             fit["epochs"] = 10**9
             if rank == 1:  # Ctrl-C reaching one process only
                 threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+        elif scenario == "diverge":  # steps so large that the cost overflows within the first epoch
+            fit["optimizer"] = optim.SGD(lr=1e308)
         elif rank == 1:
             fit["epochs"] += 1
         try:

@@ -208,6 +208,16 @@ def test_an_interrupt_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
     assert params[0].tobytes() == params[1].tobytes()
 
 
+def test_divergence_is_raised_by_every_rank_at_the_same_step(tmp_path):
+    run_mpi(3, "diverge", tmp_path)
+    outcomes = read_outcomes(tmp_path, 3)
+    assert outcomes[0].startswith("DivergenceError: training diverged at epoch 1, batch "), outcomes[0]
+    assert outcomes == [outcomes[0]] * 3
+    params = [np.load(tmp_path / f"params_{r}.npy") for r in range(3)]
+    assert np.isfinite(params[0]).all()  # the last finite values, before the offending step
+    assert all(p.tobytes() == params[0].tobytes() for p in params)
+
+
 def test_ranks_called_with_different_options_refuse_to_train(tmp_path):
     run_mpi(2, "disagree", tmp_path)
     for message in read_outcomes(tmp_path, 2):
