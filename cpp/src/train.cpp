@@ -439,12 +439,18 @@ bool agree_on(const Reducer<T>& reducer, double status, const std::exception_ptr
     return agree(reducer, statuses.data(), own, where, false);
 }
 
-// Copies values[0, count) of rank 0 to every rank: the others add -0.0,
-// which leaves every value (+0.0 included) as it is.
+// Copies values[0, count) of rank 0 to every rank, through `scratch` (count
+// values): the others add -0.0, which leaves every value (+0.0 included) as
+// it is. Should the sum throw, `values` are left as they were.
 template <typename V, typename Sum>
-void copy_from_rank0(std::size_t rank, const Sum& sum, V* values, std::size_t count) {
-    if (rank != 0) std::fill(values, values + count, V(-0.0));
-    sum(values, count);
+void copy_from_rank0(std::size_t rank, const Sum& sum, V* values, std::size_t count, V* scratch) {
+    if (rank == 0) {
+        std::copy(values, values + count, scratch);
+    } else {
+        std::fill(scratch, scratch + count, V(-0.0));
+    }
+    sum(scratch, count);
+    std::copy(scratch, scratch + count, values);
 }
 
 // Each shard's size and weight sum, and what every rank must agree on.
@@ -563,13 +569,15 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
                        static_cast<double>(run.optimizer.steps),
                        static_cast<double>(run.optimizer.slots[0].size())};
         peers = meet_at_entry(*reducer, own, entry_failure);
-        copy_from_rank0(reducer->rank, reducer->sum, params_.data(), params_.size());
+        // Through the gradient buffer (num_params values, rewritten by every step).
+        copy_from_rank0(reducer->rank, reducer->sum, params_.data(), params_.size(), grads_.data());
         for (std::vector<T>& slot : run.optimizer.slots) {
-            if (!slot.empty()) copy_from_rank0(reducer->rank, reducer->sum, slot.data(), slot.size());
+            if (!slot.empty()) copy_from_rank0(reducer->rank, reducer->sum, slot.data(), slot.size(), grads_.data());
         }
         double rule[4] = {run.best_cost, static_cast<double>(run.epochs_without_improvement),
                           run.has_best ? 1.0 : 0.0, run.learning_rate};
-        copy_from_rank0(reducer->rank, reducer->sum_scalars, rule, 4);
+        double rule_scratch[4];
+        copy_from_rank0(reducer->rank, reducer->sum_scalars, rule, 4, rule_scratch);
         run.best_cost = rule[0];
         run.epochs_without_improvement = static_cast<std::uint64_t>(rule[1]);
         run.has_best = rule[2] != 0.0;

@@ -260,3 +260,38 @@ def test_rank_order_sum_with_one_process_is_the_identity_and_fit_matches_network
     expected = b.fit(X, Y, epochs=2, batch_size=8, shuffle=False, optimizer=optim.SGD(lr=0.1))
     np.testing.assert_allclose(history, expected, rtol=1e-12)
     np.testing.assert_allclose(a._core.params(), b._core.params(), rtol=1e-12, atol=1e-15)
+
+
+class FailingSum:
+    """A reducer of one process whose `fail_at`-th call raises, as a failed collective would."""
+
+    rank, size = 0, 1
+
+    def __init__(self, fail_at=None):
+        self.calls, self.fail_at = 0, fail_at
+
+    def __call__(self, values):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise ConnectionError("the collective failed")
+
+
+def fit_with(net, X, Y, reducer, optimizer):
+    return net._fit(X, Y, 1, None, 8, False, 0, None, 10, None, False, optimizer, None, 0.0, None, None,
+                    reducer=reducer)
+
+
+def test_a_reducer_that_raises_stops_fit_before_that_step_and_frees_the_network(make_data):
+    X, Y = make_data(40, 5, 2, "bce")
+    # Calls: 1 the meeting on entry, 2 rank 0's parameters, 3 the stopping rule's values,
+    # then per step the gradient (4, 6, ...) and the loss with the statuses (5, 7, ...).
+    for fail_at, steps_taken in [(1, 0), (2, 0), (4, 0), (5, 0), (6, 1), (9, 2)]:
+        net, opt = worker.make_network(1, "float64"), optim.Adam(lr=0.01)
+        with pytest.raises(ConnectionError, match="the collective failed"):
+            fit_with(net, X, Y, FailingSum(fail_at), opt)
+        reference, reference_opt = worker.make_network(1, "float64"), optim.Adam(lr=0.01)
+        if steps_taken:
+            fit_with(reference, X[:8 * steps_taken], Y[:8 * steps_taken], FailingSum(), reference_opt)
+        assert net._core.params().tobytes() == reference._core.params().tobytes(), fail_at
+        assert opt._state_for(net).steps == steps_taken
+        fit_with(net, X, Y, FailingSum(), opt)  # the network is not left locked

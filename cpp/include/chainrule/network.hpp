@@ -77,7 +77,11 @@ using EpochCallback = std::function<bool(const EpochReport&)>;
 // bit for bit the sum must be taken in a fixed order (rank order, or a fixed
 // tree), not in the order messages arrive. Every process calls them in the
 // same sequence with the same count; neither may return on one process
-// while blocking on another. cpp/examples/mpi_train.cpp builds one on MPI.
+// while blocking on another. An exception thrown by either propagates out
+// of fit, the step it was called for not taken (the parameters and the
+// optimizer state are those of the last step; while they are being copied
+// from rank 0 on entry, a buffer is replaced whole or not at all).
+// cpp/examples/mpi_train.cpp builds one on MPI.
 template <typename T>
 struct Reducer {
     std::size_t rank = 0;  // this process, in [0, size)
