@@ -651,7 +651,9 @@ void bind_network(py::module_& m, const char* class_name) {
                      };
                  }
                  std::vector<double> history =
-                     without_gil([&] { return net.fit(x, t, options, hook, interrupt, state, w, sums ? &*sums : nullptr); });
+                     without_gil([&] {
+                         return net.fit(x, t, options, hook, interrupt, state, w, sums ? &*sums : nullptr);
+                     });
                  return copy_of<double>(history.data(), {py::ssize_t(history.size())});
              },
              py::arg("X"), py::arg("y"), py::arg("epochs"), py::arg("lr"), py::arg("batch_size"), py::arg("shuffle"),

@@ -618,6 +618,7 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
     // the divergence check needs only a finite logit (targets are in [0, 1]).
     const bool defer_loss = !reducer && batch_size == 1 && num_outputs() == 1 && loss_ == Loss::bce &&
                             options.alpha == 0.0 && !sample_weight;
+    const bool general = !fused && !reducer;
     const std::size_t fused_chunk =
         fused ? std::clamp<std::size_t>(kFusedValues / num_outputs(), 1, detail::kDeferredSteps) : 0;
     std::vector<T> step_logits(fused_chunk * num_outputs());
@@ -681,7 +682,7 @@ std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, 
             start += count;
             window.after_steps(count);
         }
-        for (std::size_t start = 0, batch = 0; !fused && !reducer && start < num_records; start += batch_size, ++batch) {
+        for (std::size_t start = 0, batch = 0; general && start < num_records; start += batch_size, ++batch) {
             const auto b = batches.batch(start);
             // The batch's divisor: its records, or its weights' sum (a batch of weights 0 takes no step).
             const double divisor = b.weights ? weight_sum(b.weights, b.rows) : static_cast<double>(b.rows);

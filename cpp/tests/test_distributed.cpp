@@ -127,8 +127,8 @@ TEST(distributed_fit_equals_one_process_on_the_joint_batches) {
         for (std::size_t j = 0; j < 4; ++j) {  // the largest shard (12) takes 4 steps of 3
             std::vector<double> x, y;
             for (std::size_t r = 0; r < 3; ++r) {
-                for (std::size_t i = kShardStart[r] + 3 * j; i < std::min(kShardStart[r] + 3 * j + 3, kShardStart[r + 1]);
-                     ++i) {
+                const std::size_t end = std::min(kShardStart[r] + 3 * j + 3, kShardStart[r + 1]);
+                for (std::size_t i = kShardStart[r] + 3 * j; i < end; ++i) {
                     x.insert(x.end(), X.begin() + i * kInputs, X.begin() + (i + 1) * kInputs);
                     y.insert(y.end(), Y.begin() + i * kOutputs, Y.begin() + (i + 1) * kOutputs);
                 }
