@@ -17,9 +17,9 @@ Run a script under MPI, e.g. ``mpiexec -n 4 python train.py``::
     X = np.load("X.npy", mmap_mode="r")              # read in place, never copied
     y = np.load("y.npy", mmap_mode="r")
     part = distributed.shard(len(X), comm.rank, comm.size)
-    net = chainrule.Network([X.shape[1], 64, 1], ["relu", "sigmoid"], loss="bce", seed=0)
+    net = chainrule.Network([X.shape[1], 64, 1], activation="relu", output="sigmoid", loss="bce", seed=0)
     history = distributed.fit(net, X[part], y[part], epochs=10, batch_size=64, progress=True)
-    distributed.save(net, "model.crn")                 # rank 0 writes it
+    distributed.save(net, "model.crnn")                # rank 0 writes it
 
 mpi4py (and an MPI, e.g. the ``mpich`` wheel) come with ``pip install 'chainrule[mpi]'``.
 """
