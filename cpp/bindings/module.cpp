@@ -511,6 +511,31 @@ ScheduleOptions schedule_options(const py::dict& d) {
     return s;
 }
 
+// fit's reducer, from a Python object with `rank`, `size` and a call that
+// sums a NumPy array in place over the processes (chainrule.distributed's
+// MPI one). Called by fit with the GIL released: the GIL is taken for the
+// call only; the array views the core's buffer (never copied). An exception
+// in it propagates out of fit (the step it was called for is not taken).
+template <typename V>
+std::function<void(V*, std::size_t)> python_sum(const py::object& sum) {
+    return [sum](V* values, std::size_t count) {
+        py::gil_scoped_acquire acquire;
+        const py::capsule borrowed(values, [](void*) {});  // the core owns the buffer
+        sum(py::array_t<V>({py::ssize_t(count)}, {py::ssize_t(sizeof(V))}, values, borrowed));
+    };
+}
+
+template <typename T>
+std::optional<Reducer<T>> reducer_from(const py::object& reducer) {
+    if (reducer.is_none()) return std::nullopt;
+    Reducer<T> r;
+    r.rank = reducer.attr("rank").cast<std::size_t>();
+    r.size = reducer.attr("size").cast<std::size_t>();
+    r.sum = python_sum<T>(reducer);
+    r.sum_scalars = python_sum<double>(reducer);
+    return r;
+}
+
 template <typename T>
 void bind_training_state(py::module_& m, const char* class_name) {
     using State = TrainingState<T>;
@@ -654,8 +679,10 @@ void bind_network(py::module_& m, const char* class_name) {
                        long long batch_size, bool shuffle, std::uint64_t seed, std::optional<double> tol,
                        long long n_iter_no_change, const py::object& on_epoch, const py::dict& optimizer,
                        const py::dict& schedule, double alpha, TrainingState<T>* state,
-                       const py::object& sample_weight, const std::vector<double>& dropout) {
+                       const py::object& sample_weight, const std::vector<double>& dropout,
+                       const py::object& reducer) {
                  check_nesting();
+                 const std::optional<Reducer<T>> sums = reducer_from<T>(reducer);
                  FitOptions options;
                  options.epochs = non_negative(epochs, "epochs");
                  options.learning_rate = lr;
@@ -674,15 +701,23 @@ void bind_network(py::module_& m, const char* class_name) {
                  // in the main thread, the one Python runs signal handlers in:
                  // elsewhere, waiting for the GIL would only slow training down,
                  // and the check only stops training once the interpreter exits.
+                 // A distributed fit's Python code (the reducer) runs between
+                 // the checks: chainrule.distributed records Ctrl-C there instead
+                 // of raising mid-collective, and `reducer.interrupted()` tells.
                  const bool main_thread = on_main_thread();
                  InterruptCheck interrupt;
                  if (main_thread) {
-                     interrupt = [last = std::chrono::steady_clock::now()]() mutable {
+                     const py::object interrupted = py::getattr(reducer, "interrupted", py::none());
+                     interrupt = [last = std::chrono::steady_clock::now(), interrupted]() mutable {
                          const auto now = std::chrono::steady_clock::now();
                          if (now - last < kSignalInterval) return;
                          last = now;
                          py::gil_scoped_acquire acquire;
                          if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+                         if (!interrupted.is_none() && interrupted().cast<bool>()) {
+                             PyErr_SetNone(PyExc_KeyboardInterrupt);
+                             throw py::error_already_set();
+                         }
                      };
                  } else {
                      interrupt = [] {
@@ -699,7 +734,9 @@ void bind_network(py::module_& m, const char* class_name) {
                  std::vector<double> history = with_records<T>(X, [&](const auto& x) {
                      const ConstMatrixView<T> t = as_targets(net, y);
                      const T* w = as_weights<T>(sample_weight, x.rows);
-                     return without_gil([&] { return net.fit(x, t, options, hook, interrupt, state, w); });
+                     return without_gil([&] {
+                         return net.fit(x, t, options, hook, interrupt, state, w, sums ? &*sums : nullptr);
+                     });
                  });
                  return copy_of<double>(history.data(), {py::ssize_t(history.size())});
              },
@@ -707,7 +744,9 @@ void bind_network(py::module_& m, const char* class_name) {
              py::arg("seed"), py::arg("tol"), py::arg("n_iter_no_change"), py::arg("on_epoch"), py::arg("optimizer"),
              py::arg("schedule"), py::arg("alpha"), py::arg("state").none(true),
              py::arg("sample_weight") = py::none(), py::arg("dropout") = std::vector<double>(),
-             "Mini-batch training; returns the cost of each epoch.")
+             py::arg("reducer") = py::none(),
+             "Mini-batch training; returns the cost of each epoch. With reducer, this process's shard of a "
+             "distributed fit (chainrule.distributed).")
         .def("save", [](const Net& net, const std::string& path) {
                  without_gil([&] { save(net, path); });
              }, py::arg("path"), "Writes the model file atomically; path: bytes (os.fsencode) or str.")
@@ -774,6 +813,9 @@ PYBIND11_MODULE(_core, m) {
         return std::string(dtype_name(h.scalar_bytes));
     }, py::arg("path"),
           "The dtype of the model file at path ('float32' or 'float64'); path: bytes (os.fsencode) or str.");
+    m.def("distributed_order", &distributed_order, py::arg("num_records"), py::arg("seed"), py::arg("rank"),
+          py::arg("epoch"), "The order in which rank `rank` visits its shard's records in epoch `epoch` of a "
+          "shuffled distributed fit seeded with `seed`.");
     m.def("set_num_threads", &set_num_threads, py::arg("threads"),
           "Use at most `threads` (>= 1) threads for the large matrix products; results do not depend on it.");
     m.def("get_num_threads", &get_num_threads, "The thread count set by set_num_threads (default: all cores).");

@@ -14,6 +14,9 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <optional>
+#include <stdexcept>
+#include <string>
 #include <thread>
 
 #include "chainrule/errors.hpp"
@@ -276,6 +279,16 @@ public:
         if (steps_since_poll_ >= steps_per_poll_) poll();
     }
 
+    // after_steps, handing back what the interrupt check threw (the lock held again).
+    std::exception_ptr after_steps_caught(std::size_t count) {
+        try {
+            after_steps(count);
+            return nullptr;
+        } catch (...) {
+            return std::current_exception();
+        }
+    }
+
     void open() { writing_.unlock(); }
     void close() { writing_.lock(); }
 
@@ -283,10 +296,15 @@ private:
     void poll() {
         steps_since_poll_ = 0;
         writing_.unlock();
-        if (check_interrupt_) {
-            check_interrupt_();  // may throw: the last completed step stands
-        } else {
-            std::this_thread::yield();  // let a waiting reader take the lock first
+        try {
+            if (check_interrupt_) {
+                check_interrupt_();  // may throw: the last completed step stands
+            } else {
+                std::this_thread::yield();  // let a waiting reader take the lock first
+            }
+        } catch (...) {
+            writing_.lock();
+            throw;
         }
         writing_.lock();
     }
@@ -349,6 +367,161 @@ double scheduled_rate(const FitOptions& options, const TrainingState<T>& run) {
     return rate;
 }
 
+
+// ---- Distributed training (docs/math.md, "Distributed training") ----------
+//
+// The processes meet at fixed points: on entry (everyone's checks and shard
+// sizes), at every step (the gradient, the loss and each one's status) and
+// after every epoch (the callback's verdict). At each, every process reports
+// a status; one that failed makes all of them throw there, so no process is
+// left waiting in a collective the others never reach.
+
+// A process's status at a meeting point (a double: it travels through sum_scalars).
+constexpr double kGoOn = 0.0, kStop = 1.0, kFailed = 2.0;
+
+// A failed process's message travels as one character per double, at most
+// this many characters.
+constexpr std::size_t kMessageChars = 512;
+
+// The failure's message, its first paragraph only (a Python error's what()
+// goes on with its traceback, which the other processes need not read).
+std::string message_of(const std::exception_ptr& failure) {
+    try {
+        std::rethrow_exception(failure);
+    } catch (const std::exception& e) {
+        const std::string message = e.what();
+        return message.substr(0, message.find("\n\n"));
+    } catch (...) {
+        return "an exception that is not a std::exception";
+    }
+}
+
+// The ranks whose status is kFailed, and the first one's message (every
+// process takes part in the exchange).
+template <typename T>
+std::string failure_report(const Reducer<T>& reducer, const double* statuses, const std::exception_ptr& own) {
+    std::vector<double> text(reducer.size * kMessageChars, 0.0);
+    if (own) {
+        const std::string message = message_of(own);
+        for (std::size_t i = 0; i < std::min(message.size(), kMessageChars); ++i) {
+            text[reducer.rank * kMessageChars + i] = static_cast<unsigned char>(message[i]);
+        }
+    }
+    reducer.sum_scalars(text.data(), text.size());
+    std::string ranks, first;  // the failed ranks, and the message of the lowest
+    std::size_t failed = 0, lowest = 0;
+    for (std::size_t r = 0; r < reducer.size; ++r) {
+        if (statuses[r] != kFailed) continue;
+        ranks += concat(failed ? ", " : "", r);
+        if (failed++) continue;
+        lowest = r;
+        for (std::size_t i = 0; i < kMessageChars && text[r * kMessageChars + i] != 0.0; ++i) {
+            first += static_cast<char>(static_cast<unsigned char>(text[r * kMessageChars + i]));
+        }
+    }
+    return concat(failed == 1 ? "rank " : "ranks ", ranks, " of ", reducer.size, " failed; rank ", lowest, ": ",
+                  first);
+}
+
+// After a collective that carried each rank's status in statuses[0, size):
+// returns whether any rank asked to stop; if one failed, throws on every
+// rank (see Network::fit).
+template <typename T>
+bool agree(const Reducer<T>& reducer, const double* statuses, const std::exception_ptr& own, const char* where,
+           bool at_entry) {
+    bool failed = false, stop = false;
+    for (std::size_t r = 0; r < reducer.size; ++r) {
+        failed = failed || statuses[r] == kFailed;
+        stop = stop || statuses[r] == kStop;
+    }
+    if (!failed) return stop;
+    const std::string report = failure_report(reducer, statuses, own);
+    if (at_entry) throw std::invalid_argument(concat(report, " (", where, "; no process trained)"));
+    if (own) std::rethrow_exception(own);
+    throw std::runtime_error(concat(report, " (", where, "; every process stopped there)"));
+}
+
+// Each rank's status, gathered through a sum (each writes its own slot).
+template <typename T>
+bool agree_on(const Reducer<T>& reducer, double status, const std::exception_ptr& own, const char* where) {
+    std::vector<double> statuses(reducer.size, 0.0);
+    statuses[reducer.rank] = own ? kFailed : status;
+    reducer.sum_scalars(statuses.data(), statuses.size());
+    return agree(reducer, statuses.data(), own, where, false);
+}
+
+// Copies values[0, count) of rank 0 to every rank, through `scratch` (count
+// values): the others add -0.0, which leaves every value (+0.0 included) as
+// it is. Should the sum throw, `values` are left as they were.
+template <typename V, typename Sum>
+void copy_from_rank0(std::size_t rank, const Sum& sum, V* values, std::size_t count, V* scratch) {
+    if (rank == 0) {
+        std::copy(values, values + count, scratch);
+    } else {
+        std::fill(scratch, scratch + count, V(-0.0));
+    }
+    sum(scratch, count);
+    std::copy(scratch, scratch + count, values);
+}
+
+// Each shard's size and weight sum, and what every rank must agree on.
+struct Peer {
+    double status, records, weight_sum, params, epochs, batch_size, seed, learning_rate, run_epochs, run_steps,
+        slots;
+};
+constexpr std::size_t kPeerFields = sizeof(Peer) / sizeof(double);
+
+template <typename T>
+std::vector<Peer> meet_at_entry(const Reducer<T>& reducer, const Peer& own, const std::exception_ptr& failure) {
+    std::vector<double> table(reducer.size * kPeerFields, 0.0);
+    std::memcpy(table.data() + reducer.rank * kPeerFields, &own, sizeof(Peer));
+    reducer.sum_scalars(table.data(), table.size());
+    std::vector<Peer> peers(reducer.size);
+    std::memcpy(peers.data(), table.data(), table.size() * sizeof(double));
+    std::vector<double> statuses(reducer.size);
+    for (std::size_t r = 0; r < reducer.size; ++r) statuses[r] = peers[r].status;
+    agree(reducer, statuses.data(), failure, "at the start of fit", true);
+    static const char* const names[kPeerFields] = {"", "", "", "the network's parameter count", "epochs",
+                                                   "batch_size", "seed", "the learning rate",
+                                                   "the run's epochs so far", "the optimizer's steps so far",
+                                                   "the optimizer's state size"};
+    for (std::size_t f = 3; f < kPeerFields; ++f) {  // the table's rows are the Peers, field by field
+        for (std::size_t r = 1; r < reducer.size; ++r) {
+            const double mine = table[r * kPeerFields + f];
+            const double first = table[f];
+            if (mine != first) {
+                throw std::invalid_argument(concat("the processes disagree on ", names[f], ": rank 0 has ", first,
+                                                   ", rank ", r, " has ", mine, "; every process must call fit "
+                                                   "with the same network, options and run (no process trained)"));
+            }
+        }
+    }
+    return peers;
+}
+
+// The records step `step` takes from a shard of `records` records.
+std::size_t step_rows(double records, std::size_t batch_size, std::size_t step) {
+    const double start = static_cast<double>(step) * static_cast<double>(batch_size);
+    return records > start ? static_cast<std::size_t>(std::min<double>(batch_size, records - start)) : 0;
+}
+
+std::uint64_t distributed_seed(std::uint64_t seed, std::size_t rank, std::uint64_t epoch) {
+    return detail::mix64(detail::mix64(detail::mix64(seed ^ 0x6a09e667f3bcc909ULL) ^ rank) ^ epoch);
+}
+
+}  // namespace
+
+std::vector<std::size_t> distributed_order(std::size_t num_records, std::uint64_t seed, std::size_t rank,
+                                           std::uint64_t epoch) {
+    std::vector<std::size_t> order(num_records);
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    detail::Random random(distributed_seed(seed, rank, epoch));
+    random.shuffle(order.data(), order.size());
+    return order;
+}
+
+namespace {
+
 template <typename T>
 void check_training_state(const TrainingState<T>& run, const OptimizerOptions& optimizer, std::size_t num_params) {
     const int slots = optimizer_slots(optimizer);
@@ -367,65 +540,119 @@ void check_training_state(const TrainingState<T>& run, const OptimizerOptions& o
 template <typename T>
 std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, const FitOptions& options,
                                     const EpochCallback& on_epoch, const InterruptCheck& check_interrupt,
-                                    TrainingState<T>* state, const T* sample_weight) {
-    return fit_records(X, Y, options, on_epoch, check_interrupt, state, sample_weight);
+                                    TrainingState<T>* state, const T* sample_weight, const Reducer<T>* reducer) {
+    return fit_records(X, Y, options, on_epoch, check_interrupt, state, sample_weight, reducer);
 }
 
 template <typename T>
 template <typename Index>
 std::vector<double> Network<T>::fit(CsrMatrixView<T, Index> X, ConstMatrixView<T> Y, const FitOptions& options,
                                     const EpochCallback& on_epoch, const InterruptCheck& check_interrupt,
-                                    TrainingState<T>* state, const T* sample_weight) {
-    return fit_records(X, Y, options, on_epoch, check_interrupt, state, sample_weight);
+                                    TrainingState<T>* state, const T* sample_weight, const Reducer<T>* reducer) {
+    return fit_records(X, Y, options, on_epoch, check_interrupt, state, sample_weight, reducer);
 }
 
 template <typename T>
 std::vector<double> Network<T>::fit_records(const detail::Records<T>& X, ConstMatrixView<T> Y,
                                             const FitOptions& options, const EpochCallback& on_epoch,
                                             const InterruptCheck& check_interrupt, TrainingState<T>* state,
-                                            const T* sample_weight) {
-    check_fit_options<T>(options);
-    if (!options.dropout.empty() && options.dropout.size() != num_layers() - 1) {
-        throw std::invalid_argument(concat("dropout: expected ", num_layers() - 1, " rates (one per hidden layer), got ",
-                                           options.dropout.size()));
+                                            const T* sample_weight, const Reducer<T>* reducer) {
+    if (reducer && (reducer->size < 1 || reducer->rank >= reducer->size || !reducer->sum || !reducer->sum_scalars)) {
+        throw std::invalid_argument(concat("reducer: expected 0 <= rank < size and both sums set, got rank ",
+                                           reducer->rank, " of size ", reducer->size));
     }
-    check_targets(X, Y);
-    check_sample_weight(sample_weight, X.rows);
-    const detail::TrainingLock lock(*locks_);
     TrainingState<T> fresh;
     TrainingState<T>& run = state ? *state : fresh;  // a run of one call unless the caller keeps it
-    check_training_state(run, options.optimizer, num_params());
+    std::optional<detail::TrainingLock> lock;
+    std::exception_ptr entry_failure;  // distributed: reported to every process before anyone trains
+    try {
+        check_fit_options<T>(options);
+        if (!options.dropout.empty() && options.dropout.size() != num_layers() - 1) {
+            throw std::invalid_argument(concat("dropout: expected ", num_layers() - 1,
+                                               " rates (one per hidden layer), got ", options.dropout.size()));
+        }
+        check_targets(X, Y);
+        check_sample_weight(sample_weight, X.rows);
+        lock.emplace(*locks_);
+        check_training_state(run, options.optimizer, num_params());
+        if (reducer && reducer->rank == 0) {  // rank 0's parameters become everyone's
+            const std::unique_lock<detail::WriterFirstMutex> reading(locks_->params);
+            check_params_finite();
+        }
+    } catch (...) {
+        if (!reducer) throw;
+        entry_failure = std::current_exception();
+    }
+    const std::uint64_t run_seed = run.seeded ? run.seed : options.seed;
 
-    const std::size_t num_records = X.rows;
-    const std::size_t batch_size = std::min(options.batch_size, num_records);
+    // Distributed: every shard's size and weight sum, then rank 0's parameters and run.
+    std::vector<Peer> peers;
+    if (reducer) {
+        const Peer own{static_cast<double>(entry_failure ? kFailed : kGoOn), static_cast<double>(X.rows),
+                       sample_weight && !entry_failure ? weight_sum(sample_weight, X.rows) : 0.0,
+                       static_cast<double>(num_params()), static_cast<double>(options.epochs),
+                       static_cast<double>(options.batch_size), static_cast<double>(run_seed),
+                       options.learning_rate, static_cast<double>(run.epochs),
+                       static_cast<double>(run.optimizer.steps),
+                       static_cast<double>(run.optimizer.slots[0].size())};
+        peers = meet_at_entry(*reducer, own, entry_failure);
+        // Through the gradient buffer (num_params values, rewritten by every step).
+        copy_from_rank0(reducer->rank, reducer->sum, params_.data(), params_.size(), grads_.data());
+        for (Buffer<T>& slot : run.optimizer.slots) {
+            if (!slot.empty()) copy_from_rank0(reducer->rank, reducer->sum, slot.data(), slot.size(), grads_.data());
+        }
+        double rule[4] = {run.best_cost, static_cast<double>(run.epochs_without_improvement),
+                          run.has_best ? 1.0 : 0.0, run.learning_rate};
+        double rule_scratch[4];
+        copy_from_rank0(reducer->rank, reducer->sum_scalars, rule, 4, rule_scratch);
+        run.best_cost = rule[0];
+        run.epochs_without_improvement = static_cast<std::uint64_t>(rule[1]);
+        run.has_best = rule[2] != 0.0;
+        run.learning_rate = rule[3];
+    }
+    double largest_shard = static_cast<double>(X.rows), all_records = static_cast<double>(X.rows), all_weights = 0.0;
+    for (const Peer& peer : peers) {  // in rank order: every process adds the same numbers the same way
+        largest_shard = std::max(largest_shard, peer.records);
+        all_records += peer.records;
+        all_weights += peer.weight_sum;
+    }
+    if (reducer) all_records -= static_cast<double>(X.rows);
+
+    const std::size_t num_records = X.rows;  // this shard's
+    const std::size_t batch_size = static_cast<std::size_t>(std::min<double>(options.batch_size, largest_shard));
+    const std::size_t local_batch = std::min(batch_size, num_records);
+    const std::size_t steps_per_epoch = (static_cast<std::size_t>(largest_shard) + batch_size - 1) / batch_size;
     // Dense shuffled batches of several records are gathered into the workspace.
-    Workspace& ws = training_workspace(batch_size, !X.sparse() && options.shuffle && batch_size > 1);
-    BatchSource<T> batches(X, Y, sample_weight, batch_size, options.shuffle, ws.batch_inputs.data(),
+    Workspace& ws = training_workspace(local_batch, !X.sparse() && options.shuffle && local_batch > 1);
+    BatchSource<T> batches(X, Y, sample_weight, local_batch, options.shuffle, ws.batch_inputs.data(),
                            ws.batch_targets.data());
-    const double total = sample_weight ? weight_sum(sample_weight, num_records) : static_cast<double>(num_records);
-    std::vector<T> row_scale(sample_weight ? batch_size : 0);  // s_i / (the batch's weight sum)
+    const double total = sample_weight ? (reducer ? all_weights : weight_sum(sample_weight, num_records))
+                                       : all_records;
+    std::vector<T> row_scale(sample_weight ? local_batch : 0);  // s_i / (the batch's weight sum)
     detail::Random random(options.seed);
     if (run.seeded) random.set_state(run.generator);  // a run continues its shuffling stream
-    const std::uint64_t run_seed = run.seeded ? run.seed : options.seed;
     const bool dropout =
         std::any_of(options.dropout.begin(), options.dropout.end(), [](double rate) { return rate > 0.0; });
     if (dropout && ws.dropped.size() != ws.outputs.size()) ws.dropped.resize(ws.outputs.size());
     const OptimizerOptions& optimizer = options.optimizer;
     // The step, chosen once: one-record SGD steps (plain or with momentum) of
     // a one-layer network on dense records run fused, many per call
-    // (dense_record_steps); else the general path. (One layer: no hidden
-    // layer, so no dropout.)
-    const bool fused = batch_size == 1 && !X.sparse() && has_fused_record_step() &&
+    // (dense_record_steps); else the general path; with a reducer, the
+    // distributed one (every step meets the other processes). (One layer: no
+    // hidden layer, so no dropout.)
+    const bool fused = !reducer && batch_size == 1 && !X.sparse() && has_fused_record_step() &&
                        optimizer.kind == OptimizerKind::sgd && optimizer.weight_decay == 0.0 &&
                        options.alpha == 0.0 && !sample_weight;
     // One-record steps of a one-output BCE network leave their loss for later:
     // the divergence check needs only a finite logit (targets are in [0, 1]).
-    const bool defer_loss =
-        batch_size == 1 && num_outputs() == 1 && loss_ == Loss::bce && options.alpha == 0.0 && !sample_weight;
+    const bool defer_loss = !reducer && batch_size == 1 && num_outputs() == 1 && loss_ == Loss::bce &&
+                            options.alpha == 0.0 && !sample_weight;
+    const bool general = !fused && !reducer;
     const std::size_t fused_chunk =
         fused ? std::clamp<std::size_t>(kFusedValues / num_outputs(), 1, detail::kDeferredSteps) : 0;
     std::vector<T> step_logits(fused_chunk * num_outputs());
     std::vector<double> step_losses(fused_chunk);
+    std::vector<double> step_scalars(reducer ? 1 + reducer->size : 0);  // the summed loss, each rank's status
     std::vector<double> history;  // grows as epochs end: a huge epochs (stopped by tol or the callback) is valid
     history.reserve(std::min<std::size_t>(options.epochs, kHistoryReserve));
 
@@ -441,13 +668,31 @@ std::vector<double> Network<T>::fit_records(const detail::Records<T>& X, ConstMa
                                        "last finite values (before that step); lower the learning rate (lr=",
                                        lr, ")"));
     };
+    // X and Y are read in place, and the callback may have written to them
+    // (targets of 5 under bce make negative costs): the next epoch reads
+    // them only after the checks made on entry pass again.
+    auto check_inputs_again = [&](std::size_t epoch) {
+        try {
+            check_targets(X, Y);
+            check_sample_weight(sample_weight, X.rows);
+        } catch (const std::invalid_argument& e) {
+            throw std::invalid_argument(concat("X or y changed during fit (in the callback after epoch ", epoch + 1,
+                                               "): ", e.what(), "; the parameters are those after epoch ",
+                                               epoch + 1, "; X and y must not change while fit runs"));
+        }
+    };
     ReaderWindow window(locks_->params, check_interrupt,
                         std::max<std::size_t>(1, (std::size_t{1} << 20) / (batch_size * num_params())));
-    check_params_finite();  // once: from here on, each step keeps them finite or throws
+    if (!reducer) check_params_finite();  // once: from here on, each step keeps them finite or throws
 
     for (std::size_t epoch = 0; epoch < options.epochs; ++epoch) {
         const double lr = scheduled_rate(options, run);
-        batches.begin_epoch(random);
+        if (reducer && options.shuffle) {
+            detail::Random shard_random(distributed_seed(run_seed, reducer->rank, run.epochs));
+            batches.begin_epoch(shard_random);
+        } else {
+            batches.begin_epoch(random);
+        }
         EpochCost<T> cost(total);
         for (std::size_t start = 0; fused && start < num_records;) {
             // Up to fused_chunk steps in one call, stopping at the next poll.
@@ -465,7 +710,7 @@ std::vector<double> Network<T>::fit_records(const detail::Records<T>& X, ConstMa
             start += count;
             window.after_steps(count);
         }
-        for (std::size_t start = 0, batch = 0; !fused && start < num_records; start += batch_size, ++batch) {
+        for (std::size_t start = 0, batch = 0; general && start < num_records; start += batch_size, ++batch) {
             const auto b = batches.batch(start);
             // The batch's divisor: its records, or its weights' sum (a batch of weights 0 takes no step).
             const double divisor = b.weights ? weight_sum(b.weights, b.rows) : static_cast<double>(b.rows);
@@ -492,10 +737,59 @@ std::vector<double> Network<T>::fit_records(const detail::Records<T>& X, ConstMa
             }
             window.after_steps(1);
         }
+        // Distributed: step j is records [j b, (j + 1) b) of every shard's
+        // order, the shards in rank order (docs/math.md); each process
+        // differentiates its part with the whole step's divisor, and the sum
+        // of the parts is the step's gradient.
+        for (std::size_t step = 0, first = 0; reducer && step < steps_per_epoch; ++step) {
+            const std::size_t rows = step_rows(static_cast<double>(num_records), batch_size, step);
+            std::size_t step_records = 0, before = 0;  // the step's records, and those of lower ranks
+            for (std::size_t r = 0; r < reducer->size; ++r) {
+                const std::size_t part = step_rows(peers[r].records, batch_size, step);
+                if (r < reducer->rank) before += part;
+                step_records += part;
+            }
+            const std::size_t step_first = first;  // the step's first record in the epoch's joint order
+            first += step_records;
+            const auto b = rows ? batches.batch(step * batch_size) : typename BatchSource<T>::Batch{};
+            double divisor = static_cast<double>(step_records);
+            if (sample_weight) {
+                divisor = rows ? weight_sum(b.weights, rows) : 0.0;
+                reducer->sum_scalars(&divisor, 1);
+            }
+            if (!(divisor > 0.0)) continue;  // every process skips it: they share the divisor
+            for (std::size_t r = 0; b.weights && r < rows; ++r) {
+                row_scale[r] = static_cast<T>(static_cast<double>(b.weights[r]) / divisor);
+            }
+            double loss = 0.0;
+            if (rows) {
+                const detail::DropoutStep drop{&options.dropout, run_seed, run.epochs, step, step_first + before};
+                forward(ws, b.inputs, rows, dropout ? &drop : nullptr);
+                loss = batch_loss(ws, b.targets, rows, b.weights);
+                backward(ws, b.inputs, b.targets, rows, b.weights ? T(1) : T(1) / static_cast<T>(step_records),
+                         /*accumulate=*/false, b.weights ? row_scale.data() : nullptr, dropout ? &drop : nullptr);
+            } else {
+                std::fill(grads_.begin(), grads_.end(), T(0));
+            }
+            const std::exception_ptr interrupted = window.after_steps_caught(1);
+            reducer->sum(grads_.data(), grads_.size());
+            std::fill(step_scalars.begin(), step_scalars.end(), 0.0);
+            step_scalars[0] = loss;
+            step_scalars[1 + reducer->rank] = interrupted ? kFailed : kGoOn;
+            reducer->sum_scalars(step_scalars.data(), step_scalars.size());
+            agree(*reducer, step_scalars.data() + 1, interrupted, "during a step", false);
+            loss = step_scalars[0] + l2_penalty(options.alpha);
+            if (!std::isfinite(loss)) throw cost_diverged(epoch, step, loss, lr);
+            add_l2_gradient(options.alpha, divisor);
+            if (!optimizer_update(params_.data(), grads_.data(), params_.size(), run.optimizer, optimizer, lr)) {
+                throw update_diverged(epoch, step, lr);
+            }
+            cost.add(loss);
+        }
         const double epoch_cost = cost.finish();
         history.push_back(epoch_cost);
         run.epochs += 1;
-        run.records += num_records;
+        run.records += static_cast<std::uint64_t>(all_records);
         random.get_state(run.generator);
         run.seed = run_seed;
         run.seeded = true;
@@ -513,21 +807,25 @@ std::vector<double> Network<T>::fit_records(const detail::Records<T>& X, ConstMa
             }
         }
         window.open();
+        if (reducer) {
+            // The callback and the checks after it may fail, or ask to stop, on
+            // one process only: all of them learn it here, and act alike.
+            std::exception_ptr failure;
+            bool asked_to_stop = false;
+            try {
+                asked_to_stop = on_epoch && !on_epoch(EpochReport{epoch, epoch_cost});
+                if (on_epoch && !stop && epoch + 1 < options.epochs) check_inputs_again(epoch);
+                window.close();
+                if (on_epoch) check_params_finite();  // the callback may have written through params()
+            } catch (...) {
+                failure = std::current_exception();
+            }
+            if (agree_on(*reducer, asked_to_stop ? kStop : kGoOn, failure, "after an epoch") || stop) break;
+            continue;
+        }
         if (on_epoch && !on_epoch(EpochReport{epoch, epoch_cost})) stop = true;
         if (stop) break;
-        if (on_epoch && epoch + 1 < options.epochs) {
-            // X and Y are read in place, and the callback may have written to
-            // them (targets of 5 under bce make negative costs): the next
-            // epoch reads them only after the checks made on entry pass again.
-            try {
-                check_targets(X, Y);
-                check_sample_weight(sample_weight, X.rows);
-            } catch (const std::invalid_argument& e) {
-                throw std::invalid_argument(concat("X or y changed during fit (in the callback after epoch ",
-                                                   epoch + 1, "): ", e.what(), "; the parameters are those after "
-                                                   "epoch ", epoch + 1, "; X and y must not change while fit runs"));
-            }
-        }
+        if (on_epoch && epoch + 1 < options.epochs) check_inputs_again(epoch);
         window.close();
         if (on_epoch) check_params_finite();  // the callback may have written through params()
     }
@@ -537,15 +835,17 @@ std::vector<double> Network<T>::fit_records(const detail::Records<T>& X, ConstMa
 #define CHAINRULE_INSTANTIATE(T)                                                                              \
     template std::vector<double> Network<T>::fit(ConstMatrixView<T>, ConstMatrixView<T>, const FitOptions&,   \
                                                  const EpochCallback&, const InterruptCheck&, TrainingState<T>*, \
-                                                 const T*);                                                    \
+                                                 const T*, const Reducer<T>*);                                 \
     template std::vector<double> Network<T>::fit_records(const detail::Records<T>&, ConstMatrixView<T>,        \
                                                          const FitOptions&, const EpochCallback&,              \
-                                                         const InterruptCheck&, TrainingState<T>*, const T*);
+                                                         const InterruptCheck&, TrainingState<T>*, const T*,   \
+                                                         const Reducer<T>*);
 
 #define CHAINRULE_INSTANTIATE_CSR(T, Index)                                                                    \
     template std::vector<double> Network<T>::fit<Index>(CsrMatrixView<T, Index>, ConstMatrixView<T>,           \
                                                         const FitOptions&, const EpochCallback&,               \
-                                                        const InterruptCheck&, TrainingState<T>*, const T*);
+                                                        const InterruptCheck&, TrainingState<T>*, const T*,    \
+                                                        const Reducer<T>*);
 
 CHAINRULE_INSTANTIATE(float)
 CHAINRULE_INSTANTIATE(double)

@@ -421,11 +421,46 @@ class Network:
         masks come from the run's seed, so a run repeats bit for bit at any
         thread count. ``predict`` and ``cost`` never drop.
         """
+        return self._fit(X, y, epochs, lr, batch_size, shuffle, seed, tol, n_iter_no_change, callback, progress,
+                         optimizer, schedule, alpha, sample_weight, dropout)
+
+    def _fit(self, X, y, epochs, lr, batch_size, shuffle, seed, tol, n_iter_no_change, callback, progress,
+             optimizer, schedule, alpha, sample_weight, dropout, reducer=None, agree=None) -> np.ndarray:
+        """fit's work. With ``reducer``, this process's part of chainrule.distributed.fit:
+        ``agree(error_or_None)`` then tells every process whether the Python checks
+        passed on all of them (it raises if not) before the core is called."""
+        try:
+            call = self._fit_arguments(X, y, epochs, lr, batch_size, shuffle, seed, tol, n_iter_no_change,
+                                       callback, optimizer, schedule, alpha, sample_weight, dropout)
+            if progress not in (False, True, "bar", "lines"):
+                raise ValueError(f"progress must be False, True, 'bar' or 'lines', got {progress!r}")
+        except Exception as error:
+            if agree is None:
+                raise
+            agree(error)
+            raise
+        if agree is not None:
+            agree(None)
+        X, y, epochs, arguments, training = call
+        if not progress:
+            return self._core.fit(X, y, epochs, *arguments, callback, *training, reducer)
+        reporter = EpochProgress(epochs, bar={True: None, "bar": True, "lines": False}[progress])
+
+        def report_then_call(epoch, cost):
+            reporter.update(epoch, cost)
+            return True if callback is None else callback(epoch, cost)
+
+        try:
+            return self._core.fit(X, y, epochs, *arguments, report_then_call, *training, reducer)
+        finally:
+            reporter.close()
+
+    def _fit_arguments(self, X, y, epochs, lr, batch_size, shuffle, seed, tol, n_iter_no_change, callback,
+                       optimizer, schedule, alpha, sample_weight, dropout):
+        """fit's checks of Python types, and the core's arguments they make."""
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
         X, y = _records(X), _in_place(y)
-        if progress not in (False, True, "bar", "lines"):
-            raise ValueError(f"progress must be False, True, 'bar' or 'lines', got {progress!r}")
         if tol is not None:
             tol = _real("tol", tol)
         batch_size = min(_integer("batch_size", batch_size), _INT64_MAX)  # clipped to the records anyway
@@ -443,18 +478,7 @@ class Network:
                      _count("n_iter_no_change", n_iter_no_change))
         training = (settings, optim._schedule_settings(schedule), _real("alpha", alpha), state,
                     self._weights_for(X, sample_weight), self._dropout_rates(dropout))
-        if not progress:
-            return self._core.fit(X, y, epochs, *arguments, callback, *training)
-        reporter = EpochProgress(epochs, bar={True: None, "bar": True, "lines": False}[progress])
-
-        def report_then_call(epoch, cost):
-            reporter.update(epoch, cost)
-            return True if callback is None else callback(epoch, cost)
-
-        try:
-            return self._core.fit(X, y, epochs, *arguments, report_then_call, *training)
-        finally:
-            reporter.close()
+        return X, y, epochs, arguments, training
 
     # -- persistence -------------------------------------------------------
 

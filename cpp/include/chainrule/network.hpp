@@ -74,6 +74,27 @@ struct EpochReport {
 // Called after each epoch; return false to stop training after that epoch.
 using EpochCallback = std::function<bool(const EpochReport&)>;
 
+// Data-parallel training (docs/math.md, "Distributed training"): `size`
+// processes, each with its own shard of the records, train one network
+// together. The host supplies the collective (the core knows no MPI): `sum`
+// and `sum_scalars` replace values[0..count) by their elementwise sum over
+// the processes, every process receiving the same bits. For a run to repeat
+// bit for bit the sum must be taken in a fixed order (rank order, or a fixed
+// tree), not in the order messages arrive. Every process calls them in the
+// same sequence with the same count; neither may return on one process
+// while blocking on another. An exception thrown by either propagates out
+// of fit, the step it was called for not taken (the parameters and the
+// optimizer state are those of the last step; while they are being copied
+// from rank 0 on entry, a buffer is replaced whole or not at all).
+// cpp/examples/mpi_train.cpp builds one on MPI.
+template <typename T>
+struct Reducer {
+    std::size_t rank = 0;  // this process, in [0, size)
+    std::size_t size = 1;  // the processes training together
+    std::function<void(T* values, std::size_t count)> sum;                // the gradient
+    std::function<void(double* values, std::size_t count)> sum_scalars;  // losses, counts, flags
+};
+
 // Called every few milliseconds of training (about 2^20 multiply-adds), between
 // two steps; it stops training by throwing, which leaves the parameters of the
 // last completed step. Python's bindings deliver Ctrl-C through it.
@@ -169,9 +190,25 @@ public:
     // finite, >= 0, not all 0), a batch's cost is sum_i s_i L_i / sum_i s_i
     // over its records and its gradient that cost's (scikit-learn's); a batch
     // whose weights are all 0 takes no step.
+    //
+    // With `reducer`, X, Y (and sample_weight) are this process's shard and
+    // every process calls fit with the same options: step j takes records
+    // [j b, (j + 1) b) of every shard's epoch order (b = batch_size; a shard
+    // that has run out gives none), and the processes sum their gradients
+    // and losses, so that all of them take the step one process would take
+    // on the union of those records (docs/math.md). The parameters (and a
+    // continued run's optimizer state) are first copied from rank 0. With
+    // shuffle, each shard is permuted per epoch from (seed, rank, epoch)
+    // (distributed_order). An error on one process stops all of them at the
+    // same step: a failed entry check throws std::invalid_argument on every
+    // process, naming the rank and its message; later (the callback, the
+    // interrupt check) the failing process rethrows its own error and the
+    // others throw std::runtime_error naming it. Nothing is trained unless
+    // every process passed its entry checks.
     std::vector<double> fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, const FitOptions& options,
                             const EpochCallback& on_epoch = {}, const InterruptCheck& check_interrupt = {},
-                            TrainingState<T>* state = nullptr, const T* sample_weight = nullptr);
+                            TrainingState<T>* state = nullptr, const T* sample_weight = nullptr,
+                            const Reducer<T>* reducer = nullptr);
 
     // Sparse X: predict, cost, compute_gradients, cost_and_gradient and fit on records in CSR
     // form (matrix.hpp), Index std::int32_t or std::int64_t, read in place
@@ -197,7 +234,8 @@ public:
     template <typename Index>
     std::vector<double> fit(CsrMatrixView<T, Index> X, ConstMatrixView<T> Y, const FitOptions& options,
                             const EpochCallback& on_epoch = {}, const InterruptCheck& check_interrupt = {},
-                            TrainingState<T>* state = nullptr, const T* sample_weight = nullptr);
+                            TrainingState<T>* state = nullptr, const T* sample_weight = nullptr,
+                            const Reducer<T>* reducer = nullptr);
 
 private:
     struct Workspace;
@@ -211,7 +249,7 @@ private:
                                      const T* sample_weight);
     std::vector<double> fit_records(const detail::Records<T>& X, ConstMatrixView<T> Y, const FitOptions& options,
                                     const EpochCallback& on_epoch, const InterruptCheck& check_interrupt,
-                                    TrainingState<T>* state, const T* sample_weight);
+                                    TrainingState<T>* state, const T* sample_weight, const Reducer<T>* reducer);
 
     void check_inputs(const detail::Records<T>& X) const;
     void check_targets(const detail::Records<T>& X, ConstMatrixView<T> Y) const;
@@ -253,6 +291,12 @@ private:
     template <typename U>
     friend void save(const Network<U>& network, const std::string& path);
 };
+
+// The order in which process `rank` visits the records [0, num_records) of
+// its shard in epoch `epoch` of a shuffled distributed fit whose run was
+// seeded with `seed` (FitOptions::seed, or the continued run's).
+std::vector<std::size_t> distributed_order(std::size_t num_records, std::uint64_t seed, std::size_t rank,
+                                           std::uint64_t epoch);
 
 // Declared here so that Network can befriend it; documented in model_file.hpp.
 template <typename T>
