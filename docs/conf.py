@@ -53,10 +53,14 @@ numpydoc_xref_param_type = False
 # build. GL08: no docstring; PR01/PR02: a parameter missing from, or unknown
 # to, Parameters; RT01: no Returns; EX01: no Examples.
 numpydoc_validation_checks = {"GL08", "PR01", "PR02", "RT01", "EX01"}
-# Not checked: properties and the scikit-learn estimators' inherited methods
+# Not checked: properties, constants and the scikit-learn estimators' inherited methods
 # (get_params, set_params, score, ...: scikit-learn's own docstrings).
 numpydoc_validation_exclude = {
     r"\.__init__$",
+    # Properties and constants: one line each; their classes' examples show them.
+    r"^chainrule\.Network\.(layer_sizes|activations|loss|dtype|n_params|weights|biases)$",
+    r"^chainrule\.optim\.Optimizer\.(steps|epochs)$",
+    r"^chainrule\.onnx\.DEFAULT_OPSET$",
     r"\.(get_params|set_params|score|get_metadata_routing|set_fit_request|set_partial_fit_request|"
     r"set_score_request|set_output|fit_predict)$",
 }
