@@ -1,6 +1,6 @@
 # Type stub of the compiled module chainrule._core (cpp/bindings/module.cpp).
 # The public API is chainrule.Network (network.py), which wraps these classes.
-from typing import Callable, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -12,10 +12,64 @@ class ModelFormatError(ValueError): ...
 class BusyError(RuntimeError): ...
 
 _N = TypeVar("_N", bound="_CoreNetwork")
+# What the core reads in place: a NumPy array, or an object with __dlpack__
+# that network.py has viewed through np.from_dlpack. The dtype and the layout
+# are checked at run time.
+_Array = npt.NDArray[np.floating[Any]]
+
+# Typing only: _core has no class _TrainingState. TrainingStateFloat32 and
+# TrainingStateFloat64 are separate pybind11 classes with the same members,
+# spelled out again in each below so that mypy.stubtest checks them against
+# the compiled module (it skips what a class inherits from a stub-only base).
+class _TrainingState:
+    def __init__(self) -> None: ...
+    steps: int
+    epochs: int
+    records: int
+    seeded: bool
+    seed: int
+    generator: list[int]  # 4 words; setting another count raises ValueError
+    learning_rate: float
+    best_cost: float
+    epochs_without_improvement: int
+    has_best: bool
+    def slot(self, index: int) -> _Array: ...
+    def set_slot(self, index: int, values: _Array) -> None: ...
+
+class TrainingStateFloat32(_TrainingState):
+    def __init__(self) -> None: ...
+    steps: int
+    epochs: int
+    records: int
+    seeded: bool
+    seed: int
+    generator: list[int]  # 4 words; setting another count raises ValueError
+    learning_rate: float
+    best_cost: float
+    epochs_without_improvement: int
+    has_best: bool
+    def slot(self, index: int) -> _Array: ...
+    def set_slot(self, index: int, values: _Array) -> None: ...
+
+class TrainingStateFloat64(_TrainingState):
+    def __init__(self) -> None: ...
+    steps: int
+    epochs: int
+    records: int
+    seeded: bool
+    seed: int
+    generator: list[int]  # 4 words; setting another count raises ValueError
+    learning_rate: float
+    best_cost: float
+    epochs_without_improvement: int
+    has_best: bool
+    def slot(self, index: int) -> _Array: ...
+    def set_slot(self, index: int, values: _Array) -> None: ...
 
 # Typing only: _core has no class _CoreNetwork. NetworkFloat32 and NetworkFloat64
 # are separate pybind11 classes with no common base besides pybind11's own;
-# this stub base only spells out the methods both have. Never import it or
+# this stub base spells out the methods both have (for code that takes either),
+# and each class repeats them for mypy.stubtest. Never import it or
 # isinstance() against it.
 class _CoreNetwork:
     def __init__(self, layer_sizes: Sequence[int], activations: Sequence[str], loss: str, seed: int) -> None: ...
@@ -29,19 +83,17 @@ class _CoreNetwork:
     def num_params(self) -> int: ...
     @property
     def dtype(self) -> str: ...
-    def weight(self, layer: int) -> npt.NDArray[np.floating]: ...
-    def bias(self, layer: int) -> npt.NDArray[np.floating]: ...
-    def params(self) -> npt.NDArray[np.floating]: ...
-    def predict(self, X: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]: ...
-    def cost(self, X: npt.NDArray[np.floating], y: npt.NDArray[np.floating]) -> float: ...
-    def gradients(
-        self, X: npt.NDArray[np.floating], y: npt.NDArray[np.floating]
-    ) -> list[tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]]: ...
-    def sgd_step(self, X: npt.NDArray[np.floating], y: npt.NDArray[np.floating], lr: float) -> float: ...
+    def weight(self, layer: int) -> _Array: ...
+    def bias(self, layer: int) -> _Array: ...
+    def params(self) -> _Array: ...
+    def predict(self, X: _Array) -> _Array: ...
+    def cost(self, X: _Array, y: _Array, sample_weight: Optional[_Array] = None) -> float: ...
+    def gradients(self, X: _Array, y: _Array, sample_weight: Optional[_Array] = None) -> list[tuple[_Array, _Array]]: ...
+    def sgd_step(self, X: _Array, y: _Array, lr: float) -> float: ...
     def fit(
         self,
-        X: npt.NDArray[np.floating],
-        y: npt.NDArray[np.floating],
+        X: _Array,
+        y: _Array,
         epochs: int,
         lr: float,
         batch_size: int,
@@ -49,13 +101,98 @@ class _CoreNetwork:
         seed: int,
         tol: Optional[float],
         n_iter_no_change: int,
-        on_epoch: Optional[Callable[[int, float], Optional[bool]]],
+        on_epoch: Optional[Callable[[int, float], object]],
+        optimizer: dict[str, Any],
+        schedule: dict[str, Any],
+        alpha: float,
+        state: Optional[_TrainingState],  # of the network's dtype
+        sample_weight: Optional[_Array] = None,
+        dropout: Sequence[float] = ...,
     ) -> npt.NDArray[np.float64]: ...
     def save(self, path: Union[str, bytes]) -> None: ...  # bytes: os.fsencode, as network.py passes
     def copy(self: _N) -> _N: ...  # the same class as self
 
-class NetworkFloat32(_CoreNetwork): ...
-class NetworkFloat64(_CoreNetwork): ...
+class NetworkFloat32(_CoreNetwork):
+    def __init__(self, layer_sizes: Sequence[int], activations: Sequence[str], loss: str, seed: int) -> None: ...
+    @property
+    def layer_sizes(self) -> list[int]: ...
+    @property
+    def activations(self) -> list[str]: ...
+    @property
+    def loss(self) -> str: ...
+    @property
+    def num_params(self) -> int: ...
+    @property
+    def dtype(self) -> str: ...
+    def weight(self, layer: int) -> _Array: ...
+    def bias(self, layer: int) -> _Array: ...
+    def params(self) -> _Array: ...
+    def predict(self, X: _Array) -> _Array: ...
+    def cost(self, X: _Array, y: _Array, sample_weight: Optional[_Array] = None) -> float: ...
+    def gradients(self, X: _Array, y: _Array, sample_weight: Optional[_Array] = None) -> list[tuple[_Array, _Array]]: ...
+    def sgd_step(self, X: _Array, y: _Array, lr: float) -> float: ...
+    def fit(
+        self,
+        X: _Array,
+        y: _Array,
+        epochs: int,
+        lr: float,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        tol: Optional[float],
+        n_iter_no_change: int,
+        on_epoch: Optional[Callable[[int, float], object]],
+        optimizer: dict[str, Any],
+        schedule: dict[str, Any],
+        alpha: float,
+        state: Optional[_TrainingState],  # of the network's dtype
+        sample_weight: Optional[_Array] = None,
+        dropout: Sequence[float] = ...,
+    ) -> npt.NDArray[np.float64]: ...
+    def save(self, path: Union[str, bytes]) -> None: ...  # bytes: os.fsencode, as network.py passes
+    def copy(self: _N) -> _N: ...  # the same class as self
+
+class NetworkFloat64(_CoreNetwork):
+    def __init__(self, layer_sizes: Sequence[int], activations: Sequence[str], loss: str, seed: int) -> None: ...
+    @property
+    def layer_sizes(self) -> list[int]: ...
+    @property
+    def activations(self) -> list[str]: ...
+    @property
+    def loss(self) -> str: ...
+    @property
+    def num_params(self) -> int: ...
+    @property
+    def dtype(self) -> str: ...
+    def weight(self, layer: int) -> _Array: ...
+    def bias(self, layer: int) -> _Array: ...
+    def params(self) -> _Array: ...
+    def predict(self, X: _Array) -> _Array: ...
+    def cost(self, X: _Array, y: _Array, sample_weight: Optional[_Array] = None) -> float: ...
+    def gradients(self, X: _Array, y: _Array, sample_weight: Optional[_Array] = None) -> list[tuple[_Array, _Array]]: ...
+    def sgd_step(self, X: _Array, y: _Array, lr: float) -> float: ...
+    def fit(
+        self,
+        X: _Array,
+        y: _Array,
+        epochs: int,
+        lr: float,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        tol: Optional[float],
+        n_iter_no_change: int,
+        on_epoch: Optional[Callable[[int, float], object]],
+        optimizer: dict[str, Any],
+        schedule: dict[str, Any],
+        alpha: float,
+        state: Optional[_TrainingState],  # of the network's dtype
+        sample_weight: Optional[_Array] = None,
+        dropout: Sequence[float] = ...,
+    ) -> npt.NDArray[np.float64]: ...
+    def save(self, path: Union[str, bytes]) -> None: ...  # bytes: os.fsencode, as network.py passes
+    def copy(self: _N) -> _N: ...  # the same class as self
 
 def model_dtype(path: Union[str, bytes]) -> str: ...
 def load(path: Union[str, bytes]) -> Union[NetworkFloat32, NetworkFloat64]: ...
