@@ -58,6 +58,33 @@ def shard(n_records, rank, size) -> slice:
 
     Contiguous shards, the first ``n_records % size`` ranks holding one record
     more than the others: ``X[shard(len(X), comm.rank, comm.size)]`` is a view.
+
+    Parameters
+    ----------
+    n_records : int
+        The records of the whole data set (>= 0).
+    rank : int
+        This process's rank, in ``[0, size)``.
+    size : int
+        The number of processes (>= 1).
+
+    Returns
+    -------
+    slice
+        This process's records.
+
+    Raises
+    ------
+    TypeError
+        An argument that is not an integer.
+    ValueError
+        A negative count, ``size < 1`` or ``rank`` outside ``[0, size)``.
+
+    Examples
+    --------
+    >>> from chainrule import distributed
+    >>> [distributed.shard(10, rank, 3) for rank in range(3)]
+    [slice(0, 4, None), slice(4, 7, None), slice(7, 10, None)]
     """
     n_records = _integer("n_records", n_records, 0)
     size = _integer("size", size, 1)
@@ -75,6 +102,36 @@ def shard_order(n_records, seed, rank, epoch) -> np.ndarray:
     Epochs count from the start of the run (an optimizer that continues a run
     continues its count); ``seed`` is the run's. Each process draws its own
     permutation from (seed, rank, epoch), so no process needs another's shard.
+
+    Parameters
+    ----------
+    n_records : int
+        The records of this process's shard.
+    seed : int
+        The run's seed (``fit``'s ``seed``).
+    rank : int
+        The process's rank.
+    epoch : int
+        The epoch, counted from the start of the run.
+
+    Returns
+    -------
+    ndarray of intp, shape (n_records,)
+        A permutation of ``range(n_records)``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        An argument that is not a non-negative integer.
+
+    Examples
+    --------
+    >>> from chainrule import distributed
+    >>> order = distributed.shard_order(5, seed=1, rank=0, epoch=0)
+    >>> sorted(order.tolist())
+    [0, 1, 2, 3, 4]
+    >>> bool((order == distributed.shard_order(5, seed=1, rank=0, epoch=0)).all())
+    True
     """
     return np.asarray(_core.distributed_order(_integer("n_records", n_records, 0), _integer("seed", seed, 0),
                                               _integer("rank", rank, 0), _integer("epoch", epoch, 0)),
@@ -90,6 +147,20 @@ class RankOrderSum:
     through a reduce-scatter (each process sums one slice of the buffer, in
     rank order) and an allgather of the sums; small ones, and any with two
     processes, through one allgather. Both give the same bits.
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Comm
+        The processes to sum over.
+
+    Examples
+    --------
+    Under ``mpiexec -n 2``, every process ends with the rank-order sum:
+
+    >>> from mpi4py import MPI  # doctest: +SKIP
+    >>> values = np.full(3, MPI.COMM_WORLD.rank + 1.0)  # doctest: +SKIP
+    >>> distributed.RankOrderSum(MPI.COMM_WORLD)(values); values  # doctest: +SKIP
+    array([3., 3., 3.])
     """
 
     def __init__(self, comm):
@@ -105,6 +176,18 @@ class RankOrderSum:
         return buffer
 
     def __call__(self, values: np.ndarray) -> None:
+        """Replace ``values`` (a contiguous array, the same shape on every process) by its sum over the processes.
+
+        Parameters
+        ----------
+        values : ndarray
+            This process's values; overwritten with the sum.
+
+        Examples
+        --------
+        >>> summed = distributed.RankOrderSum(MPI.COMM_WORLD)  # doctest: +SKIP
+        >>> summed(values)  # doctest: +SKIP
+        """
         size = self.size
         if size == 1:
             return
@@ -156,7 +239,7 @@ def fit(network: Network, X, y, comm=None, *, epochs=10, lr=None, batch_size=32,
     Every process of ``comm`` (default ``MPI.COMM_WORLD``) calls it with its
     own shard ``X``, ``y`` (and ``sample_weight``), read in place (a
     memory-mapped ``.npy`` is never copied), and the same options, which are
-    those of :meth:`Network.fit` (``seed=None`` draws one on rank 0). The parameters, and the optimizer's state
+    those of :meth:`chainrule.Network.fit` (``seed=None`` draws one on rank 0). The parameters, and the optimizer's state
     when it continues a run, are first copied from rank 0.
 
     Steps: step j takes records ``[j * batch_size, (j + 1) * batch_size)`` of
@@ -183,6 +266,43 @@ def fit(network: Network, X, y, comm=None, *, epochs=10, lr=None, batch_size=32,
     stops every process at the same step, those it reached with
     KeyboardInterrupt, the others with RuntimeError naming them. Should a
     process die, the MPI launcher ends the others.
+
+    Parameters
+    ----------
+    network : chainrule.Network
+        The network, built the same way on every process.
+    X, y
+        This process's shard, as for :meth:`chainrule.Network.fit` (dense).
+    comm : mpi4py.MPI.Comm, optional
+        The processes (default ``MPI.COMM_WORLD``).
+    epochs, lr, batch_size, shuffle, seed, tol, n_iter_no_change, callback, progress, optimizer, schedule, alpha, sample_weight, dropout
+        As for :meth:`chainrule.Network.fit`; ``batch_size`` records per process per step.
+
+    Returns
+    -------
+    ndarray of float64
+        The cost of each epoch over all the shards, the same on every process.
+
+    Raises
+    ------
+    TypeError
+        ``network`` is not a Network, or an argument of the wrong type.
+    ValueError
+        A process's shard or options failed the checks (naming its rank).
+    DivergenceError
+        Training diverged (on every process, at the same step).
+    ImportError
+        mpi4py is not installed.
+
+    Examples
+    --------
+    ``train.py``, run as ``mpiexec -n 4 python train.py``:
+
+    >>> from mpi4py import MPI  # doctest: +SKIP
+    >>> comm = MPI.COMM_WORLD  # doctest: +SKIP
+    >>> part = distributed.shard(len(X), comm.rank, comm.size)  # doctest: +SKIP
+    >>> history = distributed.fit(net, X[part], y[part], epochs=20, seed=1)  # doctest: +SKIP
+    >>> distributed.save(net, "model.crnn")  # doctest: +SKIP
     """
     if not isinstance(network, Network):
         raise TypeError(f"network must be a chainrule.Network, got {type(network).__name__}")
@@ -221,6 +341,24 @@ def save(network: Network, path, comm=None) -> None:
 
     After :func:`fit`, every process holds the same parameters, so one copy
     is written. Should rank 0 fail to write it, every process raises.
+
+    Parameters
+    ----------
+    network : chainrule.Network
+        The trained network.
+    path : str, bytes or os.PathLike
+        Where rank 0 writes the model file.
+    comm : mpi4py.MPI.Comm, optional
+        The processes (default ``MPI.COMM_WORLD``).
+
+    Raises
+    ------
+    OSError
+        Rank 0 could not write the file (on every process).
+
+    Examples
+    --------
+    >>> distributed.save(net, "model.crnn")  # doctest: +SKIP
     """
     if comm is None:
         comm = _mpi().COMM_WORLD

@@ -10,13 +10,30 @@ import numbers
 import operator
 import os
 import sys
+from typing import Any, Callable, Optional, Protocol, Sequence, Tuple, Union
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _core, optim
 from ._progress import EpochProgress
 
 __all__ = ["Network"]
+
+
+class SupportsDLPack(Protocol):
+    """An array that NumPy can view through DLPack (``__dlpack__``): a CPU torch tensor, a JAX array, ..."""
+
+    def __dlpack__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+# The arrays Network's methods read: NumPy arrays (or DLPack arrays in CPU
+# memory) of the network's dtype, C-contiguous. The dtype and the layout are
+# checked at run time; nothing is converted.
+ArrayIn = Union[npt.NDArray[np.floating[Any]], SupportsDLPack]
+# A file name: what os.fspath accepts.
+PathLike = Union[str, bytes, os.PathLike[str], os.PathLike[bytes]]
+FloatArray = npt.NDArray[np.floating[Any]]
 
 _CORE_CLASSES = {"float32": _core.NetworkFloat32, "float64": _core.NetworkFloat64}
 
@@ -157,10 +174,27 @@ class Network:
         Seeds the Glorot-uniform (He-uniform for relu and leaky_relu) initialisation. None
         draws a seed from the operating system.
 
+    Raises
+    ------
+    TypeError
+        ``layer_sizes`` is not a sequence of integers, or a name is not a str.
+    ValueError
+        Fewer than two sizes, a size below 1, an unknown name, the wrong
+        number of hidden activations, a loss that does not fit the output
+        (bce needs sigmoid, cce softmax), or a seed outside [0, 2**64).
+    MemoryError
+        The parameters do not fit in memory.
+
+    See Also
+    --------
+    chainrule.sklearn.MLPClassifier : the scikit-learn estimator over a Network.
+
+    Notes
+    -----
     Weights follow ``z = W a + b``: ``weights[l]`` has shape
     ``(layer_sizes[l + 1], layer_sizes[l])``. Arrays passed in are read in
     place and must be C-contiguous of the network's dtype; nothing is
-    converted silently.
+    converted silently. The equations are in docs/math.md.
 
     Sparse X: ``fit``, ``predict``, ``cost`` and ``gradients`` also take a
     scipy.sparse matrix or array. A CSR one (``csr_matrix``, ``csr_array``)
@@ -172,10 +206,23 @@ class Network:
     sum of its entries, as in scipy. The results equal those on
     ``X.toarray()`` within rounding (the sums run in another order), with the
     same bits for any thread count. ``sgd_step`` takes dense X only.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import chainrule as cr
+    >>> net = cr.Network([2, 4, 1], activation="tanh", output="sigmoid", loss="bce", seed=0)
+    >>> net
+    Network([2, 4, 1], activation='tanh', output='sigmoid', loss='bce', dtype='float64')
+    >>> net.n_params, [w.shape for w in net.weights], [b.shape for b in net.biases]
+    (17, [(4, 2), (1, 4)], [(4,), (1,)])
+    >>> net.activations, net.dtype
+    (('tanh', 'sigmoid'), dtype('float64'))
     """
 
-    def __init__(self, layer_sizes, activation="sigmoid", output="sigmoid", loss="bce",
-                 dtype="float64", seed=None):
+    def __init__(self, layer_sizes: Sequence[int], activation: Union[str, Sequence[str]] = "sigmoid",
+                 output: str = "sigmoid", loss: str = "bce", dtype: npt.DTypeLike = "float64",
+                 seed: Optional[int] = None) -> None:
         if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
             raise TypeError(f"layer_sizes must be a sequence of integers, got {type(layer_sizes).__name__}")
         sizes = [_integer(f"layer_sizes[{i}]", n) for i, n in enumerate(layer_sizes)]
@@ -214,33 +261,37 @@ class Network:
     # -- structure ---------------------------------------------------------
 
     @property
-    def layer_sizes(self) -> tuple:
+    def layer_sizes(self) -> Tuple[int, ...]:
+        """``(n_0, n_1, ..., n_L)``: inputs, hidden widths, outputs."""
         return tuple(self._core.layer_sizes)
 
     @property
-    def activations(self) -> tuple:
+    def activations(self) -> Tuple[str, ...]:
         """The activation of each layer, the output's last."""
         return tuple(self._core.activations)
 
     @property
     def loss(self) -> str:
+        """The loss: 'bce', 'mse' or 'cce'."""
         return self._core.loss
 
     @property
-    def dtype(self) -> np.dtype:
+    def dtype(self) -> np.dtype[Any]:
+        """The dtype of the parameters and of every array passed in: float32 or float64."""
         return np.dtype(self._core.dtype)
 
     @property
     def n_params(self) -> int:
+        """The number of parameters, weights and biases together."""
         return self._core.num_params
 
     @property
-    def weights(self) -> tuple:
+    def weights(self) -> Tuple[FloatArray, ...]:
         """Writable views of W_1..W_L, shape (n_l, n_{l-1}), sharing the network's memory."""
         return self._weights
 
     @property
-    def biases(self) -> tuple:
+    def biases(self) -> Tuple[FloatArray, ...]:
         """Writable views of b_1..b_L, shape (n_l,), sharing the network's memory."""
         return self._biases
 
@@ -260,25 +311,116 @@ class Network:
     # and inputs are finite (inputs of 1e30 through identity layers, say)
     # raises DivergenceError (a FloatingPointError): scale the inputs.
 
-    def predict(self, X) -> np.ndarray:
-        """A_L, shape (n_records, n_outputs), for X of shape (n_records, n_features) (dense or sparse)."""
+    def predict(self, X: ArrayIn) -> FloatArray:
+        """The network's output A_L for the records of ``X``.
+
+        Parameters
+        ----------
+        X : ndarray or scipy.sparse matrix of shape (n_records, n_features)
+            C-contiguous, of the network's dtype (or a DLPack array such as a
+            CPU torch tensor), read in place.
+
+        Returns
+        -------
+        ndarray of shape (n_records, n_outputs)
+            A new array of the network's dtype.
+
+        Raises
+        ------
+        TypeError
+            ``X`` is not an array, or has another dtype than the network's.
+        ValueError
+            ``X`` is not 2-D and C-contiguous, has the wrong number of
+            columns or a non-finite value, or a parameter is non-finite.
+        DivergenceError
+            The output overflows although the parameters and ``X`` are finite.
+
+        Examples
+        --------
+        >>> net = cr.Network([3, 5, 2], activation="relu", output="identity", loss="mse", seed=0)
+        >>> X = np.zeros((4, 3))
+        >>> net.predict(X).shape
+        (4, 2)
+        >>> bool(np.all(net.predict(X) == 0))  # the biases start at zero
+        True
+        """
         return self._core.predict(_records(X))
 
-    def cost(self, X, y, sample_weight=None) -> float:
-        """The mean record loss over (X, y) at the current parameters.
+    def cost(self, X: ArrayIn, y: ArrayIn, sample_weight: Optional[npt.ArrayLike] = None) -> float:
+        """The mean record loss over ``(X, y)`` at the current parameters.
 
-        With ``sample_weight`` (one weight per record, finite, >= 0, not all
-        0): ``sum_i s_i L_i / sum_i s_i``.
+        Parameters
+        ----------
+        X : ndarray or scipy.sparse matrix of shape (n_records, n_features)
+            Read in place, as in :meth:`predict`.
+        y : ndarray of shape (n_records, n_outputs), or (n_records,) for one output
+            The targets, of the network's dtype, C-contiguous; in [0, 1] for
+            bce, rows summing to 1 for cce.
+        sample_weight : array-like of shape (n_records,), optional
+            One weight per record, finite, >= 0, not all 0: the cost is then
+            ``sum_i s_i L_i / sum_i s_i``.
+
+        Returns
+        -------
+        float
+            The cost (docs/math.md, "Loss of a record, cost of a batch").
+
+        Raises
+        ------
+        TypeError, ValueError, DivergenceError
+            As for :meth:`predict`, for ``X``, ``y`` and ``sample_weight``
+            (a shape that does not match, a target outside the loss's range).
+
+        Examples
+        --------
+        >>> net = cr.Network([2, 1], output="identity", loss="mse", seed=0)
+        >>> net.weights[0][:] = [[1.0, 2.0]]
+        >>> X = np.array([[1.0, 1.0], [0.0, 1.0]])
+        >>> net.cost(X, np.array([3.0, 0.0]))  # ((3 - 3)**2 + (2 - 0)**2) / 2
+        2.0
+        >>> net.cost(X, np.array([3.0, 0.0]), sample_weight=[3.0, 1.0])  # (0 * 3 + 4 * 1) / 4
+        1.0
         """
         X, y = _records(X), _in_place(y)
         return self._core.cost(X, y, self._weights_for(X, sample_weight))
 
-    def gradients(self, X, y, sample_weight=None) -> list:
-        """``[(dW_1, db_1), ..., (dW_L, db_L)]``: the gradient of ``cost(X, y, sample_weight)``."""
+    def gradients(self, X: ArrayIn, y: ArrayIn,
+                  sample_weight: Optional[npt.ArrayLike] = None) -> list[Tuple[FloatArray, FloatArray]]:
+        """The gradient of ``cost(X, y, sample_weight)`` with respect to each layer's parameters.
+
+        The parameters do not change (docs/math.md, "Backward pass").
+
+        Parameters
+        ----------
+        X, y, sample_weight
+            As for :meth:`cost`.
+
+        Returns
+        -------
+        list of (ndarray, ndarray)
+            ``[(dW_1, db_1), ..., (dW_L, db_L)]``, new arrays with the shapes
+            of :attr:`weights` and :attr:`biases`.
+
+        Raises
+        ------
+        TypeError, ValueError, DivergenceError
+            As for :meth:`cost`.
+        BusyError
+            Another thread is training or differentiating this network.
+
+        Examples
+        --------
+        >>> net = cr.Network([2, 1], output="identity", loss="mse", seed=0)
+        >>> net.weights[0][:] = [[1.0, 2.0]]
+        >>> (dW, db), = net.gradients(np.array([[1.0, 1.0]]), np.array([0.0]))
+        >>> dW.tolist(), db.tolist()  # 2 (a - y) x and 2 (a - y), with a = 3
+        ([[6.0, 6.0]], [6.0])
+        """
         X, y = _records(X), _in_place(y)
         return self._core.gradients(X, y, self._weights_for(X, sample_weight))
 
-    def cost_and_gradient(self, X, y, sample_weight=None, alpha=0.0) -> tuple:
+    def cost_and_gradient(self, X: ArrayIn, y: ArrayIn, sample_weight: Optional[npt.ArrayLike] = None,
+                          alpha: float = 0.0) -> Tuple[float, FloatArray]:
         """The full-batch objective at the current parameters and its gradient, in one pass over X.
 
         The objective is ``(sum_i s_i L_i + alpha/2 sum_l ||W_l||^2) / sum_i
@@ -331,10 +473,16 @@ class Network:
         return self._core.cost_and_gradient(X, y, self._weights_for(X, sample_weight), alpha)
 
     @property
-    def params(self) -> np.ndarray:
+    def params(self) -> FloatArray:
         """Writable view of the flat parameter buffer ``[W_1, b_1, ..., W_L, b_L]`` (n_params values).
 
         :attr:`weights` and :attr:`biases` are views of the same memory.
+
+        Examples
+        --------
+        >>> net = cr.Network([2, 1], seed=0)
+        >>> net.params.shape, np.shares_memory(net.params, net.weights[0])
+        ((3,), True)
         """
         return self._core.params()
 
@@ -369,16 +517,53 @@ class Network:
                              f"got {weights.shape}")
         return np.ascontiguousarray(weights, dtype=self.dtype)
 
-    def sgd_step(self, X, y, lr) -> float:
-        """One SGD step on the batch (X, y); returns the cost before the step."""
+    def sgd_step(self, X: ArrayIn, y: ArrayIn, lr: float) -> float:
+        """One SGD step on the batch ``(X, y)``: ``W <- W - lr dW`` for every parameter.
+
+        Parameters
+        ----------
+        X, y
+            The batch, as for :meth:`cost`.
+        lr : float
+            The learning rate.
+
+        Returns
+        -------
+        float
+            The cost of the batch before the step.
+
+        Raises
+        ------
+        TypeError, ValueError
+            As for :meth:`cost`, or ``lr`` is not a real number.
+        DivergenceError
+            The step would make a parameter non-finite; the parameters keep
+            their values.
+        BusyError
+            Another thread is training or differentiating this network.
+
+        Examples
+        --------
+        >>> net = cr.Network([2, 1], output="identity", loss="mse", seed=0)
+        >>> net.weights[0][:] = [[1.0, 2.0]]
+        >>> X, y = np.array([[1.0, 1.0]]), np.array([0.0])
+        >>> net.sgd_step(X, y, lr=0.05)  # the cost at W = [1, 2]; dW = [6, 6]
+        9.0
+        >>> net.weights[0].round(6).tolist()
+        [[0.7, 1.7]]
+        """
         if _is_sparse(X):
             raise TypeError(f"sgd_step takes dense X (a numpy.ndarray), got a sparse {type(X).__name__}; "
                             f"pass X.toarray(), or train on sparse X with fit")
         return self._core.sgd_step(_in_place(X), _in_place(y), _real("lr", lr))
 
-    def fit(self, X, y, epochs=10, lr=None, batch_size=32, shuffle=True, seed=None, tol=None,
-            n_iter_no_change=10, callback=None, progress=False, optimizer=None, schedule=None,
-            alpha=0.0, sample_weight=None, dropout=None) -> np.ndarray:
+    def fit(self, X: ArrayIn, y: ArrayIn, epochs: int = 10, lr: Optional[float] = None, batch_size: int = 32,
+            shuffle: bool = True, seed: Optional[int] = None, tol: Optional[float] = None,
+            n_iter_no_change: int = 10, callback: Optional[Callable[[int, float], object]] = None,
+            progress: Union[bool, str] = False, optimizer: Optional[optim.Optimizer] = None,
+            schedule: Union[None, str, optim.Schedule, Callable[[int, float], float]] = None,
+            alpha: float = 0.0, sample_weight: Optional[npt.ArrayLike] = None,
+            dropout: Union[None, float, Sequence[float]] = None) -> npt.NDArray[np.float64]:
         """Train by mini-batch gradient descent; return the cost of each epoch run.
 
         The whole loop runs in C++ with the GIL released. Each epoch's cost is
@@ -420,6 +605,83 @@ class Network:
         scales the kept ones by ``1 / (1 - rate)`` (inverted dropout); its
         masks come from the run's seed, so a run repeats bit for bit at any
         thread count. ``predict`` and ``cost`` never drop.
+
+        Parameters
+        ----------
+        X, y
+            The training data, as for :meth:`cost`, read in place.
+        epochs : int, default=10
+            Passes over the data (0 trains nothing).
+        lr : float, optional
+            The learning rate of plain SGD (default 0.1); with ``optimizer``,
+            pass it there instead.
+        batch_size : int, default=32
+            Records per step, clipped to the data.
+        shuffle : bool, default=True
+            Visit the records in a new order each epoch.
+        seed : int, optional
+            Seeds the shuffling and the dropout masks (None: from the
+            operating system).
+        tol : float, optional
+            Stop once the cost has not improved by ``tol`` for
+            ``n_iter_no_change`` epochs in a row.
+        n_iter_no_change : int, default=10
+            See ``tol``.
+        callback : callable, optional
+            ``callback(epoch, cost)`` after each epoch; returning False stops.
+        progress : {False, True, 'bar', 'lines'}, default=False
+            Report each epoch's cost (a tqdm bar, or lines).
+        optimizer : chainrule.optim.Optimizer, optional
+            ``SGD``, ``Adam`` or ``AdamW``, carrying the run across calls.
+        schedule : str, chainrule.optim.Schedule or callable, optional
+            The learning rate of each epoch.
+        alpha : float, default=0.0
+            The L2 penalty on the weights.
+        sample_weight : array-like of shape (n_records,), optional
+            One weight per record.
+        dropout : float or sequence of float, optional
+            The dropout rate of every hidden layer, or of each.
+
+        Returns
+        -------
+        ndarray of float64, shape (n_epochs_run,)
+            The cost of each epoch run (fewer than ``epochs`` when stopped early).
+
+        Raises
+        ------
+        TypeError
+            An argument of the wrong type (an array of another dtype, a
+            callback that is not callable, an optimizer that is not one).
+        ValueError
+            A bad value (shapes, targets, settings, ``lr`` given with an
+            optimizer, an optimizer bound to another network).
+        DivergenceError
+            Training reached a non-finite cost or parameter; the parameters
+            are those from before the offending step.
+        BusyError
+            Another thread is training or differentiating this network.
+        ImportError
+            ``progress='bar'`` without tqdm.
+
+        Examples
+        --------
+        >>> X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
+        >>> y = np.array([0, 1, 1, 0], dtype=np.float64)  # XOR
+        >>> net = cr.Network([2, 4, 1], seed=1)
+        >>> history = net.fit(X, y, epochs=5000, lr=2.0, batch_size=4, seed=0)
+        >>> len(history), bool(history[-1] < 0.01 < history[0])
+        (5000, True)
+        >>> (net.predict(X).ravel() > 0.5).tolist()
+        [False, True, True, False]
+
+        With an optimizer, two calls continue one run:
+
+        >>> net = cr.Network([2, 4, 1], seed=1)
+        >>> adam = cr.optim.Adam(lr=0.05)
+        >>> first = net.fit(X, y, epochs=3, optimizer=adam, seed=0)
+        >>> second = net.fit(X, y, epochs=2, optimizer=adam)
+        >>> adam.epochs, adam.steps
+        (5, 5)
         """
         return self._fit(X, y, epochs, lr, batch_size, shuffle, seed, tol, n_iter_no_change, callback, progress,
                          optimizer, schedule, alpha, sample_weight, dropout)
@@ -482,33 +744,109 @@ class Network:
 
     # -- persistence -------------------------------------------------------
 
-    def save(self, path) -> None:
-        """Write the network to ``path`` (atomically: a temporary file, then a rename)."""
+    def save(self, path: PathLike) -> None:
+        """Write the network to ``path``, in the model file format of docs/model-file.md.
+
+        Atomically: a temporary file beside ``path``, flushed to disk, then
+        renamed over it, so an interrupted save leaves any old file whole. A
+        symbolic link at ``path`` is replaced, not followed.
+
+        Parameters
+        ----------
+        path : str, bytes or os.PathLike
+            The file name (any bytes but NUL).
+
+        Raises
+        ------
+        TypeError
+            ``path`` is not a str, bytes or os.PathLike.
+        ValueError
+            ``path`` holds a NUL byte, or a parameter is non-finite.
+        OSError
+            The file cannot be written or renamed (``PermissionError``,
+            ``IsADirectoryError``, ...); a FIFO or a device is not replaced.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> net = cr.Network([2, 3, 1], seed=0)
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     net.save(os.path.join(folder, "net.crnn"))
+        ...     same = cr.Network.load(os.path.join(folder, "net.crnn"))
+        >>> all(np.array_equal(a, b) for a, b in zip(net.weights + net.biases, same.weights + same.biases))
+        True
+        """
         self._core.save(_path(path))
 
     @classmethod
-    def load(cls, path) -> "Network":
-        """Read a network written by :meth:`save` (or by the C++ ``chainrule::save``)."""
+    def load(cls, path: PathLike) -> "Network":
+        """Read a network written by :meth:`save` (or by the C++ ``chainrule::save``).
+
+        Parameters
+        ----------
+        path : str, bytes or os.PathLike
+            A regular file of either dtype.
+
+        Returns
+        -------
+        Network
+            The network, with its dtype, activations, loss and parameters
+            exactly as saved.
+
+        Raises
+        ------
+        ModelFormatError
+            The file is not a valid model file (magic, version, size,
+            header, checksum: docs/model-file.md, "Loading: what is checked").
+        TypeError, ValueError
+            As for :meth:`save`; a FIFO or a device is refused.
+        OSError
+            The file cannot be opened or read (``FileNotFoundError``, ...).
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     cr.Network([4, 2], output="identity", loss="mse", dtype="float32", seed=0).save(
+        ...         os.path.join(folder, "net.crnn"))
+        ...     net = cr.Network.load(os.path.join(folder, "net.crnn"))
+        >>> net
+        Network([4, 2], activation='sigmoid', output='identity', loss='mse', dtype='float32')
+        """
         return cls._from_core(_core.load(_path(path)))  # one open: the header and body of one file
 
     def copy(self) -> "Network":
-        """An independent copy with the same parameters."""
+        """An independent copy with the same parameters (also ``copy.copy``, ``copy.deepcopy``, ``pickle``).
+
+        Returns
+        -------
+        Network
+            A new network: training one leaves the other as it is.
+
+        Examples
+        --------
+        >>> net = cr.Network([2, 2, 1], seed=0)
+        >>> twin = net.copy()
+        >>> twin.weights[0][:] = 0
+        >>> bool(np.any(net.weights[0] != 0))
+        True
+        """
         return self._from_core(self._core.copy())
 
     def __copy__(self) -> "Network":
         return self.copy()
 
-    def __deepcopy__(self, memo) -> "Network":
+    def __deepcopy__(self, memo: object) -> "Network":
         return self.copy()
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         # Through the core's copy, which reads the parameters under the reader
         # lock: a fit in another thread is never caught halfway through a step.
         snapshot = self._core.copy()
         return {"layer_sizes": list(self.layer_sizes), "activations": list(self.activations), "loss": self.loss,
                 "dtype": self.dtype.name, "params": snapshot.params().copy()}
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         core = _CORE_CLASSES[state["dtype"]](state["layer_sizes"], state["activations"], state["loss"], 0)
         params = state["params"]
         target = core.params()

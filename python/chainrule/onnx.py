@@ -166,10 +166,7 @@ def to_onnx(network: Network, *, dtype: DTypeLike | None = None, opset: int = DE
     Returns
     -------
     onnx.ModelProto
-        Checked by ``onnx.checker``. Run it with onnxruntime::
-
-            session = onnxruntime.InferenceSession(model.SerializeToString())
-            Y = session.run(None, {"X": X})[0]
+        Checked by ``onnx.checker``.
 
     Raises
     ------
@@ -177,7 +174,21 @@ def to_onnx(network: Network, *, dtype: DTypeLike | None = None, opset: int = DE
         ``network`` is not a :class:`chainrule.Network`, or a name or
         ``opset`` has the wrong type.
     ValueError
-        ``dtype`` is not float32 or float64, or ``opset`` is out of range.
+        ``dtype`` is not float32 or float64, ``opset`` is out of range, or
+        the two names are the same.
+
+    Examples
+    --------
+    >>> import onnxruntime
+    >>> import chainrule.onnx
+    >>> net = cr.Network([3, 4, 2], activation="relu", output="softmax", loss="cce", seed=0)
+    >>> model = chainrule.onnx.to_onnx(net)
+    >>> [node.op_type for node in model.graph.node]
+    ['Gemm', 'Relu', 'Gemm', 'Softmax', 'Identity']
+    >>> session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    >>> X = np.random.default_rng(0).standard_normal((5, 3))
+    >>> bool(np.allclose(session.run(None, {"X": X})[0], net.predict(X), rtol=1e-12, atol=0))
+    True
     """
     _check_network(network, "network")
     net_dtype = network.dtype.name
@@ -236,6 +247,13 @@ def save(model: onnx.ModelProto | Network, path: str | bytes | os.PathLike[str] 
     old file whole. A symbolic link at ``path`` is replaced, not followed; a
     directory, a FIFO or a device is refused.
 
+    Parameters
+    ----------
+    model : onnx.ModelProto or chainrule.Network
+        What to write.
+    path : str, bytes or os.PathLike
+        The file name.
+
     Raises
     ------
     TypeError
@@ -248,6 +266,18 @@ def save(model: onnx.ModelProto | Network, path: str | bytes | os.PathLike[str] 
         ``path`` is a directory.
     OSError
         The file cannot be written or renamed.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import onnx
+    >>> import chainrule.onnx
+    >>> net = cr.Network([2, 3, 1], dtype="float32", seed=0)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     chainrule.onnx.save(chainrule.onnx.to_onnx(net, opset=13), os.path.join(folder, "net.onnx"))
+    ...     model = onnx.load(os.path.join(folder, "net.onnx"))
+    >>> model.opset_import[0].version, model.producer_name
+    (13, 'chainrule')
     """
     if isinstance(model, Network):
         model = to_onnx(model)
@@ -530,6 +560,27 @@ def register_converters() -> None:
     ------
     ImportError
         skl2onnx (or scikit-learn) is not installed.
+
+    Examples
+    --------
+    >>> import onnxruntime
+    >>> import skl2onnx
+    >>> import chainrule.onnx
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from chainrule.sklearn import MLPClassifier
+    >>> chainrule.onnx.register_converters()  # done already by the import: does nothing more
+    >>> X = np.array([[0.0, 10.0], [1.0, 20.0], [2.0, 10.0], [3.0, 20.0]])
+    >>> y = np.array([0, 0, 1, 1])
+    >>> pipe = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(4,), solver="sgd",
+    ...                                                      learning_rate_init=0.5, random_state=0)).fit(X, y)
+    >>> model = skl2onnx.to_onnx(pipe, X[:1], options={"zipmap": False})
+    >>> [output.name for output in model.graph.output]
+    ['label', 'probabilities']
+    >>> session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    >>> labels, probabilities = session.run(None, {"X": X})
+    >>> labels.tolist() == pipe.predict(X).tolist()
+    True
     """
     global _REGISTERED
     skl2onnx, _ = _skl2onnx()

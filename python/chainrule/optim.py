@@ -6,7 +6,7 @@ training run (the shuffling stream, the schedule's and the stopping rule's
 values). Passing the same optimizer to several ``fit`` calls continues one
 run: ``fit(epochs=a)`` then ``fit(epochs=b)`` equals ``fit(epochs=a + b)``
 bit for bit. The update rules are written in docs/math.md ("Optimizers");
-every rule runs in the C++ core as one fused loop over the parameters.
+every rule runs in the C++ core as one fused loop over the parameters::
 
     net.fit(X, y, epochs=20, optimizer=cr.optim.Adam(lr=1e-3), schedule=cr.optim.Cosine(t_max=20))
 
@@ -20,7 +20,7 @@ correction.
 from __future__ import annotations
 
 import numbers
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -62,13 +62,35 @@ class Optimizer:
     """The base of :class:`SGD`, :class:`Adam` and :class:`AdamW`: settings and a run's state.
 
     The values of the settings are checked by the core when ``fit`` runs
-    (each error names the setting); their types here.
+    (each error names the setting, and neither the network nor the
+    optimizer changes); their types here. Construct one of the subclasses.
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate.
+    momentum, nesterov, weight_decay, betas, eps, amsgrad, form
+        The settings of the subclasses (see each).
+
+    Raises
+    ------
+    TypeError
+        A setting of the wrong type (``betas`` not a pair, a flag not a bool).
+    ValueError
+        ``form`` is neither 'torch' nor 'sklearn'.
+
+    Examples
+    --------
+    >>> opt = cr.optim.SGD(lr=0.1, momentum=0.9)
+    >>> isinstance(opt, cr.optim.Optimizer), opt.steps, opt.epochs
+    (True, 0, 0)
     """
 
     _kind = "sgd"
 
-    def __init__(self, lr: float, *, momentum=0.0, nesterov=False, weight_decay=0.0, betas=(0.9, 0.999),
-                 eps=1e-8, amsgrad=False, form="torch"):
+    def __init__(self, lr: float, *, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
+                 betas: Union[Tuple[float, float], Sequence[float]] = (0.9, 0.999), eps: float = 1e-8,
+                 amsgrad: bool = False, form: str = "torch") -> None:
         self.lr = _real("lr", lr)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"betas must be a pair of numbers, got {betas!r}")
@@ -80,7 +102,7 @@ class Optimizer:
         self._state = None     # the core's TrainingState, made for the first network trained
         self._bound = None     # (dtype name, n_params) of that network
 
-    def _state_for(self, network):
+    def _state_for(self, network: Any) -> Any:
         key = (network.dtype.name, network.n_params)
         if self._state is None:
             self._state = _STATES[key[0]]()
@@ -93,7 +115,7 @@ class Optimizer:
 
     @property
     def steps(self) -> int:
-        """The optimizer steps taken so far in this run."""
+        """The optimizer steps (batches) taken so far in this run."""
         return 0 if self._state is None else self._state.steps
 
     @property
@@ -102,12 +124,43 @@ class Optimizer:
         return 0 if self._state is None else self._state.epochs
 
     def reset(self) -> None:
-        """Forget the run: the next ``fit`` starts a new one."""
+        """Forget the run: the next ``fit`` starts a new one, with any network.
+
+        Examples
+        --------
+        >>> X, y = np.zeros((4, 2)), np.zeros(4)
+        >>> opt = cr.optim.Adam()
+        >>> _ = cr.Network([2, 1], seed=0).fit(X, y, epochs=2, optimizer=opt, seed=0)
+        >>> opt.epochs
+        2
+        >>> opt.reset()
+        >>> opt.epochs
+        0
+        """
         self._state = None
         self._bound = None
 
-    def state_dict(self) -> dict:
-        """The settings and the run's state, as plain values and NumPy arrays (copies)."""
+    def state_dict(self) -> Dict[str, Any]:
+        """The settings and the run's state, as plain values and NumPy arrays (copies).
+
+        Save it (with ``pickle``, beside :meth:`chainrule.Network.save`'s
+        file) to continue the run later through :meth:`load_state_dict`.
+
+        Returns
+        -------
+        dict
+            ``type``, ``lr``, ``settings``, and ``state`` (None before the
+            first ``fit``).
+
+        Examples
+        --------
+        >>> X, y = np.zeros((4, 2)), np.zeros(4)
+        >>> opt = cr.optim.SGD(lr=0.1, momentum=0.9)
+        >>> _ = cr.Network([2, 1], seed=0).fit(X, y, epochs=3, batch_size=2, optimizer=opt, seed=0)
+        >>> state = opt.state_dict()
+        >>> state["type"], state["settings"]["momentum"], state["state"]["steps"]
+        ('SGD', 0.9, 6)
+        """
         out = {"type": type(self).__name__, "lr": self.lr, "settings": dict(self._settings), "state": None}
         if self._state is not None:
             s = self._state
@@ -118,8 +171,32 @@ class Optimizer:
                             "has_best": s.has_best, "slots": [s.slot(i) for i in range(3)]}
         return out
 
-    def load_state_dict(self, state: dict) -> None:
-        """Continue the run that :meth:`state_dict` saved (of an optimizer of the same type)."""
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Continue the run that :meth:`state_dict` saved (of an optimizer of the same type).
+
+        Parameters
+        ----------
+        state : dict
+            What :meth:`state_dict` returned.
+
+        Raises
+        ------
+        ValueError
+            ``state`` is not a state dict of this optimizer's type.
+
+        Examples
+        --------
+        >>> X = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+        >>> y = np.array([1.0, 1.0, 0.0, 0.0])
+        >>> net, opt = cr.Network([2, 1], seed=0), cr.optim.Adam(lr=0.01)
+        >>> _ = net.fit(X, y, epochs=2, optimizer=opt, seed=0)
+        >>> saved_net, saved_opt = net.copy(), opt.state_dict()
+        >>> one_run = net.fit(X, y, epochs=2, optimizer=opt)
+        >>> again = cr.optim.Adam()
+        >>> again.load_state_dict(saved_opt)
+        >>> bool(np.array_equal(saved_net.fit(X, y, epochs=2, optimizer=again), one_run))
+        True
+        """
         if not isinstance(state, dict) or state.get("type") != type(self).__name__:
             raise ValueError(f"state must be a state_dict() of a {type(self).__name__}")
         self.lr = _real("lr", state["lr"])
@@ -137,10 +214,10 @@ class Optimizer:
             core.set_slot(i, np.ascontiguousarray(values, dtype=run["dtype"]))
         self._state, self._bound = core, (run["dtype"], run["n_params"])
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> Dict[str, Any]:
         return self.state_dict()
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: Dict[str, Any]) -> None:
         self._state = self._bound = None
         self.load_state_dict(state)
 
@@ -157,40 +234,157 @@ class SGD(Optimizer):
     momentum b`` with Nesterov else ``b``, ``w -= lr d``, where ``g`` includes
     ``weight_decay w``. sklearn form: ``v = momentum v - lr g``, ``w += v``
     (Nesterov: ``w += momentum v - lr g``).
+
+    Parameters
+    ----------
+    lr : float, default=0.1
+        The learning rate, > 0.
+    momentum : float, default=0.0
+        In [0, 1).
+    nesterov : bool, default=False
+        Nesterov's momentum (needs ``momentum > 0``).
+    weight_decay : float, default=0.0
+        L2 decay added to the gradient, >= 0.
+    form : {'torch', 'sklearn'}, default='torch'
+        Whose formulas (docs/math.md, "Optimizers").
+
+    Raises
+    ------
+    TypeError, ValueError
+        As for :class:`Optimizer`; out-of-range values are refused by the
+        first ``fit`` (a ``ValueError`` naming the setting).
+
+    Examples
+    --------
+    >>> X = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    >>> y = np.array([1.0, 1.0, 0.0, 0.0])
+    >>> net = cr.Network([2, 3, 1], seed=0)
+    >>> history = net.fit(X, y, epochs=20, optimizer=cr.optim.SGD(lr=0.5, momentum=0.9, nesterov=True), seed=0)
+    >>> bool(history[-1] < history[0])
+    True
     """
 
     _kind = "sgd"
 
     def __init__(self, lr: float = 0.1, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
-                 form: str = "torch"):
+                 form: str = "torch") -> None:
         super().__init__(lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, form=form)
 
 
 class Adam(Optimizer):
-    """Adam (Kingma and Ba), with weight decay added to the gradient (torch's ``Adam``) and AMSGrad."""
+    """Adam (Kingma and Ba), with weight decay added to the gradient (torch's ``Adam``) and AMSGrad.
+
+    Parameters
+    ----------
+    lr : float, default=1e-3
+        The learning rate, > 0.
+    betas : (float, float), default=(0.9, 0.999)
+        The decay rates of the moments, each in [0, 1).
+    eps : float, default=1e-8
+        Added to the denominator, > 0.
+    weight_decay : float, default=0.0
+        L2 decay added to the gradient, >= 0.
+    amsgrad : bool, default=False
+        Use the maximum of the second moments (AMSGrad).
+    form : {'torch', 'sklearn'}, default='torch'
+        Whose formulas (docs/math.md, "Optimizers"; scikit-learn's adds
+        ``eps`` outside the bias correction).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As for :class:`Optimizer`.
+
+    Examples
+    --------
+    >>> opt = cr.optim.Adam(lr=0.01, betas=(0.9, 0.99), amsgrad=True)
+    >>> net = cr.Network([2, 1], seed=0)
+    >>> _ = net.fit(np.zeros((8, 2)), np.zeros(8), epochs=2, batch_size=4, optimizer=opt, seed=0)
+    >>> opt.steps
+    4
+    """
 
     _kind = "adam"
 
-    def __init__(self, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
-                 amsgrad: bool = False, form: str = "torch"):
+    def __init__(self, lr: float = 1e-3, betas: Union[Tuple[float, float], Sequence[float]] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False, form: str = "torch") -> None:
         super().__init__(lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, form=form)
 
 
 class AdamW(Optimizer):
-    """Adam with decoupled weight decay (Loshchilov and Hutter; torch's ``AdamW``): ``w *= 1 - lr wd`` first."""
+    """Adam with decoupled weight decay (Loshchilov and Hutter; torch's ``AdamW``): ``w *= 1 - lr wd`` first.
+
+    Parameters
+    ----------
+    lr : float, default=1e-3
+        The learning rate, > 0.
+    betas : (float, float), default=(0.9, 0.999)
+        The decay rates of the moments, each in [0, 1).
+    eps : float, default=1e-8
+        Added to the denominator, > 0.
+    weight_decay : float, default=1e-2
+        The decoupled decay, >= 0.
+    amsgrad : bool, default=False
+        Use the maximum of the second moments (AMSGrad).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As for :class:`Optimizer`.
+
+    Examples
+    --------
+    >>> net = cr.Network([2, 1], output="identity", loss="mse", seed=0)
+    >>> X, y = np.zeros((4, 2)), np.zeros(4)  # a zero gradient: only the decay acts
+    >>> w = net.weights[0].copy()
+    >>> _ = net.fit(X, y, epochs=1, batch_size=4, optimizer=cr.optim.AdamW(lr=0.1, weight_decay=0.5), seed=0)
+    >>> bool(np.allclose(net.weights[0], w * (1 - 0.1 * 0.5)))
+    True
+    """
 
     _kind = "adamw"
 
-    def __init__(self, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
-                 amsgrad: bool = False):
+    def __init__(self, lr: float = 1e-3, betas: Union[Tuple[float, float], Sequence[float]] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False) -> None:
         super().__init__(lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, form="torch")
 
 
 class Schedule:
-    """The learning rate of each epoch, from the optimizer's (or ``fit``'s) base rate ``lr``."""
+    """The learning rate of each epoch, from the optimizer's (or ``fit``'s) base rate ``lr``.
 
-    def __init__(self, kind: str = "constant", *, power_t=0.5, step_size=1, gamma=0.1, t_max=1, eta_min=0.0,
-                 custom: Optional[Callable[[int, float], float]] = None):
+    The base of the schedules below; pass one of those (or a name, or a
+    callable ``(epoch, lr) -> rate``) as ``fit``'s ``schedule``.
+
+    Parameters
+    ----------
+    kind : str, default='constant'
+        'constant', 'invscaling', 'adaptive', 'step' or 'cosine'.
+    power_t, step_size, gamma, t_max, eta_min
+        The settings of the subclasses (see each).
+    custom : callable, optional
+        ``custom(epoch, lr) -> rate``, called before each epoch.
+
+    Raises
+    ------
+    TypeError
+        A setting of the wrong type.
+    ValueError
+        ``step_size`` or ``t_max`` below 1.
+
+    Examples
+    --------
+    >>> rates = []
+    >>> def halving(epoch, lr):
+    ...     rates.append(lr / 2**epoch)
+    ...     return rates[-1]
+    >>> net = cr.Network([2, 1], seed=0)
+    >>> _ = net.fit(np.zeros((4, 2)), np.zeros(4), epochs=3, lr=0.8, schedule=halving, seed=0)
+    >>> rates
+    [0.8, 0.4, 0.2]
+    """
+
+    def __init__(self, kind: str = "constant", *, power_t: float = 0.5, step_size: int = 1, gamma: float = 0.1,
+                 t_max: int = 1, eta_min: float = 0.0, custom: Optional[Callable[[int, float], float]] = None) -> None:
         self._settings = {"kind": kind, "power_t": _real("power_t", power_t),
                           "step_size": _positive_int("step_size", step_size), "gamma": _real("gamma", gamma),
                           "t_max": _positive_int("t_max", t_max), "eta_min": _real("eta_min", eta_min),
@@ -201,16 +395,40 @@ class Schedule:
 
 
 class Constant(Schedule):
-    """``lr`` every epoch."""
+    """``lr`` every epoch (the default).
 
-    def __init__(self):
+    Examples
+    --------
+    >>> cr.optim.Constant()
+    Constant()
+    """
+
+    def __init__(self) -> None:
         super().__init__("constant")
 
 
 class InvScaling(Schedule):
-    """``lr / (t + 1) ** power_t``, ``t`` the records trained on before the epoch (scikit-learn's 'invscaling')."""
+    """``lr / (t + 1) ** power_t``, ``t`` the records trained on before the epoch (scikit-learn's 'invscaling').
 
-    def __init__(self, power_t: float = 0.5):
+    Parameters
+    ----------
+    power_t : float, default=0.5
+        The exponent.
+
+    Raises
+    ------
+    TypeError
+        ``power_t`` is not a real number.
+
+    Examples
+    --------
+    >>> net = cr.Network([2, 1], seed=0)
+    >>> history = net.fit(np.ones((4, 2)), np.ones(4), epochs=3, lr=1.0, schedule=cr.optim.InvScaling(0.5), seed=0)
+    >>> len(history)
+    3
+    """
+
+    def __init__(self, power_t: float = 0.5) -> None:
         super().__init__("invscaling", power_t=power_t)
 
 
@@ -219,30 +437,84 @@ class Adaptive(Schedule):
 
     scikit-learn's 'adaptive'; ``fit`` needs ``tol``. Training stops when the
     rate would fall below 1e-6.
+
+    Examples
+    --------
+    >>> net = cr.Network([2, 1], seed=0)
+    >>> X, y = np.ones((4, 2)), np.ones(4)
+    >>> history = net.fit(X, y, epochs=50, lr=0.1, schedule=cr.optim.Adaptive(), tol=1e-3, n_iter_no_change=2, seed=0)
+    >>> len(history) <= 50
+    True
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__("adaptive")
 
 
 class StepDecay(Schedule):
-    """``lr * gamma ** (epoch // step_size)`` (torch's StepLR)."""
+    """``lr * gamma ** (epoch // step_size)`` (torch's StepLR).
 
-    def __init__(self, step_size: int, gamma: float = 0.1):
+    Parameters
+    ----------
+    step_size : int
+        Epochs between two decays, >= 1.
+    gamma : float, default=0.1
+        The factor of each decay.
+
+    Raises
+    ------
+    TypeError
+        A setting of the wrong type.
+    ValueError
+        ``step_size`` below 1.
+
+    Examples
+    --------
+    >>> net = cr.Network([2, 1], seed=0)
+    >>> opt = cr.optim.SGD(lr=0.1)
+    >>> _ = net.fit(np.ones((4, 2)), np.ones(4), epochs=4, optimizer=opt, schedule=cr.optim.StepDecay(2, 0.5), seed=0)
+    >>> opt.epochs
+    4
+    """
+
+    def __init__(self, step_size: int, gamma: float = 0.1) -> None:
         super().__init__("step", step_size=step_size, gamma=gamma)
 
 
 class Cosine(Schedule):
-    """``eta_min + (lr - eta_min) (1 + cos(pi epoch / t_max)) / 2``, held at eta_min after t_max (torch's CosineAnnealingLR)."""
+    """``eta_min + (lr - eta_min) (1 + cos(pi epoch / t_max)) / 2``, held at eta_min after t_max (torch's CosineAnnealingLR).
 
-    def __init__(self, t_max: int, eta_min: float = 0.0):
+    Parameters
+    ----------
+    t_max : int
+        The epochs of the half cosine, >= 1.
+    eta_min : float, default=0.0
+        The last rate.
+
+    Raises
+    ------
+    TypeError
+        A setting of the wrong type.
+    ValueError
+        ``t_max`` below 1.
+
+    Examples
+    --------
+    >>> net = cr.Network([2, 1], seed=0)
+    >>> history = net.fit(np.ones((4, 2)), np.ones(4), epochs=5, optimizer=cr.optim.Adam(lr=0.1),
+    ...                   schedule=cr.optim.Cosine(t_max=5), seed=0)
+    >>> bool(history[-1] < history[0])
+    True
+    """
+
+    def __init__(self, t_max: int, eta_min: float = 0.0) -> None:
         super().__init__("cosine", t_max=t_max, eta_min=eta_min)
 
 
 _SCHEDULES = {"constant": Constant, "invscaling": InvScaling, "adaptive": Adaptive}
 
 
-def _schedule_settings(schedule: Union[None, str, Schedule, Callable[[int, float], float]]) -> dict:
+def _schedule_settings(schedule: Union[None, str, Schedule, Callable[[int, float], float]]) -> Dict[str, Any]:
     if schedule is None:
         schedule = Constant()
     elif isinstance(schedule, str):
@@ -258,6 +530,6 @@ def _schedule_settings(schedule: Union[None, str, Schedule, Callable[[int, float
     return schedule._settings
 
 
-def _plain_sgd_settings() -> dict:
+def _plain_sgd_settings() -> Dict[str, Any]:
     return SGD()._settings
 

@@ -39,11 +39,13 @@ import functools
 import warnings
 from dataclasses import dataclass
 from numbers import Integral, Real
+from typing import Any, Optional, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 try:
-    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin  # type: ignore[import-untyped]  # scikit-learn ships no type information
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
@@ -63,6 +65,8 @@ from ._progress import EpochProgress
 from .network import Network
 
 __all__ = ["MLPClassifier", "MLPRegressor", "LogisticRegression"]
+
+_Estimator = TypeVar("_Estimator", bound="_BaseSGD")
 
 # scikit-learn's names for the hidden activations, and chainrule's own.
 _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu"}
@@ -276,8 +280,42 @@ class _BaseSGD(BaseEstimator):
         if self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
 
-    def fit(self, X, y, sample_weight=None):
-        """Train for up to ``max_iter`` epochs (fresh weights unless ``warm_start``); returns self."""
+    def fit(self: _Estimator, X: npt.ArrayLike, y: npt.ArrayLike,
+            sample_weight: Optional[npt.ArrayLike] = None) -> _Estimator:
+        """Train for up to ``max_iter`` epochs (fresh weights unless ``warm_start``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Converted once to a C-contiguous array of the parameters' dtype.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Labels (classifiers: any, or a multi-label indicator matrix) or
+            targets (the regressor).
+        sample_weight : array-like of shape (n_samples,), optional
+            One weight per sample, scikit-learn's semantics.
+
+        Returns
+        -------
+        self
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            Invalid parameters or data (scikit-learn's checks and messages).
+        chainrule.DivergenceError
+            Training diverged (see the class's Notes).
+
+        Examples
+        --------
+        >>> from chainrule.sklearn import MLPRegressor
+        >>> X = np.linspace(-1, 1, 20).reshape(-1, 1)
+        >>> reg = MLPRegressor(hidden_layer_sizes=(), solver="sgd", learning_rate_init=0.1, random_state=0)
+        >>> reg.fit(X, 2 * X.ravel() + 1) is reg
+        True
+        >>> reg.n_iter_ > 0, bool(reg.score(X, 2 * X.ravel() + 1) > 0.9)
+        (True, True)
+        """
         self._validate_params()
         return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
@@ -629,11 +667,17 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
         power_t`` with t the records seen, or divided by 5 each time the
         stopping rule fires (training stops below 1e-6).
     learning_rate_init : float, default=0.001
+        The initial learning rate.
     power_t : float, default=0.5
-    momentum : float, default=0.9, nesterovs_momentum : bool, default=True
+        The exponent of 'invscaling'.
+    momentum : float, default=0.9
         solver='sgd''s momentum (scikit-learn's velocity form).
-    beta_1, beta_2 : float, default=0.9, 0.999, epsilon : float, default=1e-8
-        solver='adam''s (scikit-learn's placement of epsilon).
+    nesterovs_momentum : bool, default=True
+        Nesterov's momentum, with solver='sgd' and momentum > 0.
+    beta_1, beta_2 : float, default=0.9, 0.999
+        solver='adam''s decay rates of the moments.
+    epsilon : float, default=1e-8
+        solver='adam''s epsilon (scikit-learn's placement).
     class_weight : dict, 'balanced' or None
         Weights of the classes, multiplied into ``sample_weight`` (scikit-learn's
         MLP has no such parameter; its linear models' meaning).
@@ -663,11 +707,13 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
         tqdm is installed, scikit-learn's lines otherwise.
     warm_start : bool
         ``fit`` continues from the current weights instead of starting anew.
-    early_stopping : bool, validation_fraction : float
+    early_stopping : bool
         Hold out ``validation_fraction`` of the data (stratified), score it
         after each epoch, stop on the rule above and restore the parameters of
         the best validation score. ``partial_fit`` refuses it (ValueError), as
         scikit-learn does: one epoch on a block has nothing held out.
+    validation_fraction : float, default=0.1
+        The share of the data held out with ``early_stopping``.
     dtype : {'float64', 'float32'} or None, default=None
         The dtype of the network's parameters, to which every X and y is
         converted. None takes it from X at the first fit, as scikit-learn
@@ -714,6 +760,18 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
       non-finite predictions, and counts as no improvement. If the very first
       epoch diverges there is nothing validated to return and it raises
       ``DivergenceError`` (scikit-learn would return the initial weights).
+
+    Examples
+    --------
+    >>> from chainrule.sklearn import MLPClassifier
+    >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]] * 5)
+    >>> y = np.array(["no", "yes", "yes", "no"] * 5)  # XOR, string labels
+    >>> clf = MLPClassifier(hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=0.5, max_iter=500,
+    ...                     random_state=0).fit(X, y)
+    >>> clf.predict(X[:4]).tolist(), clf.classes_.tolist()
+    (['no', 'yes', 'yes', 'no'], ['no', 'yes'])
+    >>> clf.network_
+    Network([2, 8, 1], activation='relu', output='sigmoid', loss='bce', dtype='float64')
     """
 
     _parameter_constraints: dict = {
@@ -723,11 +781,14 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
         "class_weight": [dict, StrOptions({"balanced"}), None],
     }
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
-                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200,
-                 shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-8, n_iter_no_change=10, max_fun=15000, class_weight=None, dtype=None):
+    def __init__(self, hidden_layer_sizes: Any = (100,), activation: str = "relu", *, solver: str = "adam",
+                 alpha: float = 0.0001, batch_size: Any = "auto", learning_rate: str = "constant",
+                 learning_rate_init: float = 0.001, power_t: float = 0.5, max_iter: int = 200, shuffle: bool = True,
+                 random_state: Any = None, tol: float = 1e-4, verbose: bool = False, warm_start: bool = False,
+                 momentum: float = 0.9, nesterovs_momentum: bool = True, early_stopping: bool = False,
+                 validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
+                 n_iter_no_change: float = 10, max_fun: int = 15000,
+                 class_weight: Any = None, dtype: Optional[str] = None) -> None:
         self.solver = solver
         self.alpha = alpha
         self.learning_rate = learning_rate
@@ -806,10 +867,46 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
         return float(accuracy_score(y, self._labels(self.network_.predict(X)), sample_weight=sample_weight))
 
     @available_if(_stochastic_solver)
-    def partial_fit(self, X, y, classes=None, sample_weight=None):
+    def partial_fit(self, X: npt.ArrayLike, y: npt.ArrayLike, classes: Optional[npt.ArrayLike] = None,
+                    sample_weight: Optional[npt.ArrayLike] = None) -> "MLPClassifier":
         """One epoch over (X, y); ``classes`` (all labels) is required on the first call.
 
-        Refused with ``early_stopping=True``, as in scikit-learn."""
+        Refused with ``early_stopping=True``, as in scikit-learn.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            One block of the data.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Its labels.
+        classes : array-like, optional
+            All the labels, on the first call (later: None, or the same).
+        sample_weight : array-like of shape (n_samples,), optional
+            One weight per sample.
+
+        Returns
+        -------
+        self
+            The estimator, trained one more epoch.
+
+        Raises
+        ------
+        ValueError
+            ``classes`` missing on the first call or changed later, a label
+            not in ``classes``, ``early_stopping=True``, bad parameters.
+        chainrule.DivergenceError
+            The epoch diverged; the parameters are those before the step.
+
+        Examples
+        --------
+        >>> from chainrule.sklearn import MLPClassifier
+        >>> X, y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1])
+        >>> clf = MLPClassifier(hidden_layer_sizes=(4,), random_state=0)
+        >>> for block in (slice(0, 2), slice(2, 4)):
+        ...     _ = clf.partial_fit(X[block], y[block], classes=[0, 1])
+        >>> clf.n_iter_, clf.t_, len(clf.loss_curve_)
+        (1, 4, 2)
+        """
         if not hasattr(self, "classes_"):
             self._validate_params()
         self._refuse_early_stopping_in_partial_fit()
@@ -824,18 +921,100 @@ class MLPClassifier(ClassifierMixin, _BaseSGD):
             return self._fit(X, y, incremental=True, classes=classes, sample_weight=sample_weight)
         return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
-    def predict(self, X):
-        """The predicted labels (an indicator matrix for multi-label targets)."""
+    def predict(self, X: npt.ArrayLike) -> npt.NDArray[Any]:
+        """The predicted labels (an indicator matrix for multi-label targets).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The samples.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), or (n_samples, n_labels)
+            Labels from ``classes_``; 0/1 columns for multi-label targets.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+        ValueError
+            ``X`` has the wrong number of features or non-finite values.
+
+        Examples
+        --------
+        >>> from chainrule.sklearn import MLPClassifier
+        >>> X, Y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([[1, 0], [1, 1], [0, 1], [0, 1]])
+        >>> clf = MLPClassifier(hidden_layer_sizes=(), solver="sgd", learning_rate_init=0.5, max_iter=300,
+        ...                     random_state=0).fit(X, Y)  # two labels per sample
+        >>> clf.predict(X).shape
+        (4, 2)
+        """
         return self._labels(self._forward(X))
 
-    def predict_proba(self, X):
-        """Class probabilities, columns in the order of ``classes_``."""
+    def predict_proba(self, X: npt.ArrayLike) -> npt.NDArray[np.floating[Any]]:
+        """Class probabilities, columns in the order of ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The samples.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            In the parameters' dtype; rows sum to 1 except for multi-label
+            targets (one probability per label).
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+        ValueError
+            ``X`` has the wrong number of features or non-finite values.
+
+        Examples
+        --------
+        >>> from chainrule.sklearn import MLPClassifier
+        >>> X, y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array(["a", "b", "c", "c"])
+        >>> clf = MLPClassifier(hidden_layer_sizes=(4,), random_state=0).partial_fit(X, y, classes=["a", "b", "c"])
+        >>> P = clf.predict_proba(X)
+        >>> P.shape, bool(np.allclose(P.sum(axis=1), 1))
+        ((4, 3), True)
+        """
         output = self._forward(X)
         if self._target_kind == "binary":
             return np.hstack([1 - output, output]) if len(self.classes_) == 2 else np.ones_like(output)
         return output
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: npt.ArrayLike) -> npt.NDArray[np.floating[Any]]:
+        """The logarithm of :meth:`predict_proba` (``-inf`` where a probability is 0).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The samples.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            ``log(predict_proba(X))``.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+        ValueError
+            As for :meth:`predict_proba`.
+
+        Examples
+        --------
+        >>> from chainrule.sklearn import MLPClassifier
+        >>> X, y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1])
+        >>> clf = MLPClassifier(hidden_layer_sizes=(), random_state=0).partial_fit(X, y, classes=[0, 1])
+        >>> bool(np.allclose(np.exp(clf.predict_log_proba(X)), clf.predict_proba(X)))
+        True
+        """
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 
@@ -859,16 +1038,42 @@ class LogisticRegression(MLPClassifier):
     ``||W||^2 / (2 C n)``; multinomial for several classes).
     ``coef_`` (n_outputs, n_features) and ``intercept_`` (n_outputs,) have
     scikit-learn's layout.
+
+    Parameters
+    ----------
+    solver : {'sgd', 'adam', 'lbfgs'}, default='sgd'
+        As :class:`MLPClassifier`'s.
+    alpha : float, default=0.0
+        The L2 penalty on the weights.
+    learning_rate_init : float, default=0.1
+        The initial learning rate.
+    learning_rate, power_t, momentum, nesterovs_momentum, beta_1, beta_2, epsilon
+        As :class:`MLPClassifier`'s (momentum 0 and no Nesterov by default).
+    batch_size, max_iter, shuffle, random_state, tol, verbose, warm_start
+        As :class:`MLPClassifier`'s.
+    early_stopping, validation_fraction, n_iter_no_change, max_fun, dtype
+        As :class:`MLPClassifier`'s.
+
+    Examples
+    --------
+    >>> from chainrule.sklearn import LogisticRegression
+    >>> X = np.array([[-2.0], [-1.0], [-0.5], [0.5], [1.0], [2.0]])
+    >>> y = np.array([0, 0, 1, 0, 1, 1])
+    >>> model = LogisticRegression(max_iter=1000, random_state=0).fit(X, y)
+    >>> model.predict([[-3.0], [3.0]]).tolist(), model.coef_.shape, model.intercept_.shape
+    ([0, 1], (1, 1), (1,))
     """
 
     _sklearn_initialisation = False  # chainrule's Glorot-uniform, from the seed (docs/math.md)
     _parameter_constraints: dict = dict(_BaseSGD._parameter_constraints)
 
-    def __init__(self, *, solver="sgd", alpha=0.0, learning_rate="constant", learning_rate_init=0.1, power_t=0.5,
-                 momentum=0.0, nesterovs_momentum=False, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 batch_size="auto", max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
-                 warm_start=False, early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, max_fun=15000,
-                 dtype=None):
+    def __init__(self, *, solver: str = "sgd", alpha: float = 0.0, learning_rate: str = "constant",
+                 learning_rate_init: float = 0.1, power_t: float = 0.5, momentum: float = 0.0,
+                 nesterovs_momentum: bool = False, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
+                 batch_size: Any = "auto", max_iter: int = 200, shuffle: bool = True, random_state: Any = None,
+                 tol: float = 1e-4, verbose: bool = False, warm_start: bool = False, early_stopping: bool = False,
+                 validation_fraction: float = 0.1, n_iter_no_change: float = 10, max_fun: int = 15000,
+                 dtype: Optional[str] = None) -> None:
         self.solver = solver
         self.alpha = alpha
         self.learning_rate = learning_rate
@@ -918,16 +1123,40 @@ class MLPRegressor(RegressorMixin, _BaseSGD):
     scikit-learn's squared loss (halved, divided by the outputs), except
     that with several outputs and ``alpha`` its penalty term is not divided
     by the outputs as scikit-learn's is.
+
+    Parameters
+    ----------
+    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate
+        As :class:`MLPClassifier`'s.
+    learning_rate_init, power_t, max_iter, shuffle, random_state, tol
+        As :class:`MLPClassifier`'s.
+    verbose, warm_start, momentum, nesterovs_momentum, early_stopping
+        As :class:`MLPClassifier`'s.
+    validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun, dtype
+        As :class:`MLPClassifier`'s.
+
+    Examples
+    --------
+    >>> from chainrule.sklearn import MLPRegressor
+    >>> X = np.linspace(-1, 1, 20).reshape(-1, 1)
+    >>> Y = np.hstack([X, -X])  # two outputs
+    >>> reg = MLPRegressor(hidden_layer_sizes=(8,), activation="tanh", solver="sgd", learning_rate_init=0.1,
+    ...                    random_state=0).fit(X, Y)
+    >>> reg.predict(X).shape, reg.network_.layer_sizes
+    ((20, 2), (1, 8, 2))
     """
 
     _parameter_constraints: dict = {k: v for k, v in MLPClassifier._parameter_constraints.items()
                                     if k != "class_weight"}
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
-                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200,
-                 shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-8, n_iter_no_change=10, max_fun=15000, dtype=None):
+    def __init__(self, hidden_layer_sizes: Any = (100,), activation: str = "relu", *, solver: str = "adam",
+                 alpha: float = 0.0001, batch_size: Any = "auto", learning_rate: str = "constant",
+                 learning_rate_init: float = 0.001, power_t: float = 0.5, max_iter: int = 200, shuffle: bool = True,
+                 random_state: Any = None, tol: float = 1e-4, verbose: bool = False, warm_start: bool = False,
+                 momentum: float = 0.9, nesterovs_momentum: bool = True, early_stopping: bool = False,
+                 validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
+                 n_iter_no_change: float = 10, max_fun: int = 15000,
+                 dtype: Optional[str] = None) -> None:
         self.solver = solver
         self.alpha = alpha
         self.learning_rate = learning_rate
@@ -968,14 +1197,74 @@ class MLPRegressor(RegressorMixin, _BaseSGD):
         return output.ravel() if self._y_ndim == 1 else output
 
     @available_if(_stochastic_solver)
-    def partial_fit(self, X, y, sample_weight=None):
-        """One epoch over (X, y); refused with ``early_stopping=True``, as in scikit-learn."""
+    def partial_fit(self, X: npt.ArrayLike, y: npt.ArrayLike,
+                    sample_weight: Optional[npt.ArrayLike] = None) -> "MLPRegressor":
+        """One epoch over (X, y); refused with ``early_stopping=True``, as in scikit-learn.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            One block of the data.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Its targets.
+        sample_weight : array-like of shape (n_samples,), optional
+            One weight per sample.
+
+        Returns
+        -------
+        self
+            The estimator, trained one more epoch.
+
+        Raises
+        ------
+        ValueError
+            ``early_stopping=True``, bad parameters or data.
+        chainrule.DivergenceError
+            The epoch diverged; the parameters are those before the step.
+
+        Examples
+        --------
+        >>> from chainrule.sklearn import MLPRegressor
+        >>> X = np.linspace(-1, 1, 8).reshape(-1, 1)
+        >>> reg = MLPRegressor(hidden_layer_sizes=(4,), random_state=0)
+        >>> for epoch in range(3):
+        ...     _ = reg.partial_fit(X, 3 * X.ravel())
+        >>> reg.t_, len(reg.loss_curve_)
+        (24, 3)
+        """
         if not hasattr(self, "network_"):
             self._validate_params()
         self._refuse_early_stopping_in_partial_fit()
         return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
-    def predict(self, X):
+    def predict(self, X: npt.ArrayLike) -> npt.NDArray[np.floating[Any]]:
+        """The predicted targets.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The samples.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The shape of the targets ``fit`` saw, in the parameters' dtype.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+        ValueError
+            ``X`` has the wrong number of features or non-finite values.
+
+        Examples
+        --------
+        >>> from chainrule.sklearn import MLPRegressor
+        >>> X = np.linspace(-1, 1, 8, dtype=np.float32).reshape(-1, 1)
+        >>> reg = MLPRegressor(hidden_layer_sizes=(4,), random_state=0).partial_fit(X, X.ravel())  # one epoch
+        >>> reg.predict(X).shape, reg.predict(X).dtype
+        ((8,), dtype('float32'))
+        """
         return self._shaped(self._forward(X))
 
     def __sklearn_tags__(self):

@@ -29,7 +29,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from chainrule.sklearn import MLPClassifier  # noqa: E402
 
 
-def main(output="digits_loss_curves.png"):
+def main(output: str = "digits_loss_curves.png") -> None:
     X, y = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
     scaler = StandardScaler().fit(X_train)

@@ -32,6 +32,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import List, Optional
 
 import numpy as np
 
@@ -445,8 +446,47 @@ def collect(options, implementations: list) -> dict:
     return results
 
 
-def main(argv=None, prog="python -m chainrule.bench", default_out=None) -> None:
-    """The command line: `python -m chainrule.bench`; bench/run.py in a checkout calls it with its own defaults."""
+def main(argv: Optional[List[str]] = None, prog: str = "python -m chainrule.bench",
+         default_out: Optional[Path] = None) -> None:
+    """The command line: ``python -m chainrule.bench``; bench/run.py in a checkout calls it with its own defaults.
+
+    Checks that every implementation agrees, then times them and prints the
+    report (docs/performance.md explains it). A whole run takes about 5
+    minutes a round; ``--quick`` is a smoke run under a minute.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The options (default: ``sys.argv[1:]``): ``--quick``, ``--workloads``,
+        ``--threads``, ``--dtypes``, ``--seconds``, ``--rounds``, ``--out``,
+        ``--json PATH`` (``-`` for standard output); ``--help`` lists them.
+    prog : str, default='python -m chainrule.bench'
+        The program name shown in the help and in the results.
+    default_out : pathlib.Path, optional
+        Where ``--out`` writes when not given (default: no files).
+
+    Raises
+    ------
+    SystemExit
+        After ``--help``, on a bad option, or when chainrule is not importable.
+
+    Examples
+    --------
+    >>> import contextlib, io
+    >>> from chainrule.bench.run import main
+    >>> text = io.StringIO()
+    >>> with contextlib.redirect_stdout(text):
+    ...     try:
+    ...         main(["--help"])
+    ...     except SystemExit as exit:
+    ...         print("exit status", exit.code)
+    >>> text.getvalue().startswith("usage: python -m chainrule.bench [-h] [--quick]")
+    True
+    >>> text.getvalue().splitlines()[-1]
+    'exit status 0'
+
+    From a shell: ``python -m chainrule.bench --quick``.
+    """
     options = parse_args(argv, prog, default_out)
     if options.json == "-":
         # stdout carries the JSON alone: everything printed along the way goes to stderr.
