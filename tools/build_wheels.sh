@@ -10,7 +10,7 @@
 # `pyenv root`/versions) or the path of an interpreter.
 #   --generic          also build the last given Python's wheel without the
 #                      target clones (CMake CHAINRULE_TARGET_CLONES=OFF: the
-#                      baseline code alone) and run tests/test_generic_path.py,
+#                      baseline code alone) and run tests/runtime/test_generic_path.py,
 #                      which checks the dispatched kernels against it
 #   --with SPEC        pip install SPEC too in every test venv (e.g. torch==2.13.0);
 #                      where it does not install, the report says so
@@ -179,7 +179,7 @@ if ((generic)); then
     done
   fi
   (cd "$work/src-$name" && CHAINRULE_GENERIC_PYTHON="$work/venv-generic/bin/python" \
-     "$work/venv-test-$name/bin/python" -m pytest tests/test_generic_path.py -v -s -ra -p no:cacheprovider)
+     "$work/venv-test-$name/bin/python" -m pytest tests/runtime/test_generic_path.py -v -s -ra -p no:cacheprovider)
   summary+=("generic check ($((SECONDS - start)) s)")
 fi
 

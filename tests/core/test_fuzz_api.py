@@ -25,7 +25,7 @@ in all (~10 s on two cores; a test stops early at its first failure, which
 hypothesis then shrinks). A longer, randomized run (a new search each time) is
 one command::
 
-    CHAINRULE_FUZZ_EXAMPLES=20000 python -m pytest tests/test_fuzz_api.py --hypothesis-show-statistics
+    CHAINRULE_FUZZ_EXAMPLES=20000 python -m pytest tests/core/test_fuzz_api.py --hypothesis-show-statistics
 
 (add ``--hypothesis-seed=N`` to repeat one such run). Cases that need more
 than a tiny network are kept out: a network of valid but large sizes would

@@ -17,7 +17,7 @@ import pytest
 import chainrule as cr
 
 EXAMPLE = os.environ.get("CHAINRULE_EXAMPLE_BIN")
-RINGS = pathlib.Path(__file__).resolve().parent.parent / "cpp" / "examples" / "data" / "rings.csv"
+RINGS = pathlib.Path(__file__).resolve().parents[2] / "cpp" / "examples" / "data" / "rings.csv"
 
 pytestmark = pytest.mark.skipif(not EXAMPLE, reason="CHAINRULE_EXAMPLE_BIN (the built cpp/examples program) not set")
 

@@ -8,7 +8,7 @@ less than 20 MiB. The networks are large enough (tens of KiB with their
 workspace) that leaking one per cycle would show many times over.
 
 Threads: network.hpp documents that a predict or cost overlapping a fit waits
-for a step boundary, so it never sees a half-done update. tests/test_threads.py
+for a step boundary, so it never sees a half-done update. tests/runtime/test_threads.py
 checks that such predictions are finite and that fit is unaffected; here every
 value a reader sees while fit runs (predict, cost, a copy, a saved file, a
 pickle) must be exactly the value at one of the step boundaries of the same

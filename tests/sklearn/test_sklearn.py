@@ -333,7 +333,7 @@ def test_digits_example_writes_its_png(tmp_path, capsys):
     import importlib.util
     import pathlib
 
-    path = pathlib.Path(__file__).resolve().parent.parent / "python" / "examples" / "digits.py"
+    path = pathlib.Path(__file__).resolve().parents[2] / "python" / "examples" / "digits.py"
     spec = importlib.util.spec_from_file_location("digits_example", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)

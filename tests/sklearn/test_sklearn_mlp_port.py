@@ -35,7 +35,7 @@ import warnings
 import numpy as np
 import pytest
 
-# chainrule: skipped without scikit-learn, as tests/test_sklearn.py, and with
+# chainrule: skipped without scikit-learn, as tests/sklearn/test_sklearn.py, and with
 # a scikit-learn older than the tests ported (its messages and parameters
 # differ: 1.6 has no sample_weight in the MLP, no "Classes with too few members").
 pytest.importorskip("sklearn", minversion="1.9")

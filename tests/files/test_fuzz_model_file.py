@@ -1,6 +1,6 @@
 """A deterministic fuzz corpus for the model-file loader (docs/model-file.md).
 
-tests/test_model_file.py checks the format, every truncation, every single bit
+tests/files/test_model_file.py checks the format, every truncation, every single bit
 flip, random byte replacements, trailing bytes, foreign files, one version
 field and a list of lying headers one at a time. This corpus adds what those
 leave out:
