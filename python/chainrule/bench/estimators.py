@@ -15,6 +15,10 @@ in place of the peers' four-method adapters: the estimators train with Adam
   estimator against chainrule.Network.fit taking the same steps (the same
   initial weights, the same shuffling seed, chainrule.optim.Adam in
   scikit-learn's form, the same penalty); their parameters must end equal.
+
+    python -m chainrule.bench.estimators --epochs 200 --rounds 4   # where a W6 epoch's time goes
+    python -m chainrule.bench.estimators --profile 300             # the core's fit alone, to run under perf
+    python -m chainrule.bench.estimators --python-layer --epochs 200 --rounds 8   # the Python layer, more rounds
 """
 
 from __future__ import annotations
@@ -113,13 +117,25 @@ def time_training(impl: str, workload, dtype, seconds: float, repeats: int = 3) 
             "finite": all(np.isfinite(p).all() for p in params) and bool(np.isfinite(estimator.loss_))}
 
 
+# scikit-learn's squared-error gradient over chainrule's MSE gradient (docs/math.md): the estimator
+# doubles alpha and Adam's eps to take scikit-learn's steps (chainrule.sklearn._make_optimizer).
+LOSS_SCALE = 0.5
+ALPHA, EPSILON = 1e-4, 1e-8  # scikit-learn's defaults
+
+
+def _sklearn_adam(workload):
+    """chainrule.optim.Adam as chainrule's MLPRegressor builds it from scikit-learn's defaults."""
+    import chainrule
+
+    return chainrule.optim.Adam(lr=workload.lr, betas=(0.9, 0.999), eps=EPSILON / LOSS_SCALE, form="sklearn")
+
+
 def _core_fit(workload, X, Y, epochs: int):
     """chainrule.Network.fit taking the steps chainrule's MLPRegressor(random_state=0) takes; (seconds, network).
 
     The estimator's steps (chainrule.sklearn): initial weights drawn from
-    RandomState(0) as scikit-learn draws them, then one seed for the shuffling;
-    Adam in scikit-learn's form; scikit-learn's squared loss is half of
-    chainrule's MSE (docs/math.md), so alpha and eps are doubled.
+    RandomState(0) as scikit-learn draws them, then one seed for the
+    shuffling; Adam in scikit-learn's form; alpha and eps over LOSS_SCALE.
     """
     import chainrule
     from chainrule.sklearn import _SEED_BOUND
@@ -132,27 +148,162 @@ def _core_fit(workload, X, Y, epochs: int):
         network.weights[layer][...] = random_state.uniform(-bound, bound, (n_in, n_out)).T
         network.biases[layer][...] = random_state.uniform(-bound, bound, n_out)
     seed = int(random_state.randint(0, _SEED_BOUND, dtype=np.int64))
-    scale = 0.5  # scikit-learn's squared-error gradient over chainrule's
-    optimizer = chainrule.optim.Adam(lr=workload.lr, betas=(0.9, 0.999), eps=1e-8 / scale, form="sklearn")
+    optimizer = _sklearn_adam(workload)
     start = time.perf_counter()
     network.fit(X, Y, epochs=epochs, batch_size=workload.batch_size, shuffle=True, seed=seed,
-                optimizer=optimizer, alpha=1e-4 / scale)
+                optimizer=optimizer, alpha=ALPHA / LOSS_SCALE)
     return time.perf_counter() - start, network
 
 
-def python_layer(workload, dtype, epochs: int, repeats: int = 2) -> dict:
+def python_layer(workload, dtype, epochs: int, repeats: int = 3) -> dict:
     """Seconds of an `epochs`-epoch fit through chainrule's MLPRegressor and through Network.fit, best of
-    `repeats` each, alternated; the estimator's extra time in percent; and whether both ended equal."""
+    `repeats` each, alternated; the estimator's extra time in percent; and how far apart their parameters
+    ended (0: the same steps)."""
     Estimator = _estimator_class("chainrule")
     X, Y = make_data(workload, workload.num_records, dtype)
     y = Y[:, 0]
     best = {"estimator": np.inf, "core": np.inf}
-    for _ in range(repeats):
-        estimator = Estimator(**settings(workload, epochs))
-        best["estimator"] = min(best["estimator"], _fit(estimator, X, y))
-        seconds, network = _core_fit(workload, X, Y, epochs)
-        best["core"] = min(best["core"], seconds)
+    for repeat in range(repeats):
+        # Each goes first in turn, so that neither always runs on the machine the other left.
+        for which in ("estimator", "core") if repeat % 2 == 0 else ("core", "estimator"):
+            if which == "estimator":
+                estimator = Estimator(**settings(workload, epochs))
+                best["estimator"] = min(best["estimator"], _fit(estimator, X, y))
+            else:
+                seconds, network = _core_fit(workload, X, Y, epochs)
+                best["core"] = min(best["core"], seconds)
     difference = max(float(np.abs(a - b).max()) for a, b in zip(estimator.network_.weights + estimator.network_.biases,
                                                                 network.weights + network.biases))
     return {"epochs": epochs, "estimator_seconds": best["estimator"], "core_seconds": best["core"],
             "overhead_pct": 100 * (best["estimator"] / best["core"] - 1), "max_abs_param_diff": difference}
+
+
+# -- where an epoch's time goes: python -m chainrule.bench.estimators --------------------------------------
+
+
+def _per_epoch(steps: dict, epochs: int, rounds: int) -> dict:
+    """{name: the best over `rounds` of steps[name](epochs)'s seconds / epochs}; one untimed call of each first,
+    then the rounds one after another, each timing every step in turn (a slow spell of the machine then hits
+    one round of each, not all the rounds of one)."""
+    for function in steps.values():
+        function(1)
+    best = dict.fromkeys(steps, np.inf)
+    for _ in range(rounds):
+        for name, function in steps.items():
+            start = time.perf_counter()
+            function(epochs)
+            best[name] = min(best[name], (time.perf_counter() - start) / epochs)
+    return best
+
+
+def _first_layer_flops(workload) -> int:
+    """FLOP per record of the first layer's two GEMMs (forward and weight gradient)."""
+    return 2 * 2 * workload.layer_sizes[0] * workload.layer_sizes[1]
+
+
+def _big_gemms_alone(workload, X, epochs: int) -> None:
+    """The first layer's two GEMMs, which hold 20,000 of W6's 20,600 FLOP per record, for `epochs` epochs, by
+    NumPy's matmul into preallocated arrays: per batch Z1 = X W1^T and dW1 = dZ1^T X (docs/math.md)."""
+    n_in, n_hidden = workload.layer_sizes[:2]
+    W1 = np.random.default_rng(0).standard_normal((n_hidden, n_in)).astype(X.dtype)
+    B = workload.batch_size
+    Z1, dW1 = np.empty((B, n_hidden), X.dtype), np.empty_like(W1)
+    for _ in range(epochs):
+        for start in range(0, len(X) - B + 1, B):
+            x = X[start:start + B]
+            np.matmul(x, W1.T, out=Z1)
+            np.matmul(Z1.T, x, out=dW1)
+
+
+BIG_GEMMS = "the first layer's 2 GEMMs alone (NumPy matmul, same shapes; their 20,000 FLOP per record)"
+
+
+def breakdown(workload, dtype, epochs: int, rounds: int) -> dict:
+    """Seconds per epoch of W6 through each layer down to its GEMMs alone (see main)."""
+    import chainrule
+
+    X, Y = make_data(workload, workload.num_records, dtype)
+    y = Y[:, 0]
+    Estimator = _estimator_class("chainrule")
+    start = chainrule.Network(list(workload.layer_sizes), activation=workload.hidden, output=workload.output,
+                              loss=workload.loss, dtype=dtype, seed=0)
+
+    def core(optimizer, shuffle, alpha=0.0, callback=None):
+        def fit(epochs):
+            start.copy().fit(X, Y, epochs=epochs, batch_size=workload.batch_size, shuffle=shuffle, seed=0,
+                             optimizer=optimizer(), alpha=alpha, callback=callback)
+        return fit
+
+    def adam():
+        return _sklearn_adam(workload)
+
+    def sgd():
+        return chainrule.optim.SGD(lr=workload.lr)
+
+    alpha = ALPHA / LOSS_SCALE
+    steps = {
+        "chainrule.sklearn.MLPRegressor.fit (Adam, alpha 1e-4, shuffled)":
+            lambda epochs: _fit(Estimator(**settings(workload, epochs)), X, y),
+        "Network.fit, the estimator's settings (Adam, alpha, shuffled)": core(adam, True, alpha),
+        "Network.fit, the same with a callback that does nothing": core(adam, True, alpha, lambda e, c: True),
+        "Network.fit, Adam, no alpha, shuffled": core(adam, True),
+        "Network.fit, plain SGD, shuffled": core(sgd, True),
+        "Network.fit, plain SGD, records in order": core(sgd, False),
+        BIG_GEMMS: lambda epochs: _big_gemms_alone(workload, X, epochs),
+    }
+    return _per_epoch(steps, epochs, rounds)
+
+
+def main() -> None:
+    import argparse
+
+    from . import measure
+    from .workloads import BY_NAME
+
+    parser = argparse.ArgumentParser(description="Where one W6 epoch's time goes, 1 thread by default: the "
+                                     "estimator, the core's fit with fewer of its parts, the GEMMs alone.")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    parser.add_argument("--profile", type=int, metavar="EPOCHS",
+                        help="only run Network.fit taking the estimator's steps for EPOCHS epochs (under perf)")
+    parser.add_argument("--python-layer", action="store_true",
+                        help="only compare an --epochs fit through the estimator with Network.fit taking the same "
+                             "steps, best of --rounds each, alternated (the suite's Python-layer figure, more rounds)")
+    options = parser.parse_args()
+    import chainrule
+    from threadpoolctl import threadpool_limits
+
+    chainrule.set_num_threads(options.threads)
+    workload, dtype = BY_NAME["W6"], np.dtype(options.dtype)
+    if options.profile:
+        X, Y = make_data(workload, workload.num_records, dtype)
+        with threadpool_limits(limits=options.threads):
+            seconds, _ = _core_fit(workload, X, Y, options.profile)
+        print(f"Network.fit, {options.profile} epochs: {1e3 * seconds / options.profile:.2f} ms per epoch")
+        return
+    if options.python_layer:
+        with threadpool_limits(limits=options.threads):
+            layer = python_layer(workload, dtype, options.epochs, options.rounds)
+        print(f"W6, {options.dtype}, {options.threads} thread(s), {options.epochs} epochs, best of {options.rounds} "
+              f"each: the estimator {layer['estimator_seconds']:.3f} s, Network.fit {layer['core_seconds']:.3f} s, "
+              f"{layer['overhead_pct']:+.1f}%; parameters differ by {layer['max_abs_param_diff']:.2g}")
+        return
+    with threadpool_limits(limits=options.threads):
+        ceiling = measure.ceiling({"size": 2048, "repeats": 3, "dtypes": [options.dtype]}, {})[options.dtype]["gflops"]
+        found = breakdown(workload, dtype, options.epochs, options.rounds)
+        ceiling = max(ceiling, measure.ceiling({"size": 2048, "repeats": 3, "dtypes": [options.dtype]},
+                                               {})[options.dtype]["gflops"])
+    flops = workload.flops_per_record() * workload.num_records
+    print(f"W6, {options.dtype}, {options.threads} thread(s), {workload.num_records} records per epoch, best of "
+          f"{options.rounds} x {options.epochs} epochs; GEMM ceiling (NumPy matmul 2048^3) {ceiling:.1f} GFLOP/s")
+    print("| | ms per epoch | GFLOP/s (% of ceiling) |")
+    print("|---|---|---|")
+    for name, seconds in found.items():
+        gflops = (flops if name != BIG_GEMMS else _first_layer_flops(workload) * workload.num_records) / seconds / 1e9
+        print(f"| {name} | {1e3 * seconds:.2f} | {gflops:.1f} ({100 * gflops / ceiling:.0f}%) |")
+
+
+if __name__ == "__main__":
+    main()

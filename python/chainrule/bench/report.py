@@ -185,7 +185,7 @@ def _estimators(results: dict, grid: _Grid) -> list:
              "Each fit runs max_iter epochs with tol=0 (the epochs in brackets), shuffled, from random_state=0; "
              "per epoch = the best fit's time / its epochs, input checks and set-up included. The Python "
              "layer: a fit through chainrule.sklearn.MLPRegressor against chainrule.Network.fit taking the same "
-             "steps (same initial weights, seed, Adam in scikit-learn's form), best of 2 each.", ""]
+             "steps (same initial weights, seed, Adam in scikit-learn's form), best of 3 each, alternated.", ""]
             + _table(["workload", "dtype", "threads", "chainrule ms/epoch", "scikit-learn ms/epoch", "x sklearn",
                       "chainrule GFLOP/s (% of ceiling)", "Python layer: estimator vs Network.fit"], lines))
 
