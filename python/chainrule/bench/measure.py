@@ -21,7 +21,7 @@ import traceback
 
 import numpy as np
 
-from . import peers
+from . import estimators, peers
 from .workloads import BY_NAME, initial_params, make_data
 
 INFERENCE_RECORDS = {"W2": 16384, "W4": 2048}   # predict throughput: records per predict call
@@ -107,6 +107,9 @@ def check(task: dict, arrays: dict) -> dict:
     for name in task["workloads"]:
         workload = BY_NAME[name]
         try:
+            if workload.estimator:
+                results[name] = estimators.check(task["impl"], workload, arrays)
+                continue
             X, Y = make_data(workload, workload.check_records, np.float64)
             weights, biases = initial_params(workload, np.float64)
             model = peers.make(task["impl"], workload, weights, biases)
@@ -201,11 +204,15 @@ def train(task: dict, arrays: dict) -> dict:
         for dtype in task["dtypes"]:
             run = {"workload": name, "dtype": dtype, "peak_reset": reset_peak_rss()}
             try:
-                model, X, timing = _time_training(impl, workload, np.dtype(dtype), task["seconds"])
-                run.update(timing)
-                run.update(_time_inference(impl, workload, model, X, task["seconds"] / 2,
-                                           task["latency_groups"]))
-                del model, X
+                if workload.estimator:
+                    run.update(estimators.train(impl, workload, np.dtype(dtype), task["seconds"],
+                                                task.get("fit_epochs", estimators.FIT_EPOCHS)))
+                else:
+                    model, X, timing = _time_training(impl, workload, np.dtype(dtype), task["seconds"])
+                    run.update(timing)
+                    run.update(_time_inference(impl, workload, model, X, task["seconds"] / 2,
+                                               task["latency_groups"]))
+                    del model, X
             except Exception:
                 run["error"] = traceback.format_exc(limit=4)
             run["peak_rss_mib"] = peak_rss_mib()

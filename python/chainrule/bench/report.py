@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .peers import IMPLEMENTATIONS
+from .workloads import BY_NAME
 
 PEERS = tuple(impl for impl in IMPLEMENTATIONS if impl != "chainrule")
 CONTENDED = 0.25        # CPUs used by other processes during a measurement that earn a cell its '*'
@@ -118,7 +119,7 @@ def _agreement(results: dict) -> list:
         for name in results["options"]["workloads"]:
             verdict = verdicts[name]
             if "cost" not in verdict:
-                cells.append("**error**")
+                cells.append(verdict.get("status", "**error**"))
                 continue
             worst = max(verdict["cost"], verdict["params"], verdict["predict"])
             cells.append(f"{'yes' if verdict['agrees'] else '**NO**'} ({worst:.1e})")
@@ -158,8 +159,41 @@ def _inference(results: dict, grid: _Grid) -> list:
     return out
 
 
+def _estimators(results: dict, grid: _Grid) -> list:
+    """The estimator workloads: seconds per epoch of each library's fit, and the Python layer's share."""
+    lines = []
+    for workload in results["options"]["workloads"]:
+        if not BY_NAME[workload].estimator:
+            continue
+        for dtype in results["options"]["dtypes"]:
+            for threads in results["options"]["threads"]:
+                ours, theirs = (grid.rows.get((impl, workload, threads, dtype)) for impl in ("chainrule", "sklearn"))
+                ratio = grid.ratios.get(("sklearn", workload, threads, dtype), {}).get("training")
+                layer = ours.get("python_layer") if ours and ours["status"] == "ok" else None
+                lines.append([workload, dtype, threads,
+                              _cell(ours, lambda r: f"{1e3 * r['seconds_per_epoch']:.1f} ({r['epochs']})"),
+                              _cell(theirs, lambda r: f"{1e3 * r['seconds_per_epoch']:.1f} ({r['epochs']})"),
+                              _ratio(ratio),
+                              _cell(ours, lambda r: f"{r['gflops']:.3g} ({_percent(r.get('pct_ceiling'))})"),
+                              "-" if layer is None else
+                              f"{layer['estimator_seconds']:.2f} s vs {layer['core_seconds']:.2f} s: "
+                              f"{layer['overhead_pct']:+.1f}% ({layer['epochs']} epochs; parameters differ by "
+                              f"{layer['max_abs_param_diff']:.2g})"])
+    if not lines:
+        return []
+    return (["## Through the scikit-learn estimators: milliseconds per epoch, and the Python layer", "",
+             "Each fit runs max_iter epochs with tol=0 (the epochs in brackets), shuffled, from random_state=0; "
+             "per epoch = the best fit's time / its epochs, input checks and set-up included. The Python "
+             "layer: a fit through chainrule.sklearn.MLPRegressor against chainrule.Network.fit taking the same "
+             "steps (same initial weights, seed, Adam in scikit-learn's form), best of 3 each, alternated.", ""]
+            + _table(["workload", "dtype", "threads", "chainrule ms/epoch", "scikit-learn ms/epoch", "x sklearn",
+                      "chainrule GFLOP/s (% of ceiling)", "Python layer: estimator vs Network.fit"], lines))
+
+
 def _determinism(results: dict) -> list:
     determinism, options = results["determinism"], results["options"]
+    if not determinism["records"]:  # none of the workloads run has a determinism check
+        return []
     identical = {(r["workload"], r["dtype"], r["threads"]): r["bitwise_identical"] for r in determinism["runs"]}
     across = {(a["workload"], a["dtype"]): a["max_abs_param_diff"] for a in determinism["across_threads"]}
     lines = []
@@ -184,7 +218,7 @@ def _slower(results: dict) -> list:
 def render_markdown(results: dict) -> str:
     grid = _Grid(results)
     sections = [_header(results), _agreement(results), _training(results, grid), _inference(results, grid),
-                _determinism(results), _slower(results)]
+                _estimators(results, grid), _determinism(results), _slower(results)]
     return "\n".join(line for section in sections for line in section) + "\n"
 
 

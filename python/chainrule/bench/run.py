@@ -163,37 +163,48 @@ def compare(arrays: dict, reference: dict, workload: str) -> dict:
 
 
 def check_agreement(child: Child, implementations: list, workloads: list) -> dict:
-    """Every implementation against NumPy's, float64, one thread: {impl: {workload: verdict}}."""
-    print(f"Agreement (float64, records in order, relative tolerance {TOLERANCE:g}) vs chainrule.bench.numpy_mlp:")
+    """Every implementation against NumPy's (scikit-learn's estimator on an estimator workload), float64,
+    one thread: {impl: {workload: verdict}}; a verdict's "status" says why an implementation is not timed."""
+    through_estimators = [name for name in workloads if BY_NAME[name].estimator]
+    print(f"Agreement (float64, records in order, relative tolerance {TOLERANCE:g}) vs chainrule.bench.numpy_mlp"
+          + (f" ({', '.join(through_estimators)}: vs scikit-learn's MLPRegressor)" if through_estimators else "")
+          + ":")
     # Nothing is timed here: the children (one thread each) run side by side, one per core.
     workers = max(1, min(len(implementations), len(os.sched_getaffinity(0))))
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         futures = {impl: pool.submit(child.run, {"kind": "check", "impl": impl, "workloads": workloads}, 1)
                    for impl in implementations}
         outputs = {impl: future.result() for impl, future in futures.items()}
-    reference = outputs["numpy"]
-    ref_result, ref_arrays, ref_error = reference.result, reference.arrays, reference.error
     agreement = {}
     for impl in implementations:
         result, arrays, error = outputs[impl].result, outputs[impl].arrays, outputs[impl].error
         agreement[impl] = {}
         for name in workloads:
             verdict = {"agrees": False}
-            if ref_error or not ref_result["workloads"][name]["ok"]:
-                verdict["error"] = "the NumPy reference failed: " + (ref_error or ref_result["workloads"][name]["error"])
+            ref_impl = "sklearn" if BY_NAME[name].estimator else "numpy"
+            reference = outputs.get(ref_impl)
+            own = {} if error else result["workloads"][name]
+            if "status" in own:  # not applicable to this implementation, or it lacks a dependency
+                verdict.update(status=own["status"], error=own["error"])
+            elif reference is None:
+                verdict.update(status="needs scikit-learn", error="scikit-learn, the reference, is not installed")
+            elif reference.error or not reference.result["workloads"][name]["ok"]:
+                verdict["error"] = (f"the {ref_impl} reference failed: "
+                                    + (reference.error or reference.result["workloads"][name]["error"]))
             elif error or not result["workloads"][name]["ok"]:
                 verdict["error"] = error or result["workloads"][name]["error"]
             else:
-                verdict.update(compare(arrays, ref_arrays, name))
+                verdict.update(compare(arrays, reference.arrays, name))
                 verdict["agrees"] = max(verdict["cost"], verdict["params"], verdict["predict"]) <= TOLERANCE
                 if not verdict["agrees"]:
                     verdict["error"] = (f"relative error: costs {verdict['cost']:.2e}, parameters "
                                         f"{verdict['params']:.2e}, predictions {verdict['predict']:.2e}")
             agreement[impl][name] = verdict
-        line = "  ".join(f"{name} {'ok' if v['agrees'] else 'DISAGREES'}" for name, v in agreement[impl].items())
+        line = "  ".join(f"{name} {'ok' if v['agrees'] else v.get('status', 'DISAGREES')}"
+                         for name, v in agreement[impl].items())
         print(f"  {impl:<10} {line}")
         for name, verdict in agreement[impl].items():
-            if not verdict["agrees"]:
+            if not verdict["agrees"] and verdict.get("status") != "not applicable":
                 print(f"    {impl} on {name}: {verdict['error'].strip()}")
     return agreement
 
@@ -227,7 +238,8 @@ def measure_training(child: Child, options, implementations: list, agreement: di
     for impl in peers.IMPLEMENTATIONS:
         for workload in options.workloads:
             status = ("not installed" if impl not in implementations else
-                      "disagrees" if not agreement[impl][workload]["agrees"] else None)
+                      agreement[impl][workload].get("status", "disagrees") if not agreement[impl][workload]["agrees"]
+                      else None)
             if status is None:
                 timed[impl].append(workload)
                 continue
@@ -256,7 +268,7 @@ def _run_training_jobs(child: Child, options, jobs: list) -> list:
             continue
         task = {"kind": "train", "impl": impl, "workloads": workloads, "threads": threads,
                 "dtypes": options.dtypes, "seconds": options.seconds,
-                "latency_groups": 50 if options.quick else 400}
+                "latency_groups": 50 if options.quick else 400, "fit_epochs": 10 if options.quick else 200}
         run = child.run(task, threads)
         if run.error:
             print(f"  {'+'.join(workloads)} {impl} {threads}t: ERROR {run.error}")

@@ -31,6 +31,9 @@ class Workload:
     check_records: int      # the agreement check: a small slice, float64, records in order
     check_batch_size: int
     check_epochs: int
+    # Trained through the scikit-learn estimators (chainrule.bench.estimators), Adam, as their users call
+    # them; `lr` is then learning_rate_init. Only chainrule's and scikit-learn's estimators run it.
+    estimator: bool = False
 
     @property
     def activations(self) -> tuple:
@@ -42,7 +45,7 @@ class Workload:
         return self.layer_sizes[-1]
 
     def flops_per_record(self) -> int:
-        """2 x the multiply-adds of the GEMMs of one record's SGD step.
+        """2 x the multiply-adds of the GEMMs of one record's training step (SGD or Adam).
 
         Per layer l (n_in -> n_out): the forward Z = A W^T, the backward dW = dZ^T A
         and, except for the first layer, dA = dZ W; n_in * n_out multiply-adds each.
@@ -73,6 +76,11 @@ WORKLOADS = (
     Workload("W5", "1024-4096-4096-16 sigmoid, BCE, batch 1024", (1024, 4096, 4096, 16), "sigmoid",
              "sigmoid", "bce", batch_size=1024, lr=0.002, num_records=3072, warmup_records=64,
              check_records=32, check_batch_size=16, check_epochs=2),
+    # scikit-learn's default MLPRegressor (one hidden layer of 100 relu units, Adam, lr 1e-3, alpha 1e-4,
+    # batches of 200) on 50 inputs, fitted whole epochs of 15,000 records at a time.
+    Workload("W6", "scikit-learn's default MLPRegressor, 50-100-1 relu, Adam, batch 200, through the estimator",
+             (50, 100, 1), "relu", "identity", "mse", batch_size=200, lr=1e-3, num_records=15000,
+             warmup_records=15000, check_records=600, check_batch_size=200, check_epochs=3, estimator=True),
 )
 
 BY_NAME = {workload.name: workload for workload in WORKLOADS}
