@@ -19,6 +19,7 @@ correction.
 
 from __future__ import annotations
 
+import functools
 import numbers
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
@@ -516,8 +517,8 @@ _SCHEDULES = {"constant": Constant, "invscaling": InvScaling, "adaptive": Adapti
 
 def _schedule_settings(schedule: Union[None, str, Schedule, Callable[[int, float], float]]) -> Dict[str, Any]:
     if schedule is None:
-        schedule = Constant()
-    elif isinstance(schedule, str):
+        return dict(_defaults()[1])
+    if isinstance(schedule, str):
         if schedule not in _SCHEDULES:
             raise ValueError(f"schedule must be one of {sorted(_SCHEDULES)}, a Schedule or a callable(epoch, lr), "
                              f"got {schedule!r}")
@@ -531,5 +532,12 @@ def _schedule_settings(schedule: Union[None, str, Schedule, Callable[[int, float
 
 
 def _plain_sgd_settings() -> Dict[str, Any]:
-    return SGD()._settings
+    return dict(_defaults()[0])
+
+
+@functools.lru_cache(maxsize=None)
+def _defaults() -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """The settings of plain SGD and of the constant schedule, built (and checked) once: a fit
+    without an optimizer takes copies of these rather than building them again each call."""
+    return SGD()._settings, Constant()._settings
 
