@@ -21,6 +21,7 @@ template <typename T>
 struct StepScalars {
     T lr, momentum, weight_decay, decay, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, step_size, bc2_sqrt;
     T inv_eps;  // 1 / eps, for Adam's bound (below)
+    T inv_bc2_sqrt;  // 1 / sqrt(1 - beta2^t)
     bool first, nesterov;
 };
 
@@ -53,7 +54,10 @@ struct SgdSklearn {
 // Adam and AdamW as torch.optim: m = lerp(m, g, 1 - beta1), v = beta2 v +
 // (1 - beta2) g^2, (amsgrad: vmax = max(vmax, v)), p - (lr / bc1) m /
 // (sqrt(v) / sqrt(bc2) + eps). Adam adds wd p to g; AdamW first scales p by
-// 1 - lr wd (c.decay), with c.weight_decay 0.
+// 1 - lr wd (c.decay), with c.weight_decay 0. The division by sqrt(bc2) is
+// a multiplication by its reciprocal, computed once per step: one division
+// per parameter fewer, at the price of a rounding that may differ from
+// torch's in the last bit of the denominator (docs/math.md, "Optimizers").
 template <bool kAmsgrad>
 struct AdamTorch {
     template <typename T>
@@ -67,7 +71,7 @@ struct AdamTorch {
             vmax = vmax > v ? vmax : v;
             second = vmax;
         }
-        const T denom = std::sqrt(second) / c.bc2_sqrt + c.eps;
+        const T denom = std::sqrt(second) * c.inv_bc2_sqrt + c.eps;
         return p + (-c.step_size) * (m / denom);
     }
 
@@ -142,6 +146,7 @@ StepScalars<T> step_scalars(const OptimizerOptions& o, double lr, std::uint64_t 
     const double bc1 = 1.0 - std::pow(o.beta1, t), bc2 = 1.0 - std::pow(o.beta2, t);
     c.step_size = static_cast<T>(o.form == OptimizerForm::sklearn ? lr * std::sqrt(bc2) / bc1 : lr / bc1);
     c.bc2_sqrt = static_cast<T>(std::sqrt(bc2));
+    c.inv_bc2_sqrt = static_cast<T>(1.0 / std::sqrt(bc2));
     c.first = steps == 0;
     c.nesterov = o.nesterov;
     return c;
