@@ -19,7 +19,7 @@ namespace chainrule {
 // The scalars of one step, in the parameters' dtype.
 template <typename T>
 struct StepScalars {
-    T lr, momentum, weight_decay, decay, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, step_size, bc2_sqrt;
+    T lr, momentum, weight_decay, decay, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, step_size;
     T inv_eps;  // 1 / eps, for Adam's bound (below)
     T inv_bc2_sqrt;  // 1 / sqrt(1 - beta2^t)
     bool first, nesterov;
@@ -77,8 +77,8 @@ struct AdamTorch {
 
     // The values of step without its square root and division: the new
     // moments, and |p| + step_size |m| / eps, a bound on the new |p| (the
-    // denominator is at least eps). The caller's adam_bound_holds (below)
-    // turns these into a proof that step's values are all finite.
+    // denominator is at least eps). adam_bound_applies and adam_bound_holds
+    // (below) turn these into a proof that step's values are all finite.
     template <typename T>
     CHAINRULE_ALWAYS_INLINE static T bound(T p, T g, T& m, T& v, const StepScalars<T>& c) {
         p = p * c.decay;
@@ -110,21 +110,33 @@ struct AdamSklearn {
     }
 };
 
-// Whether Adam's step is surely finite everywhere, from the largest of
-// bound's values and of the new moments over all parameters, as the bits of
-// a float (rule_largest_bound: a NaN or an infinity is larger than any
-// finite value). The new parameter is p' = p'' - s m' / d with |p''| <= |p|
-// and d >= eps: |p'| is below the bound, up to a few roundings; the moments
-// are below it too, and sqrt(v') / sqrt(bc2) stays finite when
-// sqrt(bc2) >= 1e-10. A margin of 4 covers the roundings, in which the two
-// computations may differ. When this fails, the exact check decides.
+// Adam's bound (bound above) proves the step finite when the largest of its
+// values and of the new moments over all parameters stays below a quarter of
+// the dtype's range: the new parameter is p' = p'' - s m' / d with
+// |p''| <= |p| and d >= eps, so |p'| is below the bound up to a few
+// roundings, and sqrt(v') / sqrt(bc2) stays finite when 1 / sqrt(bc2) <=
+// 1e10. The margin of 4 covers the roundings, in which the two computations
+// may differ. adam_bound_applies says whether the step's scalars allow the
+// proof at all; adam_bound_holds compares one range's largest value, given as
+// the bits of a float (rule_largest_bound: a NaN or an infinity is larger
+// than any finite value). When either fails, the exact check decides.
+template <typename T>
+T adam_bound_limit() {
+    return std::numeric_limits<T>::max() / 4;
+}
+
+template <typename T>
+bool adam_bound_applies(const StepScalars<T>& c) {
+    const T limit = adam_bound_limit<T>();
+    return c.eps > T(0) && c.inv_eps <= limit && c.step_size <= limit && c.inv_bc2_sqrt <= T(1e10);
+}
+
 template <typename T, typename Bits>
-bool adam_bound_holds(Bits largest, const StepScalars<T>& c) {
-    const T limit = std::numeric_limits<T>::max() / 4;
+bool adam_bound_holds(Bits largest) {
+    const T limit = adam_bound_limit<T>();
     Bits limit_bits;
     std::memcpy(&limit_bits, &limit, sizeof(limit));
-    return largest <= limit_bits && c.eps > T(0) && c.inv_eps <= limit && c.step_size <= limit &&
-           c.bc2_sqrt >= T(1e-10);
+    return largest <= limit_bits;
 }
 
 // The scalars of the step after `steps` steps of the run, at rate lr.
@@ -145,7 +157,6 @@ StepScalars<T> step_scalars(const OptimizerOptions& o, double lr, std::uint64_t 
     c.inv_eps = T(1) / c.eps;
     const double bc1 = 1.0 - std::pow(o.beta1, t), bc2 = 1.0 - std::pow(o.beta2, t);
     c.step_size = static_cast<T>(o.form == OptimizerForm::sklearn ? lr * std::sqrt(bc2) / bc1 : lr / bc1);
-    c.bc2_sqrt = static_cast<T>(std::sqrt(bc2));
     c.inv_bc2_sqrt = static_cast<T>(1.0 / std::sqrt(bc2));
     c.first = steps == 0;
     c.nesterov = o.nesterov;

@@ -83,17 +83,20 @@ bool update_with(T* params, const T* grads, std::size_t n, Buffer<T>* state, con
     T* const s2 = state[2].data();
     auto at = [](T* slot, std::size_t begin) { return slot == nullptr ? slot : slot + begin; };
     // Adam's rules first try a check without the square root and division
-    // (adam_bound_holds): it costs less than computing every new value, and
-    // when it holds the exact check would pass too.
+    // (adam_bound_holds), when the step's scalars allow it: it costs less
+    // than computing every new value, and when it holds the exact check would
+    // pass too.
     bool surely_finite = false;
     if constexpr (HasBound<Rule>::value) {
-        std::atomic<bool> bounded{true};
-        detail::for_ranges(n, detail::kElementwiseMinPart, 16, [&](std::size_t begin, std::size_t end) {
-            const detail::FloatBits<T> largest = rule_largest_bound<Rule>(params + begin, grads + begin, s0 + begin,
-                                                                          s1 + begin, end - begin, c);
-            if (!adam_bound_holds(largest, c)) bounded.store(false, std::memory_order_relaxed);
-        });
-        surely_finite = bounded.load(std::memory_order_relaxed);
+        if (adam_bound_applies(c)) {
+            std::atomic<bool> bounded{true};
+            detail::for_ranges(n, detail::kElementwiseMinPart, 16, [&](std::size_t begin, std::size_t end) {
+                const detail::FloatBits<T> largest = rule_largest_bound<Rule>(params + begin, grads + begin,
+                                                                              s0 + begin, s1 + begin, end - begin, c);
+                if (!adam_bound_holds<T>(largest)) bounded.store(false, std::memory_order_relaxed);
+            });
+            surely_finite = bounded.load(std::memory_order_relaxed);
+        }
     }
     if (!surely_finite) {
         std::atomic<bool> finite{true};
