@@ -10,14 +10,12 @@
 #include <limits>
 #include <memory>
 #include <random>
-#include <shared_mutex>
 #include <stdexcept>
 #include <system_error>
 #include <vector>
 
 #include "chainrule/errors.hpp"
 #include "kernels/losses.hpp"
-#include "network_internals.hpp"
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <fcntl.h>
@@ -395,11 +393,8 @@ void save(const Network<T>& network, const std::string& path) {
     // A snapshot taken under the reader lock, then written without it: a fit
     // in another thread waits for the copy, not for the disk (fsync can take
     // a long time).
-    std::vector<T> params;
-    {
-        std::shared_lock<detail::WriterFirstMutex> reading(network.locks_->params);
-        params.assign(network.params(), network.params() + network.num_params());
-    }
+    std::vector<T> params(network.num_params());
+    network.copy_params(params.data());
     std::string temporary;
     File file = create_temporary(path, parent, temporary);
     try {

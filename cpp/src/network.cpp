@@ -130,7 +130,7 @@ std::string overflow_message(const char* call, const std::string& what) {
 }  // namespace
 
 template <typename T>
-Network<T>::Network(std::vector<std::size_t> layer_sizes, std::vector<Activation> activations, Loss loss,
+Network<T>::Impl::Impl(std::vector<std::size_t> layer_sizes, std::vector<Activation> activations, Loss loss,
                     std::uint64_t seed)
     : layer_sizes_(std::move(layer_sizes)), activations_(std::move(activations)), loss_(loss) {
     if (layer_sizes_.size() < 2) {
@@ -179,7 +179,7 @@ Network<T>::Network(std::vector<std::size_t> layer_sizes, std::vector<Activation
 }
 
 template <typename T>
-Network<T>::Network(const Network& other)
+Network<T>::Impl::Impl(const Impl& other)
     : layer_sizes_(other.layer_sizes_),
       activations_(other.activations_),
       loss_(other.loss_),
@@ -189,47 +189,41 @@ Network<T>::Network(const Network& other)
       locks_(std::make_unique<detail::NetworkLocks>()) {}
 
 template <typename T>
-Network<T>& Network<T>::operator=(const Network& other) {
-    if (this != &other) {
-        Network copy(other);
-        std::lock_guard<std::mutex> training(locks_->train);
-        std::unique_lock<detail::WriterFirstMutex> writing(locks_->params);
-        layer_sizes_ = std::move(copy.layer_sizes_);
-        activations_ = std::move(copy.activations_);
-        loss_ = copy.loss_;
-        offsets_ = std::move(copy.offsets_);
-        params_ = std::move(copy.params_);
-        grads_ = std::move(copy.grads_);
-        train_workspace_.reset();
-    }
-    return *this;
+void Network<T>::Impl::assign(const Impl& other) {
+    Impl copy(other);
+    std::lock_guard<std::mutex> training(locks_->train);
+    std::unique_lock<detail::WriterFirstMutex> writing(locks_->params);
+    layer_sizes_ = std::move(copy.layer_sizes_);
+    activations_ = std::move(copy.activations_);
+    loss_ = copy.loss_;
+    offsets_ = std::move(copy.offsets_);
+    params_ = std::move(copy.params_);
+    grads_ = std::move(copy.grads_);
+    train_workspace_.reset();
 }
 
 template <typename T>
-Network<T>::~Network() = default;
-
-template <typename T>
-LayerView<T> Network<T>::layer(std::size_t l) {
+LayerView<T> Network<T>::Impl::layer(std::size_t l) {
     if (l >= num_layers()) throw std::invalid_argument(concat("layer: index ", l, " out of range"));
     T* weight = params_.data() + offsets_[l];
     return {weight, weight + layer_sizes_[l + 1] * layer_sizes_[l], layer_sizes_[l], layer_sizes_[l + 1]};
 }
 
 template <typename T>
-LayerView<const T> Network<T>::layer(std::size_t l) const {
-    LayerView<T> view = const_cast<Network*>(this)->layer(l);
+LayerView<const T> Network<T>::Impl::layer(std::size_t l) const {
+    LayerView<T> view = const_cast<Impl*>(this)->layer(l);
     return {view.weight, view.bias, view.in_features, view.out_features};
 }
 
 template <typename T>
-LayerView<const T> Network<T>::layer_grads(std::size_t l) const {
+LayerView<const T> Network<T>::Impl::layer_grads(std::size_t l) const {
     LayerView<const T> view = layer(l);
     const std::ptrdiff_t shift = grads_.data() - params_.data();
     return {view.weight + shift, view.bias + shift, view.in_features, view.out_features};
 }
 
 template <typename T>
-void Network<T>::check_inputs(const detail::Records<T>& records) const {
+void Network<T>::Impl::check_inputs(const detail::Records<T>& records) const {
     if (records.rows == 0) throw std::invalid_argument("X is empty: it has 0 records; pass at least one record");
     if (records.cols != num_inputs()) {
         throw std::invalid_argument(concat("X has ", records.cols, " features per record, but the network takes ",
@@ -247,7 +241,7 @@ void Network<T>::check_inputs(const detail::Records<T>& records) const {
 }
 
 template <typename T>
-void Network<T>::check_targets(const detail::Records<T>& X, ConstMatrixView<T> Y) const {
+void Network<T>::Impl::check_targets(const detail::Records<T>& X, ConstMatrixView<T> Y) const {
     check_inputs(X);
     if (Y.rows != X.rows) throw std::invalid_argument(concat("y has ", Y.rows, " records but X has ", X.rows));
     if (Y.cols != num_outputs()) {
@@ -264,7 +258,7 @@ void Network<T>::check_targets(const detail::Records<T>& X, ConstMatrixView<T> Y
 }
 
 template <typename T>
-void Network<T>::check_params_finite() const {
+void Network<T>::Impl::check_params_finite() const {
     // One vectorized pass; the search for the culprit runs only when it fails.
     // Training never leaves a non-finite parameter (it refuses such a step),
     // so one came from outside: params(), layer(), Python's writable views.
@@ -324,7 +318,7 @@ bool drops(const detail::DropoutStep* drop, std::size_t layer) {
 }  // namespace
 
 template <typename T>
-const T* Network<T>::forward(Workspace& ws, const detail::RecordBatch<T>& X, std::size_t rows,
+const T* Network<T>::Impl::forward(Workspace& ws, const detail::RecordBatch<T>& X, std::size_t rows,
                              const detail::DropoutStep* drop) const {
     // A_0 = X;  Z_l = A_{l-1} W_l^T + b_l;  A_l = f_l(Z_l) (then, training with
     // dropout, the dropped A_l feeds layer l + 1; ws.output(l) keeps A_l for f').
@@ -356,7 +350,7 @@ const T* Network<T>::forward(Workspace& ws, const detail::RecordBatch<T>& X, std
 }
 
 template <typename T>
-double Network<T>::batch_loss(const Workspace& ws, const T* Y, std::size_t rows, const T* weights) const {
+double Network<T>::Impl::batch_loss(const Workspace& ws, const T* Y, std::size_t rows, const T* weights) const {
     const std::size_t k = num_outputs();
     const T* values = loss_ == Loss::mse ? ws.outputs.data() + ws.output_offset.back() : ws.logits.data();
     auto loss_of = [&](const T* v, const T* y, std::size_t n) {
@@ -373,7 +367,7 @@ double Network<T>::batch_loss(const Workspace& ws, const T* Y, std::size_t rows,
 }
 
 template <typename T>
-void Network<T>::backward(Workspace& ws, const detail::RecordBatch<T>& X, const T* Y, std::size_t rows, T scale,
+void Network<T>::Impl::backward(Workspace& ws, const detail::RecordBatch<T>& X, const T* Y, std::size_t rows, T scale,
                           bool accumulate, const T* row_scale, const detail::DropoutStep* drop) {
     // grads_ (+)= scale * (the gradient of the summed record losses of these
     // rows), each record's term also scaled by row_scale[r] when given.
@@ -418,7 +412,7 @@ void Network<T>::backward(Workspace& ws, const detail::RecordBatch<T>& X, const 
 }
 
 template <typename T>
-double Network<T>::accumulate_gradients(Workspace& ws, const detail::Records<T>& X, ConstMatrixView<T> Y,
+double Network<T>::Impl::accumulate_gradients(Workspace& ws, const detail::Records<T>& X, ConstMatrixView<T> Y,
                                         const T* weights) {
     // grads_ = gradient of the mean record loss over all of X (with weights:
     // sum_i s_i L_i / sum_i s_i), chunk by chunk; returns that mean. Each
@@ -441,14 +435,14 @@ double Network<T>::accumulate_gradients(Workspace& ws, const detail::Records<T>&
 }
 
 template <typename T>
-double Network<T>::weight_sum(const T* weights, std::size_t n) {
+double Network<T>::Impl::weight_sum(const T* weights, std::size_t n) {
     double sum = 0.0;
     for (std::size_t i = 0; i < n; ++i) sum += static_cast<double>(weights[i]);
     return sum;
 }
 
 template <typename T>
-void Network<T>::check_sample_weight(const T* weights, std::size_t n) {
+void Network<T>::Impl::check_sample_weight(const T* weights, std::size_t n) {
     if (weights == nullptr) return;
     for (std::size_t i = 0; i < n; ++i) {
         if (!std::isfinite(weights[i]) || weights[i] < T(0)) {
@@ -462,7 +456,7 @@ void Network<T>::check_sample_weight(const T* weights, std::size_t n) {
 }
 
 template <typename T>
-double Network<T>::l2_penalty(double alpha) const {
+double Network<T>::Impl::l2_penalty(double alpha) const {
     if (alpha == 0.0) return 0.0;
     double sum = 0.0;
     for (std::size_t l = 0; l < num_layers(); ++l) {
@@ -473,7 +467,7 @@ double Network<T>::l2_penalty(double alpha) const {
 }
 
 template <typename T>
-void Network<T>::add_l2_gradient(double alpha, double divisor) {
+void Network<T>::Impl::add_l2_gradient(double alpha, double divisor) {
     if (alpha == 0.0) return;
     const T scale = static_cast<T>(alpha / divisor);
     for (std::size_t l = 0; l < num_layers(); ++l) {
@@ -483,12 +477,12 @@ void Network<T>::add_l2_gradient(double alpha, double divisor) {
 }
 
 template <typename T>
-bool Network<T>::has_fused_record_step() const {
+bool Network<T>::Impl::has_fused_record_step() const {
     return num_layers() == 1 && loss_ != Loss::cce;  // cce comes with softmax, which is row-wise
 }
 
 template <typename T>
-RecordSteps Network<T>::record_steps(Workspace& ws, T* logits, double* losses, const T* X, const T* Y,
+RecordSteps Network<T>::Impl::record_steps(Workspace& ws, T* logits, double* losses, const T* X, const T* Y,
                                      const std::size_t* rows, std::size_t count, OptimizerState<T>& state,
                                      const OptimizerOptions& optimizer, double lr) {
     // count fused one-record steps (dense_record_steps), then the BCE of each
@@ -519,7 +513,7 @@ RecordSteps Network<T>::record_steps(Workspace& ws, T* logits, double* losses, c
 }
 
 template <typename T>
-typename Network<T>::Workspace& Network<T>::training_workspace(std::size_t capacity, bool gather_inputs) {
+typename Network<T>::Impl::Workspace& Network<T>::Impl::training_workspace(std::size_t capacity, bool gather_inputs) {
     const bool can_gather = train_workspace_ && train_workspace_->batch_inputs.size() >= capacity * num_inputs();
     if (!train_workspace_ || train_workspace_->capacity < capacity || (gather_inputs && !can_gather)) {
         train_workspace_.reset();  // free the old one before sizing the new one
@@ -529,12 +523,7 @@ typename Network<T>::Workspace& Network<T>::training_workspace(std::size_t capac
 }
 
 template <typename T>
-void Network<T>::predict(MatrixView<T> out, ConstMatrixView<T> X) const {
-    predict_records(out, X);
-}
-
-template <typename T>
-void Network<T>::predict_records(MatrixView<T> out, const detail::Records<T>& X) const {
+void Network<T>::Impl::predict_records(MatrixView<T> out, const detail::Records<T>& X) const {
     check_inputs(X);
     if (out.rows != X.rows || out.cols != num_outputs() || out.data == nullptr) {
         throw std::invalid_argument(concat("out must have shape (", X.rows, ", ", num_outputs(), "), got (",
@@ -576,7 +565,7 @@ void Network<T>::predict_records(MatrixView<T> out, const detail::Records<T>& X)
 }
 
 template <typename T>
-void Network<T>::predict_chunk(Workspace& ws, MatrixView<T> out, const detail::Records<T>& X,
+void Network<T>::Impl::predict_chunk(Workspace& ws, MatrixView<T> out, const detail::Records<T>& X,
                                std::size_t start) const {
     const std::size_t rows = std::min(ws.capacity, X.rows - start);
     const T* a = forward(ws, X.from(start), rows);
@@ -591,12 +580,7 @@ void Network<T>::predict_chunk(Workspace& ws, MatrixView<T> out, const detail::R
 }
 
 template <typename T>
-double Network<T>::cost(ConstMatrixView<T> X, ConstMatrixView<T> Y, const T* sample_weight) const {
-    return cost_records(X, Y, sample_weight);
-}
-
-template <typename T>
-double Network<T>::cost_records(const detail::Records<T>& X, ConstMatrixView<T> Y, const T* sample_weight) const {
+double Network<T>::Impl::cost_records(const detail::Records<T>& X, ConstMatrixView<T> Y, const T* sample_weight) const {
     // C = (1/B) sum over records of L, or sum_i s_i L_i / sum_i s_i (docs/math.md, losses and cost)
     check_targets(X, Y);
     check_sample_weight(sample_weight, X.rows);
@@ -623,14 +607,14 @@ double Network<T>::cost_records(const detail::Records<T>& X, ConstMatrixView<T> 
 }
 
 template <typename T>
-double Network<T>::compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y) {
+double Network<T>::Impl::compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y) {
     check_targets(X, Y);
     const detail::TrainingLock lock(*locks_);
     return compute_gradients_locked(X, Y);
 }
 
 template <typename T>
-double Network<T>::compute_gradients_locked(const detail::Records<T>& X, ConstMatrixView<T> Y,
+double Network<T>::Impl::compute_gradients_locked(const detail::Records<T>& X, ConstMatrixView<T> Y,
                                             const T* sample_weight) {
     Workspace& ws = training_workspace(std::min(X.rows, kChunkRecords));
     std::shared_lock<detail::WriterFirstMutex> reading(locks_->params);
@@ -644,13 +628,7 @@ double Network<T>::compute_gradients_locked(const detail::Records<T>& X, ConstMa
 }
 
 template <typename T>
-double Network<T>::compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y, T* gradient,
-                                     const T* sample_weight) {
-    return compute_gradients_records(X, Y, gradient, sample_weight);
-}
-
-template <typename T>
-double Network<T>::compute_gradients_records(const detail::Records<T>& X, ConstMatrixView<T> Y, T* gradient,
+double Network<T>::Impl::compute_gradients_records(const detail::Records<T>& X, ConstMatrixView<T> Y, T* gradient,
                                              const T* sample_weight) {
     check_targets(X, Y);
     check_sample_weight(sample_weight, X.rows);
@@ -661,13 +639,7 @@ double Network<T>::compute_gradients_records(const detail::Records<T>& X, ConstM
 }
 
 template <typename T>
-double Network<T>::cost_and_gradient(ConstMatrixView<T> X, ConstMatrixView<T> Y, T* gradient, double alpha,
-                                     const T* sample_weight) {
-    return cost_and_gradient_records(X, Y, gradient, alpha, sample_weight);
-}
-
-template <typename T>
-double Network<T>::cost_and_gradient_records(const detail::Records<T>& X, ConstMatrixView<T> Y, T* gradient,
+double Network<T>::Impl::cost_and_gradient_records(const detail::Records<T>& X, ConstMatrixView<T> Y, T* gradient,
                                              double alpha, const T* sample_weight) {
     if (!(std::isfinite(alpha) && alpha >= 0.0)) {
         throw std::invalid_argument(concat("alpha must be a finite number >= 0, got ", alpha));
@@ -688,7 +660,7 @@ double Network<T>::cost_and_gradient_records(const detail::Records<T>& X, ConstM
 }
 
 template <typename T>
-double Network<T>::sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, double learning_rate) {
+double Network<T>::Impl::sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, double learning_rate) {
     detail::check_learning_rate<T>(learning_rate);
     check_targets(X, Y);
     const detail::TrainingLock lock(*locks_);
@@ -721,32 +693,119 @@ double Network<T>::sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, double l
     return cost;
 }
 
+// Network's public calls: each forwards to its Impl.
+
+template <typename T>
+Network<T>::Network(std::vector<std::size_t> layer_sizes, std::vector<Activation> activations, Loss loss,
+                    std::uint64_t seed)
+    : impl_(std::make_unique<Impl>(std::move(layer_sizes), std::move(activations), loss, seed)) {}
+
+template <typename T>
+Network<T>::Network(const Network& other) : impl_(std::make_unique<Impl>(*other.impl_)) {}
+
+template <typename T>
+Network<T>& Network<T>::operator=(const Network& other) {
+    if (this != &other) impl_->assign(*other.impl_);
+    return *this;
+}
+
+template <typename T>
+Network<T>::~Network() = default;
+
+template <typename T>
+std::size_t Network<T>::num_layers() const { return impl_->num_layers(); }
+template <typename T>
+std::size_t Network<T>::num_inputs() const { return impl_->num_inputs(); }
+template <typename T>
+std::size_t Network<T>::num_outputs() const { return impl_->num_outputs(); }
+template <typename T>
+std::size_t Network<T>::num_params() const { return impl_->num_params(); }
+template <typename T>
+const std::vector<std::size_t>& Network<T>::layer_sizes() const { return impl_->layer_sizes_; }
+template <typename T>
+const std::vector<Activation>& Network<T>::activations() const { return impl_->activations_; }
+template <typename T>
+Loss Network<T>::loss() const { return impl_->loss_; }
+template <typename T>
+T* Network<T>::params() { return impl_->params_.data(); }
+template <typename T>
+const T* Network<T>::params() const { return impl_->params_.data(); }
+template <typename T>
+const T* Network<T>::grads() const { return impl_->grads_.data(); }
+
+template <typename T>
+void Network<T>::copy_params(T* out) const {
+    std::shared_lock<detail::WriterFirstMutex> reading(impl_->locks_->params);
+    std::copy(impl_->params_.begin(), impl_->params_.end(), out);
+}
+
+template <typename T>
+LayerView<T> Network<T>::layer(std::size_t l) { return impl_->layer(l); }
+template <typename T>
+LayerView<const T> Network<T>::layer(std::size_t l) const { return std::as_const(*impl_).layer(l); }
+template <typename T>
+LayerView<const T> Network<T>::layer_grads(std::size_t l) const { return impl_->layer_grads(l); }
+
+template <typename T>
+void Network<T>::predict(MatrixView<T> out, ConstMatrixView<T> X) const {
+    impl_->predict_records(out, X);
+}
+
+template <typename T>
+double Network<T>::cost(ConstMatrixView<T> X, ConstMatrixView<T> Y, const T* sample_weight) const {
+    return impl_->cost_records(X, Y, sample_weight);
+}
+
+template <typename T>
+double Network<T>::compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y) {
+    return impl_->compute_gradients(X, Y);
+}
+
+template <typename T>
+double Network<T>::compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y, T* gradient,
+                                     const T* sample_weight) {
+    return impl_->compute_gradients_records(X, Y, gradient, sample_weight);
+}
+
+template <typename T>
+double Network<T>::cost_and_gradient(ConstMatrixView<T> X, ConstMatrixView<T> Y, T* gradient, double alpha,
+                                     const T* sample_weight) {
+    return impl_->cost_and_gradient_records(X, Y, gradient, alpha, sample_weight);
+}
+
+template <typename T>
+double Network<T>::sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, double learning_rate) {
+    return impl_->sgd_step(X, Y, learning_rate);
+}
+
 template <typename T>
 template <typename Index>
 void Network<T>::predict(MatrixView<T> out, CsrMatrixView<T, Index> X) const {
-    predict_records(out, X);
+    impl_->predict_records(out, X);
 }
 
 template <typename T>
 template <typename Index>
 double Network<T>::cost(CsrMatrixView<T, Index> X, ConstMatrixView<T> Y, const T* sample_weight) const {
-    return cost_records(X, Y, sample_weight);
+    return impl_->cost_records(X, Y, sample_weight);
 }
 
 template <typename T>
 template <typename Index>
 double Network<T>::compute_gradients(CsrMatrixView<T, Index> X, ConstMatrixView<T> Y, T* gradient,
                                      const T* sample_weight) {
-    return compute_gradients_records(X, Y, gradient, sample_weight);
+    return impl_->compute_gradients_records(X, Y, gradient, sample_weight);
 }
 
 template <typename T>
 template <typename Index>
 double Network<T>::cost_and_gradient(CsrMatrixView<T, Index> X, ConstMatrixView<T> Y, T* gradient, double alpha,
                                      const T* sample_weight) {
-    return cost_and_gradient_records(X, Y, gradient, alpha, sample_weight);
+    return impl_->cost_and_gradient_records(X, Y, gradient, alpha, sample_weight);
 }
 
+template struct Network<float>::Impl;
+template struct Network<double>::Impl;
 template class Network<float>;
 template class Network<double>;
 

@@ -1,6 +1,7 @@
 // What network.cpp (the passes, predict, cost, gradients) and train.cpp
-// (fit) share: the workspace of one pass, the training lock, the checks and
-// messages of both. Internal to the core.
+// (fit) share: Network<T>::Impl (what a network holds, and its passes), the
+// workspace of one pass, the training lock, the checks and messages of both.
+// Internal to the core.
 #pragma once
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <atomic>
+#include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <sstream>
@@ -16,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "chainrule/buffer.hpp"
 #include "chainrule/errors.hpp"
 #include "chainrule/network.hpp"
 #include "kernels/kernels.hpp"
@@ -278,11 +281,12 @@ void check_csr(const CsrMatrixView<T, Index>& X) {
 }  // namespace chainrule::detail
 
 namespace chainrule {
+namespace detail {
 
 // The buffers of one forward and backward pass over up to `capacity` records.
 // Sized once; the step loop only reuses them.
 template <typename T>
-struct Network<T>::Workspace {
+struct Workspace {
     std::size_t capacity = 0;
     std::vector<std::size_t> output_offset;  // A_l of layer l starts here in `outputs`
     std::vector<T> outputs;                  // A_1, ..., A_L, each (capacity, n_l)
@@ -329,6 +333,80 @@ struct Network<T>::Workspace {
 
     T* output(std::size_t l) { return outputs.data() + output_offset[l]; }
     T* dropped_output(std::size_t l) { return dropped.data() + output_offset[l]; }
+};
+
+}  // namespace detail
+
+// What a Network holds and does: its structure, the flat parameter and
+// gradient buffers, the training workspace and the locks, and the passes
+// (network.cpp) and fit (train.cpp) over them. Network's public calls
+// forward here; the public header shows none of it.
+template <typename T>
+struct Network<T>::Impl {
+    using Workspace = detail::Workspace<T>;
+
+    Impl(std::vector<std::size_t> layer_sizes, std::vector<Activation> activations, Loss loss, std::uint64_t seed);
+    Impl(const Impl& other);  // copies the parameters (under other's reader lock); zeroed gradients
+    Impl& operator=(const Impl&) = delete;
+    void assign(const Impl& other);  // Network::operator=
+
+    std::size_t num_layers() const { return activations_.size(); }
+    std::size_t num_inputs() const { return layer_sizes_.front(); }
+    std::size_t num_outputs() const { return layer_sizes_.back(); }
+    std::size_t num_params() const { return params_.size(); }
+    LayerView<T> layer(std::size_t l);
+    LayerView<const T> layer(std::size_t l) const;
+    LayerView<const T> layer_grads(std::size_t l) const;
+
+    // Network's calls on dense or CSR records.
+    void predict_records(MatrixView<T> out, const detail::Records<T>& X) const;
+    double cost_records(const detail::Records<T>& X, ConstMatrixView<T> Y, const T* sample_weight) const;
+    double compute_gradients(ConstMatrixView<T> X, ConstMatrixView<T> Y);  // into grads_ alone
+    double compute_gradients_records(const detail::Records<T>& X, ConstMatrixView<T> Y, T* gradient,
+                                     const T* sample_weight);
+    double cost_and_gradient_records(const detail::Records<T>& X, ConstMatrixView<T> Y, T* gradient, double alpha,
+                                     const T* sample_weight);
+    double sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, double learning_rate);
+    std::vector<double> fit_records(const detail::Records<T>& X, ConstMatrixView<T> Y, const FitOptions& options,
+                                    const EpochCallback& on_epoch, const InterruptCheck& check_interrupt,
+                                    TrainingState<T>* state, const T* sample_weight, const Reducer<T>* reducer);
+
+    void check_inputs(const detail::Records<T>& X) const;
+    void check_targets(const detail::Records<T>& X, ConstMatrixView<T> Y) const;
+    void check_params_finite() const;  // the caller holds locks_->params
+    double compute_gradients_locked(const detail::Records<T>& X, ConstMatrixView<T> Y,
+                                    const T* sample_weight = nullptr);  // ... and locks_->train
+    // With `drop`, training's forward pass: each hidden layer's output also
+    // goes through dropout into ws.dropped, which the next layer reads.
+    const T* forward(Workspace& ws, const detail::RecordBatch<T>& X, std::size_t rows,
+                     const detail::DropoutStep* drop = nullptr) const;
+    // predict's records [start, start + ws.capacity) (or to the end of X) into out.
+    void predict_chunk(Workspace& ws, MatrixView<T> out, const detail::Records<T>& X, std::size_t start) const;
+    // The summed record losses of the batch in ws (with weights: sum_i s_i L_i).
+    double batch_loss(const Workspace& ws, const T* Y, std::size_t rows, const T* weights = nullptr) const;
+    void backward(Workspace& ws, const detail::RecordBatch<T>& X, const T* Y, std::size_t rows, T scale,
+                  bool accumulate, const T* row_scale = nullptr, const detail::DropoutStep* drop = nullptr);
+    static double weight_sum(const T* weights, std::size_t n);
+    static void check_sample_weight(const T* weights, std::size_t n);
+    bool has_fused_record_step() const;
+    RecordSteps record_steps(Workspace& ws, T* logits, double* losses, const T* X, const T* Y, const std::size_t* rows,
+                             std::size_t count, OptimizerState<T>& state, const OptimizerOptions& optimizer,
+                             double lr);
+    double accumulate_gradients(Workspace& ws, const detail::Records<T>& X, ConstMatrixView<T> Y,
+                                const T* weights = nullptr);
+    double l2_penalty(double alpha) const;               // 0.5 alpha sum_l ||W_l||^2 (0 when alpha is 0)
+    void add_l2_gradient(double alpha, double divisor);  // dW_l += (alpha / divisor) W_l
+    // gather_inputs: with room for a shuffled batch of dense records.
+    Workspace& training_workspace(std::size_t capacity, bool gather_inputs = false);
+
+    std::vector<std::size_t> layer_sizes_;
+    std::vector<Activation> activations_;
+    Loss loss_;
+    std::vector<std::size_t> offsets_;  // where W_l starts in params_; b_l follows it
+    Buffer<T> params_{StaggeredAllocator<T>(0)};
+    Buffer<T> grads_{StaggeredAllocator<T>(1)};
+    std::unique_ptr<Workspace> train_workspace_;
+    mutable std::unique_ptr<detail::NetworkLocks> locks_;  // train and params
 };
 
 }  // namespace chainrule

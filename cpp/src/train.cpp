@@ -541,7 +541,7 @@ template <typename T>
 std::vector<double> Network<T>::fit(ConstMatrixView<T> X, ConstMatrixView<T> Y, const FitOptions& options,
                                     const EpochCallback& on_epoch, const InterruptCheck& check_interrupt,
                                     TrainingState<T>* state, const T* sample_weight, const Reducer<T>* reducer) {
-    return fit_records(X, Y, options, on_epoch, check_interrupt, state, sample_weight, reducer);
+    return impl_->fit_records(X, Y, options, on_epoch, check_interrupt, state, sample_weight, reducer);
 }
 
 template <typename T>
@@ -549,11 +549,11 @@ template <typename Index>
 std::vector<double> Network<T>::fit(CsrMatrixView<T, Index> X, ConstMatrixView<T> Y, const FitOptions& options,
                                     const EpochCallback& on_epoch, const InterruptCheck& check_interrupt,
                                     TrainingState<T>* state, const T* sample_weight, const Reducer<T>* reducer) {
-    return fit_records(X, Y, options, on_epoch, check_interrupt, state, sample_weight, reducer);
+    return impl_->fit_records(X, Y, options, on_epoch, check_interrupt, state, sample_weight, reducer);
 }
 
 template <typename T>
-std::vector<double> Network<T>::fit_records(const detail::Records<T>& X, ConstMatrixView<T> Y,
+std::vector<double> Network<T>::Impl::fit_records(const detail::Records<T>& X, ConstMatrixView<T> Y,
                                             const FitOptions& options, const EpochCallback& on_epoch,
                                             const InterruptCheck& check_interrupt, TrainingState<T>* state,
                                             const T* sample_weight, const Reducer<T>* reducer) {
@@ -836,10 +836,10 @@ std::vector<double> Network<T>::fit_records(const detail::Records<T>& X, ConstMa
     template std::vector<double> Network<T>::fit(ConstMatrixView<T>, ConstMatrixView<T>, const FitOptions&,   \
                                                  const EpochCallback&, const InterruptCheck&, TrainingState<T>*, \
                                                  const T*, const Reducer<T>*);                                 \
-    template std::vector<double> Network<T>::fit_records(const detail::Records<T>&, ConstMatrixView<T>,        \
-                                                         const FitOptions&, const EpochCallback&,              \
-                                                         const InterruptCheck&, TrainingState<T>*, const T*,   \
-                                                         const Reducer<T>*);
+    template std::vector<double> Network<T>::Impl::fit_records(const detail::Records<T>&, ConstMatrixView<T>, \
+                                                               const FitOptions&, const EpochCallback&,        \
+                                                               const InterruptCheck&, TrainingState<T>*,       \
+                                                               const T*, const Reducer<T>*);
 
 #define CHAINRULE_INSTANTIATE_CSR(T, Index)                                                                    \
     template std::vector<double> Network<T>::fit<Index>(CsrMatrixView<T, Index>, ConstMatrixView<T>,           \

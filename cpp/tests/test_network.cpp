@@ -484,4 +484,32 @@ TEST(predict_gets_in_while_fit_runs_without_an_interrupt_check) {
     CHECK(std::all_of(out, out + 4, [](double a) { return std::isfinite(a); }));
 }
 
+TEST(copies_and_copy_params_take_the_parameters_and_nothing_else) {
+    // copy_params (save's snapshot), the copy constructor and operator= all
+    // read the parameters; a copy starts with zeroed gradients and trains
+    // on its own buffers.
+    const std::size_t n = 5, records = 16;
+    const auto X = random_matrix<double>(records, n, 21, -1, 1);
+    const auto Y = random_matrix<double>(records, 2, 22, 0, 1);
+    Network<double> net({n, 4, 2}, {Activation::tanh, Activation::sigmoid}, Loss::bce, 3);
+    net.compute_gradients({X.data(), records, n}, {Y.data(), records, 2});
+    std::vector<double> snapshot(net.num_params(), -1.0);
+    net.copy_params(snapshot.data());
+    CHECK(std::equal(snapshot.begin(), snapshot.end(), net.params()));
+
+    Network<double> copy(net);
+    CHECK(std::equal(snapshot.begin(), snapshot.end(), copy.params()));
+    CHECK(std::all_of(copy.grads(), copy.grads() + copy.num_params(), [](double g) { return g == 0.0; }));
+    FitOptions options;
+    options.epochs = 2;
+    copy.fit({X.data(), records, n}, {Y.data(), records, 2}, options);
+    CHECK(std::equal(snapshot.begin(), snapshot.end(), net.params()));  // the original is untouched
+    CHECK(!std::equal(snapshot.begin(), snapshot.end(), copy.params()));
+
+    Network<double> other({3, 1}, {Activation::sigmoid}, Loss::bce, 4);
+    other = copy;
+    CHECK(other.layer_sizes() == copy.layer_sizes() && other.loss() == Loss::bce);
+    CHECK(std::equal(copy.params(), copy.params() + copy.num_params(), other.params()));
+}
+
 TEST_MAIN()

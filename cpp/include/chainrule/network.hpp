@@ -23,23 +23,11 @@
 #include <string>
 #include <vector>
 
-#include "chainrule/buffer.hpp"
 #include "chainrule/matrix.hpp"
 #include "chainrule/names.hpp"
 #include "chainrule/optimizer.hpp"
 
 namespace chainrule {
-
-struct RecordSteps;  // the fused one-record steps' outcome (internal: cpp/src/kernels/kernels.hpp)
-namespace detail {
-struct DropoutStep;   // one training step's dropout
-struct NetworkLocks;  // a network's training and parameter locks
-template <typename T>
-struct Records;      // a call's X: dense or CSR
-template <typename T>
-struct RecordBatch;  // what the first layer reads for one batch
-}  // namespace detail (internal: cpp/src/network_internals.hpp)
-
 
 // Views of one layer's weights (out_features, in_features) and bias (out_features).
 template <typename T>
@@ -117,18 +105,21 @@ public:
     Network& operator=(const Network& other);
     ~Network();
 
-    std::size_t num_layers() const { return activations_.size(); }       // L
-    std::size_t num_inputs() const { return layer_sizes_.front(); }      // n_0
-    std::size_t num_outputs() const { return layer_sizes_.back(); }      // n_L
-    std::size_t num_params() const { return params_.size(); }
-    const std::vector<std::size_t>& layer_sizes() const { return layer_sizes_; }
-    const std::vector<Activation>& activations() const { return activations_; }
-    Loss loss() const { return loss_; }
+    std::size_t num_layers() const;   // L
+    std::size_t num_inputs() const;   // n_0
+    std::size_t num_outputs() const;  // n_L
+    std::size_t num_params() const;
+    const std::vector<std::size_t>& layer_sizes() const;
+    const std::vector<Activation>& activations() const;
+    Loss loss() const;
 
     // The flat parameter and gradient buffers, num_params() values each.
-    T* params() { return params_.data(); }
-    const T* params() const { return params_.data(); }
-    const T* grads() const { return grads_.data(); }
+    T* params();
+    const T* params() const;
+    const T* grads() const;
+    // A copy of the parameters into out (num_params() values) taken at a step
+    // boundary: a fit in another thread is never seen half way through a step.
+    void copy_params(T* out) const;
 
     // Views of layer l (0-based) in the parameter or gradient buffer.
     LayerView<T> layer(std::size_t l);
@@ -238,58 +229,8 @@ public:
                             const Reducer<T>* reducer = nullptr);
 
 private:
-    struct Workspace;
-
-    // The calls above on dense or CSR records.
-    void predict_records(MatrixView<T> out, const detail::Records<T>& X) const;
-    double cost_records(const detail::Records<T>& X, ConstMatrixView<T> Y, const T* sample_weight) const;
-    double compute_gradients_records(const detail::Records<T>& X, ConstMatrixView<T> Y, T* gradient,
-                                     const T* sample_weight);
-    double cost_and_gradient_records(const detail::Records<T>& X, ConstMatrixView<T> Y, T* gradient, double alpha,
-                                     const T* sample_weight);
-    std::vector<double> fit_records(const detail::Records<T>& X, ConstMatrixView<T> Y, const FitOptions& options,
-                                    const EpochCallback& on_epoch, const InterruptCheck& check_interrupt,
-                                    TrainingState<T>* state, const T* sample_weight, const Reducer<T>* reducer);
-
-    void check_inputs(const detail::Records<T>& X) const;
-    void check_targets(const detail::Records<T>& X, ConstMatrixView<T> Y) const;
-    void check_params_finite() const;  // the caller holds locks_->params
-    double compute_gradients_locked(const detail::Records<T>& X, ConstMatrixView<T> Y,
-                                    const T* sample_weight = nullptr);  // ... and locks_->train
-    // With `drop`, training's forward pass: each hidden layer's output also
-    // goes through dropout into ws.dropped, which the next layer reads.
-    const T* forward(Workspace& ws, const detail::RecordBatch<T>& X, std::size_t rows,
-                     const detail::DropoutStep* drop = nullptr) const;
-    // predict's records [start, start + ws.capacity) (or to the end of X) into out.
-    void predict_chunk(Workspace& ws, MatrixView<T> out, const detail::Records<T>& X, std::size_t start) const;
-    // The summed record losses of the batch in ws (with weights: sum_i s_i L_i).
-    double batch_loss(const Workspace& ws, const T* Y, std::size_t rows, const T* weights = nullptr) const;
-    void backward(Workspace& ws, const detail::RecordBatch<T>& X, const T* Y, std::size_t rows, T scale,
-                  bool accumulate, const T* row_scale = nullptr, const detail::DropoutStep* drop = nullptr);
-    static double weight_sum(const T* weights, std::size_t n);
-    static void check_sample_weight(const T* weights, std::size_t n);
-    bool has_fused_record_step() const;
-    RecordSteps record_steps(Workspace& ws, T* logits, double* losses, const T* X, const T* Y, const std::size_t* rows,
-                             std::size_t count, OptimizerState<T>& state, const OptimizerOptions& optimizer,
-                             double lr);
-    double accumulate_gradients(Workspace& ws, const detail::Records<T>& X, ConstMatrixView<T> Y,
-                                const T* weights = nullptr);
-    double l2_penalty(double alpha) const;          // 0.5 alpha sum_l ||W_l||^2 (0 when alpha is 0)
-    void add_l2_gradient(double alpha, double divisor);  // dW_l += (alpha / divisor) W_l
-    // gather_inputs: with room for a shuffled batch of dense records.
-    Workspace& training_workspace(std::size_t capacity, bool gather_inputs = false);
-
-    std::vector<std::size_t> layer_sizes_;
-    std::vector<Activation> activations_;
-    Loss loss_;
-    std::vector<std::size_t> offsets_;   // where W_l starts in params_; b_l follows it
-    Buffer<T> params_{StaggeredAllocator<T>(0)};
-    Buffer<T> grads_{StaggeredAllocator<T>(1)};
-    std::unique_ptr<Workspace> train_workspace_;
-    mutable std::unique_ptr<detail::NetworkLocks> locks_;  // train and params
-
-    template <typename U>
-    friend void save(const Network<U>& network, const std::string& path);
+    struct Impl;  // the structure, the buffers, the locks and the passes (cpp/src/network_internals.hpp)
+    std::unique_ptr<Impl> impl_;
 };
 
 // The order in which process `rank` visits the records [0, num_records) of
@@ -297,10 +238,6 @@ private:
 // seeded with `seed` (FitOptions::seed, or the continued run's).
 std::vector<std::size_t> distributed_order(std::size_t num_records, std::uint64_t seed, std::size_t rank,
                                            std::uint64_t epoch);
-
-// Declared here so that Network can befriend it; documented in model_file.hpp.
-template <typename T>
-void save(const Network<T>& network, const std::string& path);
 
 extern template class Network<float>;
 extern template class Network<double>;
