@@ -56,18 +56,21 @@ def _dtype_name(dtype, argument: str = "dtype", also: str = "") -> str:
 _INT64_MAX = 2**63 - 1
 
 
-def _integer(name: str, value, minimum: int = 0) -> int:
+def _integer(name: str, value, minimum: int = 0, least: int | None = None) -> int:
+    """An integer >= minimum. A core count cannot carry a negative value to
+    the core, so it is refused here, naming the core's own least value
+    (`least`: batch_size 1, say); the core refuses the values in between."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     value = operator.index(value)
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise ValueError(f"{name} must be >= {minimum if least is None else least}, got {value}")
     return value
 
 
-def _count(name: str, value) -> int:
+def _count(name: str, value, least: int = 0) -> int:
     """An integer argument that the core counts with (epochs, batch_size, n_iter_no_change, layer sizes)."""
-    value = _integer(name, value)
+    value = _integer(name, value, 0, least)
     if value > _INT64_MAX:
         raise ValueError(f"{name} must be < 2**63, got {value}")
     return value
@@ -225,7 +228,7 @@ class Network:
                  seed: Optional[int] = None) -> None:
         if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
             raise TypeError(f"layer_sizes must be a sequence of integers, got {type(layer_sizes).__name__}")
-        sizes = [_integer(f"layer_sizes[{i}]", n) for i, n in enumerate(layer_sizes)]
+        sizes = [_integer(f"layer_sizes[{i}]", n, 0, least=1) for i, n in enumerate(layer_sizes)]
         for i, n in enumerate(sizes):
             if n > _INT64_MAX:  # the core would refuse it as too large to allocate anyway
                 raise MemoryError(f"layer_sizes[{i}] = {n}: a layer that large cannot be allocated")
@@ -725,7 +728,7 @@ class Network:
         X, y = _records(X), _in_place(y)
         if tol is not None:
             tol = _real("tol", tol)
-        batch_size = min(_integer("batch_size", batch_size), _INT64_MAX)  # clipped to the records anyway
+        batch_size = min(_integer("batch_size", batch_size, 0, least=1), _INT64_MAX)  # clipped to the records anyway
         epochs = _count("epochs", epochs)
         if optimizer is None:
             settings, state, rate = optim._plain_sgd_settings(), None, 0.1 if lr is None else _real("lr", lr)
@@ -737,7 +740,7 @@ class Network:
         else:
             settings, state, rate = optimizer._settings, optimizer._state_for(self), optimizer.lr
         arguments = (rate, batch_size, bool(shuffle), _seed("seed", seed), tol,
-                     _count("n_iter_no_change", n_iter_no_change))
+                     _count("n_iter_no_change", n_iter_no_change, least=1))
         training = (settings, optim._schedule_settings(schedule), _real("alpha", alpha), state,
                     self._weights_for(X, sample_weight), self._dropout_rates(dropout))
         return X, y, epochs, arguments, training

@@ -326,6 +326,24 @@ def test_bad_epochs_or_batch_size_is_refused(case, dtype):
     assert_still_works(net, dtype)
 
 
+@pytest.mark.parametrize("argument, value, least", [
+    ("batch_size", 0, 1), ("batch_size", -3, 1), ("epochs", -1, 0),
+    ("n_iter_no_change", 0, 1), ("n_iter_no_change", -2, 1),
+])
+def test_a_count_below_the_least_value_names_the_same_rule_whether_zero_or_negative(argument, value, least):
+    # 0 is refused by the core, a negative by Python (the core's counts are
+    # unsigned): the message states the one rule either way.
+    net = make_network("float64")
+    X, y = make_data("float64")
+    with pytest.raises(ValueError, match=rf"{argument} must be >= {least}, got {value}$"):
+        call(net, "fit", X, y, tol=0.1, **{argument: value})
+
+
+def test_a_negative_layer_size_names_the_least_size():
+    with pytest.raises(ValueError, match=r"layer_sizes\[1\] must be >= 1, got -2"):
+        cr.Network([3, -2, 1])
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_numpy_integers_are_accepted_for_epochs_and_batch_size(dtype):
     net = make_network(dtype)
