@@ -78,6 +78,23 @@ def test_every_implementation_is_timed_or_reported_missing(results):
 
 def test_the_ceiling_and_the_determinism_runs_are_reported(results):
     assert results["ceiling_gflops"]["1"]["float64"] > 0
+    assert results["bandwidth_gbs"]["1"] > 0
+
+
+def test_the_roofline_puts_each_timed_step_against_both_roofs(results):
+    from chainrule.bench.report import render_markdown
+    from chainrule.bench.workloads import BY_NAME
+
+    markdown = render_markdown(results)
+    section = markdown[markdown.index("## Roofline"):].split("\n## ")[0]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| W")]
+    assert [(row[0], row[1], row[2]) for row in rows] == [("| W1", "float64", "1"), ("| W2", "float64", "1")]
+    for row in rows:
+        spec = BY_NAME[row[0][2:]]
+        assert row[3] == f"{spec.flops_per_record() * spec.batch_size:,}"
+        assert row[4] == f"{8 * (spec.batch_size * (spec.layer_sizes[0] + spec.layer_sizes[-1]) + 2 * spec.num_params):,}"
+        assert row[7] in ("compute", "memory")
+        assert 0 < float(row[9].rstrip(" |%")) <= 100  # no step beats both roofs
     runs = results["determinism"]["runs"]
     assert [(run["workload"], run["dtype"], run["threads"]) for run in runs] == [("W2", "float64", 1)]
     assert runs[0]["bitwise_identical"] is True

@@ -239,7 +239,21 @@ def ceiling(task: dict, arrays: dict) -> dict:
             A @ B
             best = min(best, time.perf_counter() - start)
         results[dtype] = {"gflops": 2 * size**3 / best / 1e9, "size": size, "seconds": best}
+    results["bandwidth"] = bandwidth(task["bandwidth_bytes"], task["repeats"])
     return results
+
+
+def bandwidth(nbytes: int, repeats: int) -> dict:
+    """GB/s of a NumPy copy of nbytes into another nbytes (read + written), best of a few: the memory roof."""
+    source = np.ones(nbytes // 8)
+    target = np.empty_like(source)
+    np.copyto(target, source)  # touches every page first
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.copyto(target, source)
+        best = min(best, time.perf_counter() - start)
+    return {"gbs": 2 * source.nbytes / best / 1e9, "bytes": source.nbytes, "seconds": best}
 
 
 def determinism(task: dict, arrays: dict) -> dict:

@@ -190,6 +190,51 @@ def _estimators(results: dict, grid: _Grid) -> list:
                       "chainrule GFLOP/s (% of ceiling)", "Python layer: estimator vs Network.fit"], lines))
 
 
+def _time(seconds: float) -> str:
+    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "us")):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds * 1e9:.3g} ns"
+
+
+def _roofline(results: dict, grid: _Grid) -> list:
+    """chainrule's training step against the two roofs measured in the same run: the GEMM ceiling
+    (compute) and a large copy's bandwidth (memory); the higher of the two times is the bound."""
+    bandwidth = results.get("bandwidth_gbs", {})
+    lines = []
+    for workload in results["options"]["workloads"]:
+        spec = BY_NAME[workload]
+        for dtype in results["options"]["dtypes"]:
+            itemsize = 4 if dtype == "float32" else 8
+            flops, nbytes = spec.flops_per_record() * spec.batch_size, spec.bytes_per_step(itemsize)
+            for threads in results["options"]["threads"]:
+                row = grid.rows.get(("chainrule", workload, threads, dtype))
+                # keyed by the thread count: an int, or its string once read back from results.json
+                ceiling = results["ceiling_gflops"].get(threads, results["ceiling_gflops"].get(str(threads), {}))
+                ceiling = ceiling.get(dtype)
+                gbs = bandwidth.get(threads, bandwidth.get(str(threads)))
+                if row is None or row["status"] != "ok" or not ceiling or not gbs:
+                    continue
+                measured = spec.batch_size / row["samples_per_s"]
+                compute, memory = flops / (ceiling * 1e9), nbytes / (gbs * 1e9)
+                bound, binds = (compute, "compute") if compute >= memory else (memory, "memory")
+                lines.append([workload, dtype, threads, f"{flops:,}", f"{nbytes:,}", _time(compute), _time(memory),
+                              binds, _time(measured) + (" *" if _contended(row) else ""),
+                              _percent(100 * bound / measured)])
+    if not lines:
+        return []
+    roofs = "; ".join(f"{threads} thread(s): {gbs:.1f} GB/s" for threads, gbs in bandwidth.items())
+    return (["## Roofline: chainrule's training step against the compute and memory roofs of this run", "",
+             "FLOP: 2 per multiply-add of the step's GEMMs (as above). Bytes: the batch's records and targets "
+             "read once and the parameters read and written once, the traffic a step cannot avoid if nothing "
+             "stays in cache. Compute roof: the GEMM ceiling; memory roof: a NumPy copy of a large array "
+             f"(read + written; {roofs}). The bound is the higher of the two times; the last column is the "
+             "bound over the measured time. Where it is small, neither roof binds: a step's fixed costs and "
+             "dependency chain do (docs/performance.md).", ""]
+            + _table(["workload", "dtype", "threads", "FLOP/step", "bytes/step", "compute roof", "memory roof",
+                      "binds", "measured/step", "% of bound"], lines))
+
+
 def _determinism(results: dict) -> list:
     determinism, options = results["determinism"], results["options"]
     if not determinism["records"]:  # none of the workloads run has a determinism check
@@ -217,8 +262,8 @@ def _slower(results: dict) -> list:
 
 def render_markdown(results: dict) -> str:
     grid = _Grid(results)
-    sections = [_header(results), _agreement(results), _training(results, grid), _inference(results, grid),
-                _estimators(results, grid), _determinism(results), _slower(results)]
+    sections = [_header(results), _agreement(results), _training(results, grid), _roofline(results, grid),
+                _inference(results, grid), _estimators(results, grid), _determinism(results), _slower(results)]
     return "\n".join(line for section in sections for line in section) + "\n"
 
 

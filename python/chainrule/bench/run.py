@@ -216,15 +216,17 @@ def measure_ceilings(child: Child, thread_counts: list, dtypes: list, quick: boo
     """GFLOP/s of a large NumPy matmul at each thread count: the roof for W4 and W5."""
     ceilings = {}
     for threads in thread_counts:
-        task = {"kind": "ceiling", "dtypes": dtypes, "size": 1024 if quick else 2048, "repeats": 3 if quick else 5}
+        task = {"kind": "ceiling", "dtypes": dtypes, "size": 1024 if quick else 2048, "repeats": 3 if quick else 5,
+                "bandwidth_bytes": (64 if quick else 256) << 20}
         run = child.run(task, threads)
         if run.error:
             print(f"  GEMM ceiling at {threads} thread(s) failed: {run.error}")
             continue
         ceilings[threads] = {dtype: run.result[dtype]["gflops"] for dtype in dtypes}
-        text = ", ".join(f"{dtype} {gflops:.1f}" for dtype, gflops in ceilings[threads].items())
-        print(f"GEMM ceiling, NumPy {task['size']}^3 matmul, {threads} thread(s): {text} GFLOP/s"
-              f"   [others used {run.other_cpus:.1f} CPUs]")
+        ceilings[threads]["bandwidth_gbs"] = run.result["bandwidth"]["gbs"]
+        text = ", ".join(f"{dtype} {ceilings[threads][dtype]:.1f}" for dtype in dtypes)
+        print(f"GEMM ceiling, NumPy {task['size']}^3 matmul, {threads} thread(s): {text} GFLOP/s; memory copy "
+              f"{ceilings[threads]['bandwidth_gbs']:.1f} GB/s   [others used {run.other_cpus:.1f} CPUs]")
     return ceilings
 
 
@@ -448,6 +450,9 @@ def collect(options, implementations: list) -> dict:
     results["ceiling_gflops"] = {threads: {dtype: max(before.get(threads, {}).get(dtype, 0.0),
                                                       after.get(threads, {}).get(dtype, 0.0))
                                            for dtype in options.dtypes} for threads in options.threads}
+    results["bandwidth_gbs"] = {threads: max(before.get(threads, {}).get("bandwidth_gbs", 0.0),
+                                             after.get(threads, {}).get("bandwidth_gbs", 0.0))
+                                for threads in options.threads}
     results["training"] = [_with_flops(row, results["ceiling_gflops"].get(row["threads"], {})) for row in rows]
     results["ratios"] = ratios(results["training"])
     results["chainrule_builds"] = sorted(child.chainrule_builds)

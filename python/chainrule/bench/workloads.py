@@ -57,6 +57,15 @@ class Workload:
             flops += 2 * gemms * n_in * n_out
         return flops
 
+    @property
+    def num_params(self) -> int:
+        return sum((n_in + 1) * n_out for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
+
+    def bytes_per_step(self, itemsize: int) -> int:
+        """The memory traffic a step cannot avoid if nothing stays in cache: the batch's records and
+        targets read once, the parameters read and written once (the update)."""
+        return itemsize * (self.batch_size * (self.layer_sizes[0] + self.layer_sizes[-1]) + 2 * self.num_params)
+
 
 WORKLOADS = (
     Workload("W1", "logistic regression, 30 features, batch 1", (30, 1), "sigmoid", "sigmoid", "bce",
