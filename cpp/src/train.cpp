@@ -464,10 +464,11 @@ void copy_from_rank0(std::size_t rank, const Sum& sum, V* values, std::size_t co
     std::copy(scratch, scratch + count, values);
 }
 
-// Each shard's size and weight sum, and what every rank must agree on.
+// Each shard's size and weight sum, and what every rank must agree on. The
+// seed travels as its two 32-bit halves, each exact in a double.
 struct Peer {
-    double status, records, weight_sum, params, epochs, batch_size, seed, learning_rate, run_epochs, run_steps,
-        slots;
+    double status, records, weight_sum, params, epochs, batch_size, seed_high, seed_low, learning_rate, run_epochs,
+        run_steps, slots;
 };
 constexpr std::size_t kPeerFields = sizeof(Peer) / sizeof(double);
 
@@ -482,7 +483,8 @@ std::vector<Peer> meet_at_entry(const Reducer<T>& reducer, const Peer& own, cons
     for (std::size_t r = 0; r < reducer.size; ++r) statuses[r] = peers[r].status;
     agree(reducer, statuses.data(), failure, "at the start of fit", true);
     static const char* const names[kPeerFields] = {"", "", "", "the network's parameter count", "epochs",
-                                                   "batch_size", "seed", "the learning rate",
+                                                   "batch_size", "the seed's high 32 bits",
+                                                   "the seed's low 32 bits", "the learning rate",
                                                    "the run's epochs so far", "the optimizer's steps so far",
                                                    "the optimizer's state size"};
     for (std::size_t f = 3; f < kPeerFields; ++f) {  // the table's rows are the Peers, field by field
@@ -591,7 +593,8 @@ std::vector<double> Network<T>::Impl::fit_records(const detail::Records<T>& X, C
         const Peer own{static_cast<double>(entry_failure ? kFailed : kGoOn), static_cast<double>(X.rows),
                        sample_weight && !entry_failure ? weight_sum(sample_weight, X.rows) : 0.0,
                        static_cast<double>(num_params()), static_cast<double>(options.epochs),
-                       static_cast<double>(options.batch_size), static_cast<double>(run_seed),
+                       static_cast<double>(options.batch_size), static_cast<double>(run_seed >> 32),
+                       static_cast<double>(run_seed & 0xffffffffULL),
                        options.learning_rate, static_cast<double>(run.epochs),
                        static_cast<double>(run.optimizer.steps),
                        static_cast<double>(run.optimizer.slots[0].size())};

@@ -180,4 +180,34 @@ TEST(a_bad_shard_makes_every_rank_throw_naming_it) {
     CHECK(std::memcmp(before.data(), nets[0].params(), before.size() * sizeof(double)) == 0);
 }
 
+TEST(seeds_that_a_double_cannot_tell_apart_are_still_a_disagreement) {
+    // 2^60 and 2^60 + 1 are the same double: the seeds are compared exactly.
+    auto X = random_values(kRecords * kInputs, 1);
+    auto Y = random_values(kRecords * kOutputs, 2);
+    for (double& y : Y) y = y > 0 ? 1.0 : 0.0;
+    ThreadSum collective(2);
+    std::vector<Network<double>> nets;
+    for (std::size_t r = 0; r < 2; ++r) nets.push_back(make_network(10));
+    std::vector<std::string> errors(2);
+    std::vector<std::thread> ranks;
+    for (std::size_t r = 0; r < 2; ++r) {
+        ranks.emplace_back([&, r] {
+            const Reducer<double> reducer = collective.reducer(r);
+            FitOptions options = adam_options();
+            options.shuffle = true;
+            options.seed = (std::uint64_t{1} << 60) + r;
+            try {
+                nets[r].fit({X.data() + r * 11 * kInputs, 11, kInputs}, {Y.data() + r * 11 * kOutputs, 11, kOutputs},
+                            options, {}, {}, nullptr, nullptr, &reducer);
+            } catch (const std::invalid_argument& e) {
+                errors[r] = e.what();
+            }
+        });
+    }
+    for (std::thread& t : ranks) t.join();
+    for (std::size_t r = 0; r < 2; ++r) {
+        CHECK(errors[r].find("the processes disagree on the seed's low 32 bits") == 0);
+    }
+}
+
 int main() { return check::run_all(); }

@@ -73,8 +73,13 @@ def main():
         comm.Barrier()
         X = np.load(os.path.join(out, "X.npy"), mmap_mode="r")
         Y = np.load(os.path.join(out, "Y.npy"), mmap_mode="r")
+    if options.get("holes") == "1":  # about half the inputs 0: sparse records
+        X = np.where(np.abs(X) < 0.7, X.dtype.type(0), X)
     part = shards_for(num_records, size, options.get("uneven") == "1")[rank]
     X, Y, weights = X[part], Y[part], weights[part]
+    if options.get("sparse") == "1":  # each shard in CSR form, its zeros not stored
+        import scipy.sparse
+        X = scipy.sparse.csr_matrix(X)
     # Every rank starts from its own seed: fit copies rank 0's parameters.
     net = make_network(3 + rank, dtype)
     fit = dict(epochs=int(options.get("epochs", 3)), batch_size=int(options.get("batch", 4)),

@@ -151,6 +151,23 @@ def test_memory_mapped_shards_train_in_place_as_arrays_do(tmp_path):
     assert history.tobytes() == expected_history.tobytes()
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_csr_shards_train_as_dense_shards_do(tmp_path, dtype):
+    # The first layer runs over the stored entries alone, summed in another
+    # order than the dense product's: equal within rounding, every rank
+    # holding the same bits.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    options = dict(dtype=dtype, optimizer="adam", uneven="1", shuffle="1", holes="1")
+    params, history = trained(3, tmp_path / "a", sparse="1", **options)
+    expected, expected_history = trained(3, tmp_path / "b", **options)
+    scale = np.abs(expected).max()
+    assert np.abs(params - expected).max() <= TOLERANCE[dtype] * scale
+    np.testing.assert_allclose(history, expected_history, rtol=TOLERANCE[dtype])
+    start = worker.make_network(3, dtype)._core.params()
+    assert np.abs(params - start).max() > 1e3 * TOLERANCE[dtype] * scale
+
+
 def test_progress_is_reported_by_rank_0_only(tmp_path):
     result = run_mpi(3, "train", tmp_path, progress="lines", epochs=4)
     lines = [line for line in result.stdout.splitlines() if line.startswith("Iteration")]
