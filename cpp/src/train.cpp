@@ -566,6 +566,16 @@ std::vector<double> Network<T>::Impl::fit_records(const detail::Records<T>& X, C
     TrainingState<T> fresh;
     TrainingState<T>& run = state ? *state : fresh;  // a run of one call unless the caller keeps it
     std::optional<detail::TrainingLock> lock;
+    // The training workspace is let go when fit returns or throws (with the
+    // lock held: else it is another thread's): its batches may need far more
+    // than what the calls after it use, which size their own.
+    struct ReleaseWorkspace {
+        const std::optional<detail::TrainingLock>& lock;
+        std::unique_ptr<Workspace>& workspace;
+        ~ReleaseWorkspace() {
+            if (lock) workspace.reset();
+        }
+    } release_workspace{lock, train_workspace_};
     std::exception_ptr entry_failure;  // distributed: reported to every process before anyone trains
     try {
         check_fit_options<T>(options);

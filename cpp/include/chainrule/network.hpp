@@ -170,10 +170,12 @@ public:
     // of each epoch run (with alpha, the L2 penalty included). On
     // divergence_error the parameters (and the optimizer state) are those
     // before the offending step (finite: they were checked on entry).
-    // options.epochs is only a bound. With `state`, the run continues from
-    // it (optimizer state, shuffling stream, schedule, stopping rule) and
-    // leaves it where it stopped: two calls with one state train as one call
-    // with their epochs added; without, each call is a run of its own.
+    // options.epochs is only a bound. The buffers of its batches are freed
+    // when it returns (the parameters and gradients stay). With `state`, the
+    // run continues from it (optimizer state, shuffling stream, schedule,
+    // stopping rule) and leaves it where it stopped: two calls with one state
+    // train as one call with their epochs added; without, each call is a run
+    // of its own.
     // X and Y are read in place: when on_epoch is set, they are checked again
     // after each call of it (it may write to them), and std::invalid_argument
     // is thrown, the parameters being those after that epoch, should they no
