@@ -170,7 +170,8 @@ bool optimizer_update(T* params, const T* grads, std::size_t n, OptimizerState<T
 template <typename T>
 void add_l2_gradient(T* dweight, const T* weight, std::size_t n, T scale);
 
-// sum of values^2, in double.
+// sum of values^2, in double: 16 partial sums (value i in sum i mod 16),
+// then added pairwise (docs/math.md, "The L2 penalty").
 template <typename T>
 double squared_norm(const T* values, std::size_t n);
 

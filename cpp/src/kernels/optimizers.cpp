@@ -166,9 +166,28 @@ void add_l2_gradient(T* dweight, const T* weight, std::size_t n, T scale) {
 
 template <typename T>
 double squared_norm(const T* values, std::size_t n) {
-    double sum = 0.0;  // in double, one order whatever the thread count
-    for (std::size_t i = 0; i < n; ++i) sum += static_cast<double>(values[i]) * static_cast<double>(values[i]);
-    return sum;
+    // In double, in kNormLanes partial sums (value i goes to lane i mod
+    // kNormLanes), then the lanes added pairwise: one fixed order whatever
+    // the thread count, and independent chains of additions instead of one
+    // chain as long as the weights. Not compiled per instruction set: with
+    // FMA the compiler would fuse the square into the sum on some CPUs only.
+    constexpr std::size_t kNormLanes = 16;
+    double lanes[kNormLanes] = {};
+    std::size_t i = 0;
+    for (; i + kNormLanes <= n; i += kNormLanes) {
+        for (std::size_t j = 0; j < kNormLanes; ++j) {
+            const double v = static_cast<double>(values[i + j]);
+            lanes[j] += v * v;
+        }
+    }
+    for (std::size_t j = 0; i < n; ++i, ++j) {
+        const double v = static_cast<double>(values[i]);
+        lanes[j] += v * v;
+    }
+    for (std::size_t width = kNormLanes / 2; width > 0; width /= 2) {
+        for (std::size_t j = 0; j < width; ++j) lanes[j] += lanes[j + width];
+    }
+    return lanes[0];
 }
 
 #define CHAINRULE_INSTANTIATE(T)                                                                             \
