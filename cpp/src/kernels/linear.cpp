@@ -8,6 +8,7 @@
 
 #include "kernels/helpers.hpp"
 #include "kernels/kernels.hpp"
+#include "kernels/small_linear.hpp"
 #include "runtime/gemm.hpp"
 #include "runtime/macros.hpp"
 #include "runtime/thread_pool.hpp"
@@ -36,6 +37,12 @@ CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weigh
     // One output is a matrix-vector product, where the library's packing costs
     // more than it saves: one dot product per record instead.
     if (out_features > 1 && worth_a_gemm(num_records, out_features, in_features)) {
+#if CHAINRULE_SMALL_LINEAR
+        if (detail::small_linear_forward_fits<T>(in_features, out_features)) {  // the GEMM's order, in registers
+            detail::small_linear_forward(out, inp, weight, bias, num_records, in_features, out_features);
+            return;
+        }
+#endif
         const std::size_t min_rows = std::max<std::size_t>(1, detail::kElementwiseMinPart / out_features);
         detail::for_ranges(num_records, min_rows, 1, [&](std::size_t begin, std::size_t end) {
             for (std::size_t r = begin; r < end; ++r) {  // Z = b, then Z += A W^T
@@ -59,6 +66,13 @@ template <typename T>
 CHAINRULE_TARGET_CLONES void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                      std::size_t num_records, std::size_t in_features, std::size_t out_features, bool accumulate) {
     assert(dweight && dbias && dout && inp && weight);
+#if CHAINRULE_SMALL_LINEAR
+    if (detail::small_linear_backward_fits<T>(in_features, out_features, num_records)) {  // the orders of the paths below
+        detail::small_linear_backward(dinp, dweight, dbias, dout, inp, weight, num_records, in_features, out_features,
+                                      accumulate, worth_a_gemm(out_features, in_features, num_records));
+        return;
+    }
+#endif
     // Without accumulate, the first record's terms are written rather than
     // added to zeros: no fill, and no reload of what was just stored (a
     // batch-1 step is all first record).
