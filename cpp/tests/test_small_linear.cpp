@@ -93,8 +93,10 @@ TEST(small_linear_fits_the_layers_it_is_written_for) {
     CHECK(!detail::small_linear_backward_fits<float>(7, 16, 32));  // inputs fill no vector
     CHECK(!detail::small_linear_backward_fits<double>(3, 16, 32));
     CHECK(!detail::small_linear_backward_fits<float>(784, 256, 64));  // a W4 layer: the GEMM's
-    CHECK(detail::small_linear_backward_fits<float>(30, 16, 256) && !detail::small_linear_backward_fits<double>(30, 16, 256));
+    CHECK(detail::small_linear_backward_fits<float>(30, 16, 64) && !detail::small_linear_backward_fits<float>(30, 16, 65));
+    CHECK(!detail::small_linear_backward_fits<float>(256, 8, 32));
     CHECK(detail::small_linear_backward_fits<double>(32, 1, 100000));  // one row of dW: the inputs read once
+    CHECK(detail::small_linear_backward_fits<double>(512, 3, 100000));
 }
 
 namespace {

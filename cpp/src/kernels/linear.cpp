@@ -53,6 +53,12 @@ CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weigh
                      T(1), out, out_features);
         return;
     }
+#if CHAINRULE_SMALL_LINEAR
+    if (out_features == 1 && detail::single_output_fits<T>(in_features)) {  // the loop below, records side by side
+        detail::single_output_forward(out, inp, weight, bias, num_records, in_features);
+        return;
+    }
+#endif
     for (std::size_t r = 0; r < num_records; ++r) {
         const T* x = inp + r * in_features;
         T* z = out + r * out_features;

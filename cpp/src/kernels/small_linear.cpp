@@ -24,6 +24,7 @@
 #include <cassert>
 #include <cstring>
 
+#include "kernels/helpers.hpp"
 #include "kernels/small_linear.hpp"
 #include "runtime/macros.hpp"
 #include "runtime/thread_pool.hpp"
@@ -178,6 +179,16 @@ CHAINRULE_ALWAYS_INLINE void pack_transposed(T* packed, Vec<T>* bias_vectors, co
     }
 }
 
+// The last records, fewer than a block: one block of their own size.
+template <typename T, int J, int R>
+CHAINRULE_ALWAYS_INLINE void forward_rest(T* out, const T* inp, const T* packed, const Vec<T>* bias, std::size_t rest,
+                                          std::size_t in_features, std::size_t out_features) {
+    if constexpr (R > 0) {
+        if (rest == R) return forward_records<T, J, R>(out, inp, packed, bias, in_features, out_features);
+        forward_rest<T, J, R - 1>(out, inp, packed, bias, rest, in_features, out_features);
+    }
+}
+
 template <typename T, int J>
 CHAINRULE_ALWAYS_INLINE void forward_with(T* out, const T* inp, const T* weight, const T* bias,
                                           std::size_t num_records, std::size_t in_features,
@@ -191,10 +202,8 @@ CHAINRULE_ALWAYS_INLINE void forward_with(T* out, const T* inp, const T* weight,
         forward_records<T, J, R>(out + r * out_features, inp + r * in_features, packed, bias_vectors, in_features,
                                  out_features);
     }
-    for (; r < num_records; ++r) {
-        forward_records<T, J, 1>(out + r * out_features, inp + r * in_features, packed, bias_vectors, in_features,
-                                 out_features);
-    }
+    forward_rest<T, J, R - 1>(out + r * out_features, inp + r * in_features, packed, bias_vectors, num_records - r,
+                              in_features, out_features);
 }
 
 template <typename T>
@@ -207,6 +216,34 @@ CHAINRULE_TARGET_CLONES void forward_range(T* out, const T* inp, const T* weight
         case 3: return forward_with<T, 3>(out, inp, weight, bias, num_records, in_features, out_features);
         default: return forward_with<T, 4>(out, inp, weight, bias, num_records, in_features, out_features);
     }
+}
+
+// One output unit: z_r = w . x_r + b in detail::dot's order (8 lanes, lane l
+// summing the terms k = l mod 8 in order from 0, then the fixed tree), for V
+// records at once: each lane of a vector is a record, each of the 8 lane
+// sums a vector, its terms the columns of V x V blocks of the inputs
+// transposed in registers. For C a multiple of 8; the last records, fewer
+// than V, go through detail::dot itself.
+template <typename T>
+CHAINRULE_TARGET_CLONES void single_output_range(T* out, const T* inp, const T* weight, const T* bias,
+                                                 std::size_t num_records, std::size_t in_features) {
+    constexpr std::size_t V = kLanes<T>;
+    std::size_t r = 0;
+    for (; r + V <= num_records; r += V) {
+        const T* x = inp + r * in_features;
+        Vec<T> lanes[8] = {};
+        for (std::size_t k = 0; k < in_features; k += 8) {
+            for (std::size_t half = 0; half < 8; half += V) {  // inputs k + half to k + half + V - 1
+                Vec<T> columns[V];
+                for (std::size_t i = 0; i < V; ++i) columns[i] = load(x + i * in_features + k + half);
+                transpose_block(columns);  // columns[l]: input k + half + l of the V records
+                for (std::size_t l = 0; l < V; ++l) lanes[half + l] += columns[l] * weight[k + half + l];
+            }
+        }
+        const Vec<T> z = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+        store(out + r, z + bias[0]);
+    }
+    for (; r < num_records; ++r) out[r] = dot(weight, inp + r * in_features, in_features) + bias[0];
 }
 
 // ---- backward ----
@@ -269,6 +306,22 @@ CHAINRULE_ALWAYS_INLINE void weight_gradient_block(T* dweight, const T* dout, co
     }
 }
 
+// The last rows, fewer than a block: one block of their own size.
+template <typename T, int JB, int K>
+CHAINRULE_ALWAYS_INLINE void weight_gradient_rest(T* dweight, const T* dout, const T* inp, const std::size_t* columns,
+                                                  std::size_t j0, std::size_t rest, std::size_t num_records,
+                                                  std::size_t in_features, std::size_t out_features, bool accumulate,
+                                                  bool one_sum) {
+    if constexpr (JB > 0) {
+        if (rest == JB) {
+            return weight_gradient_block<T, JB, K>(dweight, dout, inp, columns, j0, num_records, in_features,
+                                                   out_features, accumulate, one_sum);
+        }
+        weight_gradient_rest<T, JB - 1, K>(dweight, dout, inp, columns, j0, rest, num_records, in_features,
+                                           out_features, accumulate, one_sum);
+    }
+}
+
 template <typename T, int K>
 CHAINRULE_ALWAYS_INLINE void weight_gradient_columns(T* dweight, const T* dout, const T* inp, const std::size_t* columns,
                                                      std::size_t j_begin, std::size_t j_end, std::size_t num_records,
@@ -280,10 +333,8 @@ CHAINRULE_ALWAYS_INLINE void weight_gradient_columns(T* dweight, const T* dout, 
         weight_gradient_block<T, JB, K>(dweight, dout, inp, columns, j, num_records, in_features, out_features,
                                         accumulate, one_sum);
     }
-    for (; j < j_end; ++j) {
-        weight_gradient_block<T, 1, K>(dweight, dout, inp, columns, j, num_records, in_features, out_features,
-                                       accumulate, one_sum);
-    }
+    weight_gradient_rest<T, JB - 1, K>(dweight, dout, inp, columns, j, j_end - j, num_records, in_features,
+                                       out_features, accumulate, one_sum);
 }
 
 template <typename T>
@@ -306,6 +357,123 @@ CHAINRULE_TARGET_CLONES void weight_gradient_rows(T* dweight, const T* dout, con
                                                    in_features, out_features, accumulate, one_sum); break;
         }
     }
+}
+
+// dW transposed, for layers whose outputs fill their vectors better than
+// their inputs do (W3's 32 outputs of 10 inputs): rows k of dW^T (C, J V),
+// KB at a time, each row the J vectors of output units; per record, the J
+// vectors of dz_r and one broadcast of x_rk per row. The same sums as
+// weight_gradient_block's, in the same order, without accumulate: dW_jk =
+// dz_0j x_0k (first term as it is) or 0 + dz_0j x_0k (one_sum), + dz_1j x_1k ...
+template <typename T, int J, int KB>
+CHAINRULE_ALWAYS_INLINE void transposed_gradient_block(T* packed, const T* dout, const T* inp, std::size_t k0,
+                                                       std::size_t num_records, std::size_t in_features,
+                                                       std::size_t out_features, bool one_sum) {
+    Vec<T> acc[KB][J];
+    std::size_t r = 0;
+    if (one_sum) {
+        for (int i = 0; i < KB; ++i) {
+            for (int j = 0; j < J; ++j) acc[i][j] = Vec<T>{};
+        }
+    } else {
+        for (int j = 0; j < J; ++j) {
+            const Vec<T> dz = load(dout + vector_start<T>(std::size_t(j), out_features));
+            for (int i = 0; i < KB; ++i) acc[i][j] = inp[k0 + i] * dz;
+        }
+        r = 1;
+    }
+    for (; r < num_records; ++r) {
+        Vec<T> dz[J];
+        for (int j = 0; j < J; ++j) dz[j] = load(dout + r * out_features + vector_start<T>(std::size_t(j), out_features));
+#pragma GCC unroll 12
+        for (int i = 0; i < KB; ++i) {
+            const T x = inp[r * in_features + k0 + i];
+            for (int j = 0; j < J; ++j) acc[i][j] += x * dz[j];  // dW_jk += dz_rj x_rk
+        }
+    }
+    for (int i = 0; i < KB; ++i) {
+        for (int j = 0; j < J; ++j) store(packed + (k0 + i) * J * kLanes<T> + j * kLanes<T>, acc[i][j]);
+    }
+}
+
+template <typename T, int J, int KB>
+CHAINRULE_ALWAYS_INLINE void transposed_gradient_rest(T* packed, const T* dout, const T* inp, std::size_t k0,
+                                                      std::size_t rest, std::size_t num_records,
+                                                      std::size_t in_features, std::size_t out_features,
+                                                      bool one_sum) {
+    if constexpr (KB > 0) {
+        if (rest == KB) {
+            return transposed_gradient_block<T, J, KB>(packed, dout, inp, k0, num_records, in_features, out_features,
+                                                       one_sum);
+        }
+        transposed_gradient_rest<T, J, KB - 1>(packed, dout, inp, k0, rest, num_records, in_features, out_features,
+                                               one_sum);
+    }
+}
+
+template <typename T, int J>
+CHAINRULE_ALWAYS_INLINE void transposed_gradient_with(T* packed, const T* dout, const T* inp, std::size_t k_begin,
+                                                      std::size_t k_end, std::size_t num_records,
+                                                      std::size_t in_features, std::size_t out_features,
+                                                      bool one_sum) {
+    constexpr int KB = 12 / J;  // KB J accumulators
+    std::size_t k = k_begin;
+    for (; k + KB <= k_end; k += KB) {
+        transposed_gradient_block<T, J, KB>(packed, dout, inp, k, num_records, in_features, out_features, one_sum);
+    }
+    transposed_gradient_rest<T, J, KB - 1>(packed, dout, inp, k, k_end - k, num_records, in_features, out_features,
+                                           one_sum);
+}
+
+// Rows [k_begin, k_end) of dW^T into packed (C, J V).
+template <typename T>
+CHAINRULE_TARGET_CLONES void transposed_gradient_rows(T* packed, const T* dout, const T* inp, std::size_t k_begin,
+                                                      std::size_t k_end, std::size_t num_records,
+                                                      std::size_t in_features, std::size_t out_features,
+                                                      bool one_sum) {
+    switch (vectors_over<T>(out_features)) {
+        case 1: return transposed_gradient_with<T, 1>(packed, dout, inp, k_begin, k_end, num_records, in_features,
+                                                      out_features, one_sum);
+        case 2: return transposed_gradient_with<T, 2>(packed, dout, inp, k_begin, k_end, num_records, in_features,
+                                                      out_features, one_sum);
+        case 3: return transposed_gradient_with<T, 3>(packed, dout, inp, k_begin, k_end, num_records, in_features,
+                                                      out_features, one_sum);
+        default: return transposed_gradient_with<T, 4>(packed, dout, inp, k_begin, k_end, num_records, in_features,
+                                                       out_features, one_sum);
+    }
+}
+
+// dW (OC, C) from packed dW^T (C, J V), in V x V blocks transposed in
+// registers (pack_transposed's inverse; both sides' last vectors overlap).
+template <typename T>
+CHAINRULE_TARGET_CLONES void unpack_transposed(T* dweight, const T* packed, std::size_t in_features,
+                                               std::size_t out_features) {
+    constexpr std::size_t V = kLanes<T>;
+    const std::size_t J = vectors_over<T>(out_features), width = J * V;
+    for (std::size_t j = 0; j < J; ++j) {
+        const std::size_t first_unit = vector_start<T>(j, out_features);
+        for (std::size_t block = 0; block < vectors_over<T>(in_features); ++block) {
+            const std::size_t k0 = vector_start<T>(block, in_features);
+            Vec<T> rows[V];
+            for (std::size_t i = 0; i < V; ++i) rows[i] = load(packed + (k0 + i) * width + j * V);
+            transpose_block(rows);  // rows[l]: output unit first_unit + l, inputs k0 to k0 + V - 1
+            for (std::size_t l = 0; l < V; ++l) store(dweight + (first_unit + l) * in_features + k0, rows[l]);
+        }
+    }
+}
+
+// Whether dW goes through dW^T: without accumulate (the old dW would have
+// to be transposed too), with outputs that fill whole vectors, when that
+// takes fewer multiply-adds per record (C J against OC times the vectors of
+// C), counting the transposes at ~40 multiply-adds a block.
+template <typename T>
+bool transposed_gradient_pays(std::size_t num_records, std::size_t in_features, std::size_t out_features,
+                              bool accumulate) {
+    const std::size_t J = vectors_over<T>(out_features), K = vectors_over<T>(in_features);
+    if (accumulate || out_features < kLanes<T> || J > 4 || in_features * J * kLanes<T> > kSmallLinearMaxPacked) {
+        return false;
+    }
+    return num_records * in_features * J + 40 * J * K < num_records * out_features * K;
 }
 
 // db_j = (db_j or dz_0j) + dz_1j + ...: whole vectors of output units, then
@@ -347,6 +515,16 @@ CHAINRULE_ALWAYS_INLINE void input_gradient_records(T* dinp, const T* dout, cons
     }
 }
 
+// The last records, fewer than a block: one block of their own size.
+template <typename T, int K, int R>
+CHAINRULE_ALWAYS_INLINE void input_gradient_rest(T* dinp, const T* dout, const T* weight, const std::size_t* columns,
+                                                 std::size_t rest, std::size_t in_features, std::size_t out_features) {
+    if constexpr (R > 0) {
+        if (rest == R) return input_gradient_records<T, K, R>(dinp, dout, weight, columns, in_features, out_features);
+        input_gradient_rest<T, K, R - 1>(dinp, dout, weight, columns, rest, in_features, out_features);
+    }
+}
+
 template <typename T, int K>
 CHAINRULE_ALWAYS_INLINE void input_gradient_columns(T* dinp, const T* dout, const T* weight, const std::size_t* columns,
                                                     std::size_t num_records, std::size_t in_features,
@@ -357,10 +535,8 @@ CHAINRULE_ALWAYS_INLINE void input_gradient_columns(T* dinp, const T* dout, cons
         input_gradient_records<T, K, R>(dinp + r * in_features, dout + r * out_features, weight, columns, in_features,
                                         out_features);
     }
-    for (; r < num_records; ++r) {
-        input_gradient_records<T, K, 1>(dinp + r * in_features, dout + r * out_features, weight, columns, in_features,
-                                        out_features);
-    }
+    input_gradient_rest<T, K, R - 1>(dinp + r * in_features, dout + r * out_features, weight, columns,
+                                     num_records - r, in_features, out_features);
 }
 
 template <typename T>
@@ -398,7 +574,22 @@ bool small_linear_forward_fits(std::size_t in_features, std::size_t out_features
 template <typename T>
 bool small_linear_backward_fits(std::size_t in_features, std::size_t out_features, std::size_t num_records) {
     return in_features >= kLanes<T> && out_features * in_features <= kSmallLinearMaxWeights &&
-           (out_features <= 3 || num_records * in_features * sizeof(T) <= kSmallLinearMaxBatchBytes);
+           (out_features <= 3 || (num_records <= kSmallLinearMaxRecords && in_features <= kSmallLinearMaxInputs));
+}
+
+template <typename T>
+bool single_output_fits(std::size_t in_features) {
+    return in_features >= 8 && in_features % 8 == 0;
+}
+
+template <typename T>
+void single_output_forward(T* out, const T* inp, const T* weight, const T* bias, std::size_t num_records,
+                           std::size_t in_features) {
+    // out (B, 1) = inp (B, C) @ weight^T (1, C) + bias (1); each record on its own.
+    assert(single_output_fits<T>(in_features));
+    for_ranges(num_records, min_part(in_features), kLanes<T>, [&](std::size_t begin, std::size_t end) {
+        single_output_range(out + begin, inp + begin * in_features, weight, bias, end - begin, in_features);
+    });
 }
 
 template <typename T>
@@ -419,11 +610,20 @@ void small_linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T
     assert(small_linear_backward_fits<T>(in_features, out_features, num_records));
     // db (OC) (+)= sum over records of dZ
     bias_gradient(dbias, dout, num_records, out_features, accumulate);
-    // dW (OC, C) (+)= dZ^T (OC, B) @ A (B, C): each row summed whole on one thread
-    for_ranges(out_features, min_part(num_records * in_features), 1, [&](std::size_t begin, std::size_t end) {
-        weight_gradient_rows(dweight, dout, inp, begin, end, num_records, in_features, out_features, accumulate,
-                             one_sum);
-    });
+    // dW (OC, C) (+)= dZ^T (OC, B) @ A (B, C): each value summed whole on one thread
+    if (transposed_gradient_pays<T>(num_records, in_features, out_features, accumulate)) {
+        alignas(32) T packed[kSmallLinearMaxPacked];
+        const std::size_t width = vectors_over<T>(out_features) * kLanes<T>;
+        for_ranges(in_features, min_part(num_records * width), 1, [&](std::size_t begin, std::size_t end) {
+            transposed_gradient_rows(packed, dout, inp, begin, end, num_records, in_features, out_features, one_sum);
+        });
+        unpack_transposed(dweight, packed, in_features, out_features);
+    } else {
+        for_ranges(out_features, min_part(num_records * in_features), 1, [&](std::size_t begin, std::size_t end) {
+            weight_gradient_rows(dweight, dout, inp, begin, end, num_records, in_features, out_features, accumulate,
+                                 one_sum);
+        });
+    }
     if (dinp == nullptr) return;  // the first layer passes nothing down
     // dA (B, C) = dZ (B, OC) @ W (OC, C); each record on its own
     for_ranges(num_records, min_part(in_features * out_features), 1, [&](std::size_t begin, std::size_t end) {
@@ -434,7 +634,9 @@ void small_linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T
 
 #define CHAINRULE_INSTANTIATE(T)                                                                              \
     template bool small_linear_forward_fits<T>(std::size_t, std::size_t);                                    \
-    template bool small_linear_backward_fits<T>(std::size_t, std::size_t, std::size_t);                                   \
+    template bool small_linear_backward_fits<T>(std::size_t, std::size_t, std::size_t);                      \
+    template bool single_output_fits<T>(std::size_t);                                                        \
+    template void single_output_forward<T>(T*, const T*, const T*, const T*, std::size_t, std::size_t);       \
     template void small_linear_forward<T>(T*, const T*, const T*, const T*, std::size_t, std::size_t,         \
                                           std::size_t);                                                      \
     template void small_linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, std::size_t, std::size_t, \

@@ -20,7 +20,8 @@ namespace chainrule::detail {
 // well inside L1.
 constexpr std::size_t kSmallLinearMaxPacked = 2048;
 constexpr std::size_t kSmallLinearMaxWeights = 2048;
-constexpr std::size_t kSmallLinearMaxBatchBytes = std::size_t{32} << 10;
+constexpr std::size_t kSmallLinearMaxRecords = 64;
+constexpr std::size_t kSmallLinearMaxInputs = 128;
 
 // Whether small_linear_forward takes a layer: 2 to 32 outputs (float; 16
 // double), and W^T padded to whole vectors within kSmallLinearMaxPacked.
@@ -28,12 +29,26 @@ template <typename T>
 bool small_linear_forward_fits(std::size_t in_features, std::size_t out_features);
 
 // Whether small_linear_backward takes a layer and batch: at least one vector
-// of inputs (8 float, 4 double), at most kSmallLinearMaxWeights weights, and
-// the batch's inputs within kSmallLinearMaxBatchBytes unless there are at
-// most 3 outputs (dW reads the inputs once per block of rows: from L1 only
-// when they fit there; with 3 rows or fewer, once).
+// of inputs (8 float, 4 double) and at most kSmallLinearMaxWeights weights;
+// with more than 3 outputs, also at most kSmallLinearMaxRecords records and
+// kSmallLinearMaxInputs inputs. dW reads the batch's inputs once per block
+// of rows, where the GEMM reads them once: a few times over from L1 beats
+// the GEMM's packing for a batch of 32, not for one of 256, nor for many
+// inputs (256 inputs and 8 outputs) (docs/performance.md, "Small layers").
 template <typename T>
 bool small_linear_backward_fits(std::size_t in_features, std::size_t out_features, std::size_t num_records);
+
+// Whether single_output_forward takes a layer of one output: inputs a
+// multiple of 8 (detail::dot's lanes), at least 8.
+template <typename T>
+bool single_output_fits(std::size_t in_features);
+
+// out (B, 1) = inp (B, C) @ weight^T (1, C) + bias (1), each z_r = detail::dot(w, x_r) + b,
+// with the bits of linear_forward's loop of dot products.
+//   docs/math.md: Z_l = A_{l-1} W_l^T + b_l
+template <typename T>
+void single_output_forward(T* out, const T* inp, const T* weight, const T* bias, std::size_t num_records,
+                           std::size_t in_features);
 
 // out (B, OC) = inp (B, C) @ weight^T (OC, C) + bias (OC)
 //   docs/math.md: Z_l = A_{l-1} W_l^T + b_l, each z_rj summed over k in order from 0, then + b_j
