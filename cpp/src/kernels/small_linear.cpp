@@ -556,6 +556,75 @@ CHAINRULE_TARGET_CLONES void input_gradient_range(T* dinp, const T* dout, const 
     }
 }
 
+// A layer of one output unit (W2's and W3's last): db, dW and dA in one pass
+// over the records, K vectors of inputs at a time (the first run also takes
+// db), so that the chains of db's and dW's sums run side by side. Each sum
+// as bias_gradient, weight_gradient_block and input_gradient_records take it.
+template <typename T, int K>
+CHAINRULE_ALWAYS_INLINE void single_output_run(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+                                               const T* weight, const std::size_t* columns, std::size_t num_records,
+                                               std::size_t in_features, bool accumulate, bool one_sum,
+                                               bool with_bias) {
+    Vec<T> acc[K], w[K];
+    for (int v = 0; v < K; ++v) w[v] = load(weight + columns[v]);
+    T db = accumulate ? dbias[0] : dout[0];
+    std::size_t r = 0;
+    if (!one_sum && accumulate) {
+        for (int v = 0; v < K; ++v) acc[v] = load(dweight + columns[v]);
+    } else if (!one_sum) {
+        for (int v = 0; v < K; ++v) acc[v] = dout[0] * load(inp + columns[v]);
+    } else {
+        for (int v = 0; v < K; ++v) acc[v] = Vec<T>{};
+    }
+    if (!one_sum && !accumulate) {  // record 0's dW term is in acc already; its dA term here
+        for (int v = 0; v < K; ++v) {
+            Vec<T> da = {};
+            da += dout[0] * w[v];  // dA_0k = 0 + dz_0 W_k
+            if (dinp) store(dinp + columns[v], da);
+        }
+        r = 1;
+    }
+    for (; r < num_records; ++r) {
+        const T g = dout[r];
+        const T* x = inp + r * in_features;
+        for (int v = 0; v < K; ++v) {
+            acc[v] += g * load(x + columns[v]);  // dW_k += dz_r x_rk
+            Vec<T> da = {};
+            da += g * w[v];  // dA_rk = 0 + dz_r W_k
+            if (dinp) store(dinp + r * in_features + columns[v], da);
+        }
+        if (r > 0 || accumulate) db += g;  // db += dz_r
+    }
+    if (one_sum && accumulate) {
+        for (int v = 0; v < K; ++v) acc[v] = load(dweight + columns[v]) + acc[v];
+    }
+    for (int v = 0; v < K; ++v) store(dweight + columns[v], acc[v]);
+    if (with_bias) dbias[0] = db;
+}
+
+template <typename T>
+CHAINRULE_TARGET_CLONES void single_output_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+                                                    const T* weight, std::size_t num_records, std::size_t in_features,
+                                                    bool accumulate, bool one_sum) {
+    const std::size_t vectors = vectors_over<T>(in_features);
+    const std::size_t runs = (vectors + 3) / 4;
+    for (std::size_t run = 0; run < runs; ++run) {
+        std::size_t columns[4];
+        const std::size_t K = fill_run<T>(columns, run, runs, vectors, in_features);
+        const bool with_bias = run == 0;
+        switch (K) {
+            case 1: single_output_run<T, 1>(dinp, dweight, dbias, dout, inp, weight, columns, num_records, in_features,
+                                            accumulate, one_sum, with_bias); break;
+            case 2: single_output_run<T, 2>(dinp, dweight, dbias, dout, inp, weight, columns, num_records, in_features,
+                                            accumulate, one_sum, with_bias); break;
+            case 3: single_output_run<T, 3>(dinp, dweight, dbias, dout, inp, weight, columns, num_records, in_features,
+                                            accumulate, one_sum, with_bias); break;
+            default: single_output_run<T, 4>(dinp, dweight, dbias, dout, inp, weight, columns, num_records,
+                                             in_features, accumulate, one_sum, with_bias); break;
+        }
+    }
+}
+
 // Work below this many multiply-adds a part stays on the calling thread.
 constexpr std::size_t kMinPartWork = std::size_t{1} << 18;
 
@@ -608,6 +677,11 @@ void small_linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T
                            std::size_t num_records, std::size_t in_features, std::size_t out_features,
                            bool accumulate, bool one_sum) {
     assert(small_linear_backward_fits<T>(in_features, out_features, num_records));
+    if (out_features == 1 && num_records * in_features < kMinPartWork) {  // one pass on the calling thread
+        single_output_backward(dinp, dweight, dbias, dout, inp, weight, num_records, in_features, accumulate,
+                               one_sum);
+        return;
+    }
     // db (OC) (+)= sum over records of dZ
     bias_gradient(dbias, dout, num_records, out_features, accumulate);
     // dW (OC, C) (+)= dZ^T (OC, B) @ A (B, C): each value summed whole on one thread
