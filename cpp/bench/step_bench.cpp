@@ -46,16 +46,26 @@ void step(const char* name, std::size_t inputs, std::size_t hidden, bool bce) {
         total += ns;
         std::printf("%s %-6s %-26s %7.0f ns\n", name, dtype, what, ns);
     };
-    row("layer 1 linear_forward", best_ns([&] { linear_forward(a1.data(), x.data(), w1.data(), b1.data(), B, inputs, hidden); }));
-    row("layer 1 sigmoid", best_ns([&] { activation_forward(a1.data(), a1.data(), B * hidden, Activation::sigmoid); }));
-    row("layer 2 linear_forward", best_ns([&] { linear_forward(z2.data(), a1.data(), w2.data(), b2.data(), B, hidden, 1); }));
+    row("layer 1 linear_forward",
+        best_ns([&] { linear_forward(a1.data(), x.data(), w1.data(), b1.data(), B, inputs, hidden); }));
+    row("layer 1 sigmoid",
+        best_ns([&] { activation_forward(a1.data(), a1.data(), B * hidden, Activation::sigmoid); }));
+    row("layer 2 linear_forward",
+        best_ns([&] { linear_forward(z2.data(), a1.data(), w2.data(), b2.data(), B, hidden, 1); }));
     if (bce) {
-        row("layer 2 sigmoid", best_ns([&] { activation_forward(a2.data(), z2.data(), B, Activation::sigmoid); }));
-        row("bce_forward (the loss)", best_ns([&] { volatile double loss = bce_forward(z2.data(), y.data(), B, 1); (void)loss; }));
+        row("layer 2 sigmoid",
+            best_ns([&] { activation_forward(a2.data(), z2.data(), B, Activation::sigmoid); }));
+        row("bce_forward (the loss)", best_ns([&] {
+                volatile double loss = bce_forward(z2.data(), y.data(), B, 1);
+                (void)loss;
+            }));
         row("bce_backward", best_ns([&] { bce_backward(d2.data(), a2.data(), y.data(), B, T(1) / T(B)); }));
     } else {
         row("layer 2 identity", best_ns([&] { activation_forward(a2.data(), z2.data(), B, Activation::identity); }));
-        row("mse_forward (the loss)", best_ns([&] { volatile double loss = mse_forward(a2.data(), y.data(), B, 1); (void)loss; }));
+        row("mse_forward (the loss)", best_ns([&] {
+                volatile double loss = mse_forward(a2.data(), y.data(), B, 1);
+                (void)loss;
+            }));
         row("mse_backward, identity'", best_ns([&] {
                 mse_backward(d2.data(), a2.data(), y.data(), B, T(1) / T(B));
                 activation_backward(d2.data(), d2.data(), a2.data(), B, Activation::identity);
@@ -64,9 +74,12 @@ void step(const char* name, std::size_t inputs, std::size_t hidden, bool bce) {
     row("layer 2 linear_backward", best_ns([&] {
             linear_backward(da1.data(), dw2.data(), db2.data(), d2.data(), a1.data(), w2.data(), B, hidden, 1, false);
         }));
-    row("layer 1 sigmoid'", best_ns([&] { activation_backward(da1.data(), da1.data(), a1.data(), B * hidden, Activation::sigmoid); }));
+    row("layer 1 sigmoid'", best_ns([&] {
+            activation_backward(da1.data(), da1.data(), a1.data(), B * hidden, Activation::sigmoid);
+        }));
     row("layer 1 linear_backward", best_ns([&] {
-            linear_backward<T>(nullptr, dw1.data(), db1.data(), da1.data(), x.data(), w1.data(), B, inputs, hidden, false);
+            linear_backward<T>(nullptr, dw1.data(), db1.data(), da1.data(), x.data(), w1.data(), B, inputs, hidden,
+                               false);
         }));
     // A rate so small that the parameters stay as they are, round after round.
     row("sgd_update", best_ns([&] { sgd_update(params.data(), grads.data(), params.size(), T(1e-30)); }));

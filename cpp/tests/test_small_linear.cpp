@@ -86,14 +86,18 @@ TEST(small_linear_kernels_match_their_reference_twins) {
 
 TEST(small_linear_fits_the_layers_it_is_written_for) {
     CHECK(detail::small_linear_forward_fits<float>(30, 16) && detail::small_linear_forward_fits<float>(10, 32));
-    CHECK(detail::small_linear_backward_fits<float>(30, 16, 32) && detail::small_linear_backward_fits<float>(16, 1, 32));
+    CHECK(detail::single_output_fits<float>(16) && detail::single_output_fits<double>(32));
+    CHECK(!detail::single_output_fits<float>(30) && !detail::single_output_fits<float>(0));
+    CHECK(detail::small_linear_backward_fits<float>(30, 16, 32));
+    CHECK(detail::small_linear_backward_fits<float>(16, 1, 32));
     CHECK(!detail::small_linear_forward_fits<float>(30, 1));    // one output: linear_forward's dot product
     CHECK(!detail::small_linear_forward_fits<float>(30, 33));   // more than 4 vectors of outputs
     CHECK(!detail::small_linear_forward_fits<double>(30, 17));
     CHECK(!detail::small_linear_backward_fits<float>(7, 16, 32));  // inputs fill no vector
     CHECK(!detail::small_linear_backward_fits<double>(3, 16, 32));
     CHECK(!detail::small_linear_backward_fits<float>(784, 256, 64));  // a W4 layer: the GEMM's
-    CHECK(detail::small_linear_backward_fits<float>(30, 16, 64) && !detail::small_linear_backward_fits<float>(30, 16, 65));
+    CHECK(detail::small_linear_backward_fits<float>(30, 16, 64));
+    CHECK(!detail::small_linear_backward_fits<float>(30, 16, 65));
     CHECK(!detail::small_linear_backward_fits<float>(256, 8, 32));
     CHECK(detail::small_linear_backward_fits<double>(32, 1, 100000));  // one row of dW: the inputs read once
     CHECK(detail::small_linear_backward_fits<double>(512, 3, 100000));
@@ -144,6 +148,35 @@ void check_record_order() {
 }
 
 }  // namespace
+
+namespace {
+
+// single_output_forward takes V records side by side and the last ones
+// (fewer than V) through detail::dot itself, in the same copy of the code:
+// a record alone is a dot product, and in a batch it gives the same bits.
+template <typename T>
+void check_single_output_is_dot() {
+    for (std::size_t C : {8, 16, 32, 40, 64}) {
+        const std::size_t B = 37;
+        const auto x = random_values<T>(B * C, 15), w = random_values<T>(C, 16), b = random_values<T>(1, 17);
+        std::vector<T> batch(B), alone(B), slow(B);
+        detail::single_output_forward(batch.data(), x.data(), w.data(), b.data(), B, C);
+        for (std::size_t r = 0; r < B; ++r) {
+            detail::single_output_forward(alone.data() + r, x.data() + r * C, w.data(), b.data(), 1, C);
+        }
+        CHECK(same_bits(batch, alone));
+        reference::linear_forward(slow.data(), x.data(), w.data(), b.data(), B, C, 1);
+        const double tol = (sizeof(T) == 4 ? 2e-6 : 1e-14) * std::sqrt(double(C));
+        for (std::size_t r = 0; r < B; ++r) CHECK_CLOSE(batch[r], slow[r], tol);
+    }
+}
+
+}  // namespace
+
+TEST(single_output_forward_gives_the_dot_products_bits) {
+    check_single_output_is_dot<float>();
+    check_single_output_is_dot<double>();
+}
 
 TEST(small_linear_forward_computes_each_record_alone) {
     check_records_alone<float>();

@@ -1,6 +1,8 @@
 // The linear layer: Z = A W^T + b forward, and its weight, bias and input
-// gradients backward. Large products go to the GEMM backend (runtime/gemm.hpp);
-// the plain loops of reference.cpp are their twins in the tests.
+// gradients backward. Large products go to the GEMM backend (runtime/gemm.hpp),
+// those of small layers to small_linear.cpp, each sum in the order of the
+// path it replaces (docs/math.md, "The order of each sum"); the plain loops
+// of reference.cpp are their twins in the tests.
 #include <algorithm>
 #include <cassert>
 #include <cstring>
@@ -38,7 +40,7 @@ CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weigh
     // more than it saves: one dot product per record instead.
     if (out_features > 1 && worth_a_gemm(num_records, out_features, in_features)) {
 #if CHAINRULE_SMALL_LINEAR
-        if (detail::small_linear_forward_fits<T>(in_features, out_features)) {  // the GEMM's order, in registers
+        if (detail::small_linear_forward_fits<T>(in_features, out_features)) {  // z summed over k in order, then + b
             detail::small_linear_forward(out, inp, weight, bias, num_records, in_features, out_features);
             return;
         }

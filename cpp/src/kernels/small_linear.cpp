@@ -3,23 +3,28 @@
 // shapes of the benchmark's W2 (30-16-1) and W3 (10-32-1), where a product
 // of a 32-record batch is ~15k multiply-adds and the GEMM's packing and call
 // cost as much as the math. linear.cpp decides which layers come here
-// (small_linear_forward_fits, small_linear_backward_fits).
+// (small_linear_forward_fits, single_output_fits, small_linear_backward_fits).
 //
 // Shapes: B records, C inputs, OC outputs; V the lanes of a 32-byte vector
 // (8 float, 4 double); the output units, or the inputs, are cut into vectors
 // of V, the last one overlapping its neighbour when V does not divide them
 // (each lane computes a whole value, so a value computed twice is the same).
 //   small_linear_forward   out (B, OC) = inp (B, C) @ weight^T (OC, C) + bias (OC)   2 <= OC <= 4V, C (4V) <= 2048
+//   single_output_forward  out (B, 1) = inp (B, C) @ weight^T (1, C) + bias (1)      C a multiple of 8
 //   small_linear_backward  dweight (OC, C) (+)= dout^T @ inp,  dbias (OC) (+)= sum_r dout,
-//                          dinp (B, C) = dout @ weight                              V <= C, OC C <= 2048
-// Orders of summation (docs/math.md, "Small layers"), FMA where the target has it:
+//                          dinp (B, C) = dout @ weight              V <= C, OC C <= 2048, and OC <= 3
+//                                                                   or B <= 64 and C <= 128
+// Orders of summation (docs/math.md, "The order of each sum"), FMA where the target has it:
 //   z_rj   = (((0 + x_r0 w_j0) + x_r1 w_j1) + ... ) + b_j
+//   z_r    = detail::dot(w, x_r) + b                                               (one output)
 //   dW_jk  = (((0 + dz_0j x_0k) + dz_1j x_1k) + ...), then + dW_jk with accumulate  (one_sum)
 //          = (((dW_jk or dz_0j x_0k) + dz_1j x_1k) + ...)                         (!one_sum)
 //   db_j   = (((db_j or dz_0j) + dz_1j) + ...)
 //   dA_rk  = (((0 + dz_r0 W_0k) + dz_r1 W_1k) + ...)
 // one_sum is the order of a GEMM call (each value a sum from zero, then added
 // to C), !one_sum that of linear.cpp's loops (record by record into dW).
+// How a kernel blocks its work (which registers hold which sums, dW or dW^T)
+// never changes a value: every value is one of these sums, whole.
 #include <algorithm>
 #include <cassert>
 #include <cstring>
@@ -240,7 +245,8 @@ CHAINRULE_TARGET_CLONES void single_output_range(T* out, const T* inp, const T* 
                 for (std::size_t l = 0; l < V; ++l) lanes[half + l] += columns[l] * weight[k + half + l];
             }
         }
-        const Vec<T> z = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+        const Vec<T> z =
+            ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
         store(out + r, z + bias[0]);
     }
     for (; r < num_records; ++r) out[r] = dot(weight, inp + r * in_features, in_features) + bias[0];
@@ -323,8 +329,9 @@ CHAINRULE_ALWAYS_INLINE void weight_gradient_rest(T* dweight, const T* dout, con
 }
 
 template <typename T, int K>
-CHAINRULE_ALWAYS_INLINE void weight_gradient_columns(T* dweight, const T* dout, const T* inp, const std::size_t* columns,
-                                                     std::size_t j_begin, std::size_t j_end, std::size_t num_records,
+CHAINRULE_ALWAYS_INLINE void weight_gradient_columns(T* dweight, const T* dout, const T* inp,
+                                                     const std::size_t* columns, std::size_t j_begin,
+                                                     std::size_t j_end, std::size_t num_records,
                                                      std::size_t in_features, std::size_t out_features,
                                                      bool accumulate, bool one_sum) {
     constexpr int JB = 12 / K;  // JB K accumulators
@@ -384,7 +391,8 @@ CHAINRULE_ALWAYS_INLINE void transposed_gradient_block(T* packed, const T* dout,
     }
     for (; r < num_records; ++r) {
         Vec<T> dz[J];
-        for (int j = 0; j < J; ++j) dz[j] = load(dout + r * out_features + vector_start<T>(std::size_t(j), out_features));
+        const T* d = dout + r * out_features;
+        for (int j = 0; j < J; ++j) dz[j] = load(d + vector_start<T>(std::size_t(j), out_features));
 #pragma GCC unroll 12
         for (int i = 0; i < KB; ++i) {
             const T x = inp[r * in_features + k0 + i];
@@ -547,11 +555,12 @@ CHAINRULE_TARGET_CLONES void input_gradient_range(T* dinp, const T* dout, const 
     for (std::size_t run = 0; run < runs; ++run) {
         std::size_t columns[4];
         const std::size_t K = fill_run<T>(columns, run, runs, vectors, in_features);
+        const std::size_t B = num_records, C = in_features, OC = out_features;
         switch (K) {
-            case 1: input_gradient_columns<T, 1>(dinp, dout, weight, columns, num_records, in_features, out_features); break;
-            case 2: input_gradient_columns<T, 2>(dinp, dout, weight, columns, num_records, in_features, out_features); break;
-            case 3: input_gradient_columns<T, 3>(dinp, dout, weight, columns, num_records, in_features, out_features); break;
-            default: input_gradient_columns<T, 4>(dinp, dout, weight, columns, num_records, in_features, out_features); break;
+            case 1: input_gradient_columns<T, 1>(dinp, dout, weight, columns, B, C, OC); break;
+            case 2: input_gradient_columns<T, 2>(dinp, dout, weight, columns, B, C, OC); break;
+            case 3: input_gradient_columns<T, 3>(dinp, dout, weight, columns, B, C, OC); break;
+            default: input_gradient_columns<T, 4>(dinp, dout, weight, columns, B, C, OC); break;
         }
     }
 }
