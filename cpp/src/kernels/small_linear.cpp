@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/helpers.hpp"
 #include "kernels/small_linear.hpp"
@@ -39,7 +40,9 @@
 // The vector helpers below are always inlined, in this file only: no vector
 // crosses a call, so GCC's note that returning one without AVX changes the
 // ABI concerns no call here.
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 
 namespace chainrule::detail {
 
@@ -115,37 +118,50 @@ CHAINRULE_ALWAYS_INLINE void forward_records(T* out, const T* inp, const T* pack
     }
 }
 
+// The lanes I... of the concatenation of a and b (0 to V - 1: a's, V to
+// 2V - 1: b's): GCC's __builtin_shuffle, or Clang's __builtin_shufflevector.
+typedef int IndexOf4 __attribute__((vector_size(32)));
+typedef long long IndexOf8 __attribute__((vector_size(32)));
+
+template <int... I, typename Vector>
+CHAINRULE_ALWAYS_INLINE Vector shuffle(const Vector& a, const Vector& b) {
+#if defined(__clang__)
+    return __builtin_shufflevector(a, b, I...);
+#else
+    using Index = std::conditional_t<sizeof(a[0]) == 4, IndexOf4, IndexOf8>;
+    return __builtin_shuffle(a, b, Index{I...});
+#endif
+}
+
 // rows[i] = column i of the V x V block that rows holds: three rounds of
 // two-vector shuffles (the unpack, shuffle and 128-bit permute of AVX).
 CHAINRULE_ALWAYS_INLINE void transpose_block(Vec<float>* rows) {
-    using Index = int __attribute__((vector_size(32)));
     Vec<float> a[8], b[8];
     for (int i = 0; i < 8; i += 2) {
-        a[i] = __builtin_shuffle(rows[i], rows[i + 1], Index{0, 8, 1, 9, 4, 12, 5, 13});
-        a[i + 1] = __builtin_shuffle(rows[i], rows[i + 1], Index{2, 10, 3, 11, 6, 14, 7, 15});
+        a[i] = shuffle<0, 8, 1, 9, 4, 12, 5, 13>(rows[i], rows[i + 1]);
+        a[i + 1] = shuffle<2, 10, 3, 11, 6, 14, 7, 15>(rows[i], rows[i + 1]);
     }
     for (int i = 0; i < 8; i += 4) {  // b[i + c]: columns c and c + 4 of rows i to i + 3
         for (int h = 0; h < 2; ++h) {
-            b[i + 2 * h] = __builtin_shuffle(a[i + h], a[i + h + 2], Index{0, 1, 8, 9, 4, 5, 12, 13});
-            b[i + 2 * h + 1] = __builtin_shuffle(a[i + h], a[i + h + 2], Index{2, 3, 10, 11, 6, 7, 14, 15});
+            b[i + 2 * h] = shuffle<0, 1, 8, 9, 4, 5, 12, 13>(a[i + h], a[i + h + 2]);
+            b[i + 2 * h + 1] = shuffle<2, 3, 10, 11, 6, 7, 14, 15>(a[i + h], a[i + h + 2]);
         }
     }
     for (int i = 0; i < 4; ++i) {
-        rows[i] = __builtin_shuffle(b[i], b[i + 4], Index{0, 1, 2, 3, 8, 9, 10, 11});
-        rows[i + 4] = __builtin_shuffle(b[i], b[i + 4], Index{4, 5, 6, 7, 12, 13, 14, 15});
+        rows[i] = shuffle<0, 1, 2, 3, 8, 9, 10, 11>(b[i], b[i + 4]);
+        rows[i + 4] = shuffle<4, 5, 6, 7, 12, 13, 14, 15>(b[i], b[i + 4]);
     }
 }
 
 CHAINRULE_ALWAYS_INLINE void transpose_block(Vec<double>* rows) {
-    using Index = long long __attribute__((vector_size(32)));
-    const Vec<double> a0 = __builtin_shuffle(rows[0], rows[1], Index{0, 4, 2, 6});
-    const Vec<double> a1 = __builtin_shuffle(rows[0], rows[1], Index{1, 5, 3, 7});
-    const Vec<double> a2 = __builtin_shuffle(rows[2], rows[3], Index{0, 4, 2, 6});
-    const Vec<double> a3 = __builtin_shuffle(rows[2], rows[3], Index{1, 5, 3, 7});
-    rows[0] = __builtin_shuffle(a0, a2, Index{0, 1, 4, 5});
-    rows[1] = __builtin_shuffle(a1, a3, Index{0, 1, 4, 5});
-    rows[2] = __builtin_shuffle(a0, a2, Index{2, 3, 6, 7});
-    rows[3] = __builtin_shuffle(a1, a3, Index{2, 3, 6, 7});
+    const Vec<double> a0 = shuffle<0, 4, 2, 6>(rows[0], rows[1]);
+    const Vec<double> a1 = shuffle<1, 5, 3, 7>(rows[0], rows[1]);
+    const Vec<double> a2 = shuffle<0, 4, 2, 6>(rows[2], rows[3]);
+    const Vec<double> a3 = shuffle<1, 5, 3, 7>(rows[2], rows[3]);
+    rows[0] = shuffle<0, 1, 4, 5>(a0, a2);
+    rows[1] = shuffle<0, 1, 4, 5>(a1, a3);
+    rows[2] = shuffle<2, 3, 6, 7>(a0, a2);
+    rows[3] = shuffle<2, 3, 6, 7>(a1, a3);
 }
 
 // W^T into packed (C, J V): row k holds w_jk for the output units of each
