@@ -56,6 +56,11 @@ def cases():
     # Products large enough to be tiled across threads.
     for dtype in ["float32", "float64"]:
         out.append((f"tiled-{dtype}", [300, 256, 64, 10], "tanh", "sigmoid", "bce", dtype, 128, True))
+    # The small layers' kernels (kernels/small_linear.cpp): the benchmark's W2 and W3, batches of 32 and 64.
+    for dtype in ["float32", "float64"]:
+        for batch in [32, 64]:
+            out.append((f"w2-{dtype}-b{batch}", [30, 16, 1], "sigmoid", "sigmoid", "bce", dtype, batch, True))
+            out.append((f"w3-{dtype}-b{batch}", [10, 32, 1], "sigmoid", "identity", "mse", dtype, batch, True))
     return out
 
 

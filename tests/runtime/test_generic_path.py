@@ -40,6 +40,12 @@ CASES = [
     for hidden in ("sigmoid", "tanh", "relu", "leaky_relu", "identity")
     for output, loss in (("sigmoid", "bce"), ("identity", "mse"), ("softmax", "cce"))
     for batch in (1, 16)
+] + [  # layers of the small-layer kernels (kernels/small_linear.cpp): the benchmark's W2 and W3, and two more
+    {"sizes": sizes, "activation": hidden, "output": output, "loss": loss, "batch": 32}
+    for sizes, hidden, output, loss in (([30, 16, 1], "sigmoid", "sigmoid", "bce"),
+                                        ([10, 32, 1], "sigmoid", "identity", "mse"),
+                                        ([9, 13, 20, 3], "tanh", "softmax", "cce"),
+                                        ([24, 8, 3], "relu", "sigmoid", "bce"))
 ]
 
 CHILD = textwrap.dedent("""
@@ -50,7 +56,7 @@ CHILD = textwrap.dedent("""
     cases, dtype, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
     arrays = {"core": np.frombuffer(cr._core.__file__.encode(), dtype=np.uint8)}
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((64, 7)).astype(dtype)
+    X_all = rng.standard_normal((64, 30)).astype(dtype)
     labels = rng.integers(0, 3, 64)
     targets = {"bce": (rng.random((64, 3)) < 0.5).astype(dtype), "cce": np.eye(3, dtype=dtype)[labels],
                "mse": rng.standard_normal((64, 3)).astype(dtype)}
@@ -59,7 +65,8 @@ CHILD = textwrap.dedent("""
             continue
         net = cr.Network(case["sizes"], activation=case["activation"], output=case["output"], loss=case["loss"],
                          dtype=dtype, seed=number)
-        Y = targets[case["loss"]]
+        X = np.ascontiguousarray(X_all[:, :case["sizes"][0]])
+        Y = np.ascontiguousarray(targets[case["loss"]][:, :case["sizes"][-1]])
         history = net.fit(X, Y, epochs=3, lr=0.01, batch_size=case["batch"], shuffle=False)
         results = [np.asarray(history, dtype=np.float64), net.predict(X), np.float64(net.cost(X, Y))]
         results += [*net.weights, *net.biases, *[g for pair in net.gradients(X, Y) for g in pair]]

@@ -7,7 +7,8 @@
 //
 // One home per concept, each explicitly instantiated for float and double:
 // activations.hpp/.cpp (each activation's f and f'), softmax.cpp, linear.cpp
-// (with its naive twin in reference.cpp), sparse_linear.cpp (the first
+// (with its naive twin in reference.cpp; small layers' products in
+// small_linear.cpp), sparse_linear.cpp (the first
 // layer on CSR records, its twin in reference.cpp too), losses.cpp (each loss's value,
 // delta and rules), update.cpp, and record_steps.cpp (the fused one-record
 // fast path). Large products go to the GEMM backend (runtime/gemm.hpp); large

@@ -1,6 +1,8 @@
 // The linear layer: Z = A W^T + b forward, and its weight, bias and input
-// gradients backward. Large products go to the GEMM backend (runtime/gemm.hpp);
-// the plain loops of reference.cpp are their twins in the tests.
+// gradients backward. Large products go to the GEMM backend (runtime/gemm.hpp),
+// those of small layers to small_linear.cpp, each sum in the order of the
+// path it replaces (docs/math.md, "The order of each sum"); the plain loops
+// of reference.cpp are their twins in the tests.
 #include <algorithm>
 #include <cassert>
 #include <cstring>
@@ -8,6 +10,7 @@
 
 #include "kernels/helpers.hpp"
 #include "kernels/kernels.hpp"
+#include "kernels/small_linear.hpp"
 #include "runtime/gemm.hpp"
 #include "runtime/macros.hpp"
 #include "runtime/thread_pool.hpp"
@@ -36,6 +39,12 @@ CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weigh
     // One output is a matrix-vector product, where the library's packing costs
     // more than it saves: one dot product per record instead.
     if (out_features > 1 && worth_a_gemm(num_records, out_features, in_features)) {
+#if CHAINRULE_SMALL_LINEAR
+        if (detail::small_linear_forward_fits<T>(in_features, out_features)) {  // z summed over k in order, then + b
+            detail::small_linear_forward(out, inp, weight, bias, num_records, in_features, out_features);
+            return;
+        }
+#endif
         const std::size_t min_rows = std::max<std::size_t>(1, detail::kElementwiseMinPart / out_features);
         detail::for_ranges(num_records, min_rows, 1, [&](std::size_t begin, std::size_t end) {
             for (std::size_t r = begin; r < end; ++r) {  // Z = b, then Z += A W^T
@@ -46,6 +55,12 @@ CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weigh
                      T(1), out, out_features);
         return;
     }
+#if CHAINRULE_SMALL_LINEAR
+    if (out_features == 1 && detail::single_output_fits<T>(in_features)) {  // the loop below, records side by side
+        detail::single_output_forward(out, inp, weight, bias, num_records, in_features);
+        return;
+    }
+#endif
     for (std::size_t r = 0; r < num_records; ++r) {
         const T* x = inp + r * in_features;
         T* z = out + r * out_features;
@@ -59,6 +74,13 @@ template <typename T>
 CHAINRULE_TARGET_CLONES void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                      std::size_t num_records, std::size_t in_features, std::size_t out_features, bool accumulate) {
     assert(dweight && dbias && dout && inp && weight);
+#if CHAINRULE_SMALL_LINEAR
+    if (detail::small_linear_backward_fits<T>(in_features, out_features, num_records)) {  // the orders of the paths below
+        detail::small_linear_backward(dinp, dweight, dbias, dout, inp, weight, num_records, in_features, out_features,
+                                      accumulate, worth_a_gemm(out_features, in_features, num_records));
+        return;
+    }
+#endif
     // Without accumulate, the first record's terms are written rather than
     // added to zeros: no fill, and no reload of what was just stored (a
     // batch-1 step is all first record).

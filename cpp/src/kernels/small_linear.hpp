@@ -1,0 +1,72 @@
+// The linear layer's products for small layers (small_linear.cpp): what
+// linear_forward and linear_backward call instead of the GEMM, or of their
+// loops, for the layers that fit. Written with GCC/Clang vector types;
+// elsewhere (CHAINRULE_SMALL_LINEAR 0) linear.cpp keeps its other paths.
+#pragma once
+
+#include <cstddef>
+
+#if defined(__GNUC__)
+#define CHAINRULE_SMALL_LINEAR 1
+#else
+#define CHAINRULE_SMALL_LINEAR 0
+#endif
+
+namespace chainrule::detail {
+
+// The most values of W^T, padded to whole vectors of outputs, that the
+// forward kernel copies (on the stack) per call, and the most weights of a
+// layer that the backward kernels take: 8 KiB of float, 16 KiB of double,
+// well inside L1.
+constexpr std::size_t kSmallLinearMaxPacked = 2048;
+constexpr std::size_t kSmallLinearMaxWeights = 2048;
+constexpr std::size_t kSmallLinearMaxRecords = 64;
+constexpr std::size_t kSmallLinearMaxInputs = 128;
+
+// Whether small_linear_forward takes a layer: 2 to 32 outputs (float; 16
+// double), and W^T padded to whole vectors within kSmallLinearMaxPacked.
+template <typename T>
+bool small_linear_forward_fits(std::size_t in_features, std::size_t out_features);
+
+// Whether small_linear_backward takes a layer and batch: at least one vector
+// of inputs (8 float, 4 double) and at most kSmallLinearMaxWeights weights;
+// with more than 3 outputs, also at most kSmallLinearMaxRecords records and
+// kSmallLinearMaxInputs inputs. dW reads the batch's inputs once per block
+// of rows, where the GEMM reads them once: a few times over from L1 beats
+// the GEMM's packing for a batch of 32, not for one of 256, nor for many
+// inputs (256 inputs and 8 outputs) (docs/performance.md, "Small layers").
+template <typename T>
+bool small_linear_backward_fits(std::size_t in_features, std::size_t out_features, std::size_t num_records);
+
+// Whether single_output_forward takes a layer of one output: inputs a
+// multiple of 8 (detail::dot's lanes), at least 8.
+template <typename T>
+bool single_output_fits(std::size_t in_features);
+
+// out (B, 1) = inp (B, C) @ weight^T (1, C) + bias (1), each z_r = detail::dot(w, x_r) + b,
+// with the bits of linear_forward's loop of dot products.
+//   docs/math.md: Z_l = A_{l-1} W_l^T + b_l
+template <typename T>
+void single_output_forward(T* out, const T* inp, const T* weight, const T* bias, std::size_t num_records,
+                           std::size_t in_features);
+
+// out (B, OC) = inp (B, C) @ weight^T (OC, C) + bias (OC)
+//   docs/math.md: Z_l = A_{l-1} W_l^T + b_l, each z_rj summed over k in order from 0, then + b_j
+template <typename T>
+void small_linear_forward(T* out, const T* inp, const T* weight, const T* bias, std::size_t num_records,
+                          std::size_t in_features, std::size_t out_features);
+
+// linear_backward for a layer that fits: dweight (OC, C) (+)= dout^T @ inp,
+// dbias (OC) (+)= sum over records of dout, dinp (B, C) = dout @ weight
+// (skipped when dinp is null). Each sum runs in record order (dW, db) or
+// output order (dA). With one_sum, each dW_jk is summed from 0 and then, with
+// accumulate, added to dW_jk (a GEMM's order); without, the records' terms
+// go one by one into dW_jk, the first term written as it is without
+// accumulate (linear.cpp's loops' order).
+//   docs/math.md: dW_l = (1/B) dZ_l^T A_{l-1}, db_l = (1/B) sum dZ_l, dZ_l W_l; "Small layers"
+template <typename T>
+void small_linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                           std::size_t num_records, std::size_t in_features, std::size_t out_features,
+                           bool accumulate, bool one_sum);
+
+}  // namespace chainrule::detail

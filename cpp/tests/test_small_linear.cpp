@@ -1,0 +1,216 @@
+// The small-layer kernels (kernels/small_linear.cpp) against their naive
+// twins (kernels/reference.cpp), over the shapes that exercise their blocks:
+// outputs and inputs below, at and between whole vectors, runs of input
+// vectors, record and row counts that leave remainders; and the properties
+// their orders of summation promise (docs/math.md, "Small layers").
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "chainrule/threads.hpp"
+#include "check.hpp"
+#include "kernels/reference.hpp"
+#include "kernels/small_linear.hpp"
+#include "runtime/random.hpp"
+
+using namespace chainrule;
+
+#if CHAINRULE_SMALL_LINEAR
+
+namespace {
+
+template <typename T>
+std::vector<T> random_values(std::size_t n, std::uint64_t seed) {
+    detail::Random random(seed);
+    std::vector<T> v(n);
+    for (T& x : v) x = static_cast<T>(2.0 * random.uniform() - 1.0);
+    return v;
+}
+
+template <typename T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+// Records: 1, one under and one over a register block (12 / J, 8), 32, 301.
+const std::size_t kRecords[] = {1, 2, 5, 7, 13, 32, 301};
+// (inputs, outputs): the benchmark's W2 and W3 layers, outputs from 1 to 4
+// vectors (whole and overlapping, float and double), inputs below a vector,
+// at one, overlapping, in several runs of vectors (100 float: 13 vectors).
+const std::size_t kLayers[][2] = {{30, 16}, {10, 32}, {16, 1}, {32, 1}, {3, 7}, {9, 13}, {8, 8}, {5, 2},
+                                  {12, 20}, {100, 20}, {64, 10}, {7, 31}, {40, 3}, {256, 8}};
+
+template <typename T>
+void check_against_reference(double tol) {
+    for (const auto& layer : kLayers) {
+        const std::size_t C = layer[0], OC = layer[1];
+        for (std::size_t B : kRecords) {
+            const auto x = random_values<T>(B * C, 1 + B), w = random_values<T>(OC * C, 2 + C),
+                       b = random_values<T>(OC, 3), d = random_values<T>(B * OC, 4 + OC);
+            if (detail::small_linear_forward_fits<T>(C, OC)) {
+                std::vector<T> fast(B * OC), slow(B * OC);
+                detail::small_linear_forward(fast.data(), x.data(), w.data(), b.data(), B, C, OC);
+                reference::linear_forward(slow.data(), x.data(), w.data(), b.data(), B, C, OC);
+                for (std::size_t i = 0; i < fast.size(); ++i) CHECK_CLOSE(fast[i], slow[i], tol * std::sqrt(double(C)));
+            }
+            if (!detail::small_linear_backward_fits<T>(C, OC, B)) continue;
+            for (bool accumulate : {false, true}) {
+                for (bool one_sum : {false, true}) {
+                    std::vector<T> dx_fast(B * C, T(7)), dx_slow(B * C), dw_fast(OC * C, T(0.5)),
+                        dw_slow(OC * C, T(0.5)), db_fast(OC, T(-1)), db_slow(OC, T(-1));
+                    detail::small_linear_backward(dx_fast.data(), dw_fast.data(), db_fast.data(), d.data(), x.data(),
+                                                  w.data(), B, C, OC, accumulate, one_sum);
+                    reference::linear_backward(dx_slow.data(), dw_slow.data(), db_slow.data(), d.data(), x.data(),
+                                               w.data(), B, C, OC, accumulate);
+                    for (std::size_t i = 0; i < dx_fast.size(); ++i) {
+                        CHECK_CLOSE(dx_fast[i], dx_slow[i], tol * std::sqrt(double(OC)));
+                    }
+                    for (std::size_t i = 0; i < dw_fast.size(); ++i) {
+                        CHECK_CLOSE(dw_fast[i], dw_slow[i], tol * std::sqrt(double(B)));
+                    }
+                    for (std::size_t i = 0; i < db_fast.size(); ++i) {
+                        CHECK_CLOSE(db_fast[i], db_slow[i], tol * std::sqrt(double(B)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+}  // namespace
+
+TEST(small_linear_kernels_match_their_reference_twins) {
+    check_against_reference<double>(1e-14);
+    check_against_reference<float>(2e-6);
+}
+
+TEST(small_linear_fits_the_layers_it_is_written_for) {
+    CHECK(detail::small_linear_forward_fits<float>(30, 16) && detail::small_linear_forward_fits<float>(10, 32));
+    CHECK(detail::single_output_fits<float>(16) && detail::single_output_fits<double>(32));
+    CHECK(!detail::single_output_fits<float>(30) && !detail::single_output_fits<float>(0));
+    CHECK(detail::small_linear_backward_fits<float>(30, 16, 32));
+    CHECK(detail::small_linear_backward_fits<float>(16, 1, 32));
+    CHECK(!detail::small_linear_forward_fits<float>(30, 1));    // one output: linear_forward's dot product
+    CHECK(!detail::small_linear_forward_fits<float>(30, 33));   // more than 4 vectors of outputs
+    CHECK(!detail::small_linear_forward_fits<double>(30, 17));
+    CHECK(!detail::small_linear_backward_fits<float>(7, 16, 32));  // inputs fill no vector
+    CHECK(!detail::small_linear_backward_fits<double>(3, 16, 32));
+    CHECK(!detail::small_linear_backward_fits<float>(784, 256, 64));  // a W4 layer: the GEMM's
+    CHECK(detail::small_linear_backward_fits<float>(30, 16, 64));
+    CHECK(!detail::small_linear_backward_fits<float>(30, 16, 65));
+    CHECK(!detail::small_linear_backward_fits<float>(256, 8, 32));
+    CHECK(detail::small_linear_backward_fits<double>(32, 1, 100000));  // one row of dW: the inputs read once
+    CHECK(detail::small_linear_backward_fits<double>(512, 3, 100000));
+}
+
+namespace {
+
+// Each record of the forward pass is computed on its own: a batch gives the
+// bits of its records one at a time, whatever block of registers a record
+// falls in.
+template <typename T>
+void check_records_alone() {
+    for (const auto& layer : kLayers) {
+        const std::size_t C = layer[0], OC = layer[1], B = 29;
+        if (!detail::small_linear_forward_fits<T>(C, OC)) continue;
+        const auto x = random_values<T>(B * C, 5), w = random_values<T>(OC * C, 6), b = random_values<T>(OC, 7);
+        std::vector<T> batch(B * OC), alone(B * OC);
+        detail::small_linear_forward(batch.data(), x.data(), w.data(), b.data(), B, C, OC);
+        for (std::size_t r = 0; r < B; ++r) {
+            detail::small_linear_forward(alone.data() + r * OC, x.data() + r * C, w.data(), b.data(), 1, C, OC);
+        }
+        CHECK(same_bits(batch, alone));
+    }
+}
+
+// Without one_sum, dW and db take the records' terms one by one in record
+// order: a batch in two chunks, the second accumulated, gives the bits of
+// the batch in one call. With one_sum, dW is the same sum from 0: the same
+// values (the two differ only in the sign of a zero sum).
+template <typename T>
+void check_record_order() {
+    for (const auto& layer : kLayers) {
+        const std::size_t C = layer[0], OC = layer[1], B = 37, first = 16;
+        if (!detail::small_linear_backward_fits<T>(C, OC, B)) continue;
+        const auto x = random_values<T>(B * C, 8), w = random_values<T>(OC * C, 9), d = random_values<T>(B * OC, 10);
+        std::vector<T> dw_whole(OC * C), db_whole(OC), dw_parts(OC * C), db_parts(OC), dw_one(OC * C), db_one(OC);
+        detail::small_linear_backward<T>(nullptr, dw_whole.data(), db_whole.data(), d.data(), x.data(), w.data(), B,
+                                         C, OC, false, false);
+        detail::small_linear_backward<T>(nullptr, dw_parts.data(), db_parts.data(), d.data(), x.data(), w.data(),
+                                         first, C, OC, false, false);
+        detail::small_linear_backward<T>(nullptr, dw_parts.data(), db_parts.data(), d.data() + first * OC,
+                                         x.data() + first * C, w.data(), B - first, C, OC, true, false);
+        CHECK(same_bits(dw_whole, dw_parts) && same_bits(db_whole, db_parts));
+        detail::small_linear_backward<T>(nullptr, dw_one.data(), db_one.data(), d.data(), x.data(), w.data(), B, C,
+                                         OC, false, true);
+        CHECK(dw_one == dw_whole && same_bits(db_one, db_whole));
+    }
+}
+
+}  // namespace
+
+namespace {
+
+// single_output_forward takes V records side by side and the last ones
+// (fewer than V) through detail::dot itself, in the same copy of the code:
+// a record alone is a dot product, and in a batch it gives the same bits.
+template <typename T>
+void check_single_output_is_dot() {
+    for (std::size_t C : {8, 16, 32, 40, 64}) {
+        const std::size_t B = 37;
+        const auto x = random_values<T>(B * C, 15), w = random_values<T>(C, 16), b = random_values<T>(1, 17);
+        std::vector<T> batch(B), alone(B), slow(B);
+        detail::single_output_forward(batch.data(), x.data(), w.data(), b.data(), B, C);
+        for (std::size_t r = 0; r < B; ++r) {
+            detail::single_output_forward(alone.data() + r, x.data() + r * C, w.data(), b.data(), 1, C);
+        }
+        CHECK(same_bits(batch, alone));
+        reference::linear_forward(slow.data(), x.data(), w.data(), b.data(), B, C, 1);
+        const double tol = (sizeof(T) == 4 ? 2e-6 : 1e-14) * std::sqrt(double(C));
+        for (std::size_t r = 0; r < B; ++r) CHECK_CLOSE(batch[r], slow[r], tol);
+    }
+}
+
+}  // namespace
+
+TEST(single_output_forward_gives_the_dot_products_bits) {
+    check_single_output_is_dot<float>();
+    check_single_output_is_dot<double>();
+}
+
+TEST(small_linear_forward_computes_each_record_alone) {
+    check_records_alone<float>();
+    check_records_alone<double>();
+}
+
+TEST(small_linear_backward_sums_in_record_order) {
+    check_record_order<float>();
+    check_record_order<double>();
+}
+
+TEST(large_small_layer_products_are_the_same_on_any_thread_count) {
+    // Large enough that the kernels share records (forward, dA) and rows of dW among the threads.
+    const std::size_t B = 6000, C = 64, OC = 32, OC_backward = 3;
+    CHECK(detail::small_linear_backward_fits<float>(C, OC_backward, B));
+    const auto x = random_values<float>(B * C, 11), w = random_values<float>(OC * C, 12),
+               b = random_values<float>(OC, 13), d = random_values<float>(B * OC_backward, 14);
+    const int before = get_num_threads();
+    std::vector<float> z1, dx1, dw1, db1;
+    for (int threads : {1, 2, 3, 4}) {
+        set_num_threads(threads);
+        std::vector<float> z(B * OC), dx(B * C), dw(OC_backward * C), db(OC_backward);
+        detail::small_linear_forward(z.data(), x.data(), w.data(), b.data(), B, C, OC);
+        detail::small_linear_backward(dx.data(), dw.data(), db.data(), d.data(), x.data(), w.data(), B, C,
+                                      OC_backward, false, true);
+        if (threads == 1) {
+            z1 = z, dx1 = dx, dw1 = dw, db1 = db;
+        } else {
+            CHECK(same_bits(z, z1) && same_bits(dx, dx1) && same_bits(dw, dw1) && same_bits(db, db1));
+        }
+    }
+    set_num_threads(before);
+}
+
+#endif  // CHAINRULE_SMALL_LINEAR
+
+TEST_MAIN()
