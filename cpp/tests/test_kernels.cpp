@@ -11,6 +11,7 @@
 #include "runtime/gemm.hpp"
 #include "kernels/reference.hpp"
 #include "runtime/random.hpp"
+#include "runtime/small_gemm.hpp"
 
 using namespace chainrule;
 
@@ -126,6 +127,54 @@ void check_linear_kernels_against_reference(double tol) {
 TEST(linear_kernels_match_their_reference_twins) {
     check_linear_kernels_against_reference<double>(1e-14);
     check_linear_kernels_against_reference<float>(2e-6);
+}
+
+// The small-shape forward product (runtime/small_gemm.hpp) sums each element
+// as one chain of FMAs in k order from 0, then adds the bias: every column
+// count around its panels (12) and vectors (4), every row count around its
+// tiles (4 and 6), inner sizes from 1 to its limit.
+TEST(the_small_forward_product_is_one_fma_chain_per_element_plus_the_bias) {
+    const std::size_t row_counts[] = {1, 2, 3, 4, 5, 6, 7, 11, 13, 200};
+    const std::size_t inner_sizes[] = {1, 3, 64, 100, detail::kSmallGemmMaxInner};
+    for (std::size_t N = 1; N <= 27; ++N) {
+        for (const std::size_t B : row_counts) {
+            for (const std::size_t C : inner_sizes) {
+                CHECK(!detail::small_linear_takes<float>(B, C, N));  // float32 stays with the library
+                if (!detail::small_linear_takes<double>(B, C, N)) continue;  // a CPU without AVX2 and FMA
+                const auto x = random_vector(B * C, 60 + B), w = random_vector(N * C, 61 + C),
+                           b = random_vector(N, 62 + N);
+                std::vector<double> z(B * N + 3, 9.0);  // past the end: left alone
+                detail::small_linear_forward(z.data(), x.data(), w.data(), b.data(), B, C, N);
+                for (std::size_t r = 0; r < B; ++r) {
+                    for (std::size_t j = 0; j < N; ++j) {
+                        double acc = 0.0;
+                        for (std::size_t k = 0; k < C; ++k) acc = std::fma(x[r * C + k], w[j * C + k], acc);
+                        CHECK(z[r * N + j] == acc + b[j]);
+                    }
+                }
+                CHECK(z[B * N] == 9.0 && z[B * N + 2] == 9.0);
+            }
+        }
+    }
+    // The limits: a wider inner size, or more weights, goes to the library.
+    CHECK(!detail::small_linear_takes<double>(200, detail::kSmallGemmMaxInner + 1, 10));
+    CHECK(!detail::small_linear_takes<double>(10, 256, detail::kSmallGemmMaxWeights / 256 + 1));
+    CHECK(!detail::small_linear_takes<double>(1000, 256, 64));  // 16.4M multiply-adds
+    // linear_forward takes the kernel where it applies, whatever the thread count.
+    const int before = get_num_threads();
+    const std::size_t B = 200, C = 64, N = 100;
+    const auto x = random_vector(B * C, 70), w = random_vector(N * C, 71), b = random_vector(N, 72);
+    std::vector<double> direct(B * N, 0.0);
+    if (detail::small_linear_takes<double>(B, C, N)) {
+        detail::small_linear_forward(direct.data(), x.data(), w.data(), b.data(), B, C, N);
+        for (int threads : {1, 2, 3}) {
+            set_num_threads(threads);
+            std::vector<double> z(B * N);
+            linear_forward(z.data(), x.data(), w.data(), b.data(), B, C, N);
+            CHECK(z == direct);
+        }
+    }
+    set_num_threads(before);
 }
 
 TEST(linear_backward_without_dinp_leaves_it_alone) {

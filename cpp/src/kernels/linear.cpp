@@ -5,11 +5,13 @@
 #include <cassert>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "kernels/helpers.hpp"
 #include "kernels/kernels.hpp"
 #include "runtime/gemm.hpp"
 #include "runtime/macros.hpp"
+#include "runtime/small_gemm.hpp"
 #include "runtime/thread_pool.hpp"
 
 namespace chainrule {
@@ -36,6 +38,13 @@ CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weigh
     // One output is a matrix-vector product, where the library's packing costs
     // more than it saves: one dot product per record instead.
     if (out_features > 1 && worth_a_gemm(num_records, out_features, in_features)) {
+        if constexpr (std::is_same_v<T, double>) {
+            if (detail::small_linear_takes<T>(num_records, in_features, out_features)) {
+                // Small shapes: no library call, the bias added in the product's last step.
+                detail::small_linear_forward(out, inp, weight, bias, num_records, in_features, out_features);
+                return;
+            }
+        }
         const std::size_t min_rows = std::max<std::size_t>(1, detail::kElementwiseMinPart / out_features);
         detail::for_ranges(num_records, min_rows, 1, [&](std::size_t begin, std::size_t end) {
             for (std::size_t r = begin; r < end; ++r) {  // Z = b, then Z += A W^T

@@ -1,0 +1,45 @@
+// The forward product of a dense layer on small float64 shapes, bias added,
+// without the GEMM library: out (B, N) = bias + inp (B, K) W^T, W (N, K).
+//
+// At a training batch's sizes (a few hundred records, tens to hundreds of
+// features) a library call spends much of its time packing both operands
+// into its blocked layouts, and with N a little above a vector's width (10
+// classes) its kernel leaves most lanes idle. Here only W is packed (as W^T,
+// in panels of 12 columns, zero-padded); the records are read in place, and
+// the bias is added as each tile is stored, where linear_forward otherwise
+// first copies it into every row of out.
+//
+// Each element is one chain: acc = 0, acc = fma(x_k, w_k, acc) for k = 0, 1,
+// ..., K - 1 in order, then out = acc + b (docs/math.md, "Dense layers").
+// That is the order in which OpenBLAS's x86-64 kernels sum a product whose
+// inner size it does not cut in blocks, which keeps K small here. Whichever
+// rows a thread computes, every element is that chain: the bits do not depend
+// on the thread count, or on how the rows are tiled.
+#pragma once
+
+#include <cstddef>
+
+namespace chainrule::detail {
+
+// The largest inner size (in_features) small_linear_forward takes.
+constexpr std::size_t kSmallGemmMaxInner = 256;
+// The most weights (in_features x out_features) it packs.
+constexpr std::size_t kSmallGemmMaxWeights = std::size_t{1} << 16;
+// The most multiply-adds: products the GEMM entry point would not cut in
+// tiles for the threads (runtime/gemm.hpp: below 2 kGemmTileMinWork).
+constexpr double kSmallGemmMaxWork = double(std::size_t{1} << 22);
+
+// Whether small_linear_forward computes a product of these sizes on this
+// machine: float64 only (float32 stays with the library), an x86-64 CPU
+// with AVX2 and FMA in a build that dispatches on the CPU
+// (CHAINRULE_TARGET_CLONES), and sizes within the limits above. A function
+// of the sizes and the machine alone, never of the thread count.
+template <typename T>
+bool small_linear_takes(std::size_t rows, std::size_t in_features, std::size_t out_features);
+
+// out (rows, out_features) = bias + inp (rows, in_features) @ weight^T; call
+// it only where small_linear_takes is true. On the calling thread.
+void small_linear_forward(double* out, const double* inp, const double* weight, const double* bias,
+                          std::size_t rows, std::size_t in_features, std::size_t out_features);
+
+}  // namespace chainrule::detail
