@@ -336,15 +336,20 @@ const T* Network<T>::forward(Workspace& ws, const detail::RecordBatch<T>& X, std
         const LayerView<const T> p = layer(l);
         T* a = ws.output(l);
         T* z = l == last ? ws.logits.data() : a;  // Z_L is kept for the BCE; hidden Z_l become A_l in place
-        if (l == 0) {
-            detail::first_layer_forward(z, X, p.weight, p.bias, rows, p.in_features, p.out_features);
+        if (l < last && activations_[l] == Activation::relu && (l > 0 || X.dense)) {
+            // A hidden relu layer on dense input: Z_l and A_l in one call (linear_relu_forward).
+            linear_relu_forward(a, l == 0 ? X.dense : inp, p.weight, p.bias, rows, p.in_features, p.out_features);
         } else {
-            linear_forward(z, inp, p.weight, p.bias, rows, p.in_features, p.out_features);
-        }
-        if (activations_[l] == Activation::softmax) {
-            softmax_forward(a, z, rows, p.out_features, ws.row_lse.data());  // row-wise: the output layer only
-        } else {
-            activation_forward(a, z, rows * p.out_features, activations_[l]);
+            if (l == 0) {
+                detail::first_layer_forward(z, X, p.weight, p.bias, rows, p.in_features, p.out_features);
+            } else {
+                linear_forward(z, inp, p.weight, p.bias, rows, p.in_features, p.out_features);
+            }
+            if (activations_[l] == Activation::softmax) {
+                softmax_forward(a, z, rows, p.out_features, ws.row_lse.data());  // row-wise: the output layer only
+            } else {
+                activation_forward(a, z, rows * p.out_features, activations_[l]);
+            }
         }
         inp = a;
         if (l < last && drops(drop, l)) {

@@ -40,6 +40,15 @@ void linear_forward(T* out, const T* inp, const T* weight, const T* bias,
 template <typename T>
 void activation_forward(T* out, const T* inp, std::size_t n, Activation activation);
 
+// out (B, OC) = relu(inp (B, C) @ weight^T (OC, C) + bias (OC)): linear_forward
+// then activation_forward's relu, the same values bit for bit; where the
+// small-shape product applies (runtime/small_gemm.hpp) the relu is taken in
+// its last step, with no second pass over out.
+//   docs/math.md: A_l = max(0, A_{l-1} W_l^T + b_l)
+template <typename T>
+void linear_relu_forward(T* out, const T* inp, const T* weight, const T* bias,
+                         std::size_t num_records, std::size_t in_features, std::size_t out_features);
+
 // dinp (n) = dout (n) * f'(z), with f'(z) written through the cached output
 // out = f(z) (activations.hpp). dinp may equal dout.
 //   docs/math.md: dZ_l = dA_l * f'_l(Z_l)

@@ -41,7 +41,8 @@ CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weigh
         if constexpr (std::is_same_v<T, double>) {
             if (detail::small_linear_takes<T>(num_records, in_features, out_features)) {
                 // Small shapes: no library call, the bias added in the product's last step.
-                detail::small_linear_forward(out, inp, weight, bias, num_records, in_features, out_features);
+                detail::small_linear_forward(out, inp, weight, bias, num_records, in_features, out_features,
+                                             /*relu=*/false);
                 return;
             }
         }
@@ -122,7 +123,25 @@ CHAINRULE_TARGET_CLONES void linear_backward(T* dinp, T* dweight, T* dbias, cons
     }
 }
 
+template <typename T>
+void linear_relu_forward(T* out, const T* inp, const T* weight, const T* bias, std::size_t num_records,
+                         std::size_t in_features, std::size_t out_features) {
+    if constexpr (std::is_same_v<T, double>) {
+        // linear_forward's condition for its small-shape product, which then takes the relu too.
+        if (out_features > 1 && worth_a_gemm(num_records, out_features, in_features) &&
+            detail::small_linear_takes<T>(num_records, in_features, out_features)) {
+            detail::small_linear_forward(out, inp, weight, bias, num_records, in_features, out_features,
+                                         /*relu=*/true);
+            return;
+        }
+    }
+    linear_forward(out, inp, weight, bias, num_records, in_features, out_features);
+    activation_forward(out, out, num_records * out_features, Activation::relu);
+}
+
 #define CHAINRULE_INSTANTIATE(T)                                                                      \
+    template void linear_relu_forward<T>(T*, const T*, const T*, const T*, std::size_t, std::size_t, \
+                                         std::size_t);                                              \
     template void linear_forward<T>(T*, const T*, const T*, const T*, std::size_t, std::size_t,     \
                                     std::size_t);                                                   \
     template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, std::size_t,         \

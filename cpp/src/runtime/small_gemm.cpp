@@ -28,7 +28,7 @@ bool cpu_has_avx2_fma() {
 
 // Rows [0, R) of out, columns [0, 4 V) of the panel (its first `width` are
 // real, width > 4 (V - 1)): acc = sum_k x_rk w_k in order, then acc + b.
-template <int R, int V>
+template <int R, int V, bool kRelu>
 __attribute__((target("avx2,fma"), always_inline)) inline void tile(std::size_t K, const double* inp,
                                                                     std::size_t ldi, const double* panel,
                                                                     const double* bias, double* out,
@@ -49,7 +49,9 @@ __attribute__((target("avx2,fma"), always_inline)) inline void tile(std::size_t 
     for (int v = 0; v < V; ++v) {
         const __m256d b = _mm256_loadu_pd(bias + 4 * v);  // padded with zeros past the layer's width
         for (int r = 0; r < R; ++r) {
-            const __m256d z = _mm256_add_pd(acc[r][v], b);
+            __m256d z = _mm256_add_pd(acc[r][v], b);
+            // max_pd(z, 0) is z > 0 ? z : 0, the second operand for NaN and for -0: Relu's values.
+            if constexpr (kRelu) z = _mm256_max_pd(z, _mm256_setzero_pd());
             double* o = out + r * ldo + 4 * v;
             if (v == V - 1 && last_partial) {
                 _mm256_maskstore_pd(o, last_lanes, z);
@@ -61,30 +63,30 @@ __attribute__((target("avx2,fma"), always_inline)) inline void tile(std::size_t 
 }
 
 // Every row of out for one panel of V vectors: tiles of kRows rows, then the rest.
-template <int V>
+template <int V, bool kRelu>
 __attribute__((target("avx2,fma"))) void panel_rows(std::size_t rows, std::size_t K, const double* inp,
                                                     const double* panel, const double* bias, double* out,
                                                     std::size_t ldo, __m256i last_lanes, bool last_partial) {
     constexpr int kRows = V == 3 ? 4 : 6;
     std::size_t r = 0;
     for (; r + kRows <= rows; r += kRows) {
-        tile<kRows, V>(K, inp + r * K, K, panel, bias, out + r * ldo, ldo, last_lanes, last_partial);
+        tile<kRows, V, kRelu>(K, inp + r * K, K, panel, bias, out + r * ldo, ldo, last_lanes, last_partial);
     }
     const double* x = inp + r * K;
     double* o = out + r * ldo;
     switch (rows - r) {
         case 0: break;
-        case 1: tile<1, V>(K, x, K, panel, bias, o, ldo, last_lanes, last_partial); break;
-        case 2: tile<2, V>(K, x, K, panel, bias, o, ldo, last_lanes, last_partial); break;
-        case 3: tile<3, V>(K, x, K, panel, bias, o, ldo, last_lanes, last_partial); break;
-        case 4: tile<4, V>(K, x, K, panel, bias, o, ldo, last_lanes, last_partial); break;
-        default: tile<5, V>(K, x, K, panel, bias, o, ldo, last_lanes, last_partial); break;  // 5 (kRows 6)
+        case 1: tile<1, V, kRelu>(K, x, K, panel, bias, o, ldo, last_lanes, last_partial); break;
+        case 2: tile<2, V, kRelu>(K, x, K, panel, bias, o, ldo, last_lanes, last_partial); break;
+        case 3: tile<3, V, kRelu>(K, x, K, panel, bias, o, ldo, last_lanes, last_partial); break;
+        case 4: tile<4, V, kRelu>(K, x, K, panel, bias, o, ldo, last_lanes, last_partial); break;
+        default: tile<5, V, kRelu>(K, x, K, panel, bias, o, ldo, last_lanes, last_partial); break;  // 5 (kRows 6)
     }
 }
 
 __attribute__((target("avx2,fma"))) void forward_avx2(double* out, const double* inp, const double* weight,
                                                       const double* bias, std::size_t rows, std::size_t K,
-                                                      std::size_t N) {
+                                                      std::size_t N, bool relu) {
     // W^T in panels: panel p holds columns [12 p, 12 p + width) as rows of 4 V
     // values (k = 0..K-1), the last panel's padding zeros, and the bias padded
     // the same way. Per thread, grown once: the forward pass may run on
@@ -116,11 +118,11 @@ __attribute__((target("avx2,fma"))) void forward_avx2(double* out, const double*
         const double* b = padded_bias.data() + first;
         double* o = out + first;
         if (vectors == 3) {
-            panel_rows<3>(rows, K, inp, panel, b, o, N, lanes, partial);
+            (relu ? panel_rows<3, true> : panel_rows<3, false>)(rows, K, inp, panel, b, o, N, lanes, partial);
         } else if (vectors == 2) {
-            panel_rows<2>(rows, K, inp, panel, b, o, N, lanes, partial);
+            (relu ? panel_rows<2, true> : panel_rows<2, false>)(rows, K, inp, panel, b, o, N, lanes, partial);
         } else {
-            panel_rows<1>(rows, K, inp, panel, b, o, N, lanes, partial);
+            (relu ? panel_rows<1, true> : panel_rows<1, false>)(rows, K, inp, panel, b, o, N, lanes, partial);
         }
     }
     // Clear the vector registers' upper halves for the SSE code that runs
@@ -143,9 +145,9 @@ bool small_linear_takes(std::size_t rows, std::size_t in_features, std::size_t o
 }
 
 void small_linear_forward(double* out, const double* inp, const double* weight, const double* bias,
-                          std::size_t rows, std::size_t in_features, std::size_t out_features) {
+                          std::size_t rows, std::size_t in_features, std::size_t out_features, bool relu) {
     assert(small_linear_takes<double>(rows, in_features, out_features));
-    forward_avx2(out, inp, weight, bias, rows, in_features, out_features);
+    forward_avx2(out, inp, weight, bias, rows, in_features, out_features, relu);
 }
 
 #else  // no dispatch on the CPU: the library computes every product
@@ -156,7 +158,7 @@ bool small_linear_takes(std::size_t, std::size_t, std::size_t) {
 }
 
 void small_linear_forward(double*, const double*, const double*, const double*, std::size_t, std::size_t,
-                          std::size_t) {
+                          std::size_t, bool) {
     assert(false && "small_linear_forward without small_linear_takes");
 }
 

@@ -37,9 +37,11 @@ constexpr double kSmallGemmMaxWork = double(std::size_t{1} << 22);
 template <typename T>
 bool small_linear_takes(std::size_t rows, std::size_t in_features, std::size_t out_features);
 
-// out (rows, out_features) = bias + inp (rows, in_features) @ weight^T; call
-// it only where small_linear_takes is true. On the calling thread.
+// out (rows, out_features) = bias + inp (rows, in_features) @ weight^T, and
+// with `relu` max(that, 0) as activations.hpp's Relu takes it (z > 0 ? z :
+// +0; NaN gives 0); call it only where small_linear_takes is true. On the
+// calling thread.
 void small_linear_forward(double* out, const double* inp, const double* weight, const double* bias,
-                          std::size_t rows, std::size_t in_features, std::size_t out_features);
+                          std::size_t rows, std::size_t in_features, std::size_t out_features, bool relu);
 
 }  // namespace chainrule::detail
