@@ -10,11 +10,12 @@
 // first copies it into every row of out.
 //
 // Each element is one chain: acc = 0, acc = fma(x_k, w_k, acc) for k = 0, 1,
-// ..., K - 1 in order, then out = acc + b (docs/math.md, "Dense layers").
-// That is the order in which OpenBLAS's x86-64 kernels sum a product whose
-// inner size it does not cut in blocks, which keeps K small here. Whichever
-// rows a thread computes, every element is that chain: the bits do not depend
-// on the thread count, or on how the rows are tiled.
+// ..., K - 1 in order, then out = acc + b (docs/math.md, "Forward pass").
+// OpenBLAS's x86-64 kernels sum most products of these sizes in that order
+// too, but not all (on some shapes they split the sum over k), so the last
+// bits may differ from the library's there. Whichever rows a thread
+// computes, every element is that chain: the bits do not depend on the
+// thread count, or on how the rows are tiled.
 #pragma once
 
 #include <cstddef>
