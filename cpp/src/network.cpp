@@ -13,6 +13,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <unordered_set>
 #include <utility>
 
@@ -329,15 +330,20 @@ const T* Network<T>::Impl::forward(Workspace& ws, const detail::RecordBatch<T>& 
         const LayerView<const T> p = layer(l);
         T* a = ws.output(l);
         T* z = l == last ? ws.logits.data() : a;  // Z_L is kept for the BCE; hidden Z_l become A_l in place
-        if (l == 0) {
-            detail::first_layer_forward(z, X, p.weight, p.bias, rows, p.in_features, p.out_features);
+        if (l < last && activations_[l] == Activation::relu && (l > 0 || X.dense)) {
+            // A hidden relu layer on dense input: Z_l and A_l in one call (linear_relu_forward).
+            linear_relu_forward(a, l == 0 ? X.dense : inp, p.weight, p.bias, rows, p.in_features, p.out_features);
         } else {
-            linear_forward(z, inp, p.weight, p.bias, rows, p.in_features, p.out_features);
-        }
-        if (activations_[l] == Activation::softmax) {
-            softmax_forward(a, z, rows, p.out_features);  // row-wise: the output layer only
-        } else {
-            activation_forward(a, z, rows * p.out_features, activations_[l]);
+            if (l == 0) {
+                detail::first_layer_forward(z, X, p.weight, p.bias, rows, p.in_features, p.out_features);
+            } else {
+                linear_forward(z, inp, p.weight, p.bias, rows, p.in_features, p.out_features);
+            }
+            if (activations_[l] == Activation::softmax) {
+                softmax_forward(a, z, rows, p.out_features, ws.row_lse.data());  // row-wise: the output layer only
+            } else {
+                activation_forward(a, z, rows * p.out_features, activations_[l]);
+            }
         }
         inp = a;
         if (l < last && drops(drop, l)) {
@@ -353,15 +359,17 @@ template <typename T>
 double Network<T>::Impl::batch_loss(const Workspace& ws, const T* Y, std::size_t rows, const T* weights) const {
     const std::size_t k = num_outputs();
     const T* values = loss_ == Loss::mse ? ws.outputs.data() + ws.output_offset.back() : ws.logits.data();
-    auto loss_of = [&](const T* v, const T* y, std::size_t n) {
+    // float64: the forward pass's softmax left each row's lse (softmax_forward).
+    const double* lse = std::is_same_v<T, double> ? ws.row_lse.data() : nullptr;
+    auto loss_of = [&](const T* v, const T* y, std::size_t n, std::size_t first) {
         if (loss_ == Loss::bce) return bce_forward(v, y, n, k);
-        if (loss_ == Loss::cce) return cce_forward(v, y, n, k);
+        if (loss_ == Loss::cce) return cce_forward(v, y, n, k, lse ? lse + first : nullptr);
         return mse_forward(v, y, n, k);
     };
-    if (weights == nullptr) return loss_of(values, Y, rows);
+    if (weights == nullptr) return loss_of(values, Y, rows, 0);
     double sum = 0.0;  // sum_i s_i L_i, record by record
     for (std::size_t r = 0; r < rows; ++r) {
-        if (weights[r] != T(0)) sum += static_cast<double>(weights[r]) * loss_of(values + r * k, Y + r * k, 1);
+        if (weights[r] != T(0)) sum += static_cast<double>(weights[r]) * loss_of(values + r * k, Y + r * k, 1, r);
     }
     return sum;
 }

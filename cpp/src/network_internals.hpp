@@ -291,6 +291,7 @@ struct Workspace {
     std::vector<std::size_t> output_offset;  // A_l of layer l starts here in `outputs`
     std::vector<T> outputs;                  // A_1, ..., A_L, each (capacity, n_l)
     std::vector<T> logits;                   // Z_L (capacity, n_L): BCE is taken from logits
+    std::vector<double> row_lse;             // a softmax output's lse(Z_L) per record, for cce_forward (capacity)
     std::vector<T> delta;                    // dZ_l (capacity, max n_l) ...
     std::vector<T> spare_delta;              // ... and dZ_{l-1}, swapped layer by layer
     std::vector<T> batch_inputs;             // a shuffled batch gathered from dense X (capacity, n_0), or empty
@@ -329,6 +330,7 @@ struct Workspace {
         }
         outputs.resize(total_outputs);
         logits.resize(logits_size);
+        row_lse.resize(capacity);
     }
 
     T* output(std::size_t l) { return outputs.data() + output_offset[l]; }

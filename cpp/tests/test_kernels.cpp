@@ -1,5 +1,7 @@
 // Each kernel against a naive reference written here from docs/math.md.
 #include <algorithm>
+#include <array>
+#include <cstring>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -11,6 +13,7 @@
 #include "runtime/gemm.hpp"
 #include "kernels/reference.hpp"
 #include "runtime/random.hpp"
+#include "runtime/small_gemm.hpp"
 
 using namespace chainrule;
 
@@ -152,6 +155,77 @@ void check_linear_kernels_against_reference(double tol) {
 TEST(linear_kernels_match_their_reference_twins) {
     check_linear_kernels_against_reference<double>(1e-14);
     check_linear_kernels_against_reference<float>(2e-6);
+}
+
+// The small-shape forward product (runtime/small_gemm.hpp) sums each element
+// as one chain of FMAs in k order from 0, then adds the bias: every column
+// count around its panels (12) and vectors (4), every row count around its
+// tiles (4 and 6), inner sizes from 1 to its limit.
+TEST(the_small_forward_product_is_one_fma_chain_per_element_plus_the_bias) {
+    const std::size_t row_counts[] = {1, 2, 3, 4, 5, 6, 7, 11, 13, 200};
+    const std::size_t inner_sizes[] = {1, 3, 64, 100, detail::kSmallGemmMaxInner};
+    for (std::size_t N = 1; N <= 27; ++N) {
+        for (const std::size_t B : row_counts) {
+            for (const std::size_t C : inner_sizes) {
+                CHECK(!detail::small_gemm_takes<float>(B, C, N));  // float32 stays with the library
+                if (!detail::small_gemm_takes<double>(B, C, N)) continue;  // a CPU without AVX2 and FMA
+                const auto x = random_vector(B * C, 60 + B), w = random_vector(N * C, 61 + C),
+                           b = random_vector(N, 62 + N);
+                std::vector<double> z(B * N + 3, 9.0), a(B * N + 3, 9.0);  // past the end: left alone
+                detail::small_gemm_forward(z.data(), x.data(), w.data(), b.data(), B, C, N, /*relu=*/false);
+                detail::small_gemm_forward(a.data(), x.data(), w.data(), b.data(), B, C, N, /*relu=*/true);
+                for (std::size_t r = 0; r < B; ++r) {
+                    for (std::size_t j = 0; j < N; ++j) {
+                        double acc = 0.0;
+                        for (std::size_t k = 0; k < C; ++k) acc = std::fma(x[r * C + k], w[j * C + k], acc);
+                        CHECK(z[r * N + j] == acc + b[j]);
+                        CHECK(a[r * N + j] == (acc + b[j] > 0.0 ? acc + b[j] : 0.0));
+                    }
+                }
+                CHECK(z[B * N] == 9.0 && z[B * N + 2] == 9.0 && a[B * N] == 9.0 && a[B * N + 2] == 9.0);
+            }
+        }
+    }
+    // The limits: a wider inner size, or more weights, goes to the library.
+    CHECK(!detail::small_gemm_takes<double>(200, detail::kSmallGemmMaxInner + 1, 10));
+    CHECK(!detail::small_gemm_takes<double>(10, 256, detail::kSmallGemmMaxWeights / 256 + 1));
+    CHECK(!detail::small_gemm_takes<double>(1000, 256, 64));  // 16.4M multiply-adds
+    // linear_forward takes the kernel where it applies, whatever the thread count.
+    const int before = get_num_threads();
+    const std::size_t B = 200, C = 64, N = 100;
+    const auto x = random_vector(B * C, 70), w = random_vector(N * C, 71), b = random_vector(N, 72);
+    std::vector<double> direct(B * N, 0.0);
+    if (detail::small_gemm_takes<double>(B, C, N)) {
+        detail::small_gemm_forward(direct.data(), x.data(), w.data(), b.data(), B, C, N, /*relu=*/false);
+        for (int threads : {1, 2, 3}) {
+            set_num_threads(threads);
+            std::vector<double> z(B * N);
+            linear_forward(z.data(), x.data(), w.data(), b.data(), B, C, N);
+            CHECK(z == direct);
+        }
+    }
+    set_num_threads(before);
+    // linear_relu_forward equals linear_forward then the relu, bit for bit, on
+    // both sides of the small-shape product's limits, -0 and NaN included.
+    for (const auto& shape : {std::array<std::size_t, 3>{200, 64, 100}, std::array<std::size_t, 3>{200, 300, 10},
+                              std::array<std::size_t, 3>{5, 7, 3}, std::array<std::size_t, 3>{64, 784, 256}}) {
+        const std::size_t rows = shape[0], in = shape[1], out = shape[2];
+        const auto xs = random_vector(rows * in, 73), ws = random_vector(out * in, 74);
+        auto bs = random_vector(out, 75);
+        std::vector<double> w0 = ws;
+        for (std::size_t k = 0; k < in; ++k) w0[k] = 0.0;  // unit 0: z = b_0 = -0, relu +0
+        bs[0] = -0.0;
+        std::vector<double> wn = ws;
+        wn[in + 1] = std::numeric_limits<double>::quiet_NaN();  // unit 1: z NaN, relu 0
+        const std::vector<double>* all_weights[] = {&ws, &w0, &wn};
+        for (const std::vector<double>* weights : all_weights) {
+            std::vector<double> fused(rows * out), apart(rows * out);
+            linear_relu_forward(fused.data(), xs.data(), weights->data(), bs.data(), rows, in, out);
+            linear_forward(apart.data(), xs.data(), weights->data(), bs.data(), rows, in, out);
+            activation_forward(apart.data(), apart.data(), apart.size(), Activation::relu);
+            CHECK(std::memcmp(fused.data(), apart.data(), fused.size() * sizeof(double)) == 0);
+        }
+    }
 }
 
 TEST(linear_backward_without_dinp_leaves_it_alone) {

@@ -88,6 +88,29 @@ TEST(cce_forward_matches_naive_and_never_takes_log_zero) {
     CHECK(cce_forward(zf, yf, 1, 2) == 300.0);
 }
 
+TEST(the_softmax_leaves_the_lse_cce_forward_would_compute_bit_for_bit) {
+    // float64: each row's lse from softmax_forward gives cce_forward's own
+    // loss exactly, on rows of every size (1 to 33 outputs) and of large logits.
+    for (std::size_t k = 1; k <= 33; k += 4) {
+        const auto z = random_vector(B * k, 40 + k, k == 33 ? 700.0 : 6.0);
+        const auto y = random_distributions(B, k, 41 + k);
+        std::vector<double> a(z.size()), lse(B + 1, -1.0);
+        softmax_forward(a.data(), z.data(), B, k, lse.data());
+        CHECK(lse[B] == -1.0);  // B rows: nothing past them
+        CHECK(cce_forward(z.data(), y.data(), B, k, lse.data()) == cce_forward(z.data(), y.data(), B, k));
+        for (std::size_t r = 0; r < B; ++r) {  // one row at a time, as the weighted batch loss reads them
+            CHECK(cce_forward(z.data() + r * k, y.data() + r * k, 1, k, lse.data() + r) ==
+                  cce_forward(z.data() + r * k, y.data() + r * k, 1, k));
+        }
+    }
+    // float32 exponentiates in float: the row_lse it is given stays as it was.
+    const float zf[] = {0.5f, -1.0f, 2.0f};
+    float af[3];
+    double untouched = -1.0;
+    softmax_forward(af, zf, 1, 3, &untouched);
+    CHECK(untouched == -1.0);
+}
+
 TEST(fused_cce_delta_equals_unfused_chain_rule_through_the_softmax_jacobian) {
     // Unfused: dL/da_k = -y_k / a_k, then dZ_j = sum_k dL/da_k * da_k/dz_j with
     // the full Jacobian da_k/dz_j = a_k ([j = k] - a_j). cce_backward fuses it to a - y.

@@ -41,6 +41,15 @@ void linear_forward(T* out, const T* inp, const T* weight, const T* bias,
 template <typename T>
 void activation_forward(T* out, const T* inp, std::size_t n, Activation activation);
 
+// out (B, OC) = relu(inp (B, C) @ weight^T (OC, C) + bias (OC)): linear_forward
+// then activation_forward's relu, the same values bit for bit; where the
+// small-shape product applies (runtime/small_gemm.hpp) the relu is taken in
+// its last step, with no second pass over out.
+//   docs/math.md: A_l = max(0, A_{l-1} W_l^T + b_l)
+template <typename T>
+void linear_relu_forward(T* out, const T* inp, const T* weight, const T* bias,
+                         std::size_t num_records, std::size_t in_features, std::size_t out_features);
+
 // dinp (n) = dout (n) * f'(z), with f'(z) written through the cached output
 // out = f(z) (activations.hpp). dinp may equal dout.
 //   docs/math.md: dZ_l = dA_l * f'_l(Z_l)
@@ -124,16 +133,23 @@ void mse_backward(T* dout, const T* out, const T* targets, std::size_t n, T scal
 
 // out (B, K) = softmax of each row of inp (B, K), stable: the row's maximum
 // is subtracted before exponentiating. Row-wise, so not an activation_forward
-// case; out may equal inp.
+// case; out may equal inp. With row_lse (B) and T = double, also each row's
+// lse(z) = m + log sum_j e^{z_j - m} from the same exponentials: the value
+// cce_forward computes, bit for bit, which it can then take instead of
+// exponentiating again (float32 rows exponentiate in float, not the double
+// cce_forward sums in, so they leave row_lse alone).
 //   docs/math.md: a_k = e^{z_k - m} / sum_j e^{z_j - m},  m = max_j z_j
 template <typename T>
-void softmax_forward(T* out, const T* inp, std::size_t num_records, std::size_t num_outputs);
+void softmax_forward(T* out, const T* inp, std::size_t num_records, std::size_t num_outputs,
+                     double* row_lse = nullptr);
 
 // Sum over the records of the categorical cross-entropy, computed from the
-// logits with log-sum-exp so that a softmax output rounded to 0 never takes log(0).
+// logits with log-sum-exp so that a softmax output rounded to 0 never takes
+// log(0). With row_lse (B), each row's lse(z) as softmax_forward left it.
 //   docs/math.md: L = - sum_k y_k log a_k = sum_k y_k (lse(z) - z_k)
 template <typename T>
-double cce_forward(const T* logits, const T* targets, std::size_t num_records, std::size_t num_outputs);
+double cce_forward(const T* logits, const T* targets, std::size_t num_records, std::size_t num_outputs,
+                   const double* row_lse = nullptr);
 
 // Fused output delta of a softmax output with CCE: dlogits = scale (A - Y).
 // Valid for that pair only, with each target row summing to 1 (the network

@@ -7,12 +7,14 @@
 #include <cassert>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "kernels/helpers.hpp"
 #include "kernels/kernels.hpp"
 #include "kernels/small_linear.hpp"
 #include "runtime/gemm.hpp"
 #include "runtime/macros.hpp"
+#include "runtime/small_gemm.hpp"
 #include "runtime/thread_pool.hpp"
 
 namespace chainrule {
@@ -45,6 +47,14 @@ CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weigh
             return;
         }
 #endif
+        if constexpr (std::is_same_v<T, double>) {
+            if (detail::small_gemm_takes<T>(num_records, in_features, out_features)) {
+                // Small shapes: no library call, the bias added in the product's last step.
+                detail::small_gemm_forward(out, inp, weight, bias, num_records, in_features, out_features,
+                                           /*relu=*/false);
+                return;
+            }
+        }
         const std::size_t min_rows = std::max<std::size_t>(1, detail::kElementwiseMinPart / out_features);
         detail::for_ranges(num_records, min_rows, 1, [&](std::size_t begin, std::size_t end) {
             for (std::size_t r = begin; r < end; ++r) {  // Z = b, then Z += A W^T
@@ -135,7 +145,25 @@ CHAINRULE_TARGET_CLONES void linear_backward(T* dinp, T* dweight, T* dbias, cons
     }
 }
 
+template <typename T>
+void linear_relu_forward(T* out, const T* inp, const T* weight, const T* bias, std::size_t num_records,
+                         std::size_t in_features, std::size_t out_features) {
+    if constexpr (std::is_same_v<T, double>) {
+        // linear_forward's condition for its small-shape product, which then takes the relu too.
+        if (out_features > 1 && worth_a_gemm(num_records, out_features, in_features) &&
+            detail::small_gemm_takes<T>(num_records, in_features, out_features)) {
+            detail::small_gemm_forward(out, inp, weight, bias, num_records, in_features, out_features,
+                                         /*relu=*/true);
+            return;
+        }
+    }
+    linear_forward(out, inp, weight, bias, num_records, in_features, out_features);
+    activation_forward(out, out, num_records * out_features, Activation::relu);
+}
+
 #define CHAINRULE_INSTANTIATE(T)                                                                      \
+    template void linear_relu_forward<T>(T*, const T*, const T*, const T*, std::size_t, std::size_t, \
+                                         std::size_t);                                              \
     template void linear_forward<T>(T*, const T*, const T*, const T*, std::size_t, std::size_t,     \
                                     std::size_t);                                                   \
     template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, std::size_t,         \

@@ -88,7 +88,8 @@ double log_sum_exp(const T* z, std::size_t num_outputs) {
 }  // namespace
 
 template <typename T>
-double cce_forward(const T* logits, const T* targets, std::size_t num_records, std::size_t num_outputs) {
+double cce_forward(const T* logits, const T* targets, std::size_t num_records, std::size_t num_outputs,
+                   const double* row_lse) {
     // Sum over records of L = - sum_k y_k log a_k = sum_k y_k (lse(z) - z_k), from the logits.
     //   docs/math.md: log a_k = z_k - lse(z), lse(z) = m + log sum_j e^{z_j - m}
     // Each lse(z) - z_k >= 0 is finite for finite z: a softmax output that
@@ -97,7 +98,7 @@ double cce_forward(const T* logits, const T* targets, std::size_t num_records, s
     for (std::size_t r = 0; r < num_records; ++r) {
         const T* z = logits + r * num_outputs;
         const T* y = targets + r * num_outputs;
-        const double lse = log_sum_exp(z, num_outputs);
+        const double lse = row_lse != nullptr ? row_lse[r] : log_sum_exp(z, num_outputs);
         for (std::size_t k = 0; k < num_outputs; ++k) {
             if (y[k] != T(0)) total += static_cast<double>(y[k]) * (lse - static_cast<double>(z[k]));
         }
@@ -195,7 +196,7 @@ void check_targets_for(Loss loss, const T* Y, std::size_t rows, std::size_t cols
     template void bce_backward<T>(T*, const T*, const T*, std::size_t, T);                          \
     template double mse_forward<T>(const T*, const T*, std::size_t, std::size_t);                   \
     template void mse_backward<T>(T*, const T*, const T*, std::size_t, T);                          \
-    template double cce_forward<T>(const T*, const T*, std::size_t, std::size_t);                   \
+    template double cce_forward<T>(const T*, const T*, std::size_t, std::size_t, const double*);    \
     template void cce_backward<T>(T*, const T*, const T*, std::size_t, T);                          \
     template void detail::check_targets_for<T>(Loss, const T*, std::size_t, std::size_t);
 

@@ -1,0 +1,48 @@
+// The forward product of a dense layer on small float64 shapes, bias added,
+// without the GEMM library: out (B, N) = bias + inp (B, K) W^T, W (N, K).
+//
+// At a training batch's sizes (a few hundred records, tens to hundreds of
+// features) a library call spends much of its time packing both operands
+// into its blocked layouts, and with N a little above a vector's width (10
+// classes) its kernel leaves most lanes idle. Here only W is packed (as W^T,
+// in panels of 12 columns, zero-padded); the records are read in place, and
+// the bias is added as each tile is stored, where linear_forward otherwise
+// first copies it into every row of out.
+//
+// Each element is one chain: acc = 0, acc = fma(x_k, w_k, acc) for k = 0, 1,
+// ..., K - 1 in order, then out = acc + b (docs/math.md, "Forward pass").
+// OpenBLAS's x86-64 kernels sum most products of these sizes in that order
+// too, but not all (on some shapes they split the sum over k), so the last
+// bits may differ from the library's there. Whichever rows a thread
+// computes, every element is that chain: the bits do not depend on the
+// thread count, or on how the rows are tiled.
+#pragma once
+
+#include <cstddef>
+
+namespace chainrule::detail {
+
+// The largest inner size (in_features) small_gemm_forward takes.
+constexpr std::size_t kSmallGemmMaxInner = 256;
+// The most weights (in_features x out_features) it packs.
+constexpr std::size_t kSmallGemmMaxWeights = std::size_t{1} << 16;
+// The most multiply-adds: products the GEMM entry point would not cut in
+// tiles for the threads (runtime/gemm.hpp: below 2 kGemmTileMinWork).
+constexpr double kSmallGemmMaxWork = double(std::size_t{1} << 22);
+
+// Whether small_gemm_forward computes a product of these sizes on this
+// machine: float64 only (float32 stays with the library), an x86-64 CPU
+// with AVX2 and FMA in a build that dispatches on the CPU
+// (CHAINRULE_TARGET_CLONES), and sizes within the limits above. A function
+// of the sizes and the machine alone, never of the thread count.
+template <typename T>
+bool small_gemm_takes(std::size_t rows, std::size_t in_features, std::size_t out_features);
+
+// out (rows, out_features) = bias + inp (rows, in_features) @ weight^T, and
+// with `relu` max(that, 0) as activations.hpp's Relu takes it (z > 0 ? z :
+// +0; NaN gives 0); call it only where small_gemm_takes is true. On the
+// calling thread.
+void small_gemm_forward(double* out, const double* inp, const double* weight, const double* bias,
+                          std::size_t rows, std::size_t in_features, std::size_t out_features, bool relu);
+
+}  // namespace chainrule::detail
