@@ -84,6 +84,31 @@ TEST(fast_exp_and_log1p_match_libm) {
     CHECK_CLOSE(detail::log1p_unit(1.0), std::log(2.0), 2e-16);
 }
 
+// Random::below against its definition (reject r < 2^64 mod bound, then r
+// mod bound) on the same stream: the draws, and so every shuffle, are those of
+// the definition. Bounds past 2^63 reject about half the draws.
+TEST(random_below_keeps_and_rejects_the_draws_of_its_definition) {
+    for (std::uint64_t seed : {1u, 2u, 3u}) {
+        detail::Random fast(seed), plain(seed);
+        int rejected = 0;
+        for (int i = 0; i < 20000; ++i) {
+            const std::uint64_t bound = i % 4 == 3 ? (std::uint64_t{1} << 63) + 1 + std::uint64_t(i) * 977
+                                                   : std::uint64_t(i % 1000) + 1;
+            std::uint64_t expected;
+            for (;;) {
+                const std::uint64_t r = plain.next();
+                if (r >= (0 - bound) % bound) {
+                    expected = r % bound;
+                    break;
+                }
+                ++rejected;
+            }
+            CHECK(fast.below(bound) == expected);
+        }
+        CHECK(rejected > 100);
+    }
+}
+
 TEST(reference_linear_forward_is_the_equation) {
     const std::size_t B = 5, C = 7, OC = 3;
     const auto x = random_vector(B * C, 1), w = random_vector(OC * C, 2), b = random_vector(OC, 3);
