@@ -504,16 +504,10 @@ RecordSteps Network<T>::record_steps(Workspace& ws, T* logits, double* losses, c
                                                  count, inputs, outputs, activations_[0], loss_, optimizer, lr,
                                                  state.steps);
     state.steps += steps.done;
-    if (loss_ == Loss::bce) {
+    if (loss_ == Loss::bce && outputs > 1) {  // one output: the kernel's
         const std::size_t n = steps.done + (steps.stopped == RecordStep::ok ? 0 : 1);
         auto targets_of = [&](std::size_t i) { return Y + (rows ? rows[i] : i) * outputs; };
-        if (outputs == 1) {
-            T targets[detail::kDeferredSteps];  // count <= kDeferredSteps (fit's fused_chunk, or 1)
-            for (std::size_t i = 0; i < n; ++i) targets[i] = *targets_of(i);
-            bce_losses(losses, logits, targets, n);
-        } else {
-            for (std::size_t i = 0; i < n; ++i) losses[i] = bce_forward(logits + i * outputs, targets_of(i), 1, outputs);
-        }
+        for (std::size_t i = 0; i < n; ++i) losses[i] = bce_forward(logits + i * outputs, targets_of(i), 1, outputs);
     }
     return steps;
 }

@@ -13,6 +13,7 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
+#include <algorithm>
 #include <cassert>
 #include <cmath>
 #include <cstring>
@@ -22,6 +23,7 @@
 #include "kernels/activations.hpp"
 #include "kernels/helpers.hpp"
 #include "kernels/kernels.hpp"
+#include "kernels/losses.hpp"
 #include "kernels/optimizer_rules.hpp"
 #include "runtime/macros.hpp"
 #include "runtime/prefetch.hpp"
@@ -94,6 +96,39 @@ CHAINRULE_ALWAYS_INLINE bool update_record(T* weight, T* bias, T* velocity, cons
     return true;
 }
 
+// With BCE and one output, the kernels compute the loss of each step as
+// bce_losses does (vector code), for each block of kSteps steps once it is
+// done: beside the chain of dependent operations that the steps are, where
+// the core has room (a step's loss computed with the step crowded out the
+// loads of the next records).
+template <typename T>
+struct BceBlocks {
+    static constexpr std::size_t kSteps = 8;
+    bool on;  // BCE, one output
+    T targets[kSteps];
+
+    // Step i's target.
+    CHAINRULE_ALWAYS_INLINE void target(std::size_t i, T y) {
+        if (on) targets[i % kSteps] = y;
+    }
+    // After step i was taken: its block's losses, when it ends the block.
+    CHAINRULE_ALWAYS_INLINE void taken(double* losses, const T* z, std::size_t i) {
+        if (on && i % kSteps == kSteps - 1) compute(losses, z, i + 1 - kSteps, i + 1);
+    }
+    // At the end: those of the last block, through a stopped step.
+    CHAINRULE_ALWAYS_INLINE void finish(double* losses, const T* z, std::size_t count, const RecordSteps& done) {
+        if (!on) return;
+        const bool all = done.stopped == RecordStep::ok;
+        const std::size_t end = all ? count : done.done + 1;
+        const std::size_t begin = all ? count - count % kSteps : done.done - done.done % kSteps;
+        if (begin < end) compute(losses, z, begin, end);
+    }
+    CHAINRULE_ALWAYS_INLINE void compute(double* losses, const T* z, std::size_t begin, std::size_t end) {
+#pragma omp simd
+        for (std::size_t k = 0; k < end - begin; ++k) losses[begin + k] = detail::bce_term(z[begin + k], targets[k]);
+    }
+};
+
 // One step of dense_record_steps (see there), inlined into its loop.
 template <typename Home, typename Update, typename T>
 CHAINRULE_ALWAYS_INLINE RecordStep record_step(T* weight, T* bias, T* velocity, T* z, T* a, double* loss,
@@ -103,7 +138,7 @@ CHAINRULE_ALWAYS_INLINE RecordStep record_step(T* weight, T* bias, T* velocity, 
         z[j] = detail::dot(weight + j * in_features, x, in_features) + bias[j];  // z = W x + b
         a[j] = Home::f(z[j]);                                                     // a = f(z)
     }
-    if (loss_kind == Loss::bce) {  // finite logits and targets in [0, 1]: a finite loss (the caller's)
+    if (loss_kind == Loss::bce) {  // finite logits and targets in [0, 1]: a finite loss (BceBlocks')
         for (std::size_t j = 0; j < out_features; ++j) {
             if (detail::non_finite_bits(z[j]) != 0) return RecordStep::loss_not_finite;
         }
@@ -138,19 +173,27 @@ CHAINRULE_TARGET_CLONES RecordSteps record_steps_with(T* weight, T* bias, T* vel
                                                       std::size_t out_features, Loss loss_kind,
                                                       StepScalars<T> c) {
     constexpr std::size_t kAhead = 16;  // records prefetched ahead of a shuffled step: it is shorter than a miss
+    BceBlocks<T> bce{loss_kind == Loss::bce && out_features == 1, {}};
+    RecordSteps done{count, RecordStep::ok};
     for (std::size_t i = 0; i < count; ++i) {
         const std::size_t r = rows ? rows[i] : i;
         if (rows && i + kAhead < count) {
             detail::prefetch_bytes(X + rows[i + kAhead] * in_features, in_features * sizeof(T));
             detail::prefetch_bytes(Y + rows[i + kAhead] * out_features, out_features * sizeof(T));
         }
-        const RecordStep done = record_step<Home, Update>(weight, bias, velocity, z + i * out_features, a,
+        bce.target(i, Y[r * out_features]);
+        const RecordStep step = record_step<Home, Update>(weight, bias, velocity, z + i * out_features, a,
                                                           losses + i, X + r * in_features, Y + r * out_features,
                                                           in_features, out_features, loss_kind, c);
-        if (done != RecordStep::ok) return {i, done};
+        if (step != RecordStep::ok) {
+            done = {i, step};
+            break;
+        }
         c.first = false;  // torch's momentum buffer starts as the first gradient
+        bce.taken(losses, z, i);
     }
-    return {count, RecordStep::ok};
+    bce.finish(losses, z, count, done);
+    return done;
 }
 }  // namespace
 
@@ -228,14 +271,14 @@ CHAINRULE_TARGET_CLONES RecordSteps row_steps_with(T* weight, T* bias, T* veloci
     const std::size_t rest = n % 8;     // kTail: rest != 0
     // Where part p of chunk q starts in a row, and which lanes of the last
     // chunk the dot adds: those detail::dot did not sum already (l + rest >= 8).
-    auto at = [&](std::size_t q, std::size_t p) { return (q + 1 == kChunks ? n - 8 : 8 * q) + p * kWidth; };
+    auto at = [&](std::size_t q, std::size_t p) CHAINRULE_ALWAYS_INLINE_LAMBDA { return (q + 1 == kChunks ? n - 8 : 8 * q) + p * kWidth; };
     Mask tail[kParts];
     for (std::size_t p = 0; p < kParts; ++p) {
         for (std::size_t e = 0; e < kWidth; ++e) tail[p][e] = p * kWidth + e + rest >= 8 ? -1 : 0;
     }
     V w[kChunks][kParts], v[kChunks][kParts];
-    unroll<kChunks>([&](auto q) {
-        unroll<kParts>([&](auto p) {
+    unroll<kChunks>([&](auto q) CHAINRULE_ALWAYS_INLINE_LAMBDA {
+        unroll<kParts>([&](auto p) CHAINRULE_ALWAYS_INLINE_LAMBDA {
             w[q][p] = load_vector<V>(weight + at(q, p));
             v[q][p] = Update::kSlot ? load_vector<V>(velocity + at(q, p)) : V{};
         });
@@ -243,6 +286,7 @@ CHAINRULE_TARGET_CLONES RecordSteps row_steps_with(T* weight, T* bias, T* veloci
     T b = *bias, vb = Update::kSlot ? velocity[n] : T(0);  // velocity: (OC * C) for the weights, then OC
     T activation = a[0];
     RecordSteps done{count, RecordStep::ok};
+    BceBlocks<T> bce{loss_kind == Loss::bce, {}};
     for (std::size_t i = 0; i < count; ++i) {
         const std::size_t r = rows ? rows[i] : i;
         if (rows && i + kAhead < count) {
@@ -251,12 +295,13 @@ CHAINRULE_TARGET_CLONES RecordSteps row_steps_with(T* weight, T* bias, T* veloci
         }
         const T* x = X + r * n;
         const T y = Y[r];
+        bce.target(i, y);
         V xs[kChunks][kParts];
-        unroll<kChunks>([&](auto q) { unroll<kParts>([&](auto p) { xs[q][p] = load_vector<V>(x + at(q, p)); }); });
+        unroll<kChunks>([&](auto q) CHAINRULE_ALWAYS_INLINE_LAMBDA { unroll<kParts>([&](auto p) CHAINRULE_ALWAYS_INLINE_LAMBDA { xs[q][p] = load_vector<V>(x + at(q, p)); }); });
         // z = W x + b: detail::dot's lanes, then its tree ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)).
         V lanes[kParts] = {};
-        unroll<kChunks>([&](auto q) {
-            unroll<kParts>([&](auto p) {
+        unroll<kChunks>([&](auto q) CHAINRULE_ALWAYS_INLINE_LAMBDA {
+            unroll<kParts>([&](auto p) CHAINRULE_ALWAYS_INLINE_LAMBDA {
                 // (kTail is a template argument: as a run-time test, the compiler
                 // shared the product of both branches, and lost the first's
                 // multiply-add.)
@@ -302,8 +347,8 @@ CHAINRULE_TARGET_CLONES RecordSteps row_steps_with(T* weight, T* bias, T* veloci
         // The update, kept only when every new value is finite.
         V new_w[kChunks][kParts], new_v[kChunks][kParts];
         Mask bad = {};
-        unroll<kChunks>([&](auto q) {
-            unroll<kParts>([&](auto p) {
+        unroll<kChunks>([&](auto q) CHAINRULE_ALWAYS_INLINE_LAMBDA {
+            unroll<kParts>([&](auto p) CHAINRULE_ALWAYS_INLINE_LAMBDA {
                 new_v[q][p] = v[q][p];
                 new_w[q][p] = Update::step(w[q][p], d * xs[q][p], new_v[q][p], c);
                 bad |= non_finite_lanes<T>(new_w[q][p]);
@@ -318,8 +363,8 @@ CHAINRULE_TARGET_CLONES RecordSteps row_steps_with(T* weight, T* bias, T* veloci
             done = {i, RecordStep::update_not_finite};
             break;
         }
-        unroll<kChunks>([&](auto q) {
-            unroll<kParts>([&](auto p) {
+        unroll<kChunks>([&](auto q) CHAINRULE_ALWAYS_INLINE_LAMBDA {
+            unroll<kParts>([&](auto p) CHAINRULE_ALWAYS_INLINE_LAMBDA {
                 w[q][p] = new_w[q][p];
                 v[q][p] = new_v[q][p];
             });
@@ -327,10 +372,12 @@ CHAINRULE_TARGET_CLONES RecordSteps row_steps_with(T* weight, T* bias, T* veloci
         b = new_b;
         vb = new_vb;
         c.first = false;  // torch's momentum buffer starts as the first gradient
+        bce.taken(losses, z, i);
     }
+    bce.finish(losses, z, count, done);
     // Back to memory: the chunks in order (an overlapped element holds one value in both).
-    unroll<kChunks>([&](auto q) {
-        unroll<kParts>([&](auto p) {
+    unroll<kChunks>([&](auto q) CHAINRULE_ALWAYS_INLINE_LAMBDA {
+        unroll<kParts>([&](auto p) CHAINRULE_ALWAYS_INLINE_LAMBDA {
             store_vector(weight + at(q, p), w[q][p]);
             if constexpr (Update::kSlot) store_vector(velocity + at(q, p), v[q][p]);
         });
