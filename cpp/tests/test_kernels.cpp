@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/kernels.hpp"
+#include "kernels/losses.hpp"
 #include "chainrule/threads.hpp"
 #include "check.hpp"
 #include "runtime/fast_math.hpp"
@@ -469,6 +470,14 @@ void check_fused_steps_equal_unfused(Activation activation, Loss loss, std::size
     }
     CHECK(fused == unfused);
     if (velocity) CHECK(fused_state.slots[0] == unfused_state.slots[0]);
+    if (loss == Loss::bce && OC == 1) {  // the fused steps' own losses: those of bce_losses over each call
+        std::vector<T> targets(records);
+        for (std::size_t i = 0; i < records; ++i) targets[i] = Y[rows[i]];
+        std::vector<double> expected(records);
+        bce_losses(expected.data(), z.data(), targets.data(), first);
+        bce_losses(expected.data() + first, z.data() + first, targets.data() + first, records - first);
+        CHECK(losses == expected);
+    }
 }
 
 // Plain SGD and each of SGD's rules the fused steps take (not weight decay).
@@ -551,6 +560,14 @@ RecordStep check_fused_steps_stop_as_unfused(Activation activation, Loss loss, s
     }
     CHECK(steps.stopped == expected);
     CHECK(steps.done == i);
+    if (loss == Loss::bce) {  // through the stopped step, as bce_losses over the call
+        const std::size_t end = std::min(records, i + 1);
+        std::vector<double> expected(end);
+        bce_losses(expected.data(), z.data(), Y.data(), end);
+        for (std::size_t k = 0; k < end; ++k) {
+            CHECK(std::isfinite(expected[k]) ? losses[k] == expected[k] : !std::isfinite(losses[k]));
+        }
+    }
     CHECK(fused == unfused);
     if (velocity) {
         prepare_slots(unfused_state, optimizer, n);  // before any step (stopped at the first): zeros
