@@ -344,13 +344,16 @@ CHAINRULE_TARGET_CLONES RecordSteps row_steps_with(T* weight, T* bias, T* veloci
         }
         const T d = loss_kind == Loss::bce ? activation - y
                                            : Home::times_derivative(T(2) * (activation - y), activation);
-        // The update, kept only when every new value is finite.
+        // The update, kept only when every new value is finite. The record is
+        // read again rather than kept in registers since the dot: the old and
+        // new rows are live together until the check, and with the record
+        // too, a row of doubles left the exponential's terms no registers.
         V new_w[kChunks][kParts], new_v[kChunks][kParts];
         Mask bad = {};
         unroll<kChunks>([&](auto q) CHAINRULE_ALWAYS_INLINE_LAMBDA {
             unroll<kParts>([&](auto p) CHAINRULE_ALWAYS_INLINE_LAMBDA {
                 new_v[q][p] = v[q][p];
-                new_w[q][p] = Update::step(w[q][p], d * xs[q][p], new_v[q][p], c);
+                new_w[q][p] = Update::step(w[q][p], d * load_vector<V>(x + at(q, p)), new_v[q][p], c);
                 bad |= non_finite_lanes<T>(new_w[q][p]);
                 if constexpr (Update::kSlot) bad |= non_finite_lanes<T>(new_v[q][p]);
             });
