@@ -97,13 +97,16 @@ CHAINRULE_ALWAYS_INLINE bool update_record(T* weight, T* bias, T* velocity, cons
 }
 
 // With BCE and one output, the kernels compute the loss of each step as
-// bce_losses does (vector code), for each block of kSteps steps once it is
-// done: beside the chain of dependent operations that the steps are, where
-// the core has room (a step's loss computed with the step crowded out the
-// loads of the next records).
+// bce_losses does (bce_term; vector and scalar code give the same bits), for
+// each block of kSteps steps once it is done: beside the chain of dependent
+// operations that the steps are, where the core has room. The block sizes
+// were measured on W1 (Zen 4, docs/performance.md): in float, a step's loss
+// computed with the step crowded out the loads of the next shuffled records,
+// and blocks of 8 did best; in double, where the loss's 4-lane vectors are
+// long, one step at a time did best (a block of 8 cost twice the time).
 template <typename T>
 struct BceBlocks {
-    static constexpr std::size_t kSteps = 8;
+    static constexpr std::size_t kSteps = sizeof(T) == 8 ? 1 : 8;
     bool on;  // BCE, one output
     T targets[kSteps];
 
