@@ -103,10 +103,11 @@ CHAINRULE_ALWAYS_INLINE bool update_record(T* weight, T* bias, T* velocity, cons
 // were measured on W1 (Zen 4, docs/performance.md): in float, a step's loss
 // computed with the step crowded out the loads of the next shuffled records,
 // and blocks of 8 did best; in double, where the loss's 4-lane vectors are
-// long, one step at a time did best (a block of 8 cost twice the time).
-template <typename T>
+// long, one step at a time did best for plain SGD (a block of 8 cost twice
+// the time), and blocks of 8 with momentum (whose velocity takes registers).
+template <typename T, std::size_t kBlock>
 struct BceBlocks {
-    static constexpr std::size_t kSteps = sizeof(T) == 8 ? 1 : 8;
+    static constexpr std::size_t kSteps = kBlock;
     bool on;  // BCE, one output
     T targets[kSteps];
 
@@ -176,7 +177,7 @@ CHAINRULE_TARGET_CLONES RecordSteps record_steps_with(T* weight, T* bias, T* vel
                                                       std::size_t out_features, Loss loss_kind,
                                                       StepScalars<T> c) {
     constexpr std::size_t kAhead = 16;  // records prefetched ahead of a shuffled step: it is shorter than a miss
-    BceBlocks<T> bce{loss_kind == Loss::bce && out_features == 1, {}};
+    BceBlocks<T, 8> bce{loss_kind == Loss::bce && out_features == 1, {}};
     RecordSteps done{count, RecordStep::ok};
     for (std::size_t i = 0; i < count; ++i) {
         const std::size_t r = rows ? rows[i] : i;
@@ -289,7 +290,7 @@ CHAINRULE_TARGET_CLONES RecordSteps row_steps_with(T* weight, T* bias, T* veloci
     T b = *bias, vb = Update::kSlot ? velocity[n] : T(0);  // velocity: (OC * C) for the weights, then OC
     T activation = a[0];
     RecordSteps done{count, RecordStep::ok};
-    BceBlocks<T> bce{loss_kind == Loss::bce, {}};
+    BceBlocks<T, sizeof(T) == 8 && !Update::kSlot ? 1 : 8> bce{loss_kind == Loss::bce, {}};
     for (std::size_t i = 0; i < count; ++i) {
         const std::size_t r = rows ? rows[i] : i;
         if (rows && i + kAhead < count) {
