@@ -275,7 +275,9 @@ CHAINRULE_TARGET_CLONES RecordSteps row_steps_with(T* weight, T* bias, T* veloci
     const std::size_t rest = n % 8;     // kTail: rest != 0
     // Where part p of chunk q starts in a row, and which lanes of the last
     // chunk the dot adds: those detail::dot did not sum already (l + rest >= 8).
-    auto at = [&](std::size_t q, std::size_t p) CHAINRULE_ALWAYS_INLINE_LAMBDA { return (q + 1 == kChunks ? n - 8 : 8 * q) + p * kWidth; };
+    auto at = [&](std::size_t q, std::size_t p) CHAINRULE_ALWAYS_INLINE_LAMBDA {
+        return (q + 1 == kChunks ? n - 8 : 8 * q) + p * kWidth;
+    };
     Mask tail[kParts];
     for (std::size_t p = 0; p < kParts; ++p) {
         for (std::size_t e = 0; e < kWidth; ++e) tail[p][e] = p * kWidth + e + rest >= 8 ? -1 : 0;
@@ -301,7 +303,9 @@ CHAINRULE_TARGET_CLONES RecordSteps row_steps_with(T* weight, T* bias, T* veloci
         const T y = Y[r];
         bce.target(i, y);
         V xs[kChunks][kParts];
-        unroll<kChunks>([&](auto q) CHAINRULE_ALWAYS_INLINE_LAMBDA { unroll<kParts>([&](auto p) CHAINRULE_ALWAYS_INLINE_LAMBDA { xs[q][p] = load_vector<V>(x + at(q, p)); }); });
+        unroll<kChunks>([&](auto q) CHAINRULE_ALWAYS_INLINE_LAMBDA {
+            unroll<kParts>([&](auto p) CHAINRULE_ALWAYS_INLINE_LAMBDA { xs[q][p] = load_vector<V>(x + at(q, p)); });
+        });
         // z = W x + b: detail::dot's lanes, then its tree ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)).
         V lanes[kParts] = {};
         unroll<kChunks>([&](auto q) CHAINRULE_ALWAYS_INLINE_LAMBDA {
