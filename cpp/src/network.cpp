@@ -493,9 +493,9 @@ template <typename T>
 RecordSteps Network<T>::Impl::record_steps(Workspace& ws, T* logits, double* losses, const T* X, const T* Y,
                                      const std::size_t* rows, std::size_t count, OptimizerState<T>& state,
                                      const OptimizerOptions& optimizer, double lr) {
-    // count fused one-record steps (dense_record_steps), then the BCE of each
-    // step taken and of a refused one: computed here, many at once, from the
-    // logits (MSE comes from the kernel).
+    // count fused one-record steps (dense_record_steps). The kernel gives
+    // each step's loss (and a refused one's), but the BCE of several outputs:
+    // that one is computed here from the logits.
     assert(count <= detail::kDeferredSteps);
     const std::size_t inputs = num_inputs(), outputs = num_outputs();
     T* weight = params_.data();
@@ -506,16 +506,10 @@ RecordSteps Network<T>::Impl::record_steps(Workspace& ws, T* logits, double* los
                                                  count, inputs, outputs, activations_[0], loss_, optimizer, lr,
                                                  state.steps);
     state.steps += steps.done;
-    if (loss_ == Loss::bce) {
+    if (loss_ == Loss::bce && outputs > 1) {  // one output: the kernel's
         const std::size_t n = steps.done + (steps.stopped == RecordStep::ok ? 0 : 1);
         auto targets_of = [&](std::size_t i) { return Y + (rows ? rows[i] : i) * outputs; };
-        if (outputs == 1) {
-            T targets[detail::kDeferredSteps];  // count <= kDeferredSteps (fit's fused_chunk, or 1)
-            for (std::size_t i = 0; i < n; ++i) targets[i] = *targets_of(i);
-            bce_losses(losses, logits, targets, n);
-        } else {
-            for (std::size_t i = 0; i < n; ++i) losses[i] = bce_forward(logits + i * outputs, targets_of(i), 1, outputs);
-        }
+        for (std::size_t i = 0; i < n; ++i) losses[i] = bce_forward(logits + i * outputs, targets_of(i), 1, outputs);
     }
     return steps;
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/kernels.hpp"
+#include "kernels/losses.hpp"
 #include "chainrule/threads.hpp"
 #include "check.hpp"
 #include "runtime/fast_math.hpp"
@@ -111,6 +112,31 @@ TEST(fast_exp_and_log1p_match_libm) {
     CHECK(std::isnan(detail::exp_nonpositive(std::nan(""))));
     CHECK(detail::log1p_unit(0.0) == 0.0);
     CHECK_CLOSE(detail::log1p_unit(1.0), std::log(2.0), 2e-16);
+}
+
+// Random::below against its definition (reject r < 2^64 mod bound, then r
+// mod bound) on the same stream: the draws, and so every shuffle, are those of
+// the definition. Bounds past 2^63 reject about half the draws.
+TEST(random_below_keeps_and_rejects_the_draws_of_its_definition) {
+    for (std::uint64_t seed : {1u, 2u, 3u}) {
+        detail::Random fast(seed), plain(seed);
+        int rejected = 0;
+        for (int i = 0; i < 20000; ++i) {
+            const std::uint64_t bound = i % 4 == 3 ? (std::uint64_t{1} << 63) + 1 + std::uint64_t(i) * 977
+                                                   : std::uint64_t(i % 1000) + 1;
+            std::uint64_t expected;
+            for (;;) {
+                const std::uint64_t r = plain.next();
+                if (r >= (0 - bound) % bound) {
+                    expected = r % bound;
+                    break;
+                }
+                ++rejected;
+            }
+            CHECK(fast.below(bound) == expected);
+        }
+        CHECK(rejected > 100);
+    }
 }
 
 TEST(reference_linear_forward_is_the_equation) {
@@ -544,6 +570,14 @@ void check_fused_steps_equal_unfused(Activation activation, Loss loss, std::size
     }
     CHECK(fused == unfused);
     if (velocity) CHECK(fused_state.slots[0] == unfused_state.slots[0]);
+    if (loss == Loss::bce && OC == 1) {  // the fused steps' own losses: those of bce_losses over each call
+        std::vector<T> targets(records);
+        for (std::size_t i = 0; i < records; ++i) targets[i] = Y[rows[i]];
+        std::vector<double> expected(records);
+        bce_losses(expected.data(), z.data(), targets.data(), first);
+        bce_losses(expected.data() + first, z.data() + first, targets.data() + first, records - first);
+        CHECK(losses == expected);
+    }
 }
 
 // Plain SGD and each of SGD's rules the fused steps take (not weight decay).
@@ -561,7 +595,9 @@ TEST(fused_record_steps_equal_the_unfused_kernels_bit_for_bit) {
                                                  {Activation::identity, Loss::mse}, {Activation::tanh, Loss::mse},
                                                  {Activation::relu, Loss::mse}};
     for (const auto& [activation, loss] : pairs) {
-        for (std::size_t C : {1, 5, 8, 9, 30, 33}) {  // below, at and past one vector of 8, with and without a tail
+        // Below, at and past one vector of 8, with and without a tail; with one
+        // output, 8 to 32 inputs hold the row in registers (1 to 4 chunks of 8).
+        for (std::size_t C : {1, 5, 8, 9, 12, 16, 17, 24, 30, 32, 33}) {
             for (std::size_t OC : {1, 3}) {
                 for (bool shuffled : {false, true}) {
                     for (const OptimizerOptions& optimizer : fused_sgd_variants()) {
@@ -572,6 +608,99 @@ TEST(fused_record_steps_equal_the_unfused_kernels_bit_for_bit) {
             }
         }
     }
+}
+
+// A record of huge inputs at step `huge_at` of 12, the fused steps in one
+// call against the kernels called one by one: both stop at the same step for
+// the same reason, with the same parameters and velocity (those of the steps
+// before it), the stopped step's logit written. Returns why they stopped.
+template <typename T>
+RecordStep check_fused_steps_stop_as_unfused(Activation activation, Loss loss, std::size_t C,
+                                             const OptimizerOptions& optimizer, T huge, std::size_t huge_at) {
+    const std::size_t records = 12, n = C + 1;
+    const T lr = T(0.3);
+    std::vector<T> X(records * C), Y(records), fused(n), unfused(n), grads(n);
+    const auto x = random_vector(X.size(), 31, 2.0);
+    const auto y = random_vector(Y.size(), 32);
+    const auto p = random_vector(n, 33);
+    for (std::size_t i = 0; i < X.size(); ++i) X[i] = i / C == huge_at ? huge : static_cast<T>(x[i]);
+    for (std::size_t i = 0; i < Y.size(); ++i) Y[i] = static_cast<T>(loss == Loss::bce ? (y[i] + 1) / 2 : y[i]);
+    for (std::size_t i = 0; i < n; ++i) fused[i] = unfused[i] = static_cast<T>(p[i]);
+    std::vector<T> z(records), a(1);
+    std::vector<double> losses(records);
+    OptimizerState<T> fused_state, unfused_state;
+    prepare_slots(fused_state, optimizer, n);
+    T* velocity = optimizer_slots(optimizer) == 1 ? fused_state.slots[0].data() : nullptr;
+    const RecordSteps steps = dense_record_steps(fused.data(), fused.data() + C, velocity, z.data(), a.data(),
+                                                 losses.data(), X.data(), Y.data(), nullptr, records, C, 1,
+                                                 activation, loss, optimizer, static_cast<double>(lr), 0);
+    RecordStep expected = RecordStep::ok;
+    std::size_t i = 0;
+    for (; i < records && expected == RecordStep::ok; ++i) {
+        T z1, a1, d;
+        linear_forward(&z1, X.data() + i * C, unfused.data(), unfused.data() + C, 1, C, 1);
+        activation_forward(&a1, &z1, 1, activation);
+        CHECK(std::isfinite(z[i]) == std::isfinite(z1));
+        if (std::isfinite(z1)) CHECK(z[i] == z1);
+        if (loss == Loss::bce) {
+            if (!std::isfinite(z1)) expected = RecordStep::loss_not_finite;
+            bce_backward(&d, &a1, Y.data() + i, 1, T(1));
+        } else {
+            if (!std::isfinite(mse_forward(&a1, Y.data() + i, 1, 1))) expected = RecordStep::loss_not_finite;
+            mse_backward(&d, &a1, Y.data() + i, 1, T(1));
+            activation_backward(&d, &d, &a1, 1, activation);
+        }
+        if (expected != RecordStep::ok) break;
+        linear_backward<T>(nullptr, grads.data(), grads.data() + C, &d, X.data() + i * C, unfused.data(), 1, C, 1,
+                           false);
+        if (!optimizer_update(unfused.data(), grads.data(), n, unfused_state, optimizer, static_cast<double>(lr))) {
+            expected = RecordStep::update_not_finite;
+            break;
+        }
+    }
+    CHECK(steps.stopped == expected);
+    CHECK(steps.done == i);
+    if (loss == Loss::bce) {  // through the stopped step, as bce_losses over the call
+        const std::size_t end = std::min(records, i + 1);
+        std::vector<double> expected(end);
+        bce_losses(expected.data(), z.data(), Y.data(), end);
+        for (std::size_t k = 0; k < end; ++k) {
+            CHECK(std::isfinite(expected[k]) ? losses[k] == expected[k] : !std::isfinite(losses[k]));
+        }
+    }
+    CHECK(fused == unfused);
+    if (velocity) {
+        prepare_slots(unfused_state, optimizer, n);  // before any step (stopped at the first): zeros
+        CHECK(fused_state.slots[0] == unfused_state.slots[0]);
+    }
+    return steps.stopped;
+}
+
+TEST(fused_record_steps_stop_where_the_unfused_kernels_stop) {
+    const std::pair<Activation, Loss> pairs[] = {{Activation::sigmoid, Loss::bce}, {Activation::sigmoid, Loss::mse},
+                                                 {Activation::identity, Loss::mse}};
+    int stops[3] = {};  // how often each reason came up: the cases must reach both kinds of stop
+    auto count = [&](RecordStep why) { ++stops[static_cast<int>(why)]; };
+    for (const auto& [activation, loss] : pairs) {
+        for (std::size_t C : {5, 8, 9, 16, 30, 32}) {
+            for (const OptimizerOptions& optimizer : fused_sgd_variants()) {
+                for (std::size_t at : {0, 5}) {
+                    // max / 4: the forward pass overflows; sqrt(max): the
+                    // loss may stay finite while the update overflows.
+                    count(check_fused_steps_stop_as_unfused<float>(activation, loss, C, optimizer,
+                                                                   std::numeric_limits<float>::max() / 4, at));
+                    count(check_fused_steps_stop_as_unfused<float>(
+                        activation, loss, C, optimizer, std::sqrt(std::numeric_limits<float>::max()), at));
+                    count(check_fused_steps_stop_as_unfused<double>(activation, loss, C, optimizer,
+                                                                    std::numeric_limits<double>::max() / 4, at));
+                    count(check_fused_steps_stop_as_unfused<double>(
+                        activation, loss, C, optimizer, std::sqrt(std::numeric_limits<double>::max()), at));
+                }
+            }
+        }
+    }
+    CHECK(stops[static_cast<int>(RecordStep::loss_not_finite)] > 0);
+    CHECK(stops[static_cast<int>(RecordStep::update_not_finite)] > 0);
 }
 
 TEST(fused_record_steps_stop_before_a_step_that_would_not_be_finite) {

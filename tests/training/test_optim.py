@@ -108,19 +108,50 @@ FUSED_CASES = {
 }
 
 
+# With one output, 8 to 32 inputs hold the row in registers (1 to 4 chunks of
+# 8, the last one overlapping the one before unless 8 divides the row); 7 and
+# 33 take the general fused loop.
+FUSED_INPUTS = [7, 8, 12, 30, 32, 33]
+
+
+@pytest.mark.parametrize("inputs", FUSED_INPUTS)
 @pytest.mark.parametrize("loss", ["bce", "mse"])
 @pytest.mark.parametrize("case", list(FUSED_CASES))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_fused_one_record_steps_equal_the_general_path(make_data, case, loss, dtype):
+def test_fused_one_record_steps_equal_the_general_path(make_data, case, loss, dtype, inputs):
     output = "sigmoid" if loss == "bce" else "identity"
-    fused, general = (cr.Network([7, 1], output=output, loss=loss, dtype=dtype, seed=5) for _ in range(2))
-    X, Y = make_data(40, 7, 1, loss, dtype=dtype, seed=6)
+    fused, general = (cr.Network([inputs, 1], output=output, loss=loss, dtype=dtype, seed=5) for _ in range(2))
+    X, Y = make_data(40, inputs, 1, loss, dtype=dtype, seed=6)
     make = FUSED_CASES[case]
     settings = (lambda: {"lr": 0.05}) if make() is None else (lambda: {"optimizer": make()})
     fused.fit(X, Y, epochs=3, batch_size=1, seed=2, **settings())
     general.fit(X, Y, epochs=3, batch_size=1, seed=2, sample_weight=np.ones(len(X), dtype=dtype), **settings())
     for a, b in zip(params_of(fused), params_of(general)):
         assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("inputs", FUSED_INPUTS)
+@pytest.mark.parametrize("case", ["plain", "momentum"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_one_record_steps_diverge_where_the_general_path_does(make_data, case, dtype, inputs):
+    # Linear regression at a learning rate past stability: the parameters grow
+    # step by step until one step's loss or update is not finite. The fused
+    # steps stop at that step, as the general path does, with the parameters
+    # and velocity of the steps before it.
+    nets = [cr.Network([inputs, 1], output="identity", loss="mse", dtype=dtype, seed=5) for _ in range(2)]
+    X, Y = make_data(40, inputs, 1, "mse", dtype=dtype, seed=6)
+    optimizers = [cr.optim.SGD(lr=0.5, momentum=0.9 if case == "momentum" else 0.0) for _ in range(2)]
+    errors = []
+    for net, optimizer, weights in zip(nets, optimizers, [None, np.ones(len(X), dtype=dtype)]):
+        with pytest.raises(cr.DivergenceError) as raised:
+            net.fit(X, Y, epochs=200, batch_size=1, seed=2, optimizer=optimizer, sample_weight=weights)
+        errors.append(str(raised.value))
+    assert errors[0] == errors[1]
+    for a, b in zip(params_of(nets[0]), params_of(nets[1])):
+        assert np.all(np.isfinite(a)) and a.tobytes() == b.tobytes()
+    states = [optimizer.state_dict()["state"] for optimizer in optimizers]
+    assert states[0]["steps"] == states[1]["steps"] > 0
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(states[0]["slots"], states[1]["slots"]))
 
 
 @pytest.mark.parametrize("case", ["sgd-momentum", "sgd-nesterov"])

@@ -217,9 +217,11 @@ struct RecordSteps {
 // Nesterov, either form; no weight decay) after `steps` steps of the run at
 // rate lr; velocity is its slot (prepare_slots), null without momentum. Any
 // elementwise activation; loss bce (sigmoid output) or mse. z (count, OC)
-// receives each step's logits and, with mse, losses (count) each step's loss
-// (with bce the caller computes it from z: bce_losses; it is finite when z
-// is); a (OC) is scratch.
+// receives each step's logits and losses (count) each step's loss, with mse,
+// and with bce and one output (bce_term, as bce_losses computes it; with more
+// outputs the caller computes it from z; it is finite when z is); a (OC) is
+// scratch. With one output and 8 to 32 inputs the steps hold the row in
+// vector registers (record_steps.cpp), with the same values.
 // It stops before the first step whose loss or updated parameters would not
 // be finite, and returns {that step, why}: the parameters (and velocity) are
 // those of the steps before it; its row of z (and, with mse, its loss) hold

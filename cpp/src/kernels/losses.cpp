@@ -17,13 +17,7 @@ namespace chainrule {
 
 // -- bce: binary cross-entropy, with a sigmoid output ------------------------
 
-namespace {
-// The loss of one output from its logit z and target y, in double:
-// max(z, 0) - z y + log(1 + e^{-|z|}); log1p never sees 0.
-CHAINRULE_ALWAYS_INLINE double bce_term(double z, double y) {
-    return (z > 0.0 ? z : 0.0) - z * y + detail::log1p_unit(detail::exp_nonpositive(-std::abs(z)));
-}
-}  // namespace
+using detail::bce_term;  // losses.hpp
 
 template <typename T>
 CHAINRULE_TARGET_CLONES double bce_forward(const T* logits, const T* targets, std::size_t num_records, std::size_t num_outputs) {

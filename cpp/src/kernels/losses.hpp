@@ -4,13 +4,25 @@
 // reader and every call that takes targets.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <string>
 #include <vector>
 
 #include "chainrule/names.hpp"
+#include "runtime/fast_math.hpp"
+#include "runtime/macros.hpp"
 
 namespace chainrule::detail {
+
+// The BCE loss of one output from its logit z and target y, in double:
+// max(z, 0) - z y + log(1 + e^{-|z|}); log1p never sees 0. One home for
+// bce_forward, bce_losses and the fused one-record steps (which compute it
+// beside their chain of dependent operations, where it costs little), always
+// inlined: the same operations in scalar and vector code, so the same bits.
+CHAINRULE_ALWAYS_INLINE double bce_term(double z, double y) {
+    return (z > 0.0 ? z : 0.0) - z * y + log1p_unit(exp_nonpositive(-std::abs(z)));
+}
 
 // Why these activations (one per layer, the output's last, over num_outputs
 // units) and this loss cannot go together, or "" when they can: bce needs a

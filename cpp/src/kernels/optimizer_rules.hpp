@@ -26,16 +26,19 @@ struct StepScalars {
 };
 
 // Each rule: the new parameter from (p, g) and its state slots s0, s1, s2,
-// which it updates in place (they are the caller's copies).
+// which it updates in place (they are the caller's copies). SGD's rules take
+// the values as V, T itself or a vector of T (the fused one-record steps hold
+// a row in vector registers): the same operations on each element, so the
+// same bits.
 
 // SGD with momentum as torch.optim.SGD (dampening 0): b = g (first step) or
 // mu b + g; d = g + mu b (Nesterov) or b; p - lr d. g includes wd p.
 struct SgdTorch {
-    template <typename T>
-    CHAINRULE_ALWAYS_INLINE static T step(T p, T g, T& b, T&, T&, const StepScalars<T>& c) {
+    template <typename V, typename T>
+    CHAINRULE_ALWAYS_INLINE static V step(V p, V g, V& b, V&, V&, const StepScalars<T>& c) {
         g = g + c.weight_decay * p;
         b = c.first ? g : c.momentum * b + g;
-        const T d = c.nesterov ? g + c.momentum * b : b;
+        const V d = c.nesterov ? g + c.momentum * b : b;
         return p + (-c.lr) * d;
     }
 };
@@ -43,8 +46,8 @@ struct SgdTorch {
 // SGD with momentum as scikit-learn's SGDOptimizer: v = mu v - lr g;
 // p + v, or p + (mu v - lr g) with Nesterov.
 struct SgdSklearn {
-    template <typename T>
-    CHAINRULE_ALWAYS_INLINE static T step(T p, T g, T& v, T&, T&, const StepScalars<T>& c) {
+    template <typename V, typename T>
+    CHAINRULE_ALWAYS_INLINE static V step(V p, V g, V& v, V&, V&, const StepScalars<T>& c) {
         g = g + c.weight_decay * p;
         v = c.momentum * v - c.lr * g;
         return c.nesterov ? p + (c.momentum * v - c.lr * g) : p + v;

@@ -4,12 +4,26 @@
 // in one loop, many steps per call. It computes the
 // values of the general path (the batch kernels with B = 1) bit for bit,
 // through the same activation homes and the same dot product.
+#if defined(__GNUC__)
+// SGD's rules (here and in optimizer_rules.hpp, hence before the includes)
+// take 32-byte vectors by value for the row in registers (below), which
+// changes the ABI without AVX (the baseline copy of target_clones); they pass
+// only between always-inlined functions, so no call ever uses that ABI. (For
+// the whole file: GCC warns where the templates are instantiated, at its end.)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+#include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <cstring>
+#include <type_traits>
+#include <utility>
 
 #include "kernels/activations.hpp"
 #include "kernels/helpers.hpp"
 #include "kernels/kernels.hpp"
+#include "kernels/losses.hpp"
 #include "kernels/optimizer_rules.hpp"
 #include "runtime/macros.hpp"
 #include "runtime/prefetch.hpp"
@@ -23,10 +37,11 @@ namespace {
 // optimizer_update takes with B = 1. Not weight decay: g + wd p, with g a
 // product here but a loaded value there, may be contracted into a
 // different fused multiply-add, and then the bits would differ.
+// The values are V: T, or a vector of T (the row in registers, below).
 struct PlainSgd {
     static constexpr bool kSlot = false;
-    template <typename T>
-    CHAINRULE_ALWAYS_INLINE static T step(T p, T g, T&, const StepScalars<T>& c) {
+    template <typename V, typename T>
+    CHAINRULE_ALWAYS_INLINE static V step(V p, V g, V&, const StepScalars<T>& c) {
         return p - c.lr * g;
     }
 };
@@ -34,9 +49,9 @@ struct PlainSgd {
 template <typename Rule>
 struct SgdRule {
     static constexpr bool kSlot = true;
-    template <typename T>
-    CHAINRULE_ALWAYS_INLINE static T step(T p, T g, T& v, const StepScalars<T>& c) {
-        T unused1 = T(0), unused2 = T(0);
+    template <typename V, typename T>
+    CHAINRULE_ALWAYS_INLINE static V step(V p, V g, V& v, const StepScalars<T>& c) {
+        V unused1 = V{}, unused2 = V{};
         return Rule::step(p, g, v, unused1, unused2, c);
     }
 };
@@ -81,6 +96,43 @@ CHAINRULE_ALWAYS_INLINE bool update_record(T* weight, T* bias, T* velocity, cons
     return true;
 }
 
+// With BCE and one output, the kernels compute the loss of each step as
+// bce_losses does (bce_term; vector and scalar code give the same bits), for
+// each block of kSteps steps once it is done: beside the chain of dependent
+// operations that the steps are, where the core has room. The block sizes
+// were measured on W1 (Zen 4, docs/performance.md): in float, a step's loss
+// computed with the step crowded out the loads of the next shuffled records,
+// and blocks of 8 did best; in double, where the loss's 4-lane vectors are
+// long, one step at a time did best for plain SGD (a block of 8 cost twice
+// the time), and blocks of 8 with momentum (whose velocity takes registers).
+template <typename T, std::size_t kBlock>
+struct BceBlocks {
+    static constexpr std::size_t kSteps = kBlock;
+    bool on;  // BCE, one output
+    T targets[kSteps];
+
+    // Step i's target.
+    CHAINRULE_ALWAYS_INLINE void target(std::size_t i, T y) {
+        if (on) targets[i % kSteps] = y;
+    }
+    // After step i was taken: its block's losses, when it ends the block.
+    CHAINRULE_ALWAYS_INLINE void taken(double* losses, const T* z, std::size_t i) {
+        if (on && i % kSteps == kSteps - 1) compute(losses, z, i + 1 - kSteps, i + 1);
+    }
+    // At the end: those of the last block, through a stopped step.
+    CHAINRULE_ALWAYS_INLINE void finish(double* losses, const T* z, std::size_t count, const RecordSteps& done) {
+        if (!on) return;
+        const bool all = done.stopped == RecordStep::ok;
+        const std::size_t end = all ? count : done.done + 1;
+        const std::size_t begin = all ? count - count % kSteps : done.done - done.done % kSteps;
+        if (begin < end) compute(losses, z, begin, end);
+    }
+    CHAINRULE_ALWAYS_INLINE void compute(double* losses, const T* z, std::size_t begin, std::size_t end) {
+#pragma omp simd
+        for (std::size_t k = 0; k < end - begin; ++k) losses[begin + k] = detail::bce_term(z[begin + k], targets[k]);
+    }
+};
+
 // One step of dense_record_steps (see there), inlined into its loop.
 template <typename Home, typename Update, typename T>
 CHAINRULE_ALWAYS_INLINE RecordStep record_step(T* weight, T* bias, T* velocity, T* z, T* a, double* loss,
@@ -90,7 +142,7 @@ CHAINRULE_ALWAYS_INLINE RecordStep record_step(T* weight, T* bias, T* velocity, 
         z[j] = detail::dot(weight + j * in_features, x, in_features) + bias[j];  // z = W x + b
         a[j] = Home::f(z[j]);                                                     // a = f(z)
     }
-    if (loss_kind == Loss::bce) {  // finite logits and targets in [0, 1]: a finite loss (the caller's)
+    if (loss_kind == Loss::bce) {  // finite logits and targets in [0, 1]: a finite loss (BceBlocks')
         for (std::size_t j = 0; j < out_features; ++j) {
             if (detail::non_finite_bits(z[j]) != 0) return RecordStep::loss_not_finite;
         }
@@ -125,21 +177,262 @@ CHAINRULE_TARGET_CLONES RecordSteps record_steps_with(T* weight, T* bias, T* vel
                                                       std::size_t out_features, Loss loss_kind,
                                                       StepScalars<T> c) {
     constexpr std::size_t kAhead = 16;  // records prefetched ahead of a shuffled step: it is shorter than a miss
+    BceBlocks<T, 8> bce{loss_kind == Loss::bce && out_features == 1, {}};
+    RecordSteps done{count, RecordStep::ok};
     for (std::size_t i = 0; i < count; ++i) {
         const std::size_t r = rows ? rows[i] : i;
         if (rows && i + kAhead < count) {
             detail::prefetch_bytes(X + rows[i + kAhead] * in_features, in_features * sizeof(T));
             detail::prefetch_bytes(Y + rows[i + kAhead] * out_features, out_features * sizeof(T));
         }
-        const RecordStep done = record_step<Home, Update>(weight, bias, velocity, z + i * out_features, a,
+        bce.target(i, Y[r * out_features]);
+        const RecordStep step = record_step<Home, Update>(weight, bias, velocity, z + i * out_features, a,
                                                           losses + i, X + r * in_features, Y + r * out_features,
                                                           in_features, out_features, loss_kind, c);
-        if (done != RecordStep::ok) return {i, done};
+        if (step != RecordStep::ok) {
+            done = {i, step};
+            break;
+        }
         c.first = false;  // torch's momentum buffer starts as the first gradient
+        bce.taken(losses, z, i);
     }
-    return {count, RecordStep::ok};
+    bce.finish(losses, z, count, done);
+    return done;
 }
 }  // namespace
+
+// One output and 8 to 32 inputs (logistic and linear regression on a few
+// dozen features): the same steps as record_steps_with, with the row of
+// weights, its velocity and the bias held in vector registers for all the
+// steps of a call. A step's dot product then waits on the previous step's
+// update alone, not on its stores, and the activation and delta never pass
+// through memory: each step is a chain of dependent operations (dot,
+// sigmoid, delta, update, the next dot), so its length is the step's time.
+// The row is held as chunks of the dot's 8 lanes, the last one being the
+// row's last 8 elements (detail::dot reads its tail so); when 8 does not
+// divide the row, that chunk overlaps the one before, and both copies of an
+// element get the same update from the same values. GCC and Clang only
+// (their vector extensions); elsewhere every size takes record_steps_with.
+#if defined(__GNUC__)
+#define CHAINRULE_ROW_IN_REGISTERS 1
+namespace {
+
+// The vectors: 32 bytes, kWidth elements; a chunk of 8 lanes is kParts of them.
+template <typename T>
+struct RowVectors {
+    typedef T Vec __attribute__((vector_size(32)));
+    typedef std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t> Int;
+    typedef Int Mask __attribute__((vector_size(32)));
+    typedef std::int64_t Quads __attribute__((vector_size(32)));
+    static constexpr std::size_t kWidth = 32 / sizeof(T);
+    static constexpr std::size_t kParts = 8 / kWidth;
+};
+
+// f(integral_constant<0>), ..., f(integral_constant<N - 1>): indices known
+// when compiling, so that arrays of vectors become registers.
+template <typename F, std::size_t... I>
+CHAINRULE_ALWAYS_INLINE void unroll_with(F&& f, std::index_sequence<I...>) {
+    (f(std::integral_constant<std::size_t, I>{}), ...);
+}
+template <std::size_t N, typename F>
+CHAINRULE_ALWAYS_INLINE void unroll(F&& f) {
+    unroll_with(f, std::make_index_sequence<N>{});
+}
+
+template <typename V, typename T>
+CHAINRULE_ALWAYS_INLINE V load_vector(const T* p) {
+    V v;
+    std::memcpy(&v, p, sizeof(V));
+    return v;
+}
+
+template <typename V, typename T>
+CHAINRULE_ALWAYS_INLINE void store_vector(T* p, V v) {
+    std::memcpy(p, &v, sizeof(V));
+}
+
+// All ones in the lanes of v that are inf or NaN (non_finite_bits per lane).
+template <typename T>
+CHAINRULE_ALWAYS_INLINE typename RowVectors<T>::Mask non_finite_lanes(typename RowVectors<T>::Vec v) {
+    using Mask = typename RowVectors<T>::Mask;
+    using Int = typename RowVectors<T>::Int;
+    constexpr Int kExponent = sizeof(T) == 4 ? Int(0x7F800000) : Int(0x7FF0000000000000);
+    return ((Mask)v & kExponent) == kExponent;
+}
+
+template <std::size_t kChunks, bool kTail, typename Home, typename Update, typename T>
+CHAINRULE_TARGET_CLONES RecordSteps row_steps_with(T* weight, T* bias, T* velocity, T* z, T* a, double* losses,
+                                                   const T* X, const T* Y, const std::size_t* rows,
+                                                   std::size_t count, std::size_t in_features, Loss loss_kind,
+                                                   StepScalars<T> c) {
+    using R = RowVectors<T>;
+    using V = typename R::Vec;
+    using Mask = typename R::Mask;
+    using Quads = typename R::Quads;
+    constexpr std::size_t kWidth = R::kWidth, kParts = R::kParts;
+    constexpr std::size_t kAhead = 16;  // as record_steps_with
+    const std::size_t n = in_features;  // 8 (kChunks - 1) < n <= 8 kChunks
+    const std::size_t rest = n % 8;     // kTail: rest != 0
+    // Where part p of chunk q starts in a row, and which lanes of the last
+    // chunk the dot adds: those detail::dot did not sum already (l + rest >= 8).
+    auto at = [&](std::size_t q, std::size_t p) CHAINRULE_ALWAYS_INLINE_LAMBDA {
+        return (q + 1 == kChunks ? n - 8 : 8 * q) + p * kWidth;
+    };
+    Mask tail[kParts];
+    for (std::size_t p = 0; p < kParts; ++p) {
+        for (std::size_t e = 0; e < kWidth; ++e) tail[p][e] = p * kWidth + e + rest >= 8 ? -1 : 0;
+    }
+    V w[kChunks][kParts], v[kChunks][kParts];
+    unroll<kChunks>([&](auto q) CHAINRULE_ALWAYS_INLINE_LAMBDA {
+        unroll<kParts>([&](auto p) CHAINRULE_ALWAYS_INLINE_LAMBDA {
+            w[q][p] = load_vector<V>(weight + at(q, p));
+            v[q][p] = Update::kSlot ? load_vector<V>(velocity + at(q, p)) : V{};
+        });
+    });
+    T b = *bias, vb = Update::kSlot ? velocity[n] : T(0);  // velocity: (OC * C) for the weights, then OC
+    T activation = a[0];
+    RecordSteps done{count, RecordStep::ok};
+    BceBlocks<T, sizeof(T) == 8 && !Update::kSlot ? 1 : 8> bce{loss_kind == Loss::bce, {}};
+    for (std::size_t i = 0; i < count; ++i) {
+        const std::size_t r = rows ? rows[i] : i;
+        if (rows && i + kAhead < count) {
+            detail::prefetch_bytes(X + rows[i + kAhead] * n, n * sizeof(T));
+            detail::prefetch_bytes(Y + rows[i + kAhead], sizeof(T));
+        }
+        const T* x = X + r * n;
+        const T y = Y[r];
+        bce.target(i, y);
+        V xs[kChunks][kParts];
+        unroll<kChunks>([&](auto q) CHAINRULE_ALWAYS_INLINE_LAMBDA {
+            unroll<kParts>([&](auto p) CHAINRULE_ALWAYS_INLINE_LAMBDA { xs[q][p] = load_vector<V>(x + at(q, p)); });
+        });
+        // z = W x + b: detail::dot's lanes, then its tree ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)).
+        V lanes[kParts] = {};
+        unroll<kChunks>([&](auto q) CHAINRULE_ALWAYS_INLINE_LAMBDA {
+            unroll<kParts>([&](auto p) CHAINRULE_ALWAYS_INLINE_LAMBDA {
+                // (kTail is a template argument: as a run-time test, the compiler
+                // shared the product of both branches, and lost the first's
+                // multiply-add.)
+                if constexpr (q + 1 < kChunks || !kTail) {
+                    lanes[p] += xs[q][p] * w[q][p];
+                } else {
+                    const V product = xs[q][p] * w[q][p];  // rounded alone: the dot's tail adds it, masked
+                    lanes[p] += (V)((Mask)product & tail[p]);
+                }
+            });
+        });
+        T sum;
+        if constexpr (kParts == 1) {  // float: the vector's halves, [l0 + l4, l1 + l5, l2 + l6, l3 + l7]
+            typedef T Half __attribute__((vector_size(16)));
+            const Half low = {lanes[0][0], lanes[0][1], lanes[0][2], lanes[0][3]};
+            const Half high = {lanes[0][4], lanes[0][5], lanes[0][6], lanes[0][7]};
+            const Half pairs = low + high;
+            sum = (pairs[0] + pairs[2]) + (pairs[1] + pairs[3]);
+        } else {  // double: the two vectors
+            const V pairs = lanes[0] + lanes[1];
+            sum = (pairs[0] + pairs[2]) + (pairs[1] + pairs[3]);
+        }
+        const T logit = sum + b;
+        z[i] = logit;
+        activation = Home::f(logit);
+        if (loss_kind == Loss::bce) {
+            if (detail::non_finite_bits(logit) != 0) {
+                done = {i, RecordStep::loss_not_finite};
+                break;
+            }
+        } else {
+            double loss = 0.0;
+            const double diff = static_cast<double>(activation) - static_cast<double>(y);
+            loss += diff * diff;
+            losses[i] = loss;
+            if (!std::isfinite(loss)) {
+                done = {i, RecordStep::loss_not_finite};
+                break;
+            }
+        }
+        const T d = loss_kind == Loss::bce ? activation - y
+                                           : Home::times_derivative(T(2) * (activation - y), activation);
+        // The update, kept only when every new value is finite. The record is
+        // read again rather than kept in registers since the dot: the old and
+        // new rows are live together until the check, and with the record
+        // too, a row of doubles left the exponential's terms no registers.
+        V new_w[kChunks][kParts], new_v[kChunks][kParts];
+        Mask bad = {};
+        unroll<kChunks>([&](auto q) CHAINRULE_ALWAYS_INLINE_LAMBDA {
+            unroll<kParts>([&](auto p) CHAINRULE_ALWAYS_INLINE_LAMBDA {
+                new_v[q][p] = v[q][p];
+                new_w[q][p] = Update::step(w[q][p], d * load_vector<V>(x + at(q, p)), new_v[q][p], c);
+                bad |= non_finite_lanes<T>(new_w[q][p]);
+                if constexpr (Update::kSlot) bad |= non_finite_lanes<T>(new_v[q][p]);
+            });
+        });
+        T new_vb = vb;
+        const T new_b = Update::step(b, d, new_vb, c);
+        const Quads any = (Quads)bad;
+        if (((any[0] | any[1]) | (any[2] | any[3])) != 0 ||
+            (detail::non_finite_bits(new_b) | detail::non_finite_bits(new_vb)) != 0) {
+            done = {i, RecordStep::update_not_finite};
+            break;
+        }
+        unroll<kChunks>([&](auto q) CHAINRULE_ALWAYS_INLINE_LAMBDA {
+            unroll<kParts>([&](auto p) CHAINRULE_ALWAYS_INLINE_LAMBDA {
+                w[q][p] = new_w[q][p];
+                v[q][p] = new_v[q][p];
+            });
+        });
+        b = new_b;
+        vb = new_vb;
+        c.first = false;  // torch's momentum buffer starts as the first gradient
+        bce.taken(losses, z, i);
+    }
+    bce.finish(losses, z, count, done);
+    // Back to memory: the chunks in order (an overlapped element holds one value in both).
+    unroll<kChunks>([&](auto q) CHAINRULE_ALWAYS_INLINE_LAMBDA {
+        unroll<kParts>([&](auto p) CHAINRULE_ALWAYS_INLINE_LAMBDA {
+            store_vector(weight + at(q, p), w[q][p]);
+            if constexpr (Update::kSlot) store_vector(velocity + at(q, p), v[q][p]);
+        });
+    });
+    *bias = b;
+    if constexpr (Update::kSlot) velocity[n] = vb;
+    a[0] = activation;
+    return done;
+}
+
+// The steps with the row in registers, when the network and home allow it
+// (one output, 8 to 32 inputs, sigmoid or identity); else {0, ok} and false.
+template <typename Home, typename Update, typename T>
+bool try_row_steps(RecordSteps& done, T* weight, T* bias, T* velocity, T* z, T* a, double* losses, const T* X,
+                   const T* Y, const std::size_t* rows, std::size_t count, std::size_t in_features,
+                   std::size_t out_features, Loss loss_kind, const StepScalars<T>& c) {
+    constexpr bool kHome = std::is_same_v<Home, detail::Sigmoid> || std::is_same_v<Home, detail::Identity>;
+    if constexpr (!kHome) {
+        return false;
+    } else {
+        if (out_features != 1 || in_features < 8 || in_features > 32) return false;
+        auto run = [&](auto chunks, auto tail) {
+            done = row_steps_with<decltype(chunks)::value, decltype(tail)::value, Home, Update>(
+                weight, bias, velocity, z, a, losses, X, Y, rows, count, in_features, loss_kind, c);
+            return true;
+        };
+        using Yes = std::true_type;
+        using No = std::false_type;
+        switch (in_features) {
+            case 8: return run(std::integral_constant<std::size_t, 1>{}, No{});
+            case 16: return run(std::integral_constant<std::size_t, 2>{}, No{});
+            case 24: return run(std::integral_constant<std::size_t, 3>{}, No{});
+            case 32: return run(std::integral_constant<std::size_t, 4>{}, No{});
+            default: break;
+        }
+        switch ((in_features + 7) / 8) {
+            case 2: return run(std::integral_constant<std::size_t, 2>{}, Yes{});
+            case 3: return run(std::integral_constant<std::size_t, 3>{}, Yes{});
+            default: return run(std::integral_constant<std::size_t, 4>{}, Yes{});
+        }
+    }
+}
+}  // namespace
+#endif
 
 template <typename T>
 RecordSteps dense_record_steps(T* weight, T* bias, T* velocity, T* z, T* a, double* losses, const T* X, const T* Y,
@@ -160,6 +453,13 @@ RecordSteps dense_record_steps(T* weight, T* bias, T* velocity, T* z, T* a, doub
     return detail::with_activation(activation, [&](auto home) {
         using Home = decltype(home);
         auto run = [&](auto update) {
+#if CHAINRULE_ROW_IN_REGISTERS
+            RecordSteps done{0, RecordStep::ok};
+            if (try_row_steps<Home, decltype(update)>(done, weight, bias, velocity, z, a, losses, X, Y, rows, count,
+                                                      in_features, out_features, loss_kind, c)) {
+                return done;
+            }
+#endif
             return record_steps_with<Home, decltype(update)>(weight, bias, velocity, z, a, losses, X, Y, rows, count,
                                                              in_features, out_features, loss_kind, c);
         };

@@ -3,12 +3,17 @@
 // std::log1p are calls into libm, one element at a time. Both are accurate to
 // a few units in the last place (Cody-Waite reduction with Taylor/fdlibm
 // polynomials), far inside docs/math.md's 1e-10 agreement in float64. The same
-// functions serve scalar and vector code, so a value never depends on which.
+// functions serve scalar and vector code, so a value never depends on which;
+// always inlined, so that each kernel computes them in its own instruction set
+// (a copy left out of line is compiled for the baseline, without fused
+// multiply-adds, and rounds differently).
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+
+#include "runtime/macros.hpp"
 
 namespace chainrule::detail {
 
@@ -24,7 +29,7 @@ inline To bit_cast(From from) {
 // e^x rounds to 0 (x below about -745 in double, -104 in float); subnormal
 // results in between are kept.
 template <typename T>
-inline T exp_nonpositive(T x) {
+CHAINRULE_ALWAYS_INLINE T exp_nonpositive(T x) {
     static_assert(std::is_floating_point_v<T>, "float or double");
     constexpr bool single = sizeof(T) == 4;
     using Bits = std::conditional_t<single, std::int32_t, std::int64_t>;
@@ -83,7 +88,7 @@ inline T exp_nonpositive(T x) {
 
 // log(1 + e) for e in [0, 1], in double (fdlibm's log kernel): the
 // log(1 + e^{-|z|}) term of the binary cross-entropy.
-inline double log1p_unit(double e) {
+CHAINRULE_ALWAYS_INLINE double log1p_unit(double e) {
     // 1 + e = 2^k (1 + f) with 1 + f in [sqrt(2)/2, sqrt(2)]; f is exact for k = 0
     // and within an ulp of it for k = 1.
     const bool k = e > 0.41421356237309503;

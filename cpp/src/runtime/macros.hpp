@@ -21,3 +21,13 @@
 #else
 #define CHAINRULE_ALWAYS_INLINE inline
 #endif
+
+// The same for a lambda (after its parameter list). A lambda in a
+// target_clones function is compiled once, for the baseline: one that is not
+// inlined computes in the baseline's instructions (no fused multiply-add),
+// whichever copy calls it.
+#if defined(__GNUC__)
+#define CHAINRULE_ALWAYS_INLINE_LAMBDA __attribute__((always_inline))
+#else
+#define CHAINRULE_ALWAYS_INLINE_LAMBDA
+#endif
