@@ -11,6 +11,7 @@
 
 #include "chainrule/chainrule.hpp"
 #include "check.hpp"
+#include "random_values.hpp"
 #include "runtime/random.hpp"
 
 using namespace chainrule;
@@ -70,12 +71,7 @@ private:
     std::size_t arrived_ = 0, generation_ = 0;
 };
 
-std::vector<double> random_values(std::size_t n, std::uint64_t seed) {
-    detail::Random random(seed);
-    std::vector<double> v(n);
-    for (double& x : v) x = 2.0 * random.uniform() - 1.0;
-    return v;
-}
+using test_data::random_values;
 
 constexpr std::size_t kInputs = 3, kOutputs = 2, kRecords = 23;
 const std::size_t kShardStart[] = {0, 12, 16, 23};  // shards of 12, 4 and 7 records

@@ -9,6 +9,7 @@
 
 #include "chainrule/threads.hpp"
 #include "check.hpp"
+#include "random_values.hpp"
 #include "kernels/reference.hpp"
 #include "kernels/small_linear.hpp"
 #include "runtime/random.hpp"
@@ -19,13 +20,7 @@ using namespace chainrule;
 
 namespace {
 
-template <typename T>
-std::vector<T> random_values(std::size_t n, std::uint64_t seed) {
-    detail::Random random(seed);
-    std::vector<T> v(n);
-    for (T& x : v) x = static_cast<T>(2.0 * random.uniform() - 1.0);
-    return v;
-}
+using test_data::random_values;
 
 template <typename T>
 bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {

@@ -14,6 +14,7 @@
 
 #include "chainrule/chainrule.hpp"
 #include "check.hpp"
+#include "random_values.hpp"
 #include "kernels/kernels.hpp"
 #include "kernels/reference.hpp"
 #include "runtime/random.hpp"
@@ -60,13 +61,7 @@ struct Csr {
     }
 };
 
-template <typename T>
-std::vector<T> random_values(std::size_t n, std::uint64_t seed) {
-    detail::Random random(seed);
-    std::vector<T> v(n);
-    for (T& x : v) x = static_cast<T>(2.0 * random.uniform() - 1.0);
-    return v;
-}
+using test_data::random_values;
 
 template <typename T>
 double tolerance() {
