@@ -48,25 +48,23 @@ TEST(squared_norm_sums_in_sixteen_lanes_then_pairwise) {
     // docs/math.md, "The L2 penalty": value i into lane i mod 16, the lanes
     // then added pairwise. Values of many magnitudes, so that another order
     // shows in the bits; and the sum within rounding of the exact one.
-    for (std::size_t n : {0, 1, 15, 16, 17, 100, 7400}) {
-        std::vector<double> v = random_vector(n, 40 + n);
-        for (std::size_t i = 0; i < n; ++i) v[i] *= std::ldexp(1.0, static_cast<int>(i % 23) - 11);
+    auto in_lanes = [](const auto& values) {
         double lanes[16] = {};
-        for (std::size_t i = 0; i < n; ++i) lanes[i % 16] += v[i] * v[i];
+        for (std::size_t i = 0; i < values.size(); ++i) lanes[i % 16] += double(values[i]) * double(values[i]);
         for (std::size_t width = 8; width > 0; width /= 2) {
             for (std::size_t j = 0; j < width; ++j) lanes[j] += lanes[j + width];
         }
-        CHECK(squared_norm(v.data(), n) == lanes[0]);
+        return lanes[0];
+    };
+    for (std::size_t n : {0, 1, 15, 16, 17, 100, 7400}) {
+        std::vector<double> v = random_vector(n, 40 + n);
+        for (std::size_t i = 0; i < n; ++i) v[i] *= std::ldexp(1.0, static_cast<int>(i % 23) - 11);
+        CHECK(squared_norm(v.data(), n) == in_lanes(v));
         long double exact = 0;
         for (double x : v) exact += static_cast<long double>(x) * x;
         CHECK(std::fabs(static_cast<double>(exact) - squared_norm(v.data(), n)) <= 1e-14 * static_cast<double>(exact));
-        std::vector<float> f(v.begin(), v.end());
-        double float_lanes[16] = {};
-        for (std::size_t i = 0; i < n; ++i) float_lanes[i % 16] += double(f[i]) * double(f[i]);
-        for (std::size_t width = 8; width > 0; width /= 2) {
-            for (std::size_t j = 0; j < width; ++j) float_lanes[j] += float_lanes[j + width];
-        }
-        CHECK(squared_norm(f.data(), n) == float_lanes[0]);
+        const std::vector<float> f(v.begin(), v.end());
+        CHECK(squared_norm(f.data(), n) == in_lanes(f));
     }
 }
 
