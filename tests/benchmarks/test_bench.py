@@ -94,7 +94,17 @@ def test_the_roofline_puts_each_timed_step_against_both_roofs(results):
         assert row[3] == f"{spec.flops_per_record() * spec.batch_size:,}"
         assert row[4] == f"{8 * (spec.batch_size * (spec.layer_sizes[0] + spec.layer_sizes[-1]) + 2 * spec.num_params):,}"
         assert row[7] in ("compute", "memory")
-        assert 0 < float(row[9].rstrip(" |%")) <= 100  # no step beats both roofs
+        # the last column is the bound over the measured step, both from this run; a step may beat a
+        # roof (its parameters stay in cache, or a shared machine slowed the roof's own measurement),
+        # so the check is the arithmetic, not a ceiling of 100%
+        training = next(r for r in results["training"] if (r["impl"], r["workload"]) == ("chainrule", spec.name))
+        ceiling = results["ceiling_gflops"]["1"]["float64"] * 1e9
+        bound = max(spec.flops_per_record() * spec.batch_size / ceiling,
+                    8 * (spec.batch_size * (spec.layer_sizes[0] + spec.layer_sizes[-1]) + 2 * spec.num_params)
+                    / (results["bandwidth_gbs"]["1"] * 1e9))
+        percent = 100 * bound * training["samples_per_s"] / spec.batch_size
+        assert row[9].rstrip(" |") == (f"{percent:.0f}%" if percent >= 10 else f"{percent:.2g}%")
+        assert row[7] == ("compute" if bound == spec.flops_per_record() * spec.batch_size / ceiling else "memory")
     runs = results["determinism"]["runs"]
     assert [(run["workload"], run["dtype"], run["threads"]) for run in runs] == [("W2", "float64", 1)]
     assert runs[0]["bitwise_identical"] is True

@@ -230,7 +230,8 @@ def _roofline(results: dict, grid: _Grid) -> list:
              "stays in cache. Compute roof: the GEMM ceiling; memory roof: a NumPy copy of a large array "
              f"(read + written; {roofs}). The bound is the higher of the two times; the last column is the "
              "bound over the measured time. Where it is small, neither roof binds: a step's fixed costs and "
-             "dependency chain do (docs/performance.md).", ""]
+             "dependency chain do (docs/performance.md). Above 100%, the step beat a roof of this run: its "
+             "parameters stayed in cache, or the roof's own measurement was slowed.", ""]
             + _table(["workload", "dtype", "threads", "FLOP/step", "bytes/step", "compute roof", "memory roof",
                       "binds", "measured/step", "% of bound"], lines))
 
