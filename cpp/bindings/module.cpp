@@ -680,7 +680,7 @@ void bind_network(py::module_& m, const char* class_name) {
                        long long n_iter_no_change, const py::object& on_epoch, const py::dict& optimizer,
                        const py::dict& schedule, double alpha, TrainingState<T>* state,
                        const py::object& sample_weight, const std::vector<double>& dropout,
-                       const py::object& reducer) {
+                       const py::object& reducer, bool callback_writes_data) {
                  check_nesting();
                  const std::optional<Reducer<T>> sums = reducer_from<T>(reducer);
                  FitOptions options;
@@ -695,6 +695,7 @@ void bind_network(py::module_& m, const char* class_name) {
                  options.schedule = schedule_options(schedule);
                  options.alpha = alpha;
                  options.dropout = dropout;
+                 options.callback_writes_data = callback_writes_data;
                  // Ctrl-C: fit offers a check between steps every millisecond or so;
                  // at most every kSignalInterval, take the GIL and deliver pending
                  // signals, so that it stops training with KeyboardInterrupt. Only
@@ -744,7 +745,7 @@ void bind_network(py::module_& m, const char* class_name) {
              py::arg("seed"), py::arg("tol"), py::arg("n_iter_no_change"), py::arg("on_epoch"), py::arg("optimizer"),
              py::arg("schedule"), py::arg("alpha"), py::arg("state").none(true),
              py::arg("sample_weight") = py::none(), py::arg("dropout") = std::vector<double>(),
-             py::arg("reducer") = py::none(),
+             py::arg("reducer") = py::none(), py::arg("callback_writes_data") = true,
              "Mini-batch training; returns the cost of each epoch. With reducer, this process's shard of a "
              "distributed fit (chainrule.distributed).")
         .def("save", [](const Net& net, const std::string& path) {

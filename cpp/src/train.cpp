@@ -683,8 +683,11 @@ std::vector<double> Network<T>::Impl::fit_records(const detail::Records<T>& X, C
     };
     // X and Y are read in place, and the callback may have written to them
     // (targets of 5 under bce make negative costs): the next epoch reads
-    // them only after the checks made on entry pass again.
+    // them only after the checks made on entry pass again, unless the caller
+    // promised the callback does not write them (dense X only).
+    const bool recheck_data = on_epoch && (options.callback_writes_data || X.sparse());
     auto check_inputs_again = [&](std::size_t epoch) {
+        if (!recheck_data) return;
         try {
             check_targets(X, Y);
             check_sample_weight(sample_weight, X.rows);

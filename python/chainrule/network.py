@@ -566,7 +566,8 @@ class Network:
             progress: Union[bool, str] = False, optimizer: Optional[optim.Optimizer] = None,
             schedule: Union[None, str, optim.Schedule, Callable[[int, float], float]] = None,
             alpha: float = 0.0, sample_weight: Optional[npt.ArrayLike] = None,
-            dropout: Union[None, float, Sequence[float]] = None) -> npt.NDArray[np.float64]:
+            dropout: Union[None, float, Sequence[float]] = None,
+            callback_writes_data: bool = True) -> npt.NDArray[np.float64]:
         """Train by mini-batch gradient descent; return the cost of each epoch run.
 
         The whole loop runs in C++ with the GIL released. Each epoch's cost is
@@ -579,7 +580,10 @@ class Network:
         stops training. X and y are read in place: should the callback change
         them so that they no longer pass the checks made on entry, fit raises
         ValueError before the next epoch (the parameters are those after the
-        epoch just run). ``progress`` reports each epoch's cost as it ends:
+        epoch just run). That check is a pass over X after each callback;
+        ``callback_writes_data=False`` promises the callback writes none of X,
+        y and ``sample_weight``, and skips it (dense X; sparse X is checked
+        again all the same). ``progress`` reports each epoch's cost as it ends:
         ``True`` draws a tqdm bar when tqdm is installed and prints one line
         per epoch otherwise, ``"bar"`` insists on tqdm, ``"lines"`` always
         prints lines; the costs reported are those returned. If training diverges (a non-finite cost or parameter),
@@ -644,6 +648,10 @@ class Network:
             One weight per record.
         dropout : float or sequence of float, optional
             The dropout rate of every hidden layer, or of each.
+        callback_writes_data : bool, default=True
+            Whether ``callback`` may write to X, y or ``sample_weight``: if
+            so, fit checks them again after each epoch's callback. False
+            skips that check.
 
         Returns
         -------
@@ -687,10 +695,11 @@ class Network:
         (5, 5)
         """
         return self._fit(X, y, epochs, lr, batch_size, shuffle, seed, tol, n_iter_no_change, callback, progress,
-                         optimizer, schedule, alpha, sample_weight, dropout)
+                         optimizer, schedule, alpha, sample_weight, dropout, callback_writes_data=callback_writes_data)
 
     def _fit(self, X, y, epochs, lr, batch_size, shuffle, seed, tol, n_iter_no_change, callback, progress,
-             optimizer, schedule, alpha, sample_weight, dropout, reducer=None, agree=None) -> np.ndarray:
+             optimizer, schedule, alpha, sample_weight, dropout, reducer=None, agree=None,
+             callback_writes_data=True) -> np.ndarray:
         """fit's work. With ``reducer``, this process's part of chainrule.distributed.fit:
         ``agree(error_or_None)`` then tells every process whether the Python checks
         passed on all of them (it raises if not) before the core is called."""
@@ -707,8 +716,10 @@ class Network:
         if agree is not None:
             agree(None)
         X, y, epochs, arguments, training = call
+        # the progress report alone writes no data
+        writes = bool(callback_writes_data) and callback is not None
         if not progress:
-            return self._core.fit(X, y, epochs, *arguments, callback, *training, reducer)
+            return self._core.fit(X, y, epochs, *arguments, callback, *training, reducer, writes)
         reporter = EpochProgress(epochs, bar={True: None, "bar": True, "lines": False}[progress])
 
         def report_then_call(epoch, cost):
@@ -716,7 +727,7 @@ class Network:
             return True if callback is None else callback(epoch, cost)
 
         try:
-            return self._core.fit(X, y, epochs, *arguments, report_then_call, *training, reducer)
+            return self._core.fit(X, y, epochs, *arguments, report_then_call, *training, reducer, writes)
         finally:
             reporter.close()
 

@@ -422,7 +422,8 @@ class _BaseSGD(BaseEstimator):
             self.network_.fit(X, Y, epochs=epochs, batch_size=self._batch_size(X.shape[0]), shuffle=self.shuffle,
                               seed=seed, callback=functools.partial(self._end_epoch, run),
                               optimizer=self._optimizer, schedule=self._schedule(run.scale),
-                              alpha=self.alpha / run.scale, sample_weight=sample_weight)
+                              alpha=self.alpha / run.scale, sample_weight=sample_weight,
+                              callback_writes_data=False)  # _end_epoch reads the validation set only
         except DivergenceError as error:
             self._end_diverged_epoch(run, error)
         finally:

@@ -357,6 +357,28 @@ def test_a_callback_that_changes_x_or_y_under_fit_raises(change):
     assert all(np.isfinite(w).all() for w in net.weights)
 
 
+def test_callback_writes_data_false_skips_the_check_for_dense_x_only():
+    # The promise is the caller's: a callback that breaks it is not caught
+    # for dense X (the targets of 5 train on, as before the check existed),
+    # while CSR X, whose indices address memory, is checked again all the same.
+    import scipy.sparse as sparse  # a test extra
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((64, 4))
+    y = (rng.random((64, 1)) < 0.5) * 1.0
+
+    def vandal(epoch, cost):
+        y[:] = 5.0
+
+    net = cr.Network([4, 6, 1], seed=6)
+    costs = net.fit(X, y, epochs=3, seed=0, callback=vandal, callback_writes_data=False)
+    assert len(costs) == 3 and costs[0] > 0 > costs[2]  # the later epochs ran on the targets of 5
+    y[:] = (rng.random((64, 1)) < 0.5) * 1.0
+    with pytest.raises(ValueError, match=r"X or y changed during fit \(in the callback after epoch 1\)"):
+        cr.Network([4, 6, 1], seed=6).fit(sparse.csr_matrix(X), y, epochs=3, seed=0, callback=vandal,
+                                          callback_writes_data=False)
+
+
 def test_a_callback_may_change_the_data_to_other_valid_data():
     X, y = make_data(64, 4, seed=7)
     net = cr.Network([4, 6, 1], seed=8)

@@ -50,6 +50,11 @@ struct FitOptions {
     ScheduleOptions schedule;         // the learning rate of each epoch: constant unless set
     double alpha = 0.0;               // L2 penalty on the weights (not the biases), >= 0 (docs/math.md)
     std::vector<double> dropout;      // empty, or the dropout rate of each hidden layer, in [0, 1)
+    // Whether the epoch callback may write to X, y or the sample weights: if
+    // so, fit checks them again after it (a pass over X) before the next
+    // epoch. false promises it writes none of them; CSR X is checked again
+    // all the same (its indices address memory).
+    bool callback_writes_data = true;
 };
 
 // What fit reports after each epoch: the 0-based epoch and its cost (docs/math.md,
