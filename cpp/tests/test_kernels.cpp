@@ -8,13 +8,13 @@
 
 #include "kernels/kernels.hpp"
 #include "kernels/losses.hpp"
+#include "kernels/panel_linear.hpp"
 #include "chainrule/threads.hpp"
 #include "check.hpp"
 #include "runtime/fast_math.hpp"
 #include "runtime/gemm.hpp"
 #include "kernels/reference.hpp"
 #include "runtime/random.hpp"
-#include "runtime/small_gemm.hpp"
 
 using namespace chainrule;
 
@@ -181,23 +181,23 @@ TEST(linear_kernels_match_their_reference_twins) {
     check_linear_kernels_against_reference<float>(2e-6);
 }
 
-// The small-shape forward product (runtime/small_gemm.hpp) sums each element
+// The small-shape forward product (kernels/panel_linear.hpp) sums each element
 // as one chain of FMAs in k order from 0, then adds the bias: every column
 // count around its panels (12) and vectors (4), every row count around its
 // tiles (4 and 6), inner sizes from 1 to its limit.
 TEST(the_small_forward_product_is_one_fma_chain_per_element_plus_the_bias) {
     const std::size_t row_counts[] = {1, 2, 3, 4, 5, 6, 7, 11, 13, 200};
-    const std::size_t inner_sizes[] = {1, 3, 64, 100, detail::kSmallGemmMaxInner};
+    const std::size_t inner_sizes[] = {1, 3, 64, 100, detail::kPanelLinearMaxInner};
     for (std::size_t N = 1; N <= 27; ++N) {
         for (const std::size_t B : row_counts) {
             for (const std::size_t C : inner_sizes) {
-                CHECK(!detail::small_gemm_takes<float>(B, C, N));  // float32 stays with the library
-                if (!detail::small_gemm_takes<double>(B, C, N)) continue;  // a CPU without AVX2 and FMA
+                CHECK(!detail::panel_linear_fits<float>(B, C, N));  // float32 stays with the library
+                if (!detail::panel_linear_fits<double>(B, C, N)) continue;  // a CPU without AVX2 and FMA
                 const auto x = random_vector(B * C, 60 + B), w = random_vector(N * C, 61 + C),
                            b = random_vector(N, 62 + N);
                 std::vector<double> z(B * N + 3, 9.0), a(B * N + 3, 9.0);  // past the end: left alone
-                detail::small_gemm_forward(z.data(), x.data(), w.data(), b.data(), B, C, N, /*relu=*/false);
-                detail::small_gemm_forward(a.data(), x.data(), w.data(), b.data(), B, C, N, /*relu=*/true);
+                detail::panel_linear_forward(z.data(), x.data(), w.data(), b.data(), B, C, N, /*relu=*/false);
+                detail::panel_linear_forward(a.data(), x.data(), w.data(), b.data(), B, C, N, /*relu=*/true);
                 for (std::size_t r = 0; r < B; ++r) {
                     for (std::size_t j = 0; j < N; ++j) {
                         double acc = 0.0;
@@ -211,16 +211,16 @@ TEST(the_small_forward_product_is_one_fma_chain_per_element_plus_the_bias) {
         }
     }
     // The limits: a wider inner size, or more weights, goes to the library.
-    CHECK(!detail::small_gemm_takes<double>(200, detail::kSmallGemmMaxInner + 1, 10));
-    CHECK(!detail::small_gemm_takes<double>(10, 256, detail::kSmallGemmMaxWeights / 256 + 1));
-    CHECK(!detail::small_gemm_takes<double>(1000, 256, 64));  // 16.4M multiply-adds
+    CHECK(!detail::panel_linear_fits<double>(200, detail::kPanelLinearMaxInner + 1, 10));
+    CHECK(!detail::panel_linear_fits<double>(10, 256, detail::kPanelLinearMaxWeights / 256 + 1));
+    CHECK(!detail::panel_linear_fits<double>(1000, 256, 64));  // 16.4M multiply-adds
     // linear_forward takes the kernel where it applies, whatever the thread count.
     const int before = get_num_threads();
     const std::size_t B = 200, C = 64, N = 100;
     const auto x = random_vector(B * C, 70), w = random_vector(N * C, 71), b = random_vector(N, 72);
     std::vector<double> direct(B * N, 0.0);
-    if (detail::small_gemm_takes<double>(B, C, N)) {
-        detail::small_gemm_forward(direct.data(), x.data(), w.data(), b.data(), B, C, N, /*relu=*/false);
+    if (detail::panel_linear_fits<double>(B, C, N)) {
+        detail::panel_linear_forward(direct.data(), x.data(), w.data(), b.data(), B, C, N, /*relu=*/false);
         for (int threads : {1, 2, 3}) {
             set_num_threads(threads);
             std::vector<double> z(B * N);

@@ -43,7 +43,7 @@ void activation_forward(T* out, const T* inp, std::size_t n, Activation activati
 
 // out (B, OC) = relu(inp (B, C) @ weight^T (OC, C) + bias (OC)): linear_forward
 // then activation_forward's relu, the same values bit for bit; where the
-// small-shape product applies (runtime/small_gemm.hpp) the relu is taken in
+// small-shape product applies (kernels/panel_linear.hpp) the relu is taken in
 // its last step, with no second pass over out.
 //   docs/math.md: A_l = max(0, A_{l-1} W_l^T + b_l)
 template <typename T>

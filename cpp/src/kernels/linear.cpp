@@ -1,8 +1,10 @@
 // The linear layer: Z = A W^T + b forward, and its weight, bias and input
-// gradients backward. Large products go to the GEMM backend (runtime/gemm.hpp),
-// those of small layers to small_linear.cpp, each sum in the order of the
-// path it replaces (docs/math.md, "The order of each sum"); the plain loops
-// of reference.cpp are their twins in the tests.
+// gradients backward. Large products go to the GEMM backend (runtime/gemm.hpp).
+// Small layers skip it: those of a few dozen units to small_linear.cpp (the
+// result's blocks in registers, forward and backward), the other small
+// float64 forward products to panel_linear.cpp (W^T packed in panels), each
+// sum in the order of the path it replaces (docs/math.md, "The order of each
+// sum"); the plain loops of reference.cpp are their twins in the tests.
 #include <algorithm>
 #include <cassert>
 #include <cstring>
@@ -11,10 +13,10 @@
 
 #include "kernels/helpers.hpp"
 #include "kernels/kernels.hpp"
+#include "kernels/panel_linear.hpp"
 #include "kernels/small_linear.hpp"
 #include "runtime/gemm.hpp"
 #include "runtime/macros.hpp"
-#include "runtime/small_gemm.hpp"
 #include "runtime/thread_pool.hpp"
 
 namespace chainrule {
@@ -48,9 +50,9 @@ CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weigh
         }
 #endif
         if constexpr (std::is_same_v<T, double>) {
-            if (detail::small_gemm_takes<T>(num_records, in_features, out_features)) {
+            if (detail::panel_linear_fits<T>(num_records, in_features, out_features)) {
                 // Small shapes: no library call, the bias added in the product's last step.
-                detail::small_gemm_forward(out, inp, weight, bias, num_records, in_features, out_features,
+                detail::panel_linear_forward(out, inp, weight, bias, num_records, in_features, out_features,
                                            /*relu=*/false);
                 return;
             }
@@ -151,8 +153,8 @@ void linear_relu_forward(T* out, const T* inp, const T* weight, const T* bias, s
     if constexpr (std::is_same_v<T, double>) {
         // linear_forward's condition for its small-shape product, which then takes the relu too.
         if (out_features > 1 && worth_a_gemm(num_records, out_features, in_features) &&
-            detail::small_gemm_takes<T>(num_records, in_features, out_features)) {
-            detail::small_gemm_forward(out, inp, weight, bias, num_records, in_features, out_features,
+            detail::panel_linear_fits<T>(num_records, in_features, out_features)) {
+            detail::panel_linear_forward(out, inp, weight, bias, num_records, in_features, out_features,
                                          /*relu=*/true);
             return;
         }

@@ -1,4 +1,4 @@
-#include "runtime/small_gemm.hpp"
+#include "kernels/panel_linear.hpp"
 
 #include <algorithm>
 #include <cassert>
@@ -6,13 +6,13 @@
 #include <vector>
 
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__ELF__) && !defined(CHAINRULE_NO_TARGET_CLONES)
-#define CHAINRULE_SMALL_GEMM 1
+#define CHAINRULE_PANEL_LINEAR 1
 #include <immintrin.h>
 #endif
 
 namespace chainrule::detail {
 
-#if defined(CHAINRULE_SMALL_GEMM)
+#if defined(CHAINRULE_PANEL_LINEAR)
 
 namespace {
 
@@ -134,37 +134,37 @@ __attribute__((target("avx2,fma"))) void forward_avx2(double* out, const double*
 }  // namespace
 
 template <typename T>
-bool small_gemm_takes(std::size_t rows, std::size_t in_features, std::size_t out_features) {
+bool panel_linear_fits(std::size_t rows, std::size_t in_features, std::size_t out_features) {
     if constexpr (!std::is_same_v<T, double>) {
         return false;
     } else {
-        return rows > 0 && in_features > 0 && out_features > 0 && in_features <= kSmallGemmMaxInner &&
-               in_features * out_features <= kSmallGemmMaxWeights &&
-               double(rows) * double(in_features) * double(out_features) < kSmallGemmMaxWork && cpu_has_avx2_fma();
+        return rows > 0 && in_features > 0 && out_features > 0 && in_features <= kPanelLinearMaxInner &&
+               in_features * out_features <= kPanelLinearMaxWeights &&
+               double(rows) * double(in_features) * double(out_features) < kPanelLinearMaxWork && cpu_has_avx2_fma();
     }
 }
 
-void small_gemm_forward(double* out, const double* inp, const double* weight, const double* bias,
+void panel_linear_forward(double* out, const double* inp, const double* weight, const double* bias,
                           std::size_t rows, std::size_t in_features, std::size_t out_features, bool relu) {
-    assert(small_gemm_takes<double>(rows, in_features, out_features));
+    assert(panel_linear_fits<double>(rows, in_features, out_features));
     forward_avx2(out, inp, weight, bias, rows, in_features, out_features, relu);
 }
 
 #else  // no dispatch on the CPU: the library computes every product
 
 template <typename T>
-bool small_gemm_takes(std::size_t, std::size_t, std::size_t) {
+bool panel_linear_fits(std::size_t, std::size_t, std::size_t) {
     return false;
 }
 
-void small_gemm_forward(double*, const double*, const double*, const double*, std::size_t, std::size_t,
+void panel_linear_forward(double*, const double*, const double*, const double*, std::size_t, std::size_t,
                           std::size_t, bool) {
-    assert(false && "small_gemm_forward without small_gemm_takes");
+    assert(false && "panel_linear_forward without panel_linear_fits");
 }
 
 #endif
 
-template bool small_gemm_takes<float>(std::size_t, std::size_t, std::size_t);
-template bool small_gemm_takes<double>(std::size_t, std::size_t, std::size_t);
+template bool panel_linear_fits<float>(std::size_t, std::size_t, std::size_t);
+template bool panel_linear_fits<double>(std::size_t, std::size_t, std::size_t);
 
 }  // namespace chainrule::detail

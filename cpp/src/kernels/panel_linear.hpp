@@ -22,27 +22,27 @@
 
 namespace chainrule::detail {
 
-// The largest inner size (in_features) small_gemm_forward takes.
-constexpr std::size_t kSmallGemmMaxInner = 256;
+// The largest inner size (in_features) panel_linear_forward takes.
+constexpr std::size_t kPanelLinearMaxInner = 256;
 // The most weights (in_features x out_features) it packs.
-constexpr std::size_t kSmallGemmMaxWeights = std::size_t{1} << 16;
+constexpr std::size_t kPanelLinearMaxWeights = std::size_t{1} << 16;
 // The most multiply-adds: products the GEMM entry point would not cut in
 // tiles for the threads (runtime/gemm.hpp: below 2 kGemmTileMinWork).
-constexpr double kSmallGemmMaxWork = double(std::size_t{1} << 22);
+constexpr double kPanelLinearMaxWork = double(std::size_t{1} << 22);
 
-// Whether small_gemm_forward computes a product of these sizes on this
+// Whether panel_linear_forward computes a product of these sizes on this
 // machine: float64 only (float32 stays with the library), an x86-64 CPU
 // with AVX2 and FMA in a build that dispatches on the CPU
 // (CHAINRULE_TARGET_CLONES), and sizes within the limits above. A function
 // of the sizes and the machine alone, never of the thread count.
 template <typename T>
-bool small_gemm_takes(std::size_t rows, std::size_t in_features, std::size_t out_features);
+bool panel_linear_fits(std::size_t rows, std::size_t in_features, std::size_t out_features);
 
 // out (rows, out_features) = bias + inp (rows, in_features) @ weight^T, and
 // with `relu` max(that, 0) as activations.hpp's Relu takes it (z > 0 ? z :
-// +0; NaN gives 0); call it only where small_gemm_takes is true. On the
+// +0; NaN gives 0); call it only where panel_linear_fits is true. On the
 // calling thread.
-void small_gemm_forward(double* out, const double* inp, const double* weight, const double* bias,
+void panel_linear_forward(double* out, const double* inp, const double* weight, const double* bias,
                           std::size_t rows, std::size_t in_features, std::size_t out_features, bool relu);
 
 }  // namespace chainrule::detail
