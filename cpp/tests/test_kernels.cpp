@@ -11,6 +11,7 @@
 #include "kernels/panel_linear.hpp"
 #include "chainrule/threads.hpp"
 #include "check.hpp"
+#include "random_values.hpp"
 #include "runtime/fast_math.hpp"
 #include "runtime/gemm.hpp"
 #include "kernels/reference.hpp"
@@ -20,12 +21,7 @@ using namespace chainrule;
 
 namespace {
 
-std::vector<double> random_vector(std::size_t n, std::uint64_t seed, double scale = 1.0) {
-    detail::Random random(seed);
-    std::vector<double> v(n);
-    for (double& x : v) x = (2.0 * random.uniform() - 1.0) * scale;
-    return v;
-}
+using test_data::random_values;
 
 double reference_activation(double z, Activation a) {
     switch (a) {
@@ -57,7 +53,7 @@ TEST(squared_norm_sums_in_sixteen_lanes_then_pairwise) {
         return lanes[0];
     };
     for (std::size_t n : {0, 1, 15, 16, 17, 100, 7400}) {
-        std::vector<double> v = random_vector(n, 40 + n);
+        std::vector<double> v = random_values(n, 40 + n);
         for (std::size_t i = 0; i < n; ++i) v[i] *= std::ldexp(1.0, static_cast<int>(i % 23) - 11);
         CHECK(squared_norm(v.data(), n) == in_lanes(v));
         long double exact = 0;
@@ -139,7 +135,7 @@ TEST(random_below_keeps_and_rejects_the_draws_of_its_definition) {
 
 TEST(reference_linear_forward_is_the_equation) {
     const std::size_t B = 5, C = 7, OC = 3;
-    const auto x = random_vector(B * C, 1), w = random_vector(OC * C, 2), b = random_vector(OC, 3);
+    const auto x = random_values(B * C, 1), w = random_values(OC * C, 2), b = random_values(OC, 3);
     std::vector<double> z(B * OC);
     reference::linear_forward(z.data(), x.data(), w.data(), b.data(), B, C, OC);
     CHECK_CLOSE(z[1 * OC + 2], b[2] + x[7] * w[14] + x[8] * w[15] + x[9] * w[16] + x[10] * w[17] + x[11] * w[18] +
@@ -154,8 +150,8 @@ template <typename T>
 void check_linear_kernels_against_reference(double tol) {
     for (const auto& shape : kShapes) {
         const std::size_t B = shape[0], C = shape[1], OC = shape[2];
-        const auto xd = random_vector(B * C, 20 + B), wd = random_vector(OC * C, 21 + C), bd = random_vector(OC, 22);
-        const auto dd = random_vector(B * OC, 23 + OC);
+        const auto xd = random_values(B * C, 20 + B), wd = random_values(OC * C, 21 + C), bd = random_values(OC, 22);
+        const auto dd = random_values(B * OC, 23 + OC);
         const std::vector<T> x(xd.begin(), xd.end()), w(wd.begin(), wd.end()), b(bd.begin(), bd.end()),
             d(dd.begin(), dd.end());
         std::vector<T> fast(B * OC), slow(B * OC);
@@ -193,8 +189,8 @@ TEST(the_small_forward_product_is_one_fma_chain_per_element_plus_the_bias) {
             for (const std::size_t C : inner_sizes) {
                 CHECK(!detail::panel_linear_fits<float>(B, C, N));  // float32 stays with the library
                 if (!detail::panel_linear_fits<double>(B, C, N)) continue;  // a CPU without AVX2 and FMA
-                const auto x = random_vector(B * C, 60 + B), w = random_vector(N * C, 61 + C),
-                           b = random_vector(N, 62 + N);
+                const auto x = random_values(B * C, 60 + B), w = random_values(N * C, 61 + C),
+                           b = random_values(N, 62 + N);
                 std::vector<double> z(B * N + 3, 9.0), a(B * N + 3, 9.0);  // past the end: left alone
                 detail::panel_linear_forward(z.data(), x.data(), w.data(), b.data(), B, C, N, /*relu=*/false);
                 detail::panel_linear_forward(a.data(), x.data(), w.data(), b.data(), B, C, N, /*relu=*/true);
@@ -217,7 +213,7 @@ TEST(the_small_forward_product_is_one_fma_chain_per_element_plus_the_bias) {
     // linear_forward takes the kernel where it applies, whatever the thread count.
     const int before = get_num_threads();
     const std::size_t B = 200, C = 64, N = 100;
-    const auto x = random_vector(B * C, 70), w = random_vector(N * C, 71), b = random_vector(N, 72);
+    const auto x = random_values(B * C, 70), w = random_values(N * C, 71), b = random_values(N, 72);
     std::vector<double> direct(B * N, 0.0);
     if (detail::panel_linear_fits<double>(B, C, N)) {
         detail::panel_linear_forward(direct.data(), x.data(), w.data(), b.data(), B, C, N, /*relu=*/false);
@@ -234,8 +230,8 @@ TEST(the_small_forward_product_is_one_fma_chain_per_element_plus_the_bias) {
     for (const auto& shape : {std::array<std::size_t, 3>{200, 64, 100}, std::array<std::size_t, 3>{200, 300, 10},
                               std::array<std::size_t, 3>{5, 7, 3}, std::array<std::size_t, 3>{64, 784, 256}}) {
         const std::size_t rows = shape[0], in = shape[1], out = shape[2];
-        const auto xs = random_vector(rows * in, 73), ws = random_vector(out * in, 74);
-        auto bs = random_vector(out, 75);
+        const auto xs = random_values(rows * in, 73), ws = random_values(out * in, 74);
+        auto bs = random_values(out, 75);
         std::vector<double> w0 = ws;
         for (std::size_t k = 0; k < in; ++k) w0[k] = 0.0;  // unit 0: z = b_0 = -0, relu +0
         bs[0] = -0.0;
@@ -253,7 +249,7 @@ TEST(the_small_forward_product_is_one_fma_chain_per_element_plus_the_bias) {
 }
 
 TEST(linear_backward_without_dinp_leaves_it_alone) {
-    const auto x = random_vector(12, 7), d = random_vector(8, 9), w = random_vector(6, 8);
+    const auto x = random_values(12, 7), d = random_values(8, 9), w = random_values(6, 8);
     std::vector<double> dw(6), db(2), dw_ref(6), db_ref(2);
     linear_backward<double>(nullptr, dw.data(), db.data(), d.data(), x.data(), w.data(), 4, 3, 2, false);
     reference::linear_backward<double>(nullptr, dw_ref.data(), db_ref.data(), d.data(), x.data(), w.data(), 4, 3, 2, false);
@@ -261,7 +257,7 @@ TEST(linear_backward_without_dinp_leaves_it_alone) {
 }
 
 TEST(activations_and_derivatives_match_naive) {
-    const auto z = random_vector(64, 4, 6.0), dout = random_vector(64, 5);
+    const auto z = random_values(64, 4, 6.0), dout = random_values(64, 5);
     for (Activation act : kAll) {
         std::vector<double> a(z.size()), dz(z.size());
         activation_forward(a.data(), z.data(), z.size(), act);
@@ -276,7 +272,7 @@ TEST(activations_and_derivatives_match_naive) {
 }
 
 TEST(activation_in_place_equals_out_of_place) {
-    const auto z = random_vector(33, 6, 3.0);
+    const auto z = random_values(33, 6, 3.0);
     for (Activation act : kAll) {
         std::vector<double> out(z.size()), inplace = z;
         activation_forward(out.data(), z.data(), z.size(), act);
@@ -290,7 +286,7 @@ TEST(large_activations_are_the_same_on_any_thread_count) {
     // so each thread count gives the bits of the elementwise loop over the
     // first 64 values (computed alone, on one thread) and of one thread.
     const std::size_t n = (std::size_t{1} << 15) + 5;
-    const auto z = random_vector(n, 43, 6.0), dout = random_vector(n, 44);
+    const auto z = random_values(n, 43, 6.0), dout = random_values(n, 44);
     const int before = get_num_threads();
     for (Activation act : kAll) {
         std::vector<std::vector<double>> runs;
@@ -343,7 +339,7 @@ TEST(gemm_tiles_cover_the_product_in_aligned_blocks) {
 TEST(a_tiled_gemm_equals_its_tiles_computed_one_by_one_on_any_thread_count) {
     // 96 x 300 x 500 = 14.4M multiply-adds: 4 tiles of 64 to 80 columns.
     const std::size_t M = 96, N = 300, K = 500;
-    const auto a = random_vector(M * K, 45), b = random_vector(K * N, 46);
+    const auto a = random_values(M * K, 45), b = random_values(K * N, 46);
     const detail::GemmTiling tiling = detail::gemm_tiling(M, N, K);
     std::vector<double> by_tiles(M * N, 0.0);
     for (std::size_t i = 0; i < tiling.tiles; ++i) {  // each tile alone: too small to tile again
@@ -362,7 +358,7 @@ TEST(a_tiled_gemm_equals_its_tiles_computed_one_by_one_on_any_thread_count) {
 
 TEST(linear_backward_matches_naive) {
     const std::size_t B = 4, C = 6, OC = 3;
-    const auto x = random_vector(B * C, 7), w = random_vector(OC * C, 8), d = random_vector(B * OC, 9);
+    const auto x = random_values(B * C, 7), w = random_values(OC * C, 8), d = random_values(B * OC, 9);
     std::vector<double> dx(B * C, 123.0), dw(OC * C, 0.0), db(OC, 0.0);
     linear_backward(dx.data(), dw.data(), db.data(), d.data(), x.data(), w.data(), B, C, OC, false);
     for (std::size_t j = 0; j < OC; ++j) {
@@ -389,7 +385,7 @@ TEST(linear_backward_matches_naive) {
 }
 
 TEST(bce_forward_matches_naive_and_stays_finite) {
-    const auto z = random_vector(20, 10, 8.0);
+    const auto z = random_values(20, 10, 8.0);
     std::vector<double> y(z.size());
     for (std::size_t i = 0; i < y.size(); ++i) y[i] = i % 3 == 0 ? 0.0 : (i % 3 == 1 ? 1.0 : 0.25);
     double expected = 0;
@@ -407,7 +403,7 @@ TEST(bce_forward_matches_naive_and_stays_finite) {
 
 TEST(fused_bce_delta_equals_unfused_chain_rule) {
     // dZ = dC/dA * sigma'(z) = (a - y)/(a(1 - a)) * a(1 - a), which bce_backward fuses to a - y.
-    const auto z = random_vector(30, 11, 4.0);
+    const auto z = random_values(30, 11, 4.0);
     std::vector<double> a(z.size()), y(z.size()), fused(z.size()), unfused(z.size()), dA(z.size());
     activation_forward(a.data(), z.data(), z.size(), Activation::sigmoid);
     for (std::size_t i = 0; i < y.size(); ++i) y[i] = (i % 4) / 3.0;
@@ -418,7 +414,7 @@ TEST(fused_bce_delta_equals_unfused_chain_rule) {
 }
 
 TEST(mse_forward_and_backward_match_naive) {
-    const auto a = random_vector(12, 12), y = random_vector(12, 13);
+    const auto a = random_values(12, 12), y = random_values(12, 13);
     double expected = 0;
     for (std::size_t i = 0; i < a.size(); ++i) expected += (a[i] - y[i]) * (a[i] - y[i]);
     CHECK_CLOSE(mse_forward(a.data(), y.data(), 3, 4), expected, 1e-14);
@@ -446,7 +442,7 @@ TEST(a_large_sgd_update_is_the_same_on_any_thread_count_and_still_whole) {
     // non-finite update in the last range must leave the first ranges as
     // they were too.
     const std::size_t n = std::size_t{1} << 17;
-    const std::vector<double> w0 = random_vector(n, 41), g0 = random_vector(n, 42);
+    const std::vector<double> w0 = random_values(n, 41), g0 = random_values(n, 42);
     std::vector<float> start(n), grads(n);
     for (std::size_t i = 0; i < n; ++i) start[i] = static_cast<float>(w0[i]), grads[i] = static_cast<float>(g0[i]);
     const int before = get_num_threads();
@@ -477,7 +473,7 @@ TEST(adam_takes_a_finite_step_whichever_check_decides_and_refuses_a_non_finite_o
     const std::size_t n = 40000;  // several ranges on the threads
     std::vector<float> start(n), grads(n);
     const int before = get_num_threads();
-    const auto p = random_vector(n, 31), g = random_vector(n, 32);
+    const auto p = random_values(n, 31), g = random_values(n, 32);
     for (std::size_t i = 0; i < n; ++i) start[i] = static_cast<float>(p[i]), grads[i] = static_cast<float>(g[i]);
     OptimizerOptions usual, tiny_eps;
     usual.kind = tiny_eps.kind = OptimizerKind::adam;
@@ -520,9 +516,9 @@ void check_fused_steps_equal_unfused(Activation activation, Loss loss, std::size
     const std::size_t records = 12, n = OC * C + OC;
     const T lr = T(0.3);
     std::vector<T> X(records * C), Y(records * OC), fused(n), unfused(n), grads(n);
-    const auto x = random_vector(X.size(), 21, 2.0);
-    const auto y = random_vector(Y.size(), 22);
-    const auto p = random_vector(n, 23);
+    const auto x = random_values(X.size(), 21, 2.0);
+    const auto y = random_values(Y.size(), 22);
+    const auto p = random_values(n, 23);
     for (std::size_t i = 0; i < X.size(); ++i) X[i] = static_cast<T>(x[i]);
     for (std::size_t i = 0; i < Y.size(); ++i) Y[i] = static_cast<T>(loss == Loss::bce ? (y[i] + 1) / 2 : y[i]);
     for (std::size_t i = 0; i < n; ++i) fused[i] = unfused[i] = static_cast<T>(p[i]);
@@ -618,9 +614,9 @@ RecordStep check_fused_steps_stop_as_unfused(Activation activation, Loss loss, s
     const std::size_t records = 12, n = C + 1;
     const T lr = T(0.3);
     std::vector<T> X(records * C), Y(records), fused(n), unfused(n), grads(n);
-    const auto x = random_vector(X.size(), 31, 2.0);
-    const auto y = random_vector(Y.size(), 32);
-    const auto p = random_vector(n, 33);
+    const auto x = random_values(X.size(), 31, 2.0);
+    const auto y = random_values(Y.size(), 32);
+    const auto p = random_values(n, 33);
     for (std::size_t i = 0; i < X.size(); ++i) X[i] = i / C == huge_at ? huge : static_cast<T>(x[i]);
     for (std::size_t i = 0; i < Y.size(); ++i) Y[i] = static_cast<T>(loss == Loss::bce ? (y[i] + 1) / 2 : y[i]);
     for (std::size_t i = 0; i < n; ++i) fused[i] = unfused[i] = static_cast<T>(p[i]);

@@ -12,6 +12,7 @@
 
 #include "chainrule/chainrule.hpp"
 #include "check.hpp"
+#include "random_values.hpp"
 #include "runtime/random.hpp"
 
 using namespace chainrule;
@@ -37,13 +38,7 @@ CHAINRULE_TEST_NOINLINE void operator delete(void* p, std::size_t) noexcept { st
 
 namespace {
 
-template <typename T>
-std::vector<T> random_matrix(std::size_t rows, std::size_t cols, std::uint64_t seed, double lo, double hi) {
-    detail::Random random(seed);
-    std::vector<T> v(rows * cols);
-    for (T& x : v) x = static_cast<T>(lo + (hi - lo) * random.uniform());
-    return v;
-}
+using test_data::random_between;
 
 struct Case {
     std::vector<std::size_t> sizes;
@@ -68,8 +63,8 @@ TEST(gradients_match_central_differences) {
     for (const Case& c : all_cases()) {
         Network<double> net(c.sizes, c.activations, c.loss, 7);
         const std::size_t B = 6, n_in = c.sizes.front(), n_out = c.sizes.back();
-        const auto X = random_matrix<double>(B, n_in, 1, -1.0, 1.0);
-        const auto Y = random_matrix<double>(B, n_out, 2, 0.0, 1.0);
+        const auto X = random_between<double>(B * n_in, 1, -1.0, 1.0);
+        const auto Y = random_between<double>(B * n_out, 2, 0.0, 1.0);
         const ConstMatrixView<double> x(X.data(), B, n_in), y(Y.data(), B, n_out);
         net.compute_gradients(x, y);
         const std::vector<double> analytic(net.grads(), net.grads() + net.num_params());
@@ -99,9 +94,9 @@ TEST(cost_and_gradient_is_the_penalised_cost_and_its_gradient) {
         // otherwise hand the next relu layer z = b = 0 exactly, a kink central differences cannot see.
         for (std::size_t l = 0; l + 1 < c.sizes.size(); ++l) std::fill_n(net.layer(l).bias, c.sizes[l + 1], 0.1);
         const std::size_t B = 7, n_in = c.sizes.front(), n_out = c.sizes.back();
-        const auto X = random_matrix<double>(B, n_in, 3, -1.0, 1.0);
-        const auto Y = random_matrix<double>(B, n_out, 4, 0.0, 1.0);
-        const auto s = random_matrix<double>(B, 1, 5, 0.5, 2.0);
+        const auto X = random_between<double>(B * n_in, 3, -1.0, 1.0);
+        const auto Y = random_between<double>(B * n_out, 4, 0.0, 1.0);
+        const auto s = random_between<double>(B, 5, 0.5, 2.0);
         const ConstMatrixView<double> x(X.data(), B, n_in), y(Y.data(), B, n_out);
         const double alpha = 0.3;
         double total = 0, squared = 0;
@@ -143,7 +138,7 @@ TEST(float_and_double_networks_agree) {
     Network<double> d({5, 8, 3}, {Activation::tanh, Activation::sigmoid}, Loss::bce, 3);
     Network<float> f({5, 8, 3}, {Activation::tanh, Activation::sigmoid}, Loss::bce, 3);
     for (std::size_t i = 0; i < d.num_params(); ++i) CHECK(f.params()[i] == static_cast<float>(d.params()[i]));
-    const auto Xd = random_matrix<double>(10, 5, 4, -2, 2);
+    const auto Xd = random_between<double>(10 * 5, 4, -2, 2);
     const std::vector<float> Xf(Xd.begin(), Xd.end());
     std::vector<double> out_d(30);
     std::vector<float> out_f(30);
@@ -153,8 +148,8 @@ TEST(float_and_double_networks_agree) {
 }
 
 TEST(same_seed_same_run_bitwise) {
-    const auto X = random_matrix<float>(50, 4, 5, -1, 1);
-    const auto Y = random_matrix<float>(50, 1, 6, 0, 1);
+    const auto X = random_between<float>(50 * 4, 5, -1, 1);
+    const auto Y = random_between<float>(50, 6, 0, 1);
     FitOptions options;
     options.epochs = 4;
     options.batch_size = 7;
@@ -176,8 +171,8 @@ TEST(same_seed_same_run_bitwise) {
 }
 
 TEST(in_order_fit_equals_sgd_steps) {
-    const auto X = random_matrix<double>(10, 3, 7, -1, 1);
-    const auto Y = random_matrix<double>(10, 2, 8, -1, 1);
+    const auto X = random_between<double>(10 * 3, 7, -1, 1);
+    const auto Y = random_between<double>(10 * 2, 8, -1, 1);
     Network<double> a({3, 4, 2}, {Activation::sigmoid, Activation::identity}, Loss::mse, 1);
     Network<double> b(a);
     FitOptions options;
@@ -199,8 +194,8 @@ TEST(in_order_fit_equals_sgd_steps) {
 
 TEST(in_order_one_record_fit_of_one_layer_equals_sgd_steps) {
     // The fused path (dense_record_steps): many steps a call in fit, one in sgd_step.
-    const auto X = random_matrix<float>(300, 11, 17, -1, 1);
-    const auto Y = random_matrix<float>(300, 1, 18, 0, 1);
+    const auto X = random_between<float>(300 * 11, 17, -1, 1);
+    const auto Y = random_between<float>(300, 18, 0, 1);
     Network<float> a({11, 1}, {Activation::sigmoid}, Loss::bce, 3);
     Network<float> b(a);
     FitOptions options;
@@ -221,8 +216,8 @@ TEST(shuffled_one_record_fit_of_one_layer_equals_sgd_steps_in_that_order) {
     // The fused path with a shuffled order, in chunks of 256 steps and a
     // shorter last one: the same as sgd_step over the records in fit's order.
     const std::size_t n = 700;  // > 2 chunks of 256, and not a multiple of it
-    const auto X = random_matrix<double>(n, 9, 27, -1, 1);
-    const auto Y = random_matrix<double>(n, 2, 28, -1, 1);
+    const auto X = random_between<double>(n * 9, 27, -1, 1);
+    const auto Y = random_between<double>(n * 2, 28, -1, 1);
     Network<double> a({9, 2}, {Activation::tanh}, Loss::mse, 5);
     Network<double> b(a);
     FitOptions options;
@@ -251,8 +246,8 @@ std::vector<std::vector<T>> train_at_each_thread_count(const std::vector<std::si
                                                          std::size_t num_records, std::size_t batch_size,
                                                          bool shuffle) {
     const std::size_t n_in = sizes.front(), n_out = sizes.back();
-    const auto X = random_matrix<T>(num_records, n_in, 31 + sizes.size(), -1, 1);
-    const auto Y = random_matrix<T>(num_records, n_out, 32 + batch_size, 0, 1);
+    const auto X = random_between<T>(num_records * n_in, 31 + sizes.size(), -1, 1);
+    const auto Y = random_between<T>(num_records * n_out, 32 + batch_size, 0, 1);
     std::vector<Activation> activations(sizes.size() - 2, Activation::tanh);
     activations.push_back(Activation::sigmoid);
     const int before = get_num_threads();
@@ -312,8 +307,8 @@ TEST(results_do_not_depend_on_the_thread_count) {
 }
 
 TEST(training_allocates_nothing_per_step) {
-    const auto X = random_matrix<double>(64, 5, 9, -1, 1);
-    const auto Y = random_matrix<double>(64, 1, 10, 0, 1);
+    const auto X = random_between<double>(64 * 5, 9, -1, 1);
+    const auto Y = random_between<double>(64, 10, 0, 1);
     auto allocations_of_fit = [&](std::size_t epochs, bool shuffle, bool one_layer) {
         // one layer: the fused one-record steps; else the general path
         Network<double> net = one_layer ? Network<double>({5, 1}, {Activation::sigmoid}, Loss::bce, 2)
@@ -388,8 +383,8 @@ TEST(bad_arguments_throw_and_change_nothing) {
 }
 
 TEST(early_stopping_and_callback) {
-    const auto X = random_matrix<double>(20, 2, 12, -1, 1);
-    const auto Y = random_matrix<double>(20, 1, 13, 0, 1);
+    const auto X = random_between<double>(20 * 2, 12, -1, 1);
+    const auto Y = random_between<double>(20, 13, 0, 1);
     Network<double> net({2, 2, 1}, {Activation::sigmoid, Activation::sigmoid}, Loss::bce, 4);
     FitOptions options;
     options.epochs = 100;
@@ -409,8 +404,8 @@ TEST(early_stopping_and_callback) {
 
 TEST(huge_epochs_stopped_by_the_callback_or_tol) {
     // epochs is only a bound: fit may not size anything by it up front.
-    const auto X = random_matrix<double>(6, 2, 18, -1, 1);
-    const auto Y = random_matrix<double>(6, 1, 19, 0, 1);
+    const auto X = random_between<double>(6 * 2, 18, -1, 1);
+    const auto Y = random_between<double>(6, 19, 0, 1);
     Network<double> net({2, 2, 1}, {Activation::tanh, Activation::sigmoid}, Loss::bce, 7);
     FitOptions options;
     options.epochs = std::size_t(-1);
@@ -426,8 +421,8 @@ TEST(huge_epochs_stopped_by_the_callback_or_tol) {
 TEST(interrupt_leaves_the_last_completed_step) {
     // 1024 x 1024 weights: one record is ~2^20 multiply-adds, so fit polls after every step.
     const std::size_t n = 1024;
-    const auto X = random_matrix<double>(8, n, 14, -1, 1);
-    const auto Y = random_matrix<double>(8, 1, 15, -1, 1);
+    const auto X = random_between<double>(8 * n, 14, -1, 1);
+    const auto Y = random_between<double>(8, 15, -1, 1);
     Network<double> net({n, n, 1}, {Activation::tanh, Activation::identity}, Loss::mse, 5);
     Network<double> replay(net);
     FitOptions options;
@@ -458,8 +453,8 @@ TEST(predict_gets_in_while_fit_runs_without_an_interrupt_check) {
     // fit's own time, so a slow machine or a sanitizer build changes nothing.
     using clock = std::chrono::steady_clock;
     const std::size_t n = 256, records = 8192;
-    const auto X = random_matrix<double>(records, n, 16, -1, 1);
-    const auto Y = random_matrix<double>(records, 1, 17, 0, 1);
+    const auto X = random_between<double>(records * n, 16, -1, 1);
+    const auto Y = random_between<double>(records, 17, 0, 1);
     Network<double> net({n, n, 1}, {Activation::sigmoid, Activation::sigmoid}, Loss::bce, 6);
     FitOptions options;
     options.epochs = 1;
@@ -489,8 +484,8 @@ TEST(copies_and_copy_params_take_the_parameters_and_nothing_else) {
     // read the parameters; a copy starts with zeroed gradients and trains
     // on its own buffers.
     const std::size_t n = 5, records = 16;
-    const auto X = random_matrix<double>(records, n, 21, -1, 1);
-    const auto Y = random_matrix<double>(records, 2, 22, 0, 1);
+    const auto X = random_between<double>(records * n, 21, -1, 1);
+    const auto Y = random_between<double>(records * 2, 22, 0, 1);
     Network<double> net({n, 4, 2}, {Activation::tanh, Activation::sigmoid}, Loss::bce, 3);
     net.compute_gradients({X.data(), records, n}, {Y.data(), records, 2});
     std::vector<double> snapshot(net.num_params(), -1.0);

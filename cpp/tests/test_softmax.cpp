@@ -8,6 +8,7 @@
 
 #include "chainrule/chainrule.hpp"
 #include "check.hpp"
+#include "random_values.hpp"
 #include "kernels/kernels.hpp"
 #include "runtime/random.hpp"
 
@@ -15,12 +16,7 @@ using namespace chainrule;
 
 namespace {
 
-std::vector<double> random_vector(std::size_t n, std::uint64_t seed, double scale) {
-    detail::Random random(seed);
-    std::vector<double> v(n);
-    for (double& x : v) x = (2.0 * random.uniform() - 1.0) * scale;
-    return v;
-}
+using test_data::random_values;
 
 // Rows of K soft labels: positive values normalised to sum to 1.
 std::vector<double> random_distributions(std::size_t rows, std::size_t K, std::uint64_t seed) {
@@ -39,7 +35,7 @@ const std::size_t B = 5, K = 4;
 }  // namespace
 
 TEST(softmax_forward_matches_naive_and_rows_sum_to_one) {
-    const auto z = random_vector(B * K, 1, 6.0);
+    const auto z = random_values(B * K, 1, 6.0);
     std::vector<double> a(z.size());
     softmax_forward(a.data(), z.data(), B, K);
     for (std::size_t r = 0; r < B; ++r) {
@@ -72,7 +68,7 @@ TEST(softmax_forward_is_stable_for_huge_logits) {
 }
 
 TEST(cce_forward_matches_naive_and_never_takes_log_zero) {
-    const auto z = random_vector(B * K, 2, 5.0);
+    const auto z = random_values(B * K, 2, 5.0);
     const auto y = random_distributions(B, K, 3);
     double expected = 0.0;
     for (std::size_t r = 0; r < B; ++r) {
@@ -92,7 +88,7 @@ TEST(the_softmax_leaves_the_lse_cce_forward_would_compute_bit_for_bit) {
     // float64: each row's lse from softmax_forward gives cce_forward's own
     // loss exactly, on rows of every size (1 to 33 outputs) and of large logits.
     for (std::size_t k = 1; k <= 33; k += 4) {
-        const auto z = random_vector(B * k, 40 + k, k == 33 ? 700.0 : 6.0);
+        const auto z = random_values(B * k, 40 + k, k == 33 ? 700.0 : 6.0);
         const auto y = random_distributions(B, k, 41 + k);
         std::vector<double> a(z.size()), lse(B + 1, -1.0);
         softmax_forward(a.data(), z.data(), B, k, lse.data());
@@ -114,7 +110,7 @@ TEST(the_softmax_leaves_the_lse_cce_forward_would_compute_bit_for_bit) {
 TEST(fused_cce_delta_equals_unfused_chain_rule_through_the_softmax_jacobian) {
     // Unfused: dL/da_k = -y_k / a_k, then dZ_j = sum_k dL/da_k * da_k/dz_j with
     // the full Jacobian da_k/dz_j = a_k ([j = k] - a_j). cce_backward fuses it to a - y.
-    const auto z = random_vector(B * K, 4, 3.0);
+    const auto z = random_values(B * K, 4, 3.0);
     const auto y = random_distributions(B, K, 5);
     std::vector<double> a(z.size()), fused(z.size());
     softmax_forward(a.data(), z.data(), B, K);
@@ -142,7 +138,7 @@ TEST(network_gradient_matches_central_differences) {
         sizes.push_back(K);
         activations.push_back(Activation::softmax);
         Network<double> net(sizes, activations, Loss::cce, 8 + depth);
-        const auto X = random_vector(B * 3, 9, 1.0);
+        const auto X = random_values(B * 3, 9, 1.0);
         const auto Y = random_distributions(B, K, 10);
         const ConstMatrixView<double> x{X.data(), B, 3}, y{Y.data(), B, K};
         net.compute_gradients(x, y);
@@ -201,7 +197,7 @@ TEST(training_lowers_the_cost_and_the_model_file_round_trips) {
     // Three well-separated blobs, one-hot targets.
     const std::size_t N = 60;
     std::vector<double> X(N * 2), Y(N * 3, 0.0);
-    const auto noise = random_vector(N * 2, 12, 0.3);
+    const auto noise = random_values(N * 2, 12, 0.3);
     const double centres[3][2] = {{2, 0}, {-2, 1}, {0, -2}};
     for (std::size_t r = 0; r < N; ++r) {
         X[r * 2] = centres[r % 3][0] + noise[r * 2];
