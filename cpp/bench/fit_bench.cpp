@@ -3,7 +3,8 @@
 // Not a test and not the benchmark suite; built with -DCHAINRULE_BUILD_BENCH=ON
 // (with -DCHAINRULE_BLAS=scipy-openblas for the GEMM backend of the wheel):
 //   <build dir>/fit_bench [float|double] [W1,W2,...] [threads] [repeats]
-// W1-W5 are bench/'s workloads on random data; L1 is W1 as linear regression
+// W1-W6 are bench/'s workloads on random data (W6 here through Network::fit,
+// without the estimator's alpha; OPTIMIZER=adam for its optimizer); L1 is W1 as linear regression
 // (identity output, MSE): W1 less the sigmoid. With NO_SHUFFLE set in the
 // environment the records are visited in order, which separates the cost of a
 // step from that of fetching random records; with PREDICT set, predict over
@@ -100,7 +101,7 @@ void run(const Workload& w, int repeats) {
 
 int main(int argc, char** argv) {
     const std::string dtype = argc > 1 ? argv[1] : "float";
-    const std::string which = argc > 2 ? argv[2] : "W1,W2,W3,W4,W5";
+    const std::string which = argc > 2 ? argv[2] : "W1,W2,W3,W4,W5,W6";
     if (argc > 3) set_num_threads(std::atoi(argv[3]));
     const int repeats = argc > 4 ? std::atoi(argv[4]) : 9;
     const Workload all[] = {
@@ -110,6 +111,7 @@ int main(int argc, char** argv) {
         {"W3", {10, 32, 1}, {A::sigmoid, A::identity}, Loss::mse, 32, 20000},
         {"W4", {784, 256, 256, 10}, {A::sigmoid, A::sigmoid, A::sigmoid}, Loss::bce, 64, 6400},
         {"W5", {1024, 4096, 4096, 16}, {A::sigmoid, A::sigmoid, A::sigmoid}, Loss::bce, 1024, 2048},
+        {"W6", {50, 100, 1}, {A::relu, A::identity}, Loss::mse, 200, 15000},
     };
     for (const Workload& w : all) {
         if (which.find(w.name) == std::string::npos) continue;
