@@ -29,7 +29,6 @@ namespace chainrule {
 namespace {
 
 constexpr char kMagic[8] = {'C', 'H', 'A', 'I', 'N', 'R', 'U', 'L'};
-constexpr std::size_t kFixedHeaderBytes = 8 + 4 * 4;  // magic, version, scalar bytes, loss, L
 
 // CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320), table-driven.
 class Crc32 {

@@ -806,8 +806,7 @@ double Network<T>::cost_and_gradient(CsrMatrixView<T, Index> X, ConstMatrixView<
     return impl_->cost_and_gradient_records(X, Y, gradient, alpha, sample_weight);
 }
 
-template struct Network<float>::Impl;
-template struct Network<double>::Impl;
+// With its member class, Impl: the members of both defined in this file.
 template class Network<float>;
 template class Network<double>;
 

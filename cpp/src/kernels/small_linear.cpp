@@ -38,11 +38,9 @@
 #if CHAINRULE_SMALL_LINEAR
 
 // The vector helpers below are always inlined, in this file only: no vector
-// crosses a call, so GCC's note that returning one without AVX changes the
-// ABI concerns no call here.
-#if !defined(__clang__)
+// crosses a call, so the compiler's note that returning one without AVX
+// changes the ABI concerns no call here (GCC and Clang both read this pragma).
 #pragma GCC diagnostic ignored "-Wpsabi"
-#endif
 
 namespace chainrule::detail {
 

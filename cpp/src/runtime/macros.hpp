@@ -3,11 +3,13 @@
 
 // Compiles the function it marks three times, for x86-64-v4 (AVX-512), for
 // x86-64-v3 (AVX2 + FMA) and for the baseline, and picks one at load time from
-// the CPU (GCC/Clang ifunc on ELF); the default build stays portable.
-// Elsewhere: one baseline copy. The FMA copies round differently from the
-// baseline one, and a vectorized sum adds in another order at another vector
-// width, so results are reproducible per machine, not across instruction sets.
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__ELF__) && !defined(CHAINRULE_NO_TARGET_CLONES)
+// the CPU (GCC's ifunc on ELF); the default build stays portable.
+// Elsewhere, and with Clang (which cannot clone function templates): one
+// baseline copy. The FMA copies round differently from the baseline one, and
+// a vectorized sum adds in another order at another vector width, so results
+// are reproducible per machine, not across instruction sets.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__) && \
+    !defined(CHAINRULE_NO_TARGET_CLONES)
 #define CHAINRULE_TARGET_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define CHAINRULE_TARGET_CLONES
