@@ -17,14 +17,6 @@ T sigmoid(T z) {
 
 namespace {
 
-// The values an iteration of the loops below takes: 64 bytes, one AVX-512
-// register (two of AVX2). f's chain of dependent operations (the sigmoid's
-// exponential and division) is long, and a wider iteration keeps more values
-// in flight for the same number of instructions. Each value is computed
-// alone, so the width changes no bit.
-template <typename T>
-constexpr int kGroup = 64 / sizeof(T);
-
 // The loops over one home: compiled for each instruction set (the lambdas of
 // with_activation only pick which; a lambda would not be cloned).
 template <typename Home, typename T>
@@ -32,8 +24,7 @@ CHAINRULE_TARGET_CLONES void activation_forward_range(T* out, const T* inp, std:
     if constexpr (std::is_same_v<Home, detail::Identity>) {
         if (out != inp) std::memmove(out, inp, n * sizeof(T));
     } else if constexpr (Home::kVectorizes) {
-#pragma omp simd simdlen(kGroup<T>)
-        for (std::size_t i = 0; i < n; ++i) out[i] = Home::f(inp[i]);
+        detail::forward_values<Home>(out, inp, n);
     } else {
         for (std::size_t i = 0; i < n; ++i) out[i] = Home::f(inp[i]);
     }
