@@ -46,10 +46,9 @@ void step(const char* name, std::size_t inputs, std::size_t hidden, bool bce) {
         total += ns;
         std::printf("%s %-6s %-26s %7.0f ns\n", name, dtype, what, ns);
     };
-    row("layer 1 linear_forward",
-        best_ns([&] { linear_forward(a1.data(), x.data(), w1.data(), b1.data(), B, inputs, hidden); }));
-    row("layer 1 sigmoid",
-        best_ns([&] { activation_forward(a1.data(), a1.data(), B * hidden, Activation::sigmoid); }));
+    // The hidden sigmoid layer's product and sigmoid, one call (Network<T>::forward).
+    row("layer 1 linear_sigmoid_fwd",
+        best_ns([&] { linear_sigmoid_forward(a1.data(), x.data(), w1.data(), b1.data(), B, inputs, hidden); }));
     row("layer 2 linear_forward",
         best_ns([&] { linear_forward(z2.data(), a1.data(), w2.data(), b2.data(), B, hidden, 1); }));
     if (bce) {
@@ -71,11 +70,10 @@ void step(const char* name, std::size_t inputs, std::size_t hidden, bool bce) {
                 activation_backward(d2.data(), d2.data(), a2.data(), B, Activation::identity);
             }));
     }
-    row("layer 2 linear_backward", best_ns([&] {
-            linear_backward(da1.data(), dw2.data(), db2.data(), d2.data(), a1.data(), w2.data(), B, hidden, 1, false);
-        }));
-    row("layer 1 sigmoid'", best_ns([&] {
-            activation_backward(da1.data(), da1.data(), a1.data(), B * hidden, Activation::sigmoid);
+    // Layer 2's gradients and dZ_1 = (dZ_2 W_2) * sigmoid', one call (Network<T>::backward).
+    row("layer 2 linear_sigmoid_bwd", best_ns([&] {
+            linear_sigmoid_backward(da1.data(), dw2.data(), db2.data(), d2.data(), a1.data(), w2.data(), B, hidden,
+                                    1, false);
         }));
     row("layer 1 linear_backward", best_ns([&] {
             linear_backward<T>(nullptr, dw1.data(), db1.data(), da1.data(), x.data(), w1.data(), B, inputs, hidden,

@@ -330,9 +330,14 @@ const T* Network<T>::Impl::forward(Workspace& ws, const detail::RecordBatch<T>& 
         const LayerView<const T> p = layer(l);
         T* a = ws.output(l);
         T* z = l == last ? ws.logits.data() : a;  // Z_L is kept for the BCE; hidden Z_l become A_l in place
-        if (l < last && activations_[l] == Activation::relu && (l > 0 || X.dense)) {
+        const bool dense_hidden = l < last && (l > 0 || X.dense);
+        if (dense_hidden && activations_[l] == Activation::relu) {
             // A hidden relu layer on dense input: Z_l and A_l in one call (linear_relu_forward).
             linear_relu_forward(a, l == 0 ? X.dense : inp, p.weight, p.bias, rows, p.in_features, p.out_features);
+        } else if (dense_hidden && activations_[l] == Activation::sigmoid) {
+            // The same for a hidden sigmoid layer (linear_sigmoid_forward).
+            linear_sigmoid_forward(a, l == 0 ? X.dense : inp, p.weight, p.bias, rows, p.in_features,
+                                   p.out_features);
         } else {
             if (l == 0) {
                 detail::first_layer_forward(z, X, p.weight, p.bias, rows, p.in_features, p.out_features);
@@ -410,10 +415,16 @@ void Network<T>::Impl::backward(Workspace& ws, const detail::RecordBatch<T>& X, 
             const bool dropped = drops(drop, l - 1);
             const T* inp = dropped ? ws.dropped_output(l - 1) : ws.output(l - 1);
             T* dinp = spare;
-            linear_backward(dinp, dweight, dbias, delta, inp, p.weight, rows, p.in_features, p.out_features,
-                            accumulate);
-            if (dropped) apply_dropout(dinp, dinp, rows, p.in_features, l - 1, *drop);  // through the same mask
-            activation_backward(dinp, dinp, ws.output(l - 1), rows * p.in_features, activations_[l - 1]);
+            if (!dropped && activations_[l - 1] == Activation::sigmoid) {
+                // dZ_{l-1} in one call: f' reads A_{l-1}, the product's input (linear_sigmoid_backward).
+                linear_sigmoid_backward(dinp, dweight, dbias, delta, inp, p.weight, rows, p.in_features,
+                                        p.out_features, accumulate);
+            } else {
+                linear_backward(dinp, dweight, dbias, delta, inp, p.weight, rows, p.in_features, p.out_features,
+                                accumulate);
+                if (dropped) apply_dropout(dinp, dinp, rows, p.in_features, l - 1, *drop);  // through the same mask
+                activation_backward(dinp, dinp, ws.output(l - 1), rows * p.in_features, activations_[l - 1]);
+            }
             std::swap(delta, spare);
         }
     }

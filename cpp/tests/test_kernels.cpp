@@ -281,6 +281,35 @@ TEST(activation_in_place_equals_out_of_place) {
     }
 }
 
+// activation_forward takes 64 bytes of values per iteration, then shorter
+// vectors and single values for the rest: every value must come out as it
+// does computed alone (n = 1, the scalar code of the same copy), wherever it
+// falls in a pass of any length. Values across the sigmoid's ranges: both
+// signs, where e^{-|z|} underflows, and +-0.
+template <typename T>
+void check_each_value_as_alone() {
+    std::vector<T> z;
+    for (double v : random_vector(80, 47, 8.0)) z.push_back(static_cast<T>(v));
+    const T special[] = {T(0), -T(0), T(-120), T(95), T(-800), T(800), std::numeric_limits<T>::min(),
+                         -std::numeric_limits<T>::max()};
+    for (std::size_t i = 0; i < std::size(special); ++i) z[7 * i + 3] = special[i];
+    for (Activation act : kAll) {
+        std::vector<T> alone(z.size());
+        for (std::size_t i = 0; i < z.size(); ++i) activation_forward(&alone[i], &z[i], 1, act);
+        for (std::size_t n = 2; n <= z.size(); ++n) {
+            const std::size_t first = z.size() - n;  // passes ending at the last value: every offset and tail
+            std::vector<T> a(n);
+            activation_forward(a.data(), z.data() + first, n, act);
+            CHECK(std::memcmp(a.data(), alone.data() + first, n * sizeof(T)) == 0);
+        }
+    }
+}
+
+TEST(each_activation_value_is_the_value_computed_alone) {
+    check_each_value_as_alone<float>();
+    check_each_value_as_alone<double>();
+}
+
 TEST(large_activations_are_the_same_on_any_thread_count) {
     // 2^15 + 5 values: one range per thread. Every value is computed alone,
     // so each thread count gives the bits of the elementwise loop over the

@@ -10,6 +10,7 @@
 #include "chainrule/threads.hpp"
 #include "check.hpp"
 #include "random_values.hpp"
+#include "kernels/kernels.hpp"
 #include "kernels/reference.hpp"
 #include "kernels/small_linear.hpp"
 #include "runtime/random.hpp"
@@ -204,6 +205,59 @@ TEST(large_small_layer_products_are_the_same_on_any_thread_count) {
         }
     }
     set_num_threads(before);
+}
+
+// The hidden sigmoid layer's fused calls against the two calls they replace,
+// bit for bit, on every layer and batch above (those the small kernels take
+// and those they leave to the plain paths): linear_sigmoid_forward against
+// linear_forward then activation_forward; linear_sigmoid_backward against
+// linear_backward then activation_backward, with and without accumulate
+// (dW and db holding earlier sums), its inputs the outputs of a sigmoid
+// (values in (0, 1), some of them rounded to 0 or 1).
+template <typename T>
+void check_sigmoid_layers_fused() {
+    for (const auto& layer : kLayers) {
+        const std::size_t C = layer[0], OC = layer[1];
+        for (std::size_t B : kRecords) {
+            const auto x = random_values<T>(B * C, 18), w = random_values<T>(OC * C, 19),
+                       b = random_values<T>(OC, 20), d = random_values<T>(B * OC, 21),
+                       earlier = random_values<T>(OC * C + OC, 22);
+            std::vector<T> plain(B * OC), fused(B * OC);
+            linear_forward(plain.data(), x.data(), w.data(), b.data(), B, C, OC);
+            activation_forward(plain.data(), plain.data(), B * OC, Activation::sigmoid);
+            linear_sigmoid_forward(fused.data(), x.data(), w.data(), b.data(), B, C, OC);
+            CHECK(same_bits(plain, fused));
+
+            std::vector<T> a(B * C);  // a sigmoid layer's outputs, 0 and 1 among them
+            for (std::size_t i = 0; i < a.size(); ++i) a[i] = T(1) / (T(1) + std::exp(T(-40) * x[i]));
+            for (bool accumulate : {false, true}) {
+                std::vector<T> dx_plain(B * C), dx_fused(B * C);
+                std::vector<T> dw_plain(earlier.begin(), earlier.begin() + OC * C), dw_fused = dw_plain;
+                std::vector<T> db_plain(earlier.begin() + OC * C, earlier.end()), db_fused = db_plain;
+                linear_backward(dx_plain.data(), dw_plain.data(), db_plain.data(), d.data(), a.data(), w.data(), B,
+                                C, OC, accumulate);
+                activation_backward(dx_plain.data(), dx_plain.data(), a.data(), B * C, Activation::sigmoid);
+                linear_sigmoid_backward(dx_fused.data(), dw_fused.data(), db_fused.data(), d.data(), a.data(),
+                                        w.data(), B, C, OC, accumulate);
+                CHECK(same_bits(dx_plain, dx_fused) && same_bits(dw_plain, dw_fused) &&
+                      same_bits(db_plain, db_fused));
+            }
+        }
+    }
+}
+
+TEST(fused_sigmoid_layers_give_the_bits_of_the_two_calls) {
+    check_sigmoid_layers_fused<float>();
+    check_sigmoid_layers_fused<double>();
+}
+
+// The one-output backward through the sigmoid does take the benchmark's W2
+// and W3 output layers, where the test above compares it with the two calls.
+TEST(the_one_output_backward_through_the_sigmoid_takes_w2_and_w3) {
+    CHECK(detail::single_output_sigmoid_backward_fits<float>(16, 32));
+    CHECK(detail::single_output_sigmoid_backward_fits<float>(32, 32));
+    CHECK(detail::single_output_sigmoid_backward_fits<double>(16, 32));
+    CHECK(!detail::single_output_sigmoid_backward_fits<float>(4, 32));  // less than a vector of inputs
 }
 
 #endif  // CHAINRULE_SMALL_LINEAR

@@ -24,8 +24,7 @@ CHAINRULE_TARGET_CLONES void activation_forward_range(T* out, const T* inp, std:
     if constexpr (std::is_same_v<Home, detail::Identity>) {
         if (out != inp) std::memmove(out, inp, n * sizeof(T));
     } else if constexpr (Home::kVectorizes) {
-#pragma omp simd
-        for (std::size_t i = 0; i < n; ++i) out[i] = Home::f(inp[i]);
+        detail::forward_values<Home>(out, inp, n);
     } else {
         for (std::size_t i = 0; i < n; ++i) out[i] = Home::f(inp[i]);
     }

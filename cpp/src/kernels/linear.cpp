@@ -163,7 +163,42 @@ void linear_relu_forward(T* out, const T* inp, const T* weight, const T* bias, s
     activation_forward(out, out, num_records * out_features, Activation::relu);
 }
 
+template <typename T>
+void linear_sigmoid_forward(T* out, const T* inp, const T* weight, const T* bias, std::size_t num_records,
+                            std::size_t in_features, std::size_t out_features) {
+#if CHAINRULE_SMALL_LINEAR
+    // linear_forward's condition for the small layers' product, which then takes the sigmoid too.
+    if (out_features > 1 && worth_a_gemm(num_records, out_features, in_features) &&
+        detail::small_linear_forward_fits<T>(in_features, out_features)) {
+        detail::small_linear_sigmoid_forward(out, inp, weight, bias, num_records, in_features, out_features);
+        return;
+    }
+#endif
+    linear_forward(out, inp, weight, bias, num_records, in_features, out_features);
+    activation_forward(out, out, num_records * out_features, Activation::sigmoid);
+}
+
+template <typename T>
+void linear_sigmoid_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                             std::size_t num_records, std::size_t in_features, std::size_t out_features,
+                             bool accumulate) {
+#if CHAINRULE_SMALL_LINEAR
+    // linear_backward's one-pass kernel for one output, which then takes sigma' too.
+    if (out_features == 1 && detail::single_output_sigmoid_backward_fits<T>(in_features, num_records)) {
+        detail::single_output_sigmoid_backward(dinp, dweight, dbias, dout, inp, weight, num_records, in_features,
+                                               accumulate, worth_a_gemm(out_features, in_features, num_records));
+        return;
+    }
+#endif
+    linear_backward(dinp, dweight, dbias, dout, inp, weight, num_records, in_features, out_features, accumulate);
+    activation_backward(dinp, dinp, inp, num_records * in_features, Activation::sigmoid);
+}
+
 #define CHAINRULE_INSTANTIATE(T)                                                                      \
+    template void linear_sigmoid_forward<T>(T*, const T*, const T*, const T*, std::size_t,           \
+                                            std::size_t, std::size_t);                              \
+    template void linear_sigmoid_backward<T>(T*, T*, T*, const T*, const T*, const T*, std::size_t, \
+                                             std::size_t, std::size_t, bool);                       \
     template void linear_relu_forward<T>(T*, const T*, const T*, const T*, std::size_t, std::size_t, \
                                          std::size_t);                                              \
     template void linear_forward<T>(T*, const T*, const T*, const T*, std::size_t, std::size_t,     \

@@ -25,22 +25,27 @@
 // to C), !one_sum that of linear.cpp's loops (record by record into dW).
 // How a kernel blocks its work (which registers hold which sums, dW or dW^T)
 // never changes a value: every value is one of these sums, whole.
+// The vector helpers below (and Sigmoid::times_derivative, which they call on
+// vectors) are always inlined, in this file only: no vector crosses a call,
+// so the compiler's note that returning one without AVX changes the ABI
+// concerns no call here. (Before the includes: the note is reported where the
+// function is written. GCC and Clang both read this pragma.)
+#if defined(__GNUC__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
 #include <algorithm>
 #include <cassert>
 #include <cstring>
 #include <type_traits>
 
+#include "kernels/activations.hpp"
 #include "kernels/helpers.hpp"
 #include "kernels/small_linear.hpp"
 #include "runtime/macros.hpp"
 #include "runtime/thread_pool.hpp"
 
 #if CHAINRULE_SMALL_LINEAR
-
-// The vector helpers below are always inlined, in this file only: no vector
-// crosses a call, so the compiler's note that returning one without AVX
-// changes the ABI concerns no call here (GCC and Clang both read this pragma).
-#pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace chainrule::detail {
 
@@ -235,6 +240,22 @@ CHAINRULE_TARGET_CLONES void forward_range(T* out, const T* inp, const T* weight
         case 3: return forward_with<T, 3>(out, inp, weight, bias, num_records, in_features, out_features);
         default: return forward_with<T, 4>(out, inp, weight, bias, num_records, in_features, out_features);
     }
+}
+
+// forward_range, then the sigmoid of every value (a hidden sigmoid layer), in
+// the loop of activation_forward (activations.hpp, forward_values): the same
+// bits as the two calls, without a call of its own for the sigmoid.
+template <typename T>
+CHAINRULE_TARGET_CLONES void forward_sigmoid_range(T* out, const T* inp, const T* weight, const T* bias,
+                                                   std::size_t num_records, std::size_t in_features,
+                                                   std::size_t out_features) {
+    switch (vectors_over<T>(out_features)) {
+        case 1: forward_with<T, 1>(out, inp, weight, bias, num_records, in_features, out_features); break;
+        case 2: forward_with<T, 2>(out, inp, weight, bias, num_records, in_features, out_features); break;
+        case 3: forward_with<T, 3>(out, inp, weight, bias, num_records, in_features, out_features); break;
+        default: forward_with<T, 4>(out, inp, weight, bias, num_records, in_features, out_features); break;
+    }
+    forward_values<Sigmoid>(out, out, num_records * out_features);
 }
 
 // One output unit: z_r = w . x_r + b in detail::dot's order (8 lanes, lane l
@@ -583,7 +604,10 @@ CHAINRULE_TARGET_CLONES void input_gradient_range(T* dinp, const T* dout, const 
 // over the records, K vectors of inputs at a time (the first run also takes
 // db), so that the chains of db's and dW's sums run side by side. Each sum
 // as bias_gradient, weight_gradient_block and input_gradient_records take it.
-template <typename T, int K>
+// kSigmoidBelow: the layer's inputs are a hidden sigmoid layer's outputs a,
+// and dA_rk leaves as dZ_rk = dA_rk a_rk (1 - a_rk) (Sigmoid::times_derivative,
+// on the vectors of x_r that dW reads anyway), activation_backward's values.
+template <typename T, int K, bool kSigmoidBelow = false>
 CHAINRULE_ALWAYS_INLINE void single_output_run(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                                                const T* weight, const std::size_t* columns, std::size_t num_records,
                                                std::size_t in_features, bool accumulate, bool one_sum,
@@ -603,6 +627,7 @@ CHAINRULE_ALWAYS_INLINE void single_output_run(T* dinp, T* dweight, T* dbias, co
         for (int v = 0; v < K; ++v) {
             Vec<T> da = {};
             da += dout[0] * w[v];  // dA_0k = 0 + dz_0 W_k
+            if constexpr (kSigmoidBelow) da = Sigmoid::times_derivative(da, load(inp + columns[v]));
             if (dinp) store(dinp + columns[v], da);
         }
         r = 1;
@@ -611,9 +636,11 @@ CHAINRULE_ALWAYS_INLINE void single_output_run(T* dinp, T* dweight, T* dbias, co
         const T g = dout[r];
         const T* x = inp + r * in_features;
         for (int v = 0; v < K; ++v) {
-            acc[v] += g * load(x + columns[v]);  // dW_k += dz_r x_rk
+            const Vec<T> xv = load(x + columns[v]);
+            acc[v] += g * xv;  // dW_k += dz_r x_rk
             Vec<T> da = {};
             da += g * w[v];  // dA_rk = 0 + dz_r W_k
+            if constexpr (kSigmoidBelow) da = Sigmoid::times_derivative(da, xv);
             if (dinp) store(dinp + r * in_features + columns[v], da);
         }
         if (r > 0 || accumulate) db += g;  // db += dz_r
@@ -625,7 +652,7 @@ CHAINRULE_ALWAYS_INLINE void single_output_run(T* dinp, T* dweight, T* dbias, co
     if (with_bias) dbias[0] = db;
 }
 
-template <typename T>
+template <typename T, bool kSigmoidBelow = false>
 CHAINRULE_TARGET_CLONES void single_output_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                                                     const T* weight, std::size_t num_records, std::size_t in_features,
                                                     bool accumulate, bool one_sum) {
@@ -636,13 +663,13 @@ CHAINRULE_TARGET_CLONES void single_output_backward(T* dinp, T* dweight, T* dbia
         const std::size_t K = fill_run<T>(columns, run, runs, vectors, in_features);
         const bool with_bias = run == 0;
         switch (K) {
-            case 1: single_output_run<T, 1>(dinp, dweight, dbias, dout, inp, weight, columns, num_records, in_features,
+            case 1: single_output_run<T, 1, kSigmoidBelow>(dinp, dweight, dbias, dout, inp, weight, columns, num_records, in_features,
                                             accumulate, one_sum, with_bias); break;
-            case 2: single_output_run<T, 2>(dinp, dweight, dbias, dout, inp, weight, columns, num_records, in_features,
+            case 2: single_output_run<T, 2, kSigmoidBelow>(dinp, dweight, dbias, dout, inp, weight, columns, num_records, in_features,
                                             accumulate, one_sum, with_bias); break;
-            case 3: single_output_run<T, 3>(dinp, dweight, dbias, dout, inp, weight, columns, num_records, in_features,
+            case 3: single_output_run<T, 3, kSigmoidBelow>(dinp, dweight, dbias, dout, inp, weight, columns, num_records, in_features,
                                             accumulate, one_sum, with_bias); break;
-            default: single_output_run<T, 4>(dinp, dweight, dbias, dout, inp, weight, columns, num_records,
+            default: single_output_run<T, 4, kSigmoidBelow>(dinp, dweight, dbias, dout, inp, weight, columns, num_records,
                                              in_features, accumulate, one_sum, with_bias); break;
         }
     }
@@ -696,6 +723,32 @@ void small_linear_forward(T* out, const T* inp, const T* weight, const T* bias, 
 }
 
 template <typename T>
+void small_linear_sigmoid_forward(T* out, const T* inp, const T* weight, const T* bias, std::size_t num_records,
+                                  std::size_t in_features, std::size_t out_features) {
+    // out (B, OC) = sigmoid(inp (B, C) @ weight^T (OC, C) + bias (OC)); each record on its own.
+    assert(small_linear_forward_fits<T>(in_features, out_features));
+    for_ranges(num_records, min_part(in_features * out_features), 1, [&](std::size_t begin, std::size_t end) {
+        forward_sigmoid_range(out + begin * out_features, inp + begin * in_features, weight, bias, end - begin,
+                              in_features, out_features);
+    });
+}
+
+template <typename T>
+bool single_output_sigmoid_backward_fits(std::size_t in_features, std::size_t num_records) {
+    // small_linear_backward's one-pass case for one output.
+    return small_linear_backward_fits<T>(in_features, 1, num_records) && num_records * in_features < kMinPartWork;
+}
+
+template <typename T>
+void single_output_sigmoid_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                                    std::size_t num_records, std::size_t in_features, bool accumulate,
+                                    bool one_sum) {
+    assert(dinp && single_output_sigmoid_backward_fits<T>(in_features, num_records));
+    single_output_backward<T, true>(dinp, dweight, dbias, dout, inp, weight, num_records, in_features, accumulate,
+                                    one_sum);
+}
+
+template <typename T>
 void small_linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                            std::size_t num_records, std::size_t in_features, std::size_t out_features,
                            bool accumulate, bool one_sum) {
@@ -737,7 +790,12 @@ void small_linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T
     template void small_linear_forward<T>(T*, const T*, const T*, const T*, std::size_t, std::size_t,         \
                                           std::size_t);                                                      \
     template void small_linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, std::size_t, std::size_t, \
-                                           std::size_t, bool, bool);
+                                           std::size_t, bool, bool);                                          \
+    template void small_linear_sigmoid_forward<T>(T*, const T*, const T*, const T*, std::size_t, std::size_t, \
+                                                  std::size_t);                                              \
+    template bool single_output_sigmoid_backward_fits<T>(std::size_t, std::size_t);                          \
+    template void single_output_sigmoid_backward<T>(T*, T*, T*, const T*, const T*, const T*, std::size_t,     \
+                                                    std::size_t, bool, bool);
 
 CHAINRULE_INSTANTIATE(float)
 CHAINRULE_INSTANTIATE(double)

@@ -56,6 +56,29 @@ template <typename T>
 void small_linear_forward(T* out, const T* inp, const T* weight, const T* bias, std::size_t num_records,
                           std::size_t in_features, std::size_t out_features);
 
+// small_linear_forward, then the sigmoid of each value (activations.hpp's
+// Sigmoid::f in activation_forward's loop): the same bits as the two calls,
+// in one, for a hidden sigmoid layer (linear_sigmoid_forward).
+//   docs/math.md: A_l = sigma(A_{l-1} W_l^T + b_l)
+template <typename T>
+void small_linear_sigmoid_forward(T* out, const T* inp, const T* weight, const T* bias, std::size_t num_records,
+                                  std::size_t in_features, std::size_t out_features);
+
+// Whether single_output_sigmoid_backward takes a layer of one output and
+// batch: where small_linear_backward makes one pass over the records.
+template <typename T>
+bool single_output_sigmoid_backward_fits(std::size_t in_features, std::size_t num_records);
+
+// small_linear_backward for a layer of one output whose inputs inp are the
+// outputs a of a hidden sigmoid layer, then activation_backward's sigmoid on
+// dinp (dinp = dinp a (1 - a)): the same bits as the two calls, each vector
+// of dinp multiplied as it is computed (linear_sigmoid_backward).
+//   docs/math.md: dZ_{l-1} = (dZ_l W_l) * a_{l-1} (1 - a_{l-1})
+template <typename T>
+void single_output_sigmoid_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                                    std::size_t num_records, std::size_t in_features, bool accumulate,
+                                    bool one_sum);
+
 // linear_backward for a layer that fits: dweight (OC, C) (+)= dout^T @ inp,
 // dbias (OC) (+)= sum over records of dout, dinp (B, C) = dout @ weight
 // (skipped when dinp is null). Each sum runs in record order (dW, db) or
