@@ -289,7 +289,7 @@ TEST(activation_in_place_equals_out_of_place) {
 template <typename T>
 void check_each_value_as_alone() {
     std::vector<T> z;
-    for (double v : random_vector(80, 47, 8.0)) z.push_back(static_cast<T>(v));
+    for (double v : random_values(80, 47, 8.0)) z.push_back(static_cast<T>(v));
     const T special[] = {T(0), -T(0), T(-120), T(95), T(-800), T(800), std::numeric_limits<T>::min(),
                          -std::numeric_limits<T>::max()};
     for (std::size_t i = 0; i < std::size(special); ++i) z[7 * i + 3] = special[i];
