@@ -33,6 +33,14 @@ bool worth_a_gemm(std::size_t m, std::size_t n, std::size_t k) {
 }
 }  // namespace
 
+#if CHAINRULE_SMALL_LINEAR
+template <typename T>
+bool detail::small_linear_forward_takes(std::size_t num_records, std::size_t in_features, std::size_t out_features) {
+    return out_features > 1 && worth_a_gemm(num_records, out_features, in_features) &&
+           small_linear_forward_fits<T>(in_features, out_features);
+}
+#endif
+
 template <typename T>
 CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weight, const T* bias,
                     std::size_t num_records, std::size_t in_features, std::size_t out_features) {
@@ -42,7 +50,8 @@ CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weigh
     // more than it saves: one dot product per record instead.
     if (out_features > 1 && worth_a_gemm(num_records, out_features, in_features)) {
 #if CHAINRULE_SMALL_LINEAR
-        if (detail::small_linear_forward_fits<T>(in_features, out_features)) {  // z summed over k in order, then + b
+        // z summed over k in order, then + b
+        if (detail::small_linear_forward_takes<T>(num_records, in_features, out_features)) {
             detail::small_linear_forward(out, inp, weight, bias, num_records, in_features, out_features);
             return;
         }
@@ -171,5 +180,10 @@ void linear_relu_forward(T* out, const T* inp, const T* weight, const T* bias, s
 
 CHAINRULE_INSTANTIATE(float)
 CHAINRULE_INSTANTIATE(double)
+
+#if CHAINRULE_SMALL_LINEAR
+template bool detail::small_linear_forward_takes<float>(std::size_t, std::size_t, std::size_t);
+template bool detail::small_linear_forward_takes<double>(std::size_t, std::size_t, std::size_t);
+#endif
 
 }  // namespace chainrule
