@@ -77,7 +77,7 @@ bool small_network_predict_fits(std::size_t in_features, std::size_t hidden_unit
 // non-finite input makes every hidden z of its record non-finite, so the
 // caller checks X only then (and the outputs, for an overflow). One thread;
 // only for batches that small_linear_forward_takes.
-//   docs/math.md: Z_l = A_{l-1} W_l^T + b_l, A_l = f_l(Z_l); "Predict through a small network"
+//   docs/math.md: Z_l = A_{l-1} W_l^T + b_l, A_l = f_l(Z_l); "Forward pass", predict through a small network
 template <typename T>
 bool small_network_predict(T* out, const T* inp, const T* hidden_weight, const T* hidden_bias,
                            const T* output_weight, const T* output_bias, std::size_t num_records,
