@@ -283,8 +283,9 @@ CHAINRULE_TARGET_CLONES void single_output_range(T* out, const T* inp, const T* 
 // non-finite bit, f_hidden in place, then the output unit by
 // single_output_records (V records at a time, the last ones by detail::dot,
 // as single_output_forward) and f_output, straight into out. The block's
-// hidden values (at most 24 x 4V) stay in L1 between the two layers. Returns
-// the OR of the non-finite bits of the hidden z and of the outputs.
+// hidden values (at most 96 records x 4V: 12 KiB) stay in L1 between the two
+// layers. Returns the OR of the non-finite bits of the hidden z and of the
+// outputs.
 template <typename Hidden, typename Output, typename T, int J, int R>
 CHAINRULE_ALWAYS_INLINE FloatBits<T> predict_block(T* out, const T* inp, T* hidden, const T* packed,
                                                    const Vec<T>* bias_vectors, const T* output_weight,
@@ -301,10 +302,9 @@ CHAINRULE_ALWAYS_INLINE FloatBits<T> predict_block(T* out, const T* inp, T* hidd
     FloatBits<T> non_finite = 0;
     const std::size_t values = n * hidden_units;
 #pragma omp simd reduction(| : non_finite)
-    for (std::size_t i = 0; i < values; ++i) {
-        non_finite |= non_finite_bits(hidden[i]);
-        hidden[i] = Hidden::f(hidden[i]);
-    }
+    for (std::size_t i = 0; i < values; ++i) non_finite |= non_finite_bits(hidden[i]);
+#pragma omp simd
+    for (std::size_t i = 0; i < values; ++i) hidden[i] = Hidden::f(hidden[i]);
     for (r = 0; r + V <= n; r += V) {
         store(out + r, single_output_records(hidden + r * hidden_units, output_weight, hidden_units) + output_bias[0]);
     }
@@ -322,7 +322,10 @@ CHAINRULE_ALWAYS_INLINE bool predict_with(T* out, const T* inp, const T* hidden_
                                           const T* output_weight, const T* output_bias, std::size_t num_records,
                                           std::size_t in_features, std::size_t hidden_units) {
     constexpr int R = J == 1 ? 8 : 12 / J;  // forward_with's blocks of records
-    constexpr std::size_t kBlock = std::lcm(std::size_t(R), kLanes<T>);  // whole blocks of both layers
+    // Blocks of 96 records, whole blocks of both layers' kernels (R and V):
+    // long enough runs of each loop, short enough to stay in L1.
+    constexpr std::size_t kWhole = std::lcm(std::size_t(R), kLanes<T>);
+    constexpr std::size_t kBlock = kWhole * ((96 + kWhole - 1) / kWhole);
     alignas(32) T packed[kSmallLinearMaxPacked];
     alignas(32) T hidden[kBlock * J * kLanes<T>];
     Vec<T> bias_vectors[J];
