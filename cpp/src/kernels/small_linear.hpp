@@ -68,9 +68,9 @@ bool small_network_predict_fits(std::size_t in_features, std::size_t hidden_unit
                                 Activation hidden, Activation output);
 
 // out (B) = f_output(f_hidden(inp W_1^T + b_1) w_2^T + b_2), forward only: the
-// two layers' products, biases and activations a block of records at a time
-// (a few dozen), the block's hidden values kept in L1, instead of one pass per
-// product and per activation over a chunk. Each value is computed by the
+// two layers' products, biases and activations a block of 96 records at a
+// time, the block's hidden values kept in L1, instead of one pass per product
+// and per activation over a chunk. Each value is computed by the
 // functions of the plain path (small_linear_forward, single_output_forward,
 // the activations' homes), so each output has the same bits. Returns false
 // when a hidden z or an output is not finite: with finite parameters, a
