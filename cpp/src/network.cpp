@@ -10,6 +10,7 @@
 #include <limits>
 #include <mutex>
 #include <numeric>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -584,7 +585,7 @@ void Network<T>::Impl::predict_chunks(MatrixView<T> out, const detail::Records<T
     std::exception_ptr failure;
     detail::for_ranges(chunks, min_chunks, 1, [&](std::size_t first, std::size_t last) {
         try {
-            std::unique_ptr<Workspace> ws;  // for the chunks that take the plain path
+            std::optional<Workspace> ws;  // for the chunks that take the plain path, made at the first
             for (std::size_t chunk = first; chunk < last; ++chunk) {
                 const std::size_t start = chunk * capacity, rows = std::min(capacity, X.rows - start);
 #if CHAINRULE_SMALL_LINEAR
@@ -594,7 +595,7 @@ void Network<T>::Impl::predict_chunks(MatrixView<T> out, const detail::Records<T
                 }
 #endif
                 if (small && !all_finite(X.dense.row(start), rows * num_inputs())) check_input_values(X.dense);
-                if (!ws) ws = std::make_unique<Workspace>(layer_sizes_, capacity, false);
+                if (!ws) ws.emplace(layer_sizes_, capacity, false);
                 predict_chunk(*ws, out, X, start);
             }
         } catch (...) {
