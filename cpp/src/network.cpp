@@ -10,6 +10,7 @@
 #include <limits>
 #include <mutex>
 #include <numeric>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -26,6 +27,7 @@
 #include "kernels/kernels.hpp"
 #include "network_internals.hpp"
 #include "kernels/losses.hpp"
+#include "kernels/small_linear.hpp"
 #include "runtime/gemm.hpp"
 #include "runtime/macros.hpp"
 #include "runtime/memory.hpp"
@@ -224,7 +226,7 @@ LayerView<const T> Network<T>::Impl::layer_grads(std::size_t l) const {
 }
 
 template <typename T>
-void Network<T>::Impl::check_inputs(const detail::Records<T>& records) const {
+void Network<T>::Impl::check_inputs(const detail::Records<T>& records, bool values) const {
     if (records.rows == 0) throw std::invalid_argument("X is empty: it has 0 records; pass at least one record");
     if (records.cols != num_inputs()) {
         throw std::invalid_argument(concat("X has ", records.cols, " features per record, but the network takes ",
@@ -232,8 +234,12 @@ void Network<T>::Impl::check_inputs(const detail::Records<T>& records) const {
     }
     if (records.kind == detail::Records<T>::Kind::csr32) return detail::check_csr(records.csr32);
     if (records.kind == detail::Records<T>::Kind::csr64) return detail::check_csr(records.csr64);
-    const ConstMatrixView<T> X = records.dense;
-    if (X.data == nullptr) throw std::invalid_argument("X: null data pointer");
+    if (records.dense.data == nullptr) throw std::invalid_argument("X: null data pointer");
+    if (values) check_input_values(records.dense);
+}
+
+template <typename T>
+void Network<T>::Impl::check_input_values(ConstMatrixView<T> X) const {
     if (!all_finite(X.data, X.size())) {
         const auto [r, c] = first_non_finite(X);
         throw std::invalid_argument(concat("X contains a non-finite value (nan or inf) at record ", r,
@@ -536,8 +542,34 @@ typename Network<T>::Impl::Workspace& Network<T>::Impl::training_workspace(std::
 }
 
 template <typename T>
+bool Network<T>::Impl::small_network_predicts(const detail::Records<T>& X) const {
+#if CHAINRULE_SMALL_LINEAR
+    return X.kind == detail::Records<T>::Kind::dense && num_layers() == 2 &&
+           detail::small_network_predict_fits<T>(layer_sizes_[0], layer_sizes_[1], layer_sizes_[2], activations_[0],
+                                                 activations_[1]);
+#else
+    (void)X;
+    return false;
+#endif
+}
+
+template <typename T>
 void Network<T>::Impl::predict_records(MatrixView<T> out, const detail::Records<T>& X) const {
-    check_inputs(X);
+    // The fast path (small_network_predict) checks X's values as it reads
+    // them; any error met before then is preceded by the same scan of X as
+    // the plain path's, so that a non-finite input is always the error named.
+    const bool small = small_network_predicts(X);
+    check_inputs(X, /*values=*/!small);
+    try {
+        predict_chunks(out, X, small);
+    } catch (...) {
+        if (small) check_input_values(X.dense);
+        throw;
+    }
+}
+
+template <typename T>
+void Network<T>::Impl::predict_chunks(MatrixView<T> out, const detail::Records<T>& X, bool small) const {
     if (out.rows != X.rows || out.cols != num_outputs() || out.data == nullptr) {
         throw std::invalid_argument(concat("out must have shape (", X.rows, ", ", num_outputs(), "), got (",
                                            out.rows, ", ", out.cols, ")"));
@@ -564,8 +596,19 @@ void Network<T>::Impl::predict_records(MatrixView<T> out, const detail::Records<
     std::exception_ptr failure;
     detail::for_ranges(chunks, min_chunks, 1, [&](std::size_t first, std::size_t last) {
         try {
-            Workspace ws(layer_sizes_, capacity, false);
-            for (std::size_t chunk = first; chunk < last; ++chunk) predict_chunk(ws, out, X, chunk * capacity);
+            std::optional<Workspace> ws;  // for the chunks that take the plain path, made at the first
+            for (std::size_t chunk = first; chunk < last; ++chunk) {
+                const std::size_t start = chunk * capacity, rows = std::min(capacity, X.rows - start);
+#if CHAINRULE_SMALL_LINEAR
+                if (small && detail::small_linear_forward_takes<T>(rows, layer_sizes_[0], layer_sizes_[1])) {
+                    predict_small_chunk(out, X.dense, start, rows);
+                    continue;
+                }
+#endif
+                if (small && !all_finite(X.dense.row(start), rows * num_inputs())) check_input_values(X.dense);
+                if (!ws) ws.emplace(layer_sizes_, capacity, false);
+                predict_chunk(*ws, out, X, start);
+            }
         } catch (...) {
             std::lock_guard<std::mutex> lock(failure_mutex);
             if (first < failed_chunk) {
@@ -575,6 +618,29 @@ void Network<T>::Impl::predict_records(MatrixView<T> out, const detail::Records<
         }
     });
     if (failure) std::rethrow_exception(failure);
+}
+
+template <typename T>
+void Network<T>::Impl::predict_small_chunk(MatrixView<T> out, ConstMatrixView<T> X, std::size_t start,
+                                           std::size_t rows) const {
+#if CHAINRULE_SMALL_LINEAR
+    const LayerView<const T> hidden = layer(0), output = layer(1);
+    T* a = out.row(start);
+    if (detail::small_network_predict(a, X.row(start), hidden.weight, hidden.bias, output.weight, output.bias, rows,
+                                      hidden.in_features, hidden.out_features, activations_[0], activations_[1])) {
+        return;
+    }
+    // A hidden z or an output is not finite: a non-finite input (the plain
+    // path's message), or an overflow (predict_chunk's).
+    if (!all_finite(X.row(start), rows * num_inputs())) check_input_values(X);
+    if (!all_finite(a, rows)) {
+        const auto [r, k] = first_non_finite(ConstMatrixView<T>{a, rows, 1});
+        throw divergence_error(
+            overflow_message<T>("predict", concat("output ", k, " of record ", start + r, " is ", a[r])));
+    }
+#else
+    (void)out, (void)X, (void)start, (void)rows;
+#endif
 }
 
 template <typename T>

@@ -373,7 +373,9 @@ struct Network<T>::Impl {
                                     const EpochCallback& on_epoch, const InterruptCheck& check_interrupt,
                                     TrainingState<T>* state, const T* sample_weight, const Reducer<T>* reducer);
 
-    void check_inputs(const detail::Records<T>& X) const;
+    // X's shape, and (values) that each value is finite.
+    void check_inputs(const detail::Records<T>& X, bool values = true) const;
+    void check_input_values(ConstMatrixView<T> X) const;
     void check_targets(const detail::Records<T>& X, ConstMatrixView<T> Y) const;
     void check_params_finite() const;  // the caller holds locks_->params
     double compute_gradients_locked(const detail::Records<T>& X, ConstMatrixView<T> Y,
@@ -384,6 +386,11 @@ struct Network<T>::Impl {
                      const detail::DropoutStep* drop = nullptr) const;
     // predict's records [start, start + ws.capacity) (or to the end of X) into out.
     void predict_chunk(Workspace& ws, MatrixView<T> out, const detail::Records<T>& X, std::size_t start) const;
+    // predict's fast path: one small hidden layer and one output (W2, W3),
+    // dense X (detail::small_network_predict); records [start, start + rows).
+    bool small_network_predicts(const detail::Records<T>& X) const;
+    void predict_chunks(MatrixView<T> out, const detail::Records<T>& X, bool small) const;
+    void predict_small_chunk(MatrixView<T> out, ConstMatrixView<T> X, std::size_t start, std::size_t rows) const;
     // The summed record losses of the batch in ws (with weights: sum_i s_i L_i).
     double batch_loss(const Workspace& ws, const T* Y, std::size_t rows, const T* weights = nullptr) const;
     void backward(Workspace& ws, const detail::RecordBatch<T>& X, const T* Y, std::size_t rows, T scale,

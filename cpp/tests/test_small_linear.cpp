@@ -5,6 +5,7 @@
 // their orders of summation promise (docs/math.md, "Small layers").
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "chainrule/threads.hpp"
@@ -168,6 +169,65 @@ void check_single_output_is_dot() {
 }
 
 }  // namespace
+
+namespace {
+
+// small_network_predict (predict's fast path) against the plain path it
+// stands for: small_linear_forward, activation_forward, single_output_forward
+// and activation_forward again, each over the whole batch. Same bits, for
+// batches that end inside a block and inside a group of V records, and every
+// pair of the two activations; inputs large enough to saturate the sigmoid.
+// A non-finite input makes it say false, and so does an output that
+// overflows; finite ones make it say true.
+template <typename T>
+void check_small_network_predict_is_the_plain_path() {
+    const std::size_t kHidden = sizeof(T) == 4 ? 32 : 16;  // the most small_linear_forward takes
+    for (std::size_t H = 8; H <= kHidden; H += 8) {
+        for (std::size_t C : {1, 5, 10, 30, 64}) {
+            for (Activation hidden : {Activation::sigmoid, Activation::identity}) {
+                for (Activation output : {Activation::sigmoid, Activation::identity}) {
+                    CHECK(detail::small_network_predict_fits<T>(C, H, 1, hidden, output));
+                    for (std::size_t B : {1, 5, 9, 24, 25, 47, 256, 301}) {
+                        auto x = random_values<T>(B * C, 20 + B);
+                        for (T& v : x) v *= T(8);
+                        const auto w1 = random_values<T>(H * C, 21), b1 = random_values<T>(H, 22),
+                                   w2 = random_values<T>(H, 23), b2 = random_values<T>(1, 24);
+                        std::vector<T> z(B * H), a(B * H), plain(B), fused(B, T(7));
+                        detail::small_linear_forward(z.data(), x.data(), w1.data(), b1.data(), B, C, H);
+                        activation_forward(a.data(), z.data(), B * H, hidden);
+                        detail::single_output_forward(z.data(), a.data(), w2.data(), b2.data(), B, H);
+                        activation_forward(plain.data(), z.data(), B, output);
+                        CHECK(detail::small_network_predict(fused.data(), x.data(), w1.data(), b1.data(), w2.data(),
+                                                            b2.data(), B, C, H, hidden, output));
+                        CHECK(same_bits(fused, plain));
+                        x[(B - 1) * C + C / 2] = B % 2 ? INFINITY : NAN;  // the last record's
+                        CHECK(!detail::small_network_predict(fused.data(), x.data(), w1.data(), b1.data(),
+                                                             w2.data(), b2.data(), B, C, H, hidden, output));
+                    }
+                }
+            }
+        }
+    }
+    // An output that overflows: identity layers and inputs near the largest value.
+    const std::size_t B = 30, C = 10, H = 8;
+    std::vector<T> x(B * C, std::numeric_limits<T>::max() / 4), w1(H * C, T(1)), b1(H), w2(H, T(1)), b2(1), out(B);
+    CHECK(!detail::small_network_predict(out.data(), x.data(), w1.data(), b1.data(), w2.data(), b2.data(), B, C, H,
+                                         Activation::identity, Activation::identity));
+    CHECK(std::isinf(out[0]));
+    // Other networks stay with the plain path.
+    CHECK(!detail::small_network_predict_fits<T>(30, 16, 2, Activation::sigmoid, Activation::sigmoid));
+    CHECK(!detail::small_network_predict_fits<T>(30, 16, 1, Activation::tanh, Activation::sigmoid));
+    CHECK(!detail::small_network_predict_fits<T>(30, 16, 1, Activation::sigmoid, Activation::relu));
+    CHECK(!detail::small_network_predict_fits<T>(30, 12, 1, Activation::sigmoid, Activation::sigmoid));  // H % 8
+    CHECK(!detail::small_network_predict_fits<T>(30, 8 * kHidden, 1, Activation::sigmoid, Activation::sigmoid));
+}
+
+}  // namespace
+
+TEST(small_network_predict_gives_the_plain_paths_bits) {
+    check_small_network_predict_is_the_plain_path<float>();
+    check_small_network_predict_is_the_plain_path<double>();
+}
 
 TEST(single_output_forward_gives_the_dot_products_bits) {
     check_single_output_is_dot<float>();

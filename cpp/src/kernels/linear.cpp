@@ -35,6 +35,14 @@ bool worth_a_gemm(std::size_t m, std::size_t n, std::size_t k) {
 }
 }  // namespace
 
+#if CHAINRULE_SMALL_LINEAR
+template <typename T>
+bool detail::small_linear_forward_takes(std::size_t num_records, std::size_t in_features, std::size_t out_features) {
+    return out_features > 1 && worth_a_gemm(num_records, out_features, in_features) &&
+           small_linear_forward_fits<T>(in_features, out_features);
+}
+#endif
+
 template <typename T>
 CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weight, const T* bias,
                     std::size_t num_records, std::size_t in_features, std::size_t out_features) {
@@ -44,7 +52,8 @@ CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weigh
     // more than it saves: one dot product per record instead.
     if (out_features > 1 && worth_a_gemm(num_records, out_features, in_features)) {
 #if CHAINRULE_SMALL_LINEAR
-        if (detail::small_linear_forward_fits<T>(in_features, out_features)) {  // z summed over k in order, then + b
+        // z summed over k in order, then + b
+        if (detail::small_linear_forward_takes<T>(num_records, in_features, out_features)) {
             detail::small_linear_forward(out, inp, weight, bias, num_records, in_features, out_features);
             return;
         }
@@ -53,7 +62,7 @@ CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weigh
             if (detail::panel_linear_fits<T>(num_records, in_features, out_features)) {
                 // Small shapes: no library call, the bias added in the product's last step.
                 detail::panel_linear_forward(out, inp, weight, bias, num_records, in_features, out_features,
-                                           /*relu=*/false);
+                                             /*relu=*/false);
                 return;
             }
         }
@@ -168,8 +177,7 @@ void linear_sigmoid_forward(T* out, const T* inp, const T* weight, const T* bias
                             std::size_t in_features, std::size_t out_features) {
 #if CHAINRULE_SMALL_LINEAR
     // linear_forward's condition for the small layers' product, which then takes the sigmoid too.
-    if (out_features > 1 && worth_a_gemm(num_records, out_features, in_features) &&
-        detail::small_linear_forward_fits<T>(in_features, out_features)) {
+    if (detail::small_linear_forward_takes<T>(num_records, in_features, out_features)) {
         detail::small_linear_sigmoid_forward(out, inp, weight, bias, num_records, in_features, out_features);
         return;
     }
@@ -208,5 +216,10 @@ void linear_sigmoid_backward(T* dinp, T* dweight, T* dbias, const T* dout, const
 
 CHAINRULE_INSTANTIATE(float)
 CHAINRULE_INSTANTIATE(double)
+
+#if CHAINRULE_SMALL_LINEAR
+template bool detail::small_linear_forward_takes<float>(std::size_t, std::size_t, std::size_t);
+template bool detail::small_linear_forward_takes<double>(std::size_t, std::size_t, std::size_t);
+#endif
 
 }  // namespace chainrule

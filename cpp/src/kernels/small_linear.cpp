@@ -37,6 +37,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cstring>
+#include <numeric>
 #include <type_traits>
 
 #include "kernels/activations.hpp"
@@ -258,6 +259,23 @@ CHAINRULE_TARGET_CLONES void forward_sigmoid_range(T* out, const T* inp, const T
     forward_values<Sigmoid>(out, out, num_records * out_features);
 }
 
+// w . x_r for the V records from x on, one per lane, in detail::dot's order
+// (single_output_range below).
+template <typename T>
+CHAINRULE_ALWAYS_INLINE Vec<T> single_output_records(const T* x, const T* weight, std::size_t in_features) {
+    constexpr std::size_t V = kLanes<T>;
+    Vec<T> lanes[8] = {};
+    for (std::size_t k = 0; k < in_features; k += 8) {
+        for (std::size_t half = 0; half < 8; half += V) {  // inputs k + half to k + half + V - 1
+            Vec<T> columns[V];
+            for (std::size_t i = 0; i < V; ++i) columns[i] = load(x + i * in_features + k + half);
+            transpose_block(columns);  // columns[l]: input k + half + l of the V records
+            for (std::size_t l = 0; l < V; ++l) lanes[half + l] += columns[l] * weight[k + half + l];
+        }
+    }
+    return ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+}
+
 // One output unit: z_r = w . x_r + b in detail::dot's order (8 lanes, lane l
 // summing the terms k = l mod 8 in order from 0, then the fixed tree), for V
 // records at once: each lane of a vector is a record, each of the 8 lane
@@ -271,20 +289,92 @@ CHAINRULE_TARGET_CLONES void single_output_range(T* out, const T* inp, const T* 
     std::size_t r = 0;
     for (; r + V <= num_records; r += V) {
         const T* x = inp + r * in_features;
-        Vec<T> lanes[8] = {};
-        for (std::size_t k = 0; k < in_features; k += 8) {
-            for (std::size_t half = 0; half < 8; half += V) {  // inputs k + half to k + half + V - 1
-                Vec<T> columns[V];
-                for (std::size_t i = 0; i < V; ++i) columns[i] = load(x + i * in_features + k + half);
-                transpose_block(columns);  // columns[l]: input k + half + l of the V records
-                for (std::size_t l = 0; l < V; ++l) lanes[half + l] += columns[l] * weight[k + half + l];
-            }
-        }
-        const Vec<T> z =
-            ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
-        store(out + r, z + bias[0]);
+        store(out + r, single_output_records(x, weight, in_features) + bias[0]);
     }
     for (; r < num_records; ++r) out[r] = dot(weight, inp + r * in_features, in_features) + bias[0];
+}
+
+// ---- predict through one small hidden layer ----
+
+// n <= kBlock records of small_network_predict: the hidden layer's z by
+// forward_records (R records at a time, as small_linear_forward), each z's
+// non-finite bit, f_hidden in place, then the output unit by
+// single_output_records (V records at a time, the last ones by detail::dot,
+// as single_output_forward) and f_output, straight into out. The block's
+// hidden values (at most 96 records x 4V: 12 KiB) stay in L1 between the two
+// layers. Returns the OR of the non-finite bits of the hidden z and of the
+// outputs.
+template <typename Hidden, typename Output, typename T, int J, int R>
+CHAINRULE_ALWAYS_INLINE FloatBits<T> predict_block(T* out, const T* inp, T* hidden, const T* packed,
+                                                   const Vec<T>* bias_vectors, const T* output_weight,
+                                                   const T* output_bias, std::size_t n, std::size_t in_features,
+                                                   std::size_t hidden_units) {
+    constexpr std::size_t V = kLanes<T>;
+    std::size_t r = 0;
+    for (; r + R <= n; r += R) {
+        forward_records<T, J, R>(hidden + r * hidden_units, inp + r * in_features, packed, bias_vectors, in_features,
+                                 hidden_units);
+    }
+    forward_rest<T, J, R - 1>(hidden + r * hidden_units, inp + r * in_features, packed, bias_vectors, n - r,
+                              in_features, hidden_units);
+    FloatBits<T> non_finite = 0;
+    const std::size_t values = n * hidden_units;
+#pragma omp simd reduction(| : non_finite)
+    for (std::size_t i = 0; i < values; ++i) non_finite |= non_finite_bits(hidden[i]);
+#pragma omp simd
+    for (std::size_t i = 0; i < values; ++i) hidden[i] = Hidden::f(hidden[i]);
+    for (r = 0; r + V <= n; r += V) {
+        store(out + r, single_output_records(hidden + r * hidden_units, output_weight, hidden_units) + output_bias[0]);
+    }
+    for (; r < n; ++r) out[r] = dot(output_weight, hidden + r * hidden_units, hidden_units) + output_bias[0];
+#pragma omp simd reduction(| : non_finite)
+    for (std::size_t i = 0; i < n; ++i) {
+        out[i] = Output::f(out[i]);
+        non_finite |= non_finite_bits(out[i]);
+    }
+    return non_finite;
+}
+
+template <typename Hidden, typename Output, typename T, int J>
+CHAINRULE_ALWAYS_INLINE bool predict_with(T* out, const T* inp, const T* hidden_weight, const T* hidden_bias,
+                                          const T* output_weight, const T* output_bias, std::size_t num_records,
+                                          std::size_t in_features, std::size_t hidden_units) {
+    constexpr int R = J == 1 ? 8 : 12 / J;  // forward_with's blocks of records
+    // Blocks of 96 records, whole blocks of both layers' kernels (R and V):
+    // long enough runs of each loop, short enough to stay in L1.
+    constexpr std::size_t kWhole = std::lcm(std::size_t(R), kLanes<T>);
+    constexpr std::size_t kBlock = kWhole * ((96 + kWhole - 1) / kWhole);
+    alignas(32) T packed[kSmallLinearMaxPacked];
+    alignas(32) T hidden[kBlock * J * kLanes<T>];
+    Vec<T> bias_vectors[J];
+    pack_transposed<T, J>(packed, bias_vectors, hidden_weight, hidden_bias, in_features, hidden_units);
+    FloatBits<T> non_finite = 0;
+    std::size_t r = 0;
+    for (; r + kBlock <= num_records; r += kBlock) {
+        non_finite |= predict_block<Hidden, Output, T, J, R>(out + r, inp + r * in_features, hidden, packed,
+                                                             bias_vectors, output_weight, output_bias, kBlock,
+                                                             in_features, hidden_units);
+    }
+    non_finite |= predict_block<Hidden, Output, T, J, R>(out + r, inp + r * in_features, hidden, packed, bias_vectors,
+                                                         output_weight, output_bias, num_records - r, in_features,
+                                                         hidden_units);
+    return non_finite == 0;
+}
+
+template <typename Hidden, typename Output, typename T>
+CHAINRULE_TARGET_CLONES bool predict_range(T* out, const T* inp, const T* hidden_weight, const T* hidden_bias,
+                                           const T* output_weight, const T* output_bias, std::size_t num_records,
+                                           std::size_t in_features, std::size_t hidden_units) {
+    switch (vectors_over<T>(hidden_units)) {
+        case 1: return predict_with<Hidden, Output, T, 1>(out, inp, hidden_weight, hidden_bias, output_weight,
+                                                          output_bias, num_records, in_features, hidden_units);
+        case 2: return predict_with<Hidden, Output, T, 2>(out, inp, hidden_weight, hidden_bias, output_weight,
+                                                          output_bias, num_records, in_features, hidden_units);
+        case 3: return predict_with<Hidden, Output, T, 3>(out, inp, hidden_weight, hidden_bias, output_weight,
+                                                          output_bias, num_records, in_features, hidden_units);
+        default: return predict_with<Hidden, Output, T, 4>(out, inp, hidden_weight, hidden_bias, output_weight,
+                                                           output_bias, num_records, in_features, hidden_units);
+    }
 }
 
 // ---- backward ----
@@ -712,6 +802,32 @@ void single_output_forward(T* out, const T* inp, const T* weight, const T* bias,
 }
 
 template <typename T>
+bool small_network_predict_fits(std::size_t in_features, std::size_t hidden_units, std::size_t outputs,
+                                Activation hidden, Activation output) {
+    auto vectorized = [](Activation a) { return a == Activation::sigmoid || a == Activation::identity; };
+    return outputs == 1 && vectorized(hidden) && vectorized(output) &&
+           small_linear_forward_fits<T>(in_features, hidden_units) && single_output_fits<T>(hidden_units);
+}
+
+template <typename T>
+bool small_network_predict(T* out, const T* inp, const T* hidden_weight, const T* hidden_bias,
+                           const T* output_weight, const T* output_bias, std::size_t num_records,
+                           std::size_t in_features, std::size_t hidden_units, Activation hidden, Activation output) {
+    assert(small_network_predict_fits<T>(in_features, hidden_units, 1, hidden, output));
+    // The two activations that small_network_predict_fits takes, and no others.
+    auto with_home = [](Activation activation, auto&& op) {
+        return activation == Activation::sigmoid ? op(Sigmoid{}) : op(Identity{});
+    };
+    return with_home(hidden, [&](auto hidden_home) {
+        return with_home(output, [&](auto output_home) {
+            return predict_range<decltype(hidden_home), decltype(output_home)>(
+                out, inp, hidden_weight, hidden_bias, output_weight, output_bias, num_records, in_features,
+                hidden_units);
+        });
+    });
+}
+
+template <typename T>
 void small_linear_forward(T* out, const T* inp, const T* weight, const T* bias, std::size_t num_records,
                           std::size_t in_features, std::size_t out_features) {
     // out (B, OC) = inp (B, C) @ weight^T (OC, C) + bias (OC); each record on its own.
@@ -787,6 +903,9 @@ void small_linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T
     template bool small_linear_backward_fits<T>(std::size_t, std::size_t, std::size_t);                      \
     template bool single_output_fits<T>(std::size_t);                                                        \
     template void single_output_forward<T>(T*, const T*, const T*, const T*, std::size_t, std::size_t);       \
+    template bool small_network_predict_fits<T>(std::size_t, std::size_t, std::size_t, Activation, Activation); \
+    template bool small_network_predict<T>(T*, const T*, const T*, const T*, const T*, const T*, std::size_t,    \
+                                           std::size_t, std::size_t, Activation, Activation);                  \
     template void small_linear_forward<T>(T*, const T*, const T*, const T*, std::size_t, std::size_t,         \
                                           std::size_t);                                                      \
     template void small_linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, std::size_t, std::size_t, \

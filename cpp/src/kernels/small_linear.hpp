@@ -6,6 +6,8 @@
 
 #include <cstddef>
 
+#include "chainrule/names.hpp"
+
 #if defined(__GNUC__)
 #define CHAINRULE_SMALL_LINEAR 1
 #else
@@ -49,6 +51,37 @@ bool single_output_fits(std::size_t in_features);
 template <typename T>
 void single_output_forward(T* out, const T* inp, const T* weight, const T* bias, std::size_t num_records,
                            std::size_t in_features);
+
+// Whether linear_forward (linear.cpp) sends a product of num_records records
+// to small_linear_forward: the layer fits, and the product is large enough
+// for linear_forward to take its matrix path at all.
+template <typename T>
+bool small_linear_forward_takes(std::size_t num_records, std::size_t in_features, std::size_t out_features);
+
+// predict's fast path for a network of one small hidden layer and one output
+// (the benchmark's W2, 30-16-1, and W3, 10-32-1): whether
+// small_network_predict takes it. The hidden layer must fit
+// small_linear_forward and the output single_output_forward, each activation
+// sigmoid or identity (elementwise and vectorized).
+template <typename T>
+bool small_network_predict_fits(std::size_t in_features, std::size_t hidden_units, std::size_t outputs,
+                                Activation hidden, Activation output);
+
+// out (B) = f_output(f_hidden(inp W_1^T + b_1) w_2^T + b_2), forward only: the
+// two layers' products, biases and activations a block of 96 records at a
+// time, the block's hidden values kept in L1, instead of one pass per product
+// and per activation over a chunk. Each value is computed by the
+// functions of the plain path (small_linear_forward, single_output_forward,
+// the activations' homes), so each output has the same bits. Returns false
+// when a hidden z or an output is not finite: with finite parameters, a
+// non-finite input makes every hidden z of its record non-finite, so the
+// caller checks X only then (and the outputs, for an overflow). One thread;
+// only for batches that small_linear_forward_takes.
+//   docs/math.md: Z_l = A_{l-1} W_l^T + b_l, A_l = f_l(Z_l); "Forward pass", predict through a small network
+template <typename T>
+bool small_network_predict(T* out, const T* inp, const T* hidden_weight, const T* hidden_bias,
+                           const T* output_weight, const T* output_bias, std::size_t num_records,
+                           std::size_t in_features, std::size_t hidden_units, Activation hidden, Activation output);
 
 // out (B, OC) = inp (B, C) @ weight^T (OC, C) + bias (OC)
 //   docs/math.md: Z_l = A_{l-1} W_l^T + b_l, each z_rj summed over k in order from 0, then + b_j
