@@ -214,6 +214,25 @@ CHAINRULE_ALWAYS_INLINE void forward_rest(T* out, const T* inp, const T* packed,
     }
 }
 
+// The records forward_records takes at a time with J vectors of outputs:
+// R J accumulators, 8 to 12 of the 16 vector registers of AVX2.
+template <int J>
+constexpr int kForwardRecords = J == 1 ? 8 : 12 / J;
+
+// out = inp W^T + b for n records, W^T packed: R records at a time, then the rest.
+template <typename T, int J>
+CHAINRULE_ALWAYS_INLINE void forward_packed(T* out, const T* inp, const T* packed, const Vec<T>* bias_vectors,
+                                            std::size_t n, std::size_t in_features, std::size_t out_features) {
+    constexpr int R = kForwardRecords<J>;
+    std::size_t r = 0;
+    for (; r + R <= n; r += R) {
+        forward_records<T, J, R>(out + r * out_features, inp + r * in_features, packed, bias_vectors, in_features,
+                                 out_features);
+    }
+    forward_rest<T, J, R - 1>(out + r * out_features, inp + r * in_features, packed, bias_vectors, n - r,
+                              in_features, out_features);
+}
+
 template <typename T, int J>
 CHAINRULE_ALWAYS_INLINE void forward_with(T* out, const T* inp, const T* weight, const T* bias,
                                           std::size_t num_records, std::size_t in_features,
@@ -221,26 +240,26 @@ CHAINRULE_ALWAYS_INLINE void forward_with(T* out, const T* inp, const T* weight,
     alignas(32) T packed[kSmallLinearMaxPacked];
     Vec<T> bias_vectors[J];
     pack_transposed<T, J>(packed, bias_vectors, weight, bias, in_features, out_features);
-    constexpr int R = J == 1 ? 8 : 12 / J;  // R J accumulators: 8 to 12 of the 16 vector registers of AVX2
-    std::size_t r = 0;
-    for (; r + R <= num_records; r += R) {
-        forward_records<T, J, R>(out + r * out_features, inp + r * in_features, packed, bias_vectors, in_features,
-                                 out_features);
-    }
-    forward_rest<T, J, R - 1>(out + r * out_features, inp + r * in_features, packed, bias_vectors, num_records - r,
-                              in_features, out_features);
+    forward_packed<T, J>(out, inp, packed, bias_vectors, num_records, in_features, out_features);
 }
 
+// forward_with for the vectors of outputs the layer has.
 template <typename T>
-CHAINRULE_TARGET_CLONES void forward_range(T* out, const T* inp, const T* weight, const T* bias,
-                                           std::size_t num_records, std::size_t in_features,
-                                           std::size_t out_features) {
+CHAINRULE_ALWAYS_INLINE void forward_any(T* out, const T* inp, const T* weight, const T* bias,
+                                         std::size_t num_records, std::size_t in_features, std::size_t out_features) {
     switch (vectors_over<T>(out_features)) {
         case 1: return forward_with<T, 1>(out, inp, weight, bias, num_records, in_features, out_features);
         case 2: return forward_with<T, 2>(out, inp, weight, bias, num_records, in_features, out_features);
         case 3: return forward_with<T, 3>(out, inp, weight, bias, num_records, in_features, out_features);
         default: return forward_with<T, 4>(out, inp, weight, bias, num_records, in_features, out_features);
     }
+}
+
+template <typename T>
+CHAINRULE_TARGET_CLONES void forward_range(T* out, const T* inp, const T* weight, const T* bias,
+                                           std::size_t num_records, std::size_t in_features,
+                                           std::size_t out_features) {
+    forward_any(out, inp, weight, bias, num_records, in_features, out_features);
 }
 
 // forward_range, then the sigmoid of every value (a hidden sigmoid layer), in
@@ -250,12 +269,7 @@ template <typename T>
 CHAINRULE_TARGET_CLONES void forward_sigmoid_range(T* out, const T* inp, const T* weight, const T* bias,
                                                    std::size_t num_records, std::size_t in_features,
                                                    std::size_t out_features) {
-    switch (vectors_over<T>(out_features)) {
-        case 1: forward_with<T, 1>(out, inp, weight, bias, num_records, in_features, out_features); break;
-        case 2: forward_with<T, 2>(out, inp, weight, bias, num_records, in_features, out_features); break;
-        case 3: forward_with<T, 3>(out, inp, weight, bias, num_records, in_features, out_features); break;
-        default: forward_with<T, 4>(out, inp, weight, bias, num_records, in_features, out_features); break;
-    }
+    forward_any(out, inp, weight, bias, num_records, in_features, out_features);
     forward_values<Sigmoid>(out, out, num_records * out_features);
 }
 
@@ -283,8 +297,8 @@ CHAINRULE_ALWAYS_INLINE Vec<T> single_output_records(const T* x, const T* weight
 // transposed in registers. For C a multiple of 8; the last records, fewer
 // than V, go through detail::dot itself.
 template <typename T>
-CHAINRULE_TARGET_CLONES void single_output_range(T* out, const T* inp, const T* weight, const T* bias,
-                                                 std::size_t num_records, std::size_t in_features) {
+CHAINRULE_ALWAYS_INLINE void single_output_loop(T* out, const T* inp, const T* weight, const T* bias,
+                                                std::size_t num_records, std::size_t in_features) {
     constexpr std::size_t V = kLanes<T>;
     std::size_t r = 0;
     for (; r + V <= num_records; r += V) {
@@ -294,39 +308,34 @@ CHAINRULE_TARGET_CLONES void single_output_range(T* out, const T* inp, const T* 
     for (; r < num_records; ++r) out[r] = dot(weight, inp + r * in_features, in_features) + bias[0];
 }
 
+template <typename T>
+CHAINRULE_TARGET_CLONES void single_output_range(T* out, const T* inp, const T* weight, const T* bias,
+                                                 std::size_t num_records, std::size_t in_features) {
+    single_output_loop(out, inp, weight, bias, num_records, in_features);
+}
+
 // ---- predict through one small hidden layer ----
 
 // n <= kBlock records of small_network_predict: the hidden layer's z by
-// forward_records (R records at a time, as small_linear_forward), each z's
-// non-finite bit, f_hidden in place, then the output unit by
-// single_output_records (V records at a time, the last ones by detail::dot,
-// as single_output_forward) and f_output, straight into out. The block's
+// forward_packed (as small_linear_forward), each z's non-finite bit,
+// f_hidden in place (forward_values, as activation_forward), then the output
+// unit by single_output_loop (as single_output_forward) and f_output,
+// straight into out. The block's
 // hidden values (at most 96 records x 4V: 12 KiB) stay in L1 between the two
 // layers. Returns the OR of the non-finite bits of the hidden z and of the
 // outputs.
-template <typename Hidden, typename Output, typename T, int J, int R>
+template <typename Hidden, typename Output, typename T, int J>
 CHAINRULE_ALWAYS_INLINE FloatBits<T> predict_block(T* out, const T* inp, T* hidden, const T* packed,
                                                    const Vec<T>* bias_vectors, const T* output_weight,
                                                    const T* output_bias, std::size_t n, std::size_t in_features,
                                                    std::size_t hidden_units) {
-    constexpr std::size_t V = kLanes<T>;
-    std::size_t r = 0;
-    for (; r + R <= n; r += R) {
-        forward_records<T, J, R>(hidden + r * hidden_units, inp + r * in_features, packed, bias_vectors, in_features,
-                                 hidden_units);
-    }
-    forward_rest<T, J, R - 1>(hidden + r * hidden_units, inp + r * in_features, packed, bias_vectors, n - r,
-                              in_features, hidden_units);
+    forward_packed<T, J>(hidden, inp, packed, bias_vectors, n, in_features, hidden_units);
     FloatBits<T> non_finite = 0;
     const std::size_t values = n * hidden_units;
 #pragma omp simd reduction(| : non_finite)
     for (std::size_t i = 0; i < values; ++i) non_finite |= non_finite_bits(hidden[i]);
-#pragma omp simd
-    for (std::size_t i = 0; i < values; ++i) hidden[i] = Hidden::f(hidden[i]);
-    for (r = 0; r + V <= n; r += V) {
-        store(out + r, single_output_records(hidden + r * hidden_units, output_weight, hidden_units) + output_bias[0]);
-    }
-    for (; r < n; ++r) out[r] = dot(output_weight, hidden + r * hidden_units, hidden_units) + output_bias[0];
+    forward_values<Hidden>(hidden, hidden, values);
+    single_output_loop(out, hidden, output_weight, output_bias, n, hidden_units);
 #pragma omp simd reduction(| : non_finite)
     for (std::size_t i = 0; i < n; ++i) {
         out[i] = Output::f(out[i]);
@@ -339,10 +348,9 @@ template <typename Hidden, typename Output, typename T, int J>
 CHAINRULE_ALWAYS_INLINE bool predict_with(T* out, const T* inp, const T* hidden_weight, const T* hidden_bias,
                                           const T* output_weight, const T* output_bias, std::size_t num_records,
                                           std::size_t in_features, std::size_t hidden_units) {
-    constexpr int R = J == 1 ? 8 : 12 / J;  // forward_with's blocks of records
     // Blocks of 96 records, whole blocks of both layers' kernels (R and V):
     // long enough runs of each loop, short enough to stay in L1.
-    constexpr std::size_t kWhole = std::lcm(std::size_t(R), kLanes<T>);
+    constexpr std::size_t kWhole = std::lcm(std::size_t(kForwardRecords<J>), kLanes<T>);
     constexpr std::size_t kBlock = kWhole * ((96 + kWhole - 1) / kWhole);
     alignas(32) T packed[kSmallLinearMaxPacked];
     alignas(32) T hidden[kBlock * J * kLanes<T>];
@@ -351,11 +359,11 @@ CHAINRULE_ALWAYS_INLINE bool predict_with(T* out, const T* inp, const T* hidden_
     FloatBits<T> non_finite = 0;
     std::size_t r = 0;
     for (; r + kBlock <= num_records; r += kBlock) {
-        non_finite |= predict_block<Hidden, Output, T, J, R>(out + r, inp + r * in_features, hidden, packed,
+        non_finite |= predict_block<Hidden, Output, T, J>(out + r, inp + r * in_features, hidden, packed,
                                                              bias_vectors, output_weight, output_bias, kBlock,
                                                              in_features, hidden_units);
     }
-    non_finite |= predict_block<Hidden, Output, T, J, R>(out + r, inp + r * in_features, hidden, packed, bias_vectors,
+    non_finite |= predict_block<Hidden, Output, T, J>(out + r, inp + r * in_features, hidden, packed, bias_vectors,
                                                          output_weight, output_bias, num_records - r, in_features,
                                                          hidden_units);
     return non_finite == 0;
