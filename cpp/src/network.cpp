@@ -633,11 +633,7 @@ void Network<T>::Impl::predict_small_chunk(MatrixView<T> out, ConstMatrixView<T>
     // A hidden z or an output is not finite: a non-finite input (the plain
     // path's message), or an overflow (predict_chunk's).
     if (!all_finite(X.row(start), rows * num_inputs())) check_input_values(X);
-    if (!all_finite(a, rows)) {
-        const auto [r, k] = first_non_finite(ConstMatrixView<T>{a, rows, 1});
-        throw divergence_error(
-            overflow_message<T>("predict", concat("output ", k, " of record ", start + r, " is ", a[r])));
-    }
+    check_predictions_finite(a, start, rows);
 #else
     (void)out, (void)X, (void)start, (void)rows;
 #endif
@@ -648,14 +644,18 @@ void Network<T>::Impl::predict_chunk(Workspace& ws, MatrixView<T> out, const det
                                std::size_t start) const {
     const std::size_t rows = std::min(ws.capacity, X.rows - start);
     const T* a = forward(ws, X.from(start), rows);
+    check_predictions_finite(a, start, rows);
+    std::memcpy(out.row(start), a, rows * num_outputs() * sizeof(T));
+}
+
+template <typename T>
+void Network<T>::Impl::check_predictions_finite(const T* a, std::size_t start, std::size_t rows) const {
     // Finite inputs and parameters can still overflow (1e30 inputs through
     // identity or relu layers): say so rather than return inf or NaN.
-    if (!all_finite(a, rows * num_outputs())) {
-        const auto [r, k] = first_non_finite(ConstMatrixView<T>{a, rows, num_outputs()});
-        throw divergence_error(overflow_message<T>(
-            "predict", concat("output ", k, " of record ", start + r, " is ", a[r * num_outputs() + k])));
-    }
-    std::memcpy(out.row(start), a, rows * num_outputs() * sizeof(T));
+    if (all_finite(a, rows * num_outputs())) return;
+    const auto [r, k] = first_non_finite(ConstMatrixView<T>{a, rows, num_outputs()});
+    throw divergence_error(overflow_message<T>(
+        "predict", concat("output ", k, " of record ", start + r, " is ", a[r * num_outputs() + k])));
 }
 
 template <typename T>

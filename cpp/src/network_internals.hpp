@@ -386,6 +386,8 @@ struct Network<T>::Impl {
                      const detail::DropoutStep* drop = nullptr) const;
     // predict's records [start, start + ws.capacity) (or to the end of X) into out.
     void predict_chunk(Workspace& ws, MatrixView<T> out, const detail::Records<T>& X, std::size_t start) const;
+    // Throws predict's overflow error if an output of records [start, start + rows), a, is not finite.
+    void check_predictions_finite(const T* a, std::size_t start, std::size_t rows) const;
     // predict's fast path: one small hidden layer and one output (W2, W3),
     // dense X (detail::small_network_predict); records [start, start + rows).
     bool small_network_predicts(const detail::Records<T>& X) const;
