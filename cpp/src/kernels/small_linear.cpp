@@ -761,20 +761,30 @@ CHAINRULE_TARGET_CLONES void single_output_backward(T* dinp, T* dweight, T* dbia
         const std::size_t K = fill_run<T>(columns, run, runs, vectors, in_features);
         const bool with_bias = run == 0;
         switch (K) {
-            case 1: single_output_run<T, 1, kSigmoidBelow>(dinp, dweight, dbias, dout, inp, weight, columns, num_records, in_features,
-                                            accumulate, one_sum, with_bias); break;
-            case 2: single_output_run<T, 2, kSigmoidBelow>(dinp, dweight, dbias, dout, inp, weight, columns, num_records, in_features,
-                                            accumulate, one_sum, with_bias); break;
-            case 3: single_output_run<T, 3, kSigmoidBelow>(dinp, dweight, dbias, dout, inp, weight, columns, num_records, in_features,
-                                            accumulate, one_sum, with_bias); break;
-            default: single_output_run<T, 4, kSigmoidBelow>(dinp, dweight, dbias, dout, inp, weight, columns, num_records,
-                                             in_features, accumulate, one_sum, with_bias); break;
+            case 1: single_output_run<T, 1, kSigmoidBelow>(dinp, dweight, dbias, dout, inp, weight, columns,
+                                                           num_records, in_features, accumulate, one_sum, with_bias);
+                break;
+            case 2: single_output_run<T, 2, kSigmoidBelow>(dinp, dweight, dbias, dout, inp, weight, columns,
+                                                           num_records, in_features, accumulate, one_sum, with_bias);
+                break;
+            case 3: single_output_run<T, 3, kSigmoidBelow>(dinp, dweight, dbias, dout, inp, weight, columns,
+                                                           num_records, in_features, accumulate, one_sum, with_bias);
+                break;
+            default: single_output_run<T, 4, kSigmoidBelow>(dinp, dweight, dbias, dout, inp, weight, columns,
+                                                            num_records, in_features, accumulate, one_sum, with_bias);
+                break;
         }
     }
 }
 
 // Work below this many multiply-adds a part stays on the calling thread.
 constexpr std::size_t kMinPartWork = std::size_t{1} << 18;
+
+// Whether small_linear_backward takes a layer of one output in one pass of
+// single_output_backward, on the calling thread.
+bool single_output_one_pass(std::size_t num_records, std::size_t in_features) {
+    return num_records * in_features < kMinPartWork;
+}
 
 std::size_t min_part(std::size_t work_per_item) {
     return std::max<std::size_t>(1, kMinPartWork / std::max<std::size_t>(1, work_per_item));
@@ -860,7 +870,8 @@ void small_linear_sigmoid_forward(T* out, const T* inp, const T* weight, const T
 template <typename T>
 bool single_output_sigmoid_backward_fits(std::size_t in_features, std::size_t num_records) {
     // small_linear_backward's one-pass case for one output.
-    return small_linear_backward_fits<T>(in_features, 1, num_records) && num_records * in_features < kMinPartWork;
+    return small_linear_backward_fits<T>(in_features, 1, num_records) &&
+           single_output_one_pass(num_records, in_features);
 }
 
 template <typename T>
@@ -877,7 +888,7 @@ void small_linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T
                            std::size_t num_records, std::size_t in_features, std::size_t out_features,
                            bool accumulate, bool one_sum) {
     assert(small_linear_backward_fits<T>(in_features, out_features, num_records));
-    if (out_features == 1 && num_records * in_features < kMinPartWork) {  // one pass on the calling thread
+    if (out_features == 1 && single_output_one_pass(num_records, in_features)) {
         single_output_backward(dinp, dweight, dbias, dout, inp, weight, num_records, in_features, accumulate,
                                one_sum);
         return;
