@@ -386,10 +386,12 @@ double Network<T>::Impl::batch_loss(const Workspace& ws, const T* Y, std::size_t
 }
 
 template <typename T>
-void Network<T>::Impl::backward(Workspace& ws, const detail::RecordBatch<T>& X, const T* Y, std::size_t rows, T scale,
-                          bool accumulate, const T* row_scale, const detail::DropoutStep* drop) {
+bool Network<T>::Impl::backward(Workspace& ws, const detail::RecordBatch<T>& X, const T* Y, std::size_t rows, T scale,
+                          bool accumulate, const T* row_scale, const detail::DropoutStep* drop,
+                          detail::SgdInBackward* sgd) {
     // grads_ (+)= scale * (the gradient of the summed record losses of these
-    // rows), each record's term also scaled by row_scale[r] when given.
+    // rows), each record's term also scaled by row_scale[r] when given. With
+    // `sgd` and a bounded step, the step itself instead (below).
     const std::size_t last = num_layers() - 1;
     const std::size_t n = rows * num_outputs();
     T* delta = ws.delta.data();
@@ -409,19 +411,30 @@ void Network<T>::Impl::backward(Workspace& ws, const detail::RecordBatch<T>& X, 
             for (std::size_t j = 0; j < k; ++j) delta[r * k + j] *= row_scale[r];
         }
     }
+    // SGD inside the backward pass: layer l steps as soon as its backward is
+    // done, the last use of W_l (docs/math.md, "SGD inside the backward pass").
+    const bool stepping = sgd != nullptr && !accumulate && sgd_step_bounded(ws, X, delta, rows, drop, *sgd);
+    const T lr = stepping ? static_cast<T>(sgd->lr) : T(0);
     for (std::size_t l = last + 1; l-- > 0;) {
-        const LayerView<const T> p = std::as_const(*this).layer(l);
+        const LayerView<T> p = layer(l);
         T* dweight = grads_.data() + offsets_[l];
         T* dbias = dweight + p.out_features * p.in_features;
-        // uses W_l before any update: SGD runs only after the whole backward pass
-        if (l == 0) {  // the first layer passes nothing down; it reads X dense or CSR
-            detail::first_layer_backward(dweight, dbias, delta, X, p.weight, rows, p.in_features, p.out_features,
-                                         accumulate);
+        const bool dropped = l > 0 && drops(drop, l - 1);
+        const T* inp = l == 0 ? X.dense : dropped ? ws.dropped_output(l - 1) : ws.output(l - 1);
+        T* dinp = l == 0 ? nullptr : spare;  // the first layer passes nothing down
+        if (stepping && linear_backward_takes_gemm<T>(rows, p.in_features, p.out_features)) {
+            // The step is the dW product's own (linear_backward_sgd); X is dense (sgd_step_bounded).
+            linear_backward_sgd(dinp, p.weight, p.bias, dbias, delta, inp, rows, p.in_features, p.out_features, lr);
+            if (l > 0) {
+                if (dropped) apply_dropout(dinp, dinp, rows, p.in_features, l - 1, *drop);
+                activation_backward(dinp, dinp, ws.output(l - 1), rows * p.in_features, activations_[l - 1]);
+            }
         } else {
-            const bool dropped = drops(drop, l - 1);
-            const T* inp = dropped ? ws.dropped_output(l - 1) : ws.output(l - 1);
-            T* dinp = spare;
-            if (!dropped && activations_[l - 1] == Activation::sigmoid) {
+            // W_l before any update: plain backward, then (stepping) the layer's step from its gradient
+            if (l == 0) {  // dense or CSR
+                detail::first_layer_backward(dweight, dbias, delta, X, p.weight, rows, p.in_features,
+                                             p.out_features, accumulate);
+            } else if (!dropped && activations_[l - 1] == Activation::sigmoid) {
                 // dZ_{l-1} in one call: f' reads A_{l-1}, the product's input (linear_sigmoid_backward).
                 linear_sigmoid_backward(dinp, dweight, dbias, delta, inp, p.weight, rows, p.in_features,
                                         p.out_features, accumulate);
@@ -431,8 +444,65 @@ void Network<T>::Impl::backward(Workspace& ws, const detail::RecordBatch<T>& X, 
                 if (dropped) apply_dropout(dinp, dinp, rows, p.in_features, l - 1, *drop);  // through the same mask
                 activation_backward(dinp, dinp, ws.output(l - 1), rows * p.in_features, activations_[l - 1]);
             }
-            std::swap(delta, spare);
+            if (stepping) sgd_apply(p.weight, dweight, p.out_features * (p.in_features + 1), lr);  // W_l then b_l
         }
+        if (l > 0) std::swap(delta, spare);
+    }
+    return stepping;
+}
+
+template <typename T>
+bool Network<T>::Impl::sgd_step_bounded(const Workspace& ws, const detail::RecordBatch<T>& X, const T* delta,
+                                        std::size_t rows, const detail::DropoutStep* drop,
+                                        detail::SgdInBackward& sgd) const {
+    // From the largest |dZ_L|, layer by layer down: every dW_jk = sum over
+    // the B records of dz_rj a_rk is at most B |dZ_l| |A_{l-1}| in
+    // magnitude, and db_j at most B |dZ_l|; the delta passed down, (dZ_l
+    // W_l) * f', at most n_l |dZ_l| |W_l| times dropout's 1 / (1 - rate)
+    // (every f' of docs/math.md is at most 1 in magnitude). Twice these
+    // bounds covers the roundings of sums of fewer than 1 / (2 eps) terms;
+    // a step whose every |W_l| + 2 lr |dW_l| bound and every passed-down
+    // delta bound stays below a quarter of the dtype's largest value leaves
+    // every value finite, whatever the order of the sums. NaN and infinity
+    // fail every comparison below.
+    if (!X.dense) return false;
+    const double limit = static_cast<double>(std::numeric_limits<T>::max()) / 4.0;
+    const double longest = 0.5 / static_cast<double>(std::numeric_limits<T>::epsilon());
+    const std::size_t last = num_layers() - 1;
+    double dz = largest_magnitude(delta, rows * num_outputs());
+    sgd.growth.assign(num_layers(), 0.0);
+    for (std::size_t l = last + 1; l-- > 0;) {
+        const LayerView<const T> p = layer(l);
+        if (!(static_cast<double>(std::max(rows, p.out_features)) <= longest)) return false;
+        const bool dropped = l > 0 && drops(drop, l - 1);
+        const T* inp = l == 0 ? X.dense : dropped ? ws.dropped_output(l - 1) : ws.output(l - 1);
+        const double a = largest_magnitude(inp, rows * p.in_features);
+        const double gradient = static_cast<double>(rows) * dz * std::max(a, 1.0);  // bounds |dW| and |db|
+        sgd.growth[l] = 2.0 * sgd.lr * gradient;
+        if (!(sgd.largest[l] + sgd.growth[l] <= limit)) return false;
+        if (l > 0) {
+            const double keep = dropped ? 1.0 - (*drop->rates)[l - 1] : 1.0;
+            dz = 2.0 * static_cast<double>(p.out_features) * dz * sgd.largest[l] / keep;
+            if (!(dz <= limit)) return false;
+        }
+    }
+    return true;
+}
+
+template <typename T>
+bool Network<T>::Impl::sgd_in_backward_pays(std::size_t rows) const {
+    for (std::size_t l = 0; l < num_layers(); ++l) {
+        if (linear_backward_takes_gemm<T>(rows, layer_sizes_[l], layer_sizes_[l + 1])) return true;
+    }
+    return false;
+}
+
+template <typename T>
+void Network<T>::Impl::measure_parameters(detail::SgdInBackward& sgd) const {
+    sgd.largest.resize(num_layers());
+    for (std::size_t l = 0; l < num_layers(); ++l) {
+        const LayerView<const T> p = layer(l);
+        sgd.largest[l] = largest_magnitude(p.weight, p.out_features * (p.in_features + 1));  // W_l then b_l
     }
 }
 
@@ -762,6 +832,22 @@ double Network<T>::Impl::sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, do
                                               OptimizerOptions{}, learning_rate);
         if (step.stopped == RecordStep::loss_not_finite) throw cost_diverged(cost);
         if (step.stopped == RecordStep::update_not_finite) throw update_diverged();
+        return cost;
+    }
+    if (X.rows <= ws.capacity && sgd_in_backward_pays(X.rows)) {
+        // The step fit takes for one batch of these records, inside the backward pass: the same values.
+        const detail::Records<T> records(X);
+        forward(ws, records.from(0), X.rows);
+        const double cost = batch_loss(ws, Y.data, X.rows) / static_cast<double>(X.rows);
+        if (!std::isfinite(cost)) throw cost_diverged(cost);
+        detail::SgdInBackward sgd;
+        sgd.lr = static_cast<double>(static_cast<T>(learning_rate));
+        measure_parameters(sgd);
+        const bool stepped = backward(ws, records.from(0), Y.data, X.rows, T(1) / static_cast<T>(X.rows),
+                                      /*accumulate=*/false, nullptr, nullptr, &sgd);
+        if (!stepped && !sgd_update(params_.data(), grads_.data(), params_.size(), static_cast<T>(learning_rate))) {
+            throw update_diverged();
+        }
         return cost;
     }
     const double cost = accumulate_gradients(ws, X, Y);

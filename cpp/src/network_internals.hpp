@@ -141,6 +141,16 @@ struct DropoutStep {
     std::uint64_t seed, epoch, step, first_record;
 };
 
+// Plain SGD taken by the backward pass itself, layer by layer, once a bound
+// has shown that every value it computes stays finite (Network::Impl::backward,
+// docs/math.md, "SGD inside the backward pass"). fit keeps `largest`: per
+// layer, a bound on the magnitude of its weights and biases.
+struct SgdInBackward {
+    double lr = 0.0;
+    std::vector<double> largest;  // per layer: >= every |W_l| and |b_l|
+    std::vector<double> growth;   // per layer: this step's bound on every |lr dW_l| and |lr db_l|, with margin
+};
+
 inline std::uint64_t mix64(std::uint64_t z) {  // splitmix64's finaliser
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
@@ -334,7 +344,9 @@ struct Workspace {
     }
 
     T* output(std::size_t l) { return outputs.data() + output_offset[l]; }
+    const T* output(std::size_t l) const { return outputs.data() + output_offset[l]; }
     T* dropped_output(std::size_t l) { return dropped.data() + output_offset[l]; }
+    const T* dropped_output(std::size_t l) const { return dropped.data() + output_offset[l]; }
 };
 
 }  // namespace detail
@@ -395,8 +407,20 @@ struct Network<T>::Impl {
     void predict_small_chunk(MatrixView<T> out, ConstMatrixView<T> X, std::size_t start, std::size_t rows) const;
     // The summed record losses of the batch in ws (with weights: sum_i s_i L_i).
     double batch_loss(const Workspace& ws, const T* Y, std::size_t rows, const T* weights = nullptr) const;
-    void backward(Workspace& ws, const detail::RecordBatch<T>& X, const T* Y, std::size_t rows, T scale,
-                  bool accumulate, const T* row_scale = nullptr, const detail::DropoutStep* drop = nullptr);
+    // With `sgd` (and without accumulate), the step is taken inside when
+    // sgd_step_bounded allows it: then it returns true, and grads_ holds no
+    // gradient; else (and without `sgd`) it returns false.
+    bool backward(Workspace& ws, const detail::RecordBatch<T>& X, const T* Y, std::size_t rows, T scale,
+                  bool accumulate, const T* row_scale = nullptr, const detail::DropoutStep* drop = nullptr,
+                  detail::SgdInBackward* sgd = nullptr);
+    // Whether the step of sgd.lr on the batch of the delta dZ_L (rows) keeps
+    // every value finite, by a bound on each layer's gradient (sgd.growth).
+    bool sgd_step_bounded(const Workspace& ws, const detail::RecordBatch<T>& X, const T* delta, std::size_t rows,
+                          const detail::DropoutStep* drop, detail::SgdInBackward& sgd) const;
+    // Whether some layer's dW at this batch size is a GEMM: what SGD inside the backward pass saves.
+    bool sgd_in_backward_pays(std::size_t rows) const;
+    // The largest magnitude of each layer's weights and biases (into sgd.largest).
+    void measure_parameters(detail::SgdInBackward& sgd) const;
     static double weight_sum(const T* weights, std::size_t n);
     static void check_sample_weight(const T* weights, std::size_t n);
     bool has_fused_record_step() const;

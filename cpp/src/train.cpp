@@ -661,6 +661,15 @@ std::vector<double> Network<T>::Impl::fit_records(const detail::Records<T>& X, C
     const bool defer_loss = !reducer && batch_size == 1 && num_outputs() == 1 && loss_ == Loss::bce &&
                             options.alpha == 0.0 && !sample_weight;
     const bool general = !fused && !reducer;
+    // Plain SGD on dense batches where some layer's dW is a GEMM: the step is
+    // taken inside the backward pass, the update in that GEMM (Impl::backward;
+    // docs/math.md, "SGD inside the backward pass"). sgd_inside.largest is
+    // measured at each epoch's start (the callback may have set parameters)
+    // and grown by each step's bound.
+    const bool sgd_on_the_way = general && !X.sparse() && optimizer.kind == OptimizerKind::sgd &&
+                                optimizer.momentum == 0.0 && optimizer.weight_decay == 0.0 &&
+                                options.alpha == 0.0 && sgd_in_backward_pays(local_batch);
+    detail::SgdInBackward sgd_inside;
     const std::size_t fused_chunk =
         fused ? std::clamp<std::size_t>(kFusedValues / num_outputs(), 1, detail::kDeferredSteps) : 0;
     std::vector<T> step_logits(fused_chunk * num_outputs());
@@ -703,6 +712,10 @@ std::vector<double> Network<T>::Impl::fit_records(const detail::Records<T>& X, C
 
     for (std::size_t epoch = 0; epoch < options.epochs; ++epoch) {
         const double lr = scheduled_rate(options, run);
+        if (sgd_on_the_way) {
+            sgd_inside.lr = static_cast<double>(static_cast<T>(lr));  // the rate the step takes
+            measure_parameters(sgd_inside);
+        }
         if (reducer && options.shuffle) {
             detail::Random shard_random(distributed_seed(run_seed, reducer->rank, run.epochs));
             batches.begin_epoch(shard_random);
@@ -740,11 +753,19 @@ std::vector<double> Network<T>::Impl::fit_records(const detail::Records<T>& X, C
             const double loss =
                 deferred ? 0.0 : batch_loss(ws, b.targets, b.rows, b.weights) + l2_penalty(options.alpha);
             if (!std::isfinite(loss)) throw cost_diverged(epoch, batch, loss, lr);
-            backward(ws, b.inputs, b.targets, b.rows, b.weights ? T(1) : T(1) / static_cast<T>(b.rows),
-                     /*accumulate=*/false, b.weights ? row_scale.data() : nullptr, dropout ? &drop : nullptr);
-            add_l2_gradient(options.alpha, divisor);
-            if (!optimizer_update(params_.data(), grads_.data(), params_.size(), run.optimizer, optimizer, lr)) {
-                throw update_diverged(epoch, batch, lr);
+            const bool stepped =
+                backward(ws, b.inputs, b.targets, b.rows, b.weights ? T(1) : T(1) / static_cast<T>(b.rows),
+                         /*accumulate=*/false, b.weights ? row_scale.data() : nullptr, dropout ? &drop : nullptr,
+                         sgd_on_the_way ? &sgd_inside : nullptr);
+            if (stepped) {
+                ++run.optimizer.steps;  // as optimizer_update counts a step
+                for (std::size_t l = 0; l < num_layers(); ++l) sgd_inside.largest[l] += sgd_inside.growth[l];
+            } else {
+                add_l2_gradient(options.alpha, divisor);
+                if (!optimizer_update(params_.data(), grads_.data(), params_.size(), run.optimizer, optimizer, lr)) {
+                    throw update_diverged(epoch, batch, lr);
+                }
+                if (sgd_on_the_way) measure_parameters(sgd_inside);  // a bound that failed starts again from the values
             }
             if (deferred) {
                 cost.defer(ws.logits[0], b.targets[0]);

@@ -373,16 +373,34 @@ TEST(a_tiled_gemm_equals_its_tiles_computed_one_by_one_on_any_thread_count) {
     std::vector<double> by_tiles(M * N, 0.0);
     for (std::size_t i = 0; i < tiling.tiles; ++i) {  // each tile alone: too small to tile again
         const std::size_t begin = tiling.begin(i), width = tiling.begin(i + 1) - begin;
-        detail::gemm(false, false, M, width, K, a.data(), K, b.data() + begin, N, 0.0, by_tiles.data() + begin, N);
+        detail::gemm(false, false, M, width, K, 1.0, a.data(), K, b.data() + begin, N, 0.0, by_tiles.data() + begin, N);
     }
     const int before = get_num_threads();
     for (int threads : {1, 2, 3, 4}) {
         set_num_threads(threads);
         std::vector<double> c(M * N, 1.0);
-        detail::gemm(false, false, M, N, K, a.data(), K, b.data(), N, 0.0, c.data(), N);
+        detail::gemm(false, false, M, N, K, 1.0, a.data(), K, b.data(), N, 0.0, c.data(), N);
         CHECK(c == by_tiles);
     }
     set_num_threads(before);
+}
+
+TEST(gemm_scales_the_product_by_alpha_and_adds_it_to_c) {
+    // C = alpha A^T B + C, each transpose, against the sums in long double.
+    const std::size_t M = 20, N = 36, K = 48;
+    const auto a = random_values(M * K, 47), b = random_values(K * N, 48), c0 = random_values(M * N, 49);
+    for (const bool tb : {false, true}) {
+        std::vector<double> c = c0;
+        detail::gemm(true, tb, M, N, K, -0.375, a.data(), M, b.data(), tb ? K : N, 1.0, c.data(), N);
+        for (std::size_t i = 0; i < M; ++i) {
+            for (std::size_t j = 0; j < N; ++j) {
+                long double sum = 0;
+                for (std::size_t k = 0; k < K; ++k) sum += (long double)a[k * M + i] * (tb ? b[j * K + k] : b[k * N + j]);
+                const long double expected = c0[i * N + j] - 0.375L * sum;
+                CHECK(std::fabs((long double)c[i * N + j] - expected) <= 1e-13L);
+            }
+        }
+    }
 }
 
 TEST(linear_backward_matches_naive) {

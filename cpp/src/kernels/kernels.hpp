@@ -85,6 +85,21 @@ template <typename T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                      std::size_t num_records, std::size_t in_features, std::size_t out_features, bool accumulate);
 
+// Whether linear_backward computes dW with the GEMM at this shape.
+template <typename T>
+bool linear_backward_takes_gemm(std::size_t num_records, std::size_t in_features, std::size_t out_features);
+
+// linear_backward (without accumulate) and SGD's step on the layer in one
+// call, for a shape where linear_backward_takes_gemm and a step whose new
+// values the caller knows to be finite (nothing is checked): dinp from the
+// weights before the step, then bias -= lr db (db left in dbias), then
+// weight -= lr dW as the GEMM itself (C = weight, alpha = -lr, beta = 1), so
+// dW never goes through memory; each sum in linear_backward's order.
+//   docs/math.md: W_l <- W_l - lr dW_l, "SGD inside the backward pass"
+template <typename T>
+void linear_backward_sgd(T* dinp, T* weight, T* bias, T* dbias, const T* dout, const T* inp,
+                         std::size_t num_records, std::size_t in_features, std::size_t out_features, T lr);
+
 // A batch of rows of a CSR matrix (chainrule/matrix.hpp): batch row r is
 // record rows[r] of the matrix, or record first + r when rows is null. A
 // shuffled batch is read through its list of records, never gathered.
@@ -184,6 +199,16 @@ void cce_backward(T* dlogits, const T* out, const T* targets, std::size_t n, T s
 //   docs/math.md: W_l <- W_l - lr dW_l,  b_l <- b_l - lr db_l
 template <typename T>
 bool sgd_update(T* params, const T* grads, std::size_t n, T lr);
+
+// params -= lr * grads, unchecked: for a step the caller knows keeps every
+// value finite (sgd_update's second pass).
+template <typename T>
+void sgd_apply(T* params, const T* grads, std::size_t n, T lr);
+
+// The largest |x| over data (n) as a double: inf if some x is infinite, NaN
+// if some x is NaN, 0 when n is 0.
+template <typename T>
+double largest_magnitude(const T* data, std::size_t n);
 
 // How many state buffers the optimizer keeps (sgd: 1 with momentum, else 0;
 // adam, adamw: 2, 3 with amsgrad).

@@ -72,7 +72,7 @@ CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weigh
                 std::memcpy(out + r * out_features, bias, out_features * sizeof(T));
             }
         });
-        detail::gemm(false, true, num_records, out_features, in_features, inp, in_features, weight, in_features,
+        detail::gemm(false, true, num_records, out_features, in_features, T(1), inp, in_features, weight, in_features,
                      T(1), out, out_features);
         return;
     }
@@ -91,6 +91,59 @@ CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weigh
     }
 }
 
+namespace {
+// linear_backward's three products, each in its fixed order (docs/math.md,
+// "The order of each sum"); the kernels below compose them.
+
+// db (OC) (+)= the records' dZ, one by one in record order. Without
+// accumulate, the first record's terms are written rather than added to
+// zeros: no fill, and no reload of what was just stored (a batch-1 step is
+// all first record).
+template <typename T>
+CHAINRULE_ALWAYS_INLINE void bias_gradient(T* dbias, const T* dout, std::size_t num_records, std::size_t out_features,
+                                           bool accumulate) {
+    for (std::size_t r = 0; r < num_records; ++r) {
+        const T* d = dout + r * out_features;
+        if (r == 0 && !accumulate) {
+            std::memcpy(dbias, d, out_features * sizeof(T));
+            continue;
+        }
+#pragma omp simd
+        for (std::size_t j = 0; j < out_features; ++j) dbias[j] += d[j];
+    }
+}
+
+// dA (B, C) = dZ (B, OC) @ W (OC, C).
+template <typename T>
+CHAINRULE_ALWAYS_INLINE void input_gradient(T* dinp, const T* dout, const T* weight, std::size_t num_records,
+                                            std::size_t in_features, std::size_t out_features) {
+    if (worth_a_gemm(num_records, in_features, out_features)) {
+        detail::gemm(false, false, num_records, in_features, out_features, T(1), dout, out_features, weight,
+                     in_features, T(0), dinp, in_features);
+        return;
+    }
+    for (std::size_t r = 0; r < num_records; ++r) {
+        const T* d = dout + r * out_features;
+        T* di = dinp + r * in_features;
+        std::fill(di, di + in_features, T(0));
+        for (std::size_t j = 0; j < out_features; ++j) {
+            const T g = d[j];
+            const T* w = weight + j * in_features;
+#pragma omp simd
+            for (std::size_t k = 0; k < in_features; ++k) di[k] += g * w[k];  // (dZ W)_k += dz_j W_jk
+        }
+    }
+}
+}  // namespace
+
+template <typename T>
+bool linear_backward_takes_gemm(std::size_t num_records, std::size_t in_features, std::size_t out_features) {
+#if CHAINRULE_SMALL_LINEAR
+    if (detail::small_linear_backward_fits<T>(in_features, out_features, num_records)) return false;
+#endif
+    return worth_a_gemm(out_features, in_features, num_records);
+}
+
 template <typename T>
 CHAINRULE_TARGET_CLONES void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                      std::size_t num_records, std::size_t in_features, std::size_t out_features, bool accumulate) {
@@ -102,21 +155,10 @@ CHAINRULE_TARGET_CLONES void linear_backward(T* dinp, T* dweight, T* dbias, cons
         return;
     }
 #endif
-    // Without accumulate, the first record's terms are written rather than
-    // added to zeros: no fill, and no reload of what was just stored (a
-    // batch-1 step is all first record).
-    for (std::size_t r = 0; r < num_records; ++r) {  // db = sum over records of dZ
-        const T* d = dout + r * out_features;
-        if (r == 0 && !accumulate) {
-            std::memcpy(dbias, d, out_features * sizeof(T));
-            continue;
-        }
-#pragma omp simd
-        for (std::size_t j = 0; j < out_features; ++j) dbias[j] += d[j];
-    }
+    bias_gradient(dbias, dout, num_records, out_features, accumulate);
     if (worth_a_gemm(out_features, in_features, num_records)) {
         // dW (OC, C) (+)= dZ^T (OC, B) @ A (B, C)
-        detail::gemm(true, false, out_features, in_features, num_records, dout, out_features, inp, in_features,
+        detail::gemm(true, false, out_features, in_features, num_records, T(1), dout, out_features, inp, in_features,
                      accumulate ? T(1) : T(0), dweight, in_features);
     } else {
         for (std::size_t r = 0; r < num_records; ++r) {
@@ -137,23 +179,21 @@ CHAINRULE_TARGET_CLONES void linear_backward(T* dinp, T* dweight, T* dbias, cons
         }
     }
     if (dinp == nullptr) return;  // the first layer passes nothing down
-    if (worth_a_gemm(num_records, in_features, out_features)) {
-        // dA (B, C) = dZ (B, OC) @ W (OC, C)
-        detail::gemm(false, false, num_records, in_features, out_features, dout, out_features, weight, in_features,
-                     T(0), dinp, in_features);
-        return;
-    }
-    for (std::size_t r = 0; r < num_records; ++r) {
-        const T* d = dout + r * out_features;
-        T* di = dinp + r * in_features;
-        std::fill(di, di + in_features, T(0));
-        for (std::size_t j = 0; j < out_features; ++j) {
-            const T g = d[j];
-            const T* w = weight + j * in_features;
-#pragma omp simd
-            for (std::size_t k = 0; k < in_features; ++k) di[k] += g * w[k];  // (dZ W)_k += dz_j W_jk
-        }
-    }
+    input_gradient(dinp, dout, weight, num_records, in_features, out_features);
+}
+
+template <typename T>
+CHAINRULE_TARGET_CLONES void linear_backward_sgd(T* dinp, T* weight, T* bias, T* dbias, const T* dout, const T* inp,
+                                                 std::size_t num_records, std::size_t in_features,
+                                                 std::size_t out_features, T lr) {
+    assert(weight && bias && dbias && dout && inp);
+    assert(linear_backward_takes_gemm<T>(num_records, in_features, out_features));
+    if (dinp != nullptr) input_gradient(dinp, dout, weight, num_records, in_features, out_features);  // W before the step
+    bias_gradient(dbias, dout, num_records, out_features, /*accumulate=*/false);
+    sgd_apply(bias, dbias, out_features, lr);  // b <- b - lr db
+    // W (OC, C) <- W - lr dZ^T (OC, B) @ A (B, C): the GEMM adds -lr times each sum to W itself.
+    detail::gemm(true, false, out_features, in_features, num_records, -lr, dout, out_features, inp, in_features, T(1),
+                 weight, in_features);
 }
 
 template <typename T>
@@ -212,7 +252,10 @@ void linear_sigmoid_backward(T* dinp, T* dweight, T* dbias, const T* dout, const
     template void linear_forward<T>(T*, const T*, const T*, const T*, std::size_t, std::size_t,     \
                                     std::size_t);                                                   \
     template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, std::size_t,         \
-                                     std::size_t, std::size_t, bool);
+                                     std::size_t, std::size_t, bool);                               \
+    template bool linear_backward_takes_gemm<T>(std::size_t, std::size_t, std::size_t);            \
+    template void linear_backward_sgd<T>(T*, T*, T*, T*, const T*, const T*, std::size_t, std::size_t, \
+                                         std::size_t, T);
 
 CHAINRULE_INSTANTIATE(float)
 CHAINRULE_INSTANTIATE(double)

@@ -1,6 +1,7 @@
 // The parameter update over the flat parameter buffer, and the finiteness
-// check the network runs on its parameters and inputs.
+// and magnitude checks the network runs on its parameters and inputs.
 #include <atomic>
+#include <cstring>
 
 #include "kernels/helpers.hpp"
 #include "kernels/kernels.hpp"
@@ -25,12 +26,19 @@ CHAINRULE_TARGET_CLONES detail::FloatBits<T> sgd_non_finite(const T* params, con
 }
 
 template <typename T>
-CHAINRULE_TARGET_CLONES void sgd_apply(T* params, const T* grads, std::size_t n, T lr) {
+CHAINRULE_TARGET_CLONES void sgd_apply_range(T* params, const T* grads, std::size_t n, T lr) {
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) params[i] -= lr * grads[i];  // W <- W - lr dW
 }
 
 }  // namespace
+
+template <typename T>
+void sgd_apply(T* params, const T* grads, std::size_t n, T lr) {
+    detail::for_ranges(n, detail::kElementwiseMinPart, 16, [&](std::size_t begin, std::size_t end) {
+        sgd_apply_range(params + begin, grads + begin, end - begin, lr);
+    });
+}
 
 template <typename T>
 bool sgd_update(T* params, const T* grads, std::size_t n, T lr) {
@@ -43,10 +51,28 @@ bool sgd_update(T* params, const T* grads, std::size_t n, T lr) {
         }
     });
     if (!finite.load(std::memory_order_relaxed)) return false;
-    detail::for_ranges(n, detail::kElementwiseMinPart, 16, [&](std::size_t begin, std::size_t end) {
-        sgd_apply(params + begin, grads + begin, end - begin, lr);
-    });
+    sgd_apply(params, grads, n, lr);
     return true;
+}
+
+template <typename T>
+CHAINRULE_TARGET_CLONES double largest_magnitude(const T* data, std::size_t n) {
+    // The bits of |x| order as the values do, inf above every finite value
+    // and NaN above inf: an integer maximum, which vectorizes without a
+    // floating-point compare chain (and, as sgd_non_finite's OR, without
+    // `omp simd reduction`), then its value.
+    using Bits = detail::FloatBits<T>;
+    constexpr Bits kMagnitude = static_cast<Bits>(~Bits{0} >> 1);
+    Bits largest = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        Bits bits;
+        std::memcpy(&bits, data + i, sizeof(T));
+        bits &= kMagnitude;
+        largest = largest > bits ? largest : bits;
+    }
+    T value;
+    std::memcpy(&value, &largest, sizeof(T));
+    return static_cast<double>(value);
 }
 
 template <typename T>
@@ -63,6 +89,8 @@ CHAINRULE_TARGET_CLONES bool all_finite(const T* data, std::size_t n) {
 
 #define CHAINRULE_INSTANTIATE(T)                                        \
     template bool sgd_update<T>(T*, const T*, std::size_t, T);        \
+    template void sgd_apply<T>(T*, const T*, std::size_t, T);         \
+    template double largest_magnitude<T>(const T*, std::size_t);      \
     template bool all_finite<T>(const T*, std::size_t);
 
 CHAINRULE_INSTANTIATE(float)

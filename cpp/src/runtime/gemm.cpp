@@ -24,17 +24,17 @@ CBLAS_TRANSPOSE op(bool transpose) { return transpose ? CblasTrans : CblasNoTran
 // One product on the calling thread (the library's own threads stay at 1
 // for scipy-openblas: chainrule splits large products itself, below).
 
-void gemm_one(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda,
-              const float* B, std::size_t ldb, float beta, float* C, std::size_t ldc) {
+void gemm_one(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, float alpha, const float* A,
+              std::size_t lda, const float* B, std::size_t ldb, float beta, float* C, std::size_t ldc) {
     CHAINRULE_CBLAS(sgemm)(CblasRowMajor, op(ta), op(tb), static_cast<int>(M), static_cast<int>(N),
-                           static_cast<int>(K), 1.0f, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta, C,
+                           static_cast<int>(K), alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta, C,
                            static_cast<int>(ldc));
 }
 
-void gemm_one(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A, std::size_t lda,
-              const double* B, std::size_t ldb, double beta, double* C, std::size_t ldc) {
+void gemm_one(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, double alpha, const double* A,
+              std::size_t lda, const double* B, std::size_t ldb, double beta, double* C, std::size_t ldc) {
     CHAINRULE_CBLAS(dgemm)(CblasRowMajor, op(ta), op(tb), static_cast<int>(M), static_cast<int>(N),
-                           static_cast<int>(K), 1.0, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta, C,
+                           static_cast<int>(K), alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta, C,
                            static_cast<int>(ldc));
 }
 
@@ -53,10 +53,12 @@ int gemm_threads() { return 1; }
 #else  // no BLAS: cache-friendly loops, vectorized by the compiler
 
 template <typename T>
-void gemm_one(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t lda, const T* B,
-              std::size_t ldb, T beta, T* C, std::size_t ldc) {
+void gemm_one(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, T alpha, const T* A, std::size_t lda,
+              const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc) {
     // Scale C by beta first, then accumulate rank-1 updates along K with the
-    // innermost loop running over a contiguous row of C.
+    // innermost loop running over a contiguous row of C, alpha taken into
+    // each term's element of A (as the reference BLAS does), or into each
+    // dot product.
     for (std::size_t i = 0; i < M; ++i) {
         T* c = C + i * ldc;
         if (beta == T(0)) {
@@ -69,7 +71,7 @@ void gemm_one(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, con
         for (std::size_t i = 0; i < M; ++i) {
             T* c = C + i * ldc;
             for (std::size_t k = 0; k < K; ++k) {
-                const T a = ta ? A[k * lda + i] : A[i * lda + k];
+                const T a = alpha * (ta ? A[k * lda + i] : A[i * lda + k]);
                 const T* b = B + k * ldb;
 #pragma omp simd
                 for (std::size_t j = 0; j < N; ++j) c[j] += a * b[j];
@@ -88,7 +90,7 @@ void gemm_one(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, con
                 } else {
                     for (std::size_t k = 0; k < K; ++k) acc += A[k * lda + i] * b[k];
                 }
-                c[j] += acc;
+                c[j] += alpha * acc;
             }
         }
     }
@@ -118,12 +120,12 @@ GemmTiling gemm_tiling(std::size_t M, std::size_t N, std::size_t K) {
 }
 
 template <typename T>
-void gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t lda, const T* B,
-          std::size_t ldb, T beta, T* C, std::size_t ldc) {
+void gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, T alpha, const T* A, std::size_t lda,
+          const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc) {
     init_threads();  // the library's own threads are off before its first product
     const GemmTiling tiling = gemm_tiling(M, N, K);
     if (tiling.tiles == 1) {
-        gemm_one(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+        gemm_one(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     // Each tile is a product of its own, computed whole by the backend on one
@@ -132,6 +134,7 @@ void gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const T
     struct Context {
         bool ta, tb;
         std::size_t M, N, K;
+        T alpha;
         const T* A;
         std::size_t lda;
         const T* B;
@@ -140,7 +143,7 @@ void gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const T
         T* C;
         std::size_t ldc;
         GemmTiling tiling;
-    } context{ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, tiling};
+    } context{ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, tiling};
     run_parts(
         static_cast<int>(tiling.tiles),
         [](void* opaque, int tile) {
@@ -148,19 +151,19 @@ void gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const T
             const std::size_t begin = c.tiling.begin(static_cast<std::size_t>(tile));
             const std::size_t width = c.tiling.begin(static_cast<std::size_t>(tile) + 1) - begin;
             if (c.tiling.rows) {  // rows [begin, begin + width) of C and of op(A)
-                gemm_one(c.ta, c.tb, width, c.N, c.K, c.ta ? c.A + begin : c.A + begin * c.lda, c.lda, c.B, c.ldb,
+                gemm_one(c.ta, c.tb, width, c.N, c.K, c.alpha, c.ta ? c.A + begin : c.A + begin * c.lda, c.lda, c.B, c.ldb,
                          c.beta, c.C + begin * c.ldc, c.ldc);
             } else {  // columns [begin, begin + width) of C and of op(B)
-                gemm_one(c.ta, c.tb, c.M, width, c.K, c.A, c.lda, c.tb ? c.B + begin * c.ldb : c.B + begin, c.ldb,
+                gemm_one(c.ta, c.tb, c.M, width, c.K, c.alpha, c.A, c.lda, c.tb ? c.B + begin * c.ldb : c.B + begin, c.ldb,
                          c.beta, c.C + begin, c.ldc);
             }
         },
         &context);
 }
 
-template void gemm<float>(bool, bool, std::size_t, std::size_t, std::size_t, const float*, std::size_t, const float*,
-                          std::size_t, float, float*, std::size_t);
-template void gemm<double>(bool, bool, std::size_t, std::size_t, std::size_t, const double*, std::size_t,
+template void gemm<float>(bool, bool, std::size_t, std::size_t, std::size_t, float, const float*, std::size_t,
+                          const float*, std::size_t, float, float*, std::size_t);
+template void gemm<double>(bool, bool, std::size_t, std::size_t, std::size_t, double, const double*, std::size_t,
                            const double*, std::size_t, double, double*, std::size_t);
 
 }  // namespace chainrule::detail

@@ -37,10 +37,12 @@ struct GemmTiling {
 };
 GemmTiling gemm_tiling(std::size_t M, std::size_t N, std::size_t K);
 
-// C (M, N) = op(A) (M, K) @ op(B) (K, N) + beta * C, all row-major, where
-// op(A) is A (M, K; row stride lda) or, with transpose_a, A^T for A (K, M).
+// C (M, N) = alpha op(A) (M, K) @ op(B) (K, N) + beta * C, all row-major,
+// where op(A) is A (M, K; row stride lda) or, with transpose_a, A^T for A
+// (K, M). Where alpha enters the rounding is the backend's (OpenBLAS: into
+// each block's sum, as it adds it to C).
 template <typename T>
-void gemm(bool transpose_a, bool transpose_b, std::size_t M, std::size_t N, std::size_t K, const T* A,
+void gemm(bool transpose_a, bool transpose_b, std::size_t M, std::size_t N, std::size_t K, T alpha, const T* A,
           std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc);
 
 // The name of the backend: "openblas" (scipy-openblas32), "cblas", or "loops".
