@@ -388,7 +388,7 @@ double Network<T>::Impl::batch_loss(const Workspace& ws, const T* Y, std::size_t
 template <typename T>
 bool Network<T>::Impl::backward(Workspace& ws, const detail::RecordBatch<T>& X, const T* Y, std::size_t rows, T scale,
                           bool accumulate, const T* row_scale, const detail::DropoutStep* drop,
-                          detail::SgdInBackward* sgd) {
+                          detail::SgdInBackward<T>* sgd) {
     // grads_ (+)= scale * (the gradient of the summed record losses of these
     // rows), each record's term also scaled by row_scale[r] when given. With
     // `sgd` and a bounded step, the step itself instead (below).
@@ -414,17 +414,37 @@ bool Network<T>::Impl::backward(Workspace& ws, const detail::RecordBatch<T>& X, 
     // SGD inside the backward pass: layer l steps as soon as its backward is
     // done, the last use of W_l (docs/math.md, "SGD inside the backward pass").
     const bool stepping = sgd != nullptr && !accumulate && sgd_step_bounded(ws, X, delta, rows, drop, *sgd);
-    const T lr = stepping ? static_cast<T>(sgd->lr) : T(0);
+    if (stepping) prepare_slots(*sgd->state, *sgd->optimizer, params_.size());  // momentum's first step: zeros
     for (std::size_t l = last + 1; l-- > 0;) {
         const LayerView<T> p = layer(l);
+        const std::size_t num_weights = p.out_features * p.in_features;
         T* dweight = grads_.data() + offsets_[l];
-        T* dbias = dweight + p.out_features * p.in_features;
+        T* dbias = dweight + num_weights;
         const bool dropped = l > 0 && drops(drop, l - 1);
         const T* inp = l == 0 ? X.dense : dropped ? ws.dropped_output(l - 1) : ws.output(l - 1);
         T* dinp = l == 0 ? nullptr : spare;  // the first layer passes nothing down
         if (stepping && linear_backward_takes_gemm<T>(rows, p.in_features, p.out_features)) {
-            // The step is the dW product's own (linear_backward_sgd); X is dense (sgd_step_bounded).
-            linear_backward_sgd(dinp, p.weight, p.bias, dbias, delta, inp, rows, p.in_features, p.out_features, lr);
+            // The weights' step is the dW product's own (X is dense: sgd_step_bounded), the biases' by the rule.
+            const T lr = static_cast<T>(sgd->lr);
+            if (!sgd->momentum()) {  // W <- W - lr dW
+                linear_backward_into(dinp, dbias, p.weight, -lr, T(1), delta, inp, p.weight, rows, p.in_features,
+                                     p.out_features);
+            } else {
+                T* velocity = sgd->state->slots[0].data() + offsets_[l];
+                const T mu = static_cast<T>(sgd->optimizer->momentum);
+                if (sgd->optimizer->form == OptimizerForm::sklearn) {  // v <- mu v - lr dW; W <- W + v
+                    linear_backward_into(dinp, dbias, velocity, -lr, mu, delta, inp, p.weight, rows, p.in_features,
+                                         p.out_features);
+                    sgd_apply(p.weight, velocity, num_weights, T(-1));
+                } else {  // b <- mu b + dW (dW on the first step); W <- W - lr b
+                    const T beta = sgd->state->steps == 0 ? T(0) : mu;
+                    linear_backward_into(dinp, dbias, velocity, T(1), beta, delta, inp, p.weight, rows,
+                                         p.in_features, p.out_features);
+                    sgd_apply(p.weight, velocity, num_weights, lr);
+                }
+            }
+            optimizer_apply(params_.data(), grads_.data(), offsets_[l] + num_weights, p.out_features, *sgd->state,
+                            *sgd->optimizer, sgd->lr);
             if (l > 0) {
                 if (dropped) apply_dropout(dinp, dinp, rows, p.in_features, l - 1, *drop);
                 activation_backward(dinp, dinp, ws.output(l - 1), rows * p.in_features, activations_[l - 1]);
@@ -444,7 +464,10 @@ bool Network<T>::Impl::backward(Workspace& ws, const detail::RecordBatch<T>& X, 
                 if (dropped) apply_dropout(dinp, dinp, rows, p.in_features, l - 1, *drop);  // through the same mask
                 activation_backward(dinp, dinp, ws.output(l - 1), rows * p.in_features, activations_[l - 1]);
             }
-            if (stepping) sgd_apply(p.weight, dweight, p.out_features * (p.in_features + 1), lr);  // W_l then b_l
+            if (stepping) {  // W_l then b_l
+                optimizer_apply(params_.data(), grads_.data(), offsets_[l], num_weights + p.out_features,
+                                *sgd->state, *sgd->optimizer, sgd->lr);
+            }
         }
         if (l > 0) std::swap(delta, spare);
     }
@@ -454,32 +477,44 @@ bool Network<T>::Impl::backward(Workspace& ws, const detail::RecordBatch<T>& X, 
 template <typename T>
 bool Network<T>::Impl::sgd_step_bounded(const Workspace& ws, const detail::RecordBatch<T>& X, const T* delta,
                                         std::size_t rows, const detail::DropoutStep* drop,
-                                        detail::SgdInBackward& sgd) const {
+                                        detail::SgdInBackward<T>& sgd) const {
     // From the largest |dZ_L|, layer by layer down: every dW_jk = sum over
     // the B records of dz_rj a_rk is at most B |dZ_l| |A_{l-1}| in
     // magnitude, and db_j at most B |dZ_l|; the delta passed down, (dZ_l
     // W_l) * f', at most n_l |dZ_l| |W_l| times dropout's 1 / (1 - rate)
     // (every f' of docs/math.md is at most 1 in magnitude). Twice these
-    // bounds covers the roundings of sums of fewer than 1 / (2 eps) terms;
-    // a step whose every |W_l| + 2 lr |dW_l| bound and every passed-down
-    // delta bound stays below a quarter of the dtype's largest value leaves
-    // every value finite, whatever the order of the sums. NaN and infinity
-    // fail every comparison below.
+    // bounds covers the roundings of sums of fewer than 1 / (2 eps) terms,
+    // and twice the velocity's and the parameters' new bounds those of the
+    // rule; a step whose every bound stays below a quarter of the dtype's
+    // largest value leaves every value finite, whatever the order of the
+    // sums. NaN and infinity fail every comparison below.
     if (!X.dense) return false;
     const double limit = static_cast<double>(std::numeric_limits<T>::max()) / 4.0;
     const double longest = 0.5 / static_cast<double>(std::numeric_limits<T>::epsilon());
+    const double lr = sgd.lr;
+    const bool sklearn = sgd.optimizer->form == OptimizerForm::sklearn;
+    const double mu = sgd.state->steps == 0 && !sklearn ? 0.0 : sgd.optimizer->momentum;  // torch's b = g first
     const std::size_t last = num_layers() - 1;
     double dz = largest_magnitude(delta, rows * num_outputs());
-    sgd.growth.assign(num_layers(), 0.0);
+    sgd.next.assign(num_layers(), 0.0);
+    sgd.next_velocity.assign(num_layers(), 0.0);
     for (std::size_t l = last + 1; l-- > 0;) {
         const LayerView<const T> p = layer(l);
         if (!(static_cast<double>(std::max(rows, p.out_features)) <= longest)) return false;
         const bool dropped = l > 0 && drops(drop, l - 1);
         const T* inp = l == 0 ? X.dense : dropped ? ws.dropped_output(l - 1) : ws.output(l - 1);
         const double a = largest_magnitude(inp, rows * p.in_features);
-        const double gradient = static_cast<double>(rows) * dz * std::max(a, 1.0);  // bounds |dW| and |db|
-        sgd.growth[l] = 2.0 * sgd.lr * gradient;
-        if (!(sgd.largest[l] + sgd.growth[l] <= limit)) return false;
+        const double gradient = 2.0 * static_cast<double>(rows) * dz * std::max(a, 1.0);  // >= |dW|, |db|
+        double step = lr * gradient;                                                       // >= |the step|
+        if (sgd.momentum()) {
+            const double velocity =
+                2.0 * (mu * sgd.largest_velocity[l] + (sklearn ? lr * gradient : gradient));  // v or b
+            sgd.next_velocity[l] = velocity;
+            step = sklearn ? velocity : lr * velocity;
+            if (!(velocity <= limit)) return false;
+        }
+        sgd.next[l] = sgd.largest[l] + 2.0 * step;
+        if (!(sgd.next[l] <= limit)) return false;
         if (l > 0) {
             const double keep = dropped ? 1.0 - (*drop->rates)[l - 1] : 1.0;
             dz = 2.0 * static_cast<double>(p.out_features) * dz * sgd.largest[l] / keep;
@@ -498,11 +533,15 @@ bool Network<T>::Impl::sgd_in_backward_pays(std::size_t rows) const {
 }
 
 template <typename T>
-void Network<T>::Impl::measure_parameters(detail::SgdInBackward& sgd) const {
+void Network<T>::Impl::measure_parameters(detail::SgdInBackward<T>& sgd) const {
     sgd.largest.resize(num_layers());
+    sgd.largest_velocity.assign(num_layers(), 0.0);  // no velocity yet: zeros
+    const T* velocity = sgd.state->slots[0].data();
     for (std::size_t l = 0; l < num_layers(); ++l) {
         const LayerView<const T> p = layer(l);
-        sgd.largest[l] = largest_magnitude(p.weight, p.out_features * (p.in_features + 1));  // W_l then b_l
+        const std::size_t n = p.out_features * (p.in_features + 1);  // W_l then b_l
+        sgd.largest[l] = largest_magnitude(p.weight, n);
+        if (sgd.momentum() && velocity != nullptr) sgd.largest_velocity[l] = largest_magnitude(velocity + offsets_[l], n);
     }
 }
 
@@ -840,8 +879,12 @@ double Network<T>::Impl::sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, do
         forward(ws, records.from(0), X.rows);
         const double cost = batch_loss(ws, Y.data, X.rows) / static_cast<double>(X.rows);
         if (!std::isfinite(cost)) throw cost_diverged(cost);
-        detail::SgdInBackward sgd;
+        const OptimizerOptions plain;
+        OptimizerState<T> no_state;
+        detail::SgdInBackward<T> sgd;
         sgd.lr = static_cast<double>(static_cast<T>(learning_rate));
+        sgd.optimizer = &plain;
+        sgd.state = &no_state;
         measure_parameters(sgd);
         const bool stepped = backward(ws, records.from(0), Y.data, X.rows, T(1) / static_cast<T>(X.rows),
                                       /*accumulate=*/false, nullptr, nullptr, &sgd);

@@ -141,14 +141,20 @@ struct DropoutStep {
     std::uint64_t seed, epoch, step, first_record;
 };
 
-// Plain SGD taken by the backward pass itself, layer by layer, once a bound
-// has shown that every value it computes stays finite (Network::Impl::backward,
-// docs/math.md, "SGD inside the backward pass"). fit keeps `largest`: per
-// layer, a bound on the magnitude of its weights and biases.
+// SGD (plain, or with momentum but not Nesterov's; no weight decay) taken by
+// the backward pass itself, layer by layer, once a bound has shown that
+// every value it computes stays finite (Network::Impl::backward, docs/math.md,
+// "SGD inside the backward pass"). fit keeps the bounds from step to step.
+template <typename T>
 struct SgdInBackward {
     double lr = 0.0;
-    std::vector<double> largest;  // per layer: >= every |W_l| and |b_l|
-    std::vector<double> growth;   // per layer: this step's bound on every |lr dW_l| and |lr db_l|, with margin
+    const OptimizerOptions* optimizer = nullptr;
+    OptimizerState<T>* state = nullptr;    // with momentum, its velocity (slot 0), laid out as the parameters
+    std::vector<double> largest;           // per layer: >= every |W_l| and |b_l|
+    std::vector<double> largest_velocity;  // per layer: >= every |velocity| of layer l (momentum)
+    std::vector<double> next, next_velocity;  // the same after this step (sgd_step_bounded)
+
+    bool momentum() const { return optimizer->momentum > 0.0; }
 };
 
 inline std::uint64_t mix64(std::uint64_t z) {  // splitmix64's finaliser
@@ -412,15 +418,17 @@ struct Network<T>::Impl {
     // gradient; else (and without `sgd`) it returns false.
     bool backward(Workspace& ws, const detail::RecordBatch<T>& X, const T* Y, std::size_t rows, T scale,
                   bool accumulate, const T* row_scale = nullptr, const detail::DropoutStep* drop = nullptr,
-                  detail::SgdInBackward* sgd = nullptr);
+                  detail::SgdInBackward<T>* sgd = nullptr);
     // Whether the step of sgd.lr on the batch of the delta dZ_L (rows) keeps
-    // every value finite, by a bound on each layer's gradient (sgd.growth).
+    // every value finite, by a bound on each layer's gradient; the bounds
+    // after the step into sgd.next and sgd.next_velocity.
     bool sgd_step_bounded(const Workspace& ws, const detail::RecordBatch<T>& X, const T* delta, std::size_t rows,
-                          const detail::DropoutStep* drop, detail::SgdInBackward& sgd) const;
+                          const detail::DropoutStep* drop, detail::SgdInBackward<T>& sgd) const;
     // Whether some layer's dW at this batch size is a GEMM: what SGD inside the backward pass saves.
     bool sgd_in_backward_pays(std::size_t rows) const;
-    // The largest magnitude of each layer's weights and biases (into sgd.largest).
-    void measure_parameters(detail::SgdInBackward& sgd) const;
+    // The largest magnitude of each layer's weights and biases, and of its
+    // velocity (into sgd.largest, sgd.largest_velocity).
+    void measure_parameters(detail::SgdInBackward<T>& sgd) const;
     static double weight_sum(const T* weights, std::size_t n);
     static void check_sample_weight(const T* weights, std::size_t n);
     bool has_fused_record_step() const;

@@ -661,15 +661,18 @@ std::vector<double> Network<T>::Impl::fit_records(const detail::Records<T>& X, C
     const bool defer_loss = !reducer && batch_size == 1 && num_outputs() == 1 && loss_ == Loss::bce &&
                             options.alpha == 0.0 && !sample_weight;
     const bool general = !fused && !reducer;
-    // Plain SGD on dense batches where some layer's dW is a GEMM: the step is
-    // taken inside the backward pass, the update in that GEMM (Impl::backward;
-    // docs/math.md, "SGD inside the backward pass"). sgd_inside.largest is
-    // measured at each epoch's start (the callback may have set parameters)
-    // and grown by each step's bound.
+    // SGD (plain, or with momentum but not Nesterov's) on dense batches where
+    // some layer's dW is a GEMM: the step is taken inside the backward pass,
+    // in that GEMM (Impl::backward; docs/math.md, "SGD inside the backward
+    // pass"). The bounds are measured at each epoch's start (the callback may
+    // have set parameters) and after a step taken the other way, and follow
+    // each step taken inside.
     const bool sgd_on_the_way = general && !X.sparse() && optimizer.kind == OptimizerKind::sgd &&
-                                optimizer.momentum == 0.0 && optimizer.weight_decay == 0.0 &&
-                                options.alpha == 0.0 && sgd_in_backward_pays(local_batch);
-    detail::SgdInBackward sgd_inside;
+                                !optimizer.nesterov && optimizer.weight_decay == 0.0 && options.alpha == 0.0 &&
+                                sgd_in_backward_pays(local_batch);
+    detail::SgdInBackward<T> sgd_inside;
+    sgd_inside.optimizer = &optimizer;
+    sgd_inside.state = &run.optimizer;
     const std::size_t fused_chunk =
         fused ? std::clamp<std::size_t>(kFusedValues / num_outputs(), 1, detail::kDeferredSteps) : 0;
     std::vector<T> step_logits(fused_chunk * num_outputs());
@@ -759,7 +762,8 @@ std::vector<double> Network<T>::Impl::fit_records(const detail::Records<T>& X, C
                          sgd_on_the_way ? &sgd_inside : nullptr);
             if (stepped) {
                 ++run.optimizer.steps;  // as optimizer_update counts a step
-                for (std::size_t l = 0; l < num_layers(); ++l) sgd_inside.largest[l] += sgd_inside.growth[l];
+                std::swap(sgd_inside.largest, sgd_inside.next);
+                std::swap(sgd_inside.largest_velocity, sgd_inside.next_velocity);
             } else {
                 add_l2_gradient(options.alpha, divisor);
                 if (!optimizer_update(params_.data(), grads_.data(), params_.size(), run.optimizer, optimizer, lr)) {

@@ -1,13 +1,15 @@
-"""Plain SGD taken inside the backward pass (docs/math.md, "SGD inside the backward pass").
+"""SGD taken inside the backward pass (docs/math.md, "SGD inside the backward pass").
 
-With plain SGD on dense batches, a layer whose dW is a GEMM takes its step in
-that GEMM (W += -lr dZ^T A), and every other layer right after its backward,
-once a bound has shown that no value of the step can overflow. What must
-hold: each new value is W - lr dW with the same dW, rounded as one fused
+With SGD (plain, or with momentum but not Nesterov's) on dense batches, a
+layer whose dW is a GEMM takes its step in that GEMM (W += -lr dZ^T A, or
+the velocity's update), and every other layer right after its backward, once
+a bound has shown that no value of the step can overflow. What must hold:
+each new value is W - lr dW with the same dW, rounded as one fused
 multiply-add or as a product then a difference (the GEMM library picks, by
-kernel and shape); sgd_step and a one-batch fit take the same step; a step
-the bound cannot vouch for is checked value by value as before, and one that
-would overflow changes nothing.
+kernel and shape); momentum's steps are its rule's within rounding;
+sgd_step and a one-batch fit take the same step; a step the bound cannot
+vouch for is checked value by value as before, and one that would overflow
+changes nothing, the optimizer's state included.
 """
 
 from fractions import Fraction
@@ -132,3 +134,69 @@ def test_many_steps_train_with_the_bound_kept_across_an_epoch(dtype):
         for start in range(0, len(X), RECORDS):
             replay.sgd_step(X[start:start + RECORDS], Y[start:start + RECORDS], lr=0.01)
     assert all(x.tobytes() == y.tobytes() for x, y in zip(parameters(net), parameters(replay)))
+
+
+def momentum_reference(net, X, Y, lr, mu, form, steps):
+    """The momentum rule of docs/math.md, step by step, from the gradients (numpy, the network's dtype)."""
+    params = parameters(net)
+    velocity = [np.zeros_like(a) for a in params]
+    copy = net.copy()
+    for step in range(steps):
+        for target, value in zip(list(copy.weights) + list(copy.biases), params[0::2] + params[1::2]):
+            target[...] = value
+        grads = [a for pair in copy.gradients(X, Y) for a in pair]
+        for i, g in enumerate(grads):
+            if form == "torch":
+                velocity[i] = g if step == 0 else mu * velocity[i] + g
+                params[i] = params[i] - lr * velocity[i]
+            else:
+                velocity[i] = mu * velocity[i] - lr * g
+                params[i] = params[i] + velocity[i]
+    return params, velocity
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("form", ["torch", "sklearn"])
+def test_momentum_steps_inside_follow_the_rule(dtype, form):
+    net, X, Y = make_case(dtype, seed=11)
+    lr, mu, steps = 0.05, 0.9, 6
+    expected, velocity = momentum_reference(net, X, Y, lr, mu, form, steps)
+    opt = cr.optim.SGD(lr=lr, momentum=mu, form=form)
+    net.fit(X, Y, epochs=steps, batch_size=RECORDS, shuffle=False, optimizer=opt)
+    slot = opt.state_dict()["state"]["slots"][0]
+    tolerance = 2e-5 if dtype == "float32" else 1e-12
+    for got, want in zip(parameters(net), expected):
+        assert np.abs(got - want).max() <= tolerance * np.abs(want).max()
+    offsets = np.cumsum([0] + [a.size for a in expected])
+    for i, want in enumerate(velocity):
+        got = slot[offsets[i]:offsets[i + 1]].reshape(want.shape)
+        assert np.abs(got - want).max() <= tolerance * np.abs(want).max()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_momentums_first_step_is_plain_sgds(dtype):
+    # torch's velocity starts as the gradient itself: the first step is W - lr dW, rounded once or twice.
+    net, X, Y = make_case(dtype, seed=13)
+    before = parameters(net)
+    grads = [a for pair in net.gradients(X, Y) for a in pair]
+    net.fit(X, Y, epochs=1, batch_size=RECORDS, shuffle=False, optimizer=cr.optim.SGD(lr=0.05, momentum=0.9))
+    for new, old, grad in zip(parameters(net), before, grads):
+        assert_each_is_one_sgd_rounding(new, old, grad, 0.05, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("form", ["torch", "sklearn"])
+def test_a_momentum_step_that_would_overflow_changes_nothing_nor_the_velocity(dtype, form):
+    net, X, Y = make_case(dtype, seed=15)
+    opt = cr.optim.SGD(lr=0.01, momentum=0.9, form=form)
+    net.fit(X, Y, epochs=2, batch_size=RECORDS, shuffle=False, optimizer=opt)  # a velocity to keep
+    state = opt.state_dict()["state"]
+    before = [a.tobytes() for a in parameters(net)]
+    Y = Y * 1e4
+    opt.lr = float(np.finfo(dtype).max) / 16
+    with pytest.raises(cr.DivergenceError, match="lr"):
+        net.fit(X, Y, epochs=1, batch_size=RECORDS, shuffle=False, optimizer=opt)
+    assert [a.tobytes() for a in parameters(net)] == before
+    after = opt.state_dict()["state"]
+    assert after["steps"] == state["steps"]
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(after["slots"], state["slots"]))

@@ -89,16 +89,17 @@ void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
 template <typename T>
 bool linear_backward_takes_gemm(std::size_t num_records, std::size_t in_features, std::size_t out_features);
 
-// linear_backward (without accumulate) and SGD's step on the layer in one
-// call, for a shape where linear_backward_takes_gemm and a step whose new
-// values the caller knows to be finite (nothing is checked): dinp from the
-// weights before the step, then bias -= lr db (db left in dbias), then
-// weight -= lr dW as the GEMM itself (C = weight, alpha = -lr, beta = 1), so
-// dW never goes through memory; each sum in linear_backward's order.
-//   docs/math.md: W_l <- W_l - lr dW_l, "SGD inside the backward pass"
+// linear_backward (without accumulate) with dW never written: for a shape
+// where linear_backward_takes_gemm, dinp from weight (when not null), db
+// into dbias, then the dW product added into `target` (OC, C) by the GEMM
+// itself, target = beta target + alpha dout^T inp: the weights themselves
+// (SGD: alpha -lr, beta 1) or the velocity (momentum), which may be
+// `weight`, read for dinp first. Each sum in linear_backward's order.
+//   docs/math.md, "SGD inside the backward pass"
 template <typename T>
-void linear_backward_sgd(T* dinp, T* weight, T* bias, T* dbias, const T* dout, const T* inp,
-                         std::size_t num_records, std::size_t in_features, std::size_t out_features, T lr);
+void linear_backward_into(T* dinp, T* dbias, T* target, T alpha, T beta, const T* dout, const T* inp,
+                          const T* weight, std::size_t num_records, std::size_t in_features,
+                          std::size_t out_features);
 
 // A batch of rows of a CSR matrix (chainrule/matrix.hpp): batch row r is
 // record rows[r] of the matrix, or record first + r when rows is null. A
@@ -226,6 +227,14 @@ void prepare_slots(OptimizerState<T>& state, const OptimizerOptions& options, st
 template <typename T>
 bool optimizer_update(T* params, const T* grads, std::size_t n, OptimizerState<T>& state,
                       const OptimizerOptions& options, double lr);
+
+// optimizer_update's rule over parameters [first, first + n) alone,
+// unchecked, without counting a step: for a step the caller has shown to
+// keep every value finite, taken a part at a time (the state's slots are
+// sized already). The same values as optimizer_update's on those parameters.
+template <typename T>
+void optimizer_apply(T* params, const T* grads, std::size_t first, std::size_t n, OptimizerState<T>& state,
+                     const OptimizerOptions& options, double lr);
 
 // dweight (n) += scale * weight (n): the L2 penalty's gradient, scale = alpha / B.
 template <typename T>

@@ -183,17 +183,16 @@ CHAINRULE_TARGET_CLONES void linear_backward(T* dinp, T* dweight, T* dbias, cons
 }
 
 template <typename T>
-CHAINRULE_TARGET_CLONES void linear_backward_sgd(T* dinp, T* weight, T* bias, T* dbias, const T* dout, const T* inp,
-                                                 std::size_t num_records, std::size_t in_features,
-                                                 std::size_t out_features, T lr) {
-    assert(weight && bias && dbias && dout && inp);
+CHAINRULE_TARGET_CLONES void linear_backward_into(T* dinp, T* dbias, T* target, T alpha, T beta, const T* dout,
+                                                  const T* inp, const T* weight, std::size_t num_records,
+                                                  std::size_t in_features, std::size_t out_features) {
+    assert(dbias && target && dout && inp && weight);
     assert(linear_backward_takes_gemm<T>(num_records, in_features, out_features));
-    if (dinp != nullptr) input_gradient(dinp, dout, weight, num_records, in_features, out_features);  // W before the step
+    if (dinp != nullptr) input_gradient(dinp, dout, weight, num_records, in_features, out_features);  // before target
     bias_gradient(dbias, dout, num_records, out_features, /*accumulate=*/false);
-    sgd_apply(bias, dbias, out_features, lr);  // b <- b - lr db
-    // W (OC, C) <- W - lr dZ^T (OC, B) @ A (B, C): the GEMM adds -lr times each sum to W itself.
-    detail::gemm(true, false, out_features, in_features, num_records, -lr, dout, out_features, inp, in_features, T(1),
-                 weight, in_features);
+    // target (OC, C) = beta target + alpha dZ^T (OC, B) @ A (B, C)
+    detail::gemm(true, false, out_features, in_features, num_records, alpha, dout, out_features, inp, in_features,
+                 beta, target, in_features);
 }
 
 template <typename T>
@@ -254,8 +253,8 @@ void linear_sigmoid_backward(T* dinp, T* dweight, T* dbias, const T* dout, const
     template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, std::size_t,         \
                                      std::size_t, std::size_t, bool);                               \
     template bool linear_backward_takes_gemm<T>(std::size_t, std::size_t, std::size_t);            \
-    template void linear_backward_sgd<T>(T*, T*, T*, T*, const T*, const T*, std::size_t, std::size_t, \
-                                         std::size_t, T);
+    template void linear_backward_into<T>(T*, T*, T*, T, T, const T*, const T*, const T*, std::size_t, \
+                                          std::size_t, std::size_t);
 
 CHAINRULE_INSTANTIATE(float)
 CHAINRULE_INSTANTIATE(double)

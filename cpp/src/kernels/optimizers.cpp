@@ -75,6 +75,20 @@ CHAINRULE_TARGET_CLONES void rule_apply(T* params, const T* grads, T* slot0, T* 
     }
 }
 
+// The rule over [first, first + n) of the buffers, unchecked, shared by the threads.
+template <typename Rule, int kSlots, typename T>
+void apply_with(T* params, const T* grads, std::size_t first, std::size_t n, Buffer<T>* state,
+                const StepScalars<T>& c) {
+    auto at = [&](int slot, std::size_t begin) {
+        T* data = state[slot].data();
+        return data == nullptr ? data : data + first + begin;
+    };
+    detail::for_ranges(n, detail::kElementwiseMinPart, 16, [&](std::size_t begin, std::size_t end) {
+        rule_apply<Rule, kSlots>(params + first + begin, grads + first + begin, at(0, begin), at(1, begin),
+                                 at(2, begin), end - begin, c);
+    });
+}
+
 template <typename Rule, int kSlots, typename T>
 bool update_with(T* params, const T* grads, std::size_t n, Buffer<T>* state, const StepScalars<T>& c) {
     // A slot the rule does not use stays empty: its pointer is never read.
@@ -108,11 +122,26 @@ bool update_with(T* params, const T* grads, std::size_t n, Buffer<T>* state, con
         });
         if (!finite.load(std::memory_order_relaxed)) return false;
     }
-    detail::for_ranges(n, detail::kElementwiseMinPart, 16, [&](std::size_t begin, std::size_t end) {
-        rule_apply<Rule, kSlots>(params + begin, grads + begin, at(s0, begin), at(s1, begin), at(s2, begin),
-                                 end - begin, c);
-    });
+    apply_with<Rule, kSlots>(params, grads, 0, n, state, c);
     return true;
+}
+
+template <typename R>
+struct RuleTag {
+    using Rule = R;
+};
+
+// f(RuleTag<Rule>{}, std::integral_constant<int, kSlots>{}) for the options' rule.
+template <typename F>
+auto with_rule(const OptimizerOptions& o, F&& f) {
+    using One = std::integral_constant<int, 1>;
+    if (o.kind == OptimizerKind::sgd) {
+        if (optimizer_slots(o) == 0) return f(RuleTag<SgdTorch>{}, std::integral_constant<int, 0>{});  // wd alone
+        return o.form == OptimizerForm::sklearn ? f(RuleTag<SgdSklearn>{}, One{}) : f(RuleTag<SgdTorch>{}, One{});
+    }
+    if (o.form == OptimizerForm::sklearn) return f(RuleTag<AdamSklearn>{}, std::integral_constant<int, 2>{});
+    return o.amsgrad ? f(RuleTag<AdamTorch<true>>{}, std::integral_constant<int, 3>{})
+                     : f(RuleTag<AdamTorch<false>>{}, std::integral_constant<int, 2>{});
 }
 
 }  // namespace
@@ -140,20 +169,25 @@ bool optimizer_update(T* params, const T* grads, std::size_t n, OptimizerState<T
     }
     prepare_slots(state, o, n);
     const StepScalars<T> c = step_scalars<T>(o, lr, state.steps);
-    const bool sklearn = o.form == OptimizerForm::sklearn;
-    bool done;
-    if (o.kind == OptimizerKind::sgd) {
-        done = slots == 0 ? update_with<SgdTorch, 0>(params, grads, n, state.slots, c)  // wd without momentum
-               : sklearn  ? update_with<SgdSklearn, 1>(params, grads, n, state.slots, c)
-                          : update_with<SgdTorch, 1>(params, grads, n, state.slots, c);
-    } else if (sklearn) {
-        done = update_with<AdamSklearn, 2>(params, grads, n, state.slots, c);
-    } else {
-        done = o.amsgrad ? update_with<AdamTorch<true>, 3>(params, grads, n, state.slots, c)
-                         : update_with<AdamTorch<false>, 2>(params, grads, n, state.slots, c);
-    }
+    const bool done = with_rule(o, [&](auto rule, auto kSlots) {
+        return update_with<typename decltype(rule)::Rule, decltype(kSlots)::value>(params, grads, n, state.slots, c);
+    });
     if (done) ++state.steps;
     return done;
+}
+
+template <typename T>
+void optimizer_apply(T* params, const T* grads, std::size_t first, std::size_t n, OptimizerState<T>& state,
+                     const OptimizerOptions& o, double lr) {
+    if (o.kind == OptimizerKind::sgd && optimizer_slots(o) == 0 && o.weight_decay == 0.0) {
+        sgd_apply(params + first, grads + first, n, static_cast<T>(lr));  // sgd_update's rounding
+        return;
+    }
+    const StepScalars<T> c = step_scalars<T>(o, lr, state.steps);
+    with_rule(o, [&](auto rule, auto kSlots) {
+        apply_with<typename decltype(rule)::Rule, decltype(kSlots)::value>(params, grads, first, n, state.slots, c);
+        return true;
+    });
 }
 
 template <typename T>
@@ -194,6 +228,8 @@ double squared_norm(const T* values, std::size_t n) {
     template void prepare_slots<T>(OptimizerState<T>&, const OptimizerOptions&, std::size_t);                \
     template bool optimizer_update<T>(T*, const T*, std::size_t, OptimizerState<T>&, const OptimizerOptions&, \
                                       double);                                                              \
+    template void optimizer_apply<T>(T*, const T*, std::size_t, std::size_t, OptimizerState<T>&,            \
+                                     const OptimizerOptions&, double);                                      \
     template void add_l2_gradient<T>(T*, const T*, std::size_t, T);                                          \
     template double squared_norm<T>(const T*, std::size_t);
 
