@@ -25,6 +25,7 @@
 
 #include "chainrule/errors.hpp"
 #include "kernels/kernels.hpp"
+#include "kernels/optimizer_rules.hpp"
 #include "network_internals.hpp"
 #include "kernels/losses.hpp"
 #include "kernels/small_linear.hpp"
@@ -388,10 +389,10 @@ double Network<T>::Impl::batch_loss(const Workspace& ws, const T* Y, std::size_t
 template <typename T>
 bool Network<T>::Impl::backward(Workspace& ws, const detail::RecordBatch<T>& X, const T* Y, std::size_t rows, T scale,
                           bool accumulate, const T* row_scale, const detail::DropoutStep* drop,
-                          detail::SgdInBackward<T>* sgd) {
+                          detail::StepInBackward<T>* step) {
     // grads_ (+)= scale * (the gradient of the summed record losses of these
     // rows), each record's term also scaled by row_scale[r] when given. With
-    // `sgd` and a bounded step, the step itself instead (below).
+    // `step` and a bounded step, the optimizer's step itself instead (below).
     const std::size_t last = num_layers() - 1;
     const std::size_t n = rows * num_outputs();
     T* delta = ws.delta.data();
@@ -411,10 +412,12 @@ bool Network<T>::Impl::backward(Workspace& ws, const detail::RecordBatch<T>& X, 
             for (std::size_t j = 0; j < k; ++j) delta[r * k + j] *= row_scale[r];
         }
     }
-    // SGD inside the backward pass: layer l steps as soon as its backward is
-    // done, the last use of W_l (docs/math.md, "SGD inside the backward pass").
-    const bool stepping = sgd != nullptr && !accumulate && sgd_step_bounded(ws, X, delta, rows, drop, *sgd);
-    if (stepping) prepare_slots(*sgd->state, *sgd->optimizer, params_.size());  // momentum's first step: zeros
+    // The step inside the backward pass: layer l steps as soon as its
+    // backward is done, the last use of W_l (docs/math.md, "The step inside
+    // the backward pass").
+    const bool stepping = step != nullptr && !accumulate && step_bounded(ws, X, delta, rows, drop, *step);
+    if (stepping) prepare_slots(*step->state, *step->optimizer, params_.size());  // before the first step: zeros
+    const bool in_the_product = stepping && step->in_the_product();
     for (std::size_t l = last + 1; l-- > 0;) {
         const LayerView<T> p = layer(l);
         const std::size_t num_weights = p.out_features * p.in_features;
@@ -423,28 +426,29 @@ bool Network<T>::Impl::backward(Workspace& ws, const detail::RecordBatch<T>& X, 
         const bool dropped = l > 0 && drops(drop, l - 1);
         const T* inp = l == 0 ? X.dense : dropped ? ws.dropped_output(l - 1) : ws.output(l - 1);
         T* dinp = l == 0 ? nullptr : spare;  // the first layer passes nothing down
-        if (stepping && linear_backward_takes_gemm<T>(rows, p.in_features, p.out_features)) {
-            // The weights' step is the dW product's own (X is dense: sgd_step_bounded), the biases' by the rule.
-            const T lr = static_cast<T>(sgd->lr);
-            if (!sgd->momentum()) {  // W <- W - lr dW
+        if (in_the_product && linear_backward_takes_gemm<T>(rows, p.in_features, p.out_features)) {
+            // The weights' step is the dW product's own (X is dense: step_bounded), the biases' by the rule.
+            const OptimizerOptions& o = *step->optimizer;
+            const T lr = static_cast<T>(step->lr);
+            if (o.momentum == 0.0) {  // W <- W - lr dW
                 linear_backward_into(dinp, dbias, p.weight, -lr, T(1), delta, inp, p.weight, rows, p.in_features,
                                      p.out_features);
             } else {
-                T* velocity = sgd->state->slots[0].data() + offsets_[l];
-                const T mu = static_cast<T>(sgd->optimizer->momentum);
-                if (sgd->optimizer->form == OptimizerForm::sklearn) {  // v <- mu v - lr dW; W <- W + v
+                T* velocity = step->state->slots[0].data() + offsets_[l];
+                const T mu = static_cast<T>(o.momentum);
+                if (o.form == OptimizerForm::sklearn) {  // v <- mu v - lr dW; W <- W + v
                     linear_backward_into(dinp, dbias, velocity, -lr, mu, delta, inp, p.weight, rows, p.in_features,
                                          p.out_features);
                     sgd_apply(p.weight, velocity, num_weights, T(-1));
                 } else {  // b <- mu b + dW (dW on the first step); W <- W - lr b
-                    const T beta = sgd->state->steps == 0 ? T(0) : mu;
+                    const T beta = step->state->steps == 0 ? T(0) : mu;
                     linear_backward_into(dinp, dbias, velocity, T(1), beta, delta, inp, p.weight, rows,
                                          p.in_features, p.out_features);
                     sgd_apply(p.weight, velocity, num_weights, lr);
                 }
             }
-            optimizer_apply(params_.data(), grads_.data(), offsets_[l] + num_weights, p.out_features, *sgd->state,
-                            *sgd->optimizer, sgd->lr);
+            optimizer_apply(params_.data(), grads_.data(), offsets_[l] + num_weights, p.out_features, *step->state,
+                            o, step->lr);
             if (l > 0) {
                 if (dropped) apply_dropout(dinp, dinp, rows, p.in_features, l - 1, *drop);
                 activation_backward(dinp, dinp, ws.output(l - 1), rows * p.in_features, activations_[l - 1]);
@@ -464,9 +468,10 @@ bool Network<T>::Impl::backward(Workspace& ws, const detail::RecordBatch<T>& X, 
                 if (dropped) apply_dropout(dinp, dinp, rows, p.in_features, l - 1, *drop);  // through the same mask
                 activation_backward(dinp, dinp, ws.output(l - 1), rows * p.in_features, activations_[l - 1]);
             }
-            if (stepping) {  // W_l then b_l
+            if (stepping) {  // the L2 penalty's term (add_l2_gradient's), then the rule over W_l and b_l
+                if (step->l2 != 0.0) chainrule::add_l2_gradient(dweight, p.weight, num_weights, static_cast<T>(step->l2));
                 optimizer_apply(params_.data(), grads_.data(), offsets_[l], num_weights + p.out_features,
-                                *sgd->state, *sgd->optimizer, sgd->lr);
+                                *step->state, *step->optimizer, step->lr);
             }
         }
         if (l > 0) std::swap(delta, spare);
@@ -475,49 +480,70 @@ bool Network<T>::Impl::backward(Workspace& ws, const detail::RecordBatch<T>& X, 
 }
 
 template <typename T>
-bool Network<T>::Impl::sgd_step_bounded(const Workspace& ws, const detail::RecordBatch<T>& X, const T* delta,
-                                        std::size_t rows, const detail::DropoutStep* drop,
-                                        detail::SgdInBackward<T>& sgd) const {
+bool Network<T>::Impl::step_bounded(const Workspace& ws, const detail::RecordBatch<T>& X, const T* delta,
+                                    std::size_t rows, const detail::DropoutStep* drop,
+                                    detail::StepInBackward<T>& step) const {
     // From the largest |dZ_L|, layer by layer down: every dW_jk = sum over
     // the B records of dz_rj a_rk is at most B |dZ_l| |A_{l-1}| in
     // magnitude, and db_j at most B |dZ_l|; the delta passed down, (dZ_l
     // W_l) * f', at most n_l |dZ_l| |W_l| times dropout's 1 / (1 - rate)
     // (every f' of docs/math.md is at most 1 in magnitude). Twice these
-    // bounds covers the roundings of sums of fewer than 1 / (2 eps) terms,
-    // and twice the velocity's and the parameters' new bounds those of the
-    // rule; a step whose every bound stays below a quarter of the dtype's
-    // largest value leaves every value finite, whatever the order of the
-    // sums. NaN and infinity fail every comparison below.
+    // bounds covers the roundings of sums of fewer than 1 / (2 eps) terms;
+    // each rule's bound (docs/math.md) carries a factor 1 + 8 eps for its
+    // few roundings, which the new bounds carry into the next step without
+    // compounding faster than that. A step whose every bound stays below a
+    // quarter of the dtype's largest value leaves every value finite,
+    // whatever the order of the sums. NaN and infinity fail every
+    // comparison below.
     if (!X.dense) return false;
+    constexpr double eps = static_cast<double>(std::numeric_limits<T>::epsilon());
     const double limit = static_cast<double>(std::numeric_limits<T>::max()) / 4.0;
-    const double longest = 0.5 / static_cast<double>(std::numeric_limits<T>::epsilon());
-    const double lr = sgd.lr;
-    const bool sklearn = sgd.optimizer->form == OptimizerForm::sklearn;
-    const double mu = sgd.state->steps == 0 && !sklearn ? 0.0 : sgd.optimizer->momentum;  // torch's b = g first
+    const double r = 1.0 + 8.0 * eps;
+    const OptimizerOptions& o = *step.optimizer;
+    const StepScalars<T> c = step_scalars<T>(o, step.lr, step.state->steps);
+    const bool adam = o.kind != OptimizerKind::sgd;
+    if (adam && !adam_bound_applies(c)) return false;
+    const double lr = static_cast<double>(c.lr), mu = static_cast<double>(c.momentum);
+    const double wd = static_cast<double>(c.weight_decay), decay = std::abs(static_cast<double>(c.decay));
     const std::size_t last = num_layers() - 1;
     double dz = largest_magnitude(delta, rows * num_outputs());
-    sgd.next.assign(num_layers(), 0.0);
-    sgd.next_velocity.assign(num_layers(), 0.0);
+    step.next.assign(num_layers(), 0.0);
+    for (std::vector<double>& slot : step.next_slot) slot.assign(num_layers(), 0.0);
     for (std::size_t l = last + 1; l-- > 0;) {
         const LayerView<const T> p = layer(l);
-        if (!(static_cast<double>(std::max(rows, p.out_features)) <= longest)) return false;
+        if (!(static_cast<double>(std::max(rows, p.out_features)) <= 0.5 / eps)) return false;
         const bool dropped = l > 0 && drops(drop, l - 1);
         const T* inp = l == 0 ? X.dense : dropped ? ws.dropped_output(l - 1) : ws.output(l - 1);
         const double a = largest_magnitude(inp, rows * p.in_features);
-        const double gradient = 2.0 * static_cast<double>(rows) * dz * std::max(a, 1.0);  // >= |dW|, |db|
-        double step = lr * gradient;                                                       // >= |the step|
-        if (sgd.momentum()) {
+        const double w = step.largest[l] * (adam ? std::max(decay, 1.0) : 1.0);  // AdamW's w (1 - lr wd) first
+        // g' = dW (+ L2's l2 W) (+ wd w): at most
+        const double g = r * (2.0 * static_cast<double>(rows) * dz * std::max(a, 1.0) + step.l2 * w + wd * w);
+        double change = 0.0;  // >= |new w - w|
+        if (adam) {  // |m| <= max(|m|, |g'|), v <= max(v, g'^2), |the step| <= step_size |m| / eps
+            const double m = r * std::max(step.largest_slot[0][l], g);
+            const double v = r * std::max(step.largest_slot[1][l], g * g);
+            step.next_slot[0][l] = m;
+            step.next_slot[1][l] = v;
+            step.next_slot[2][l] = std::max(step.largest_slot[2][l], v);  // amsgrad's running maximum
+            change = static_cast<double>(c.step_size) * m * static_cast<double>(c.inv_eps);
+            if (!(v <= limit)) return false;
+        } else if (optimizer_slots(o) > 0) {  // with momentum: b (torch) or v (sklearn)
+            const double first = step.state->steps == 0 && o.form == OptimizerForm::torch ? 0.0 : mu;
             const double velocity =
-                2.0 * (mu * sgd.largest_velocity[l] + (sklearn ? lr * gradient : gradient));  // v or b
-            sgd.next_velocity[l] = velocity;
-            step = sklearn ? velocity : lr * velocity;
+                r * (first * step.largest_slot[0][l] + (o.form == OptimizerForm::sklearn ? lr * g : g));
+            step.next_slot[0][l] = velocity;
+            const double direction = o.nesterov ? g + mu * velocity : velocity;  // torch's d
+            change = o.form == OptimizerForm::sklearn ? (o.nesterov ? mu * velocity + lr * g : velocity)
+                                                      : lr * direction;
             if (!(velocity <= limit)) return false;
+        } else {
+            change = lr * g;
         }
-        sgd.next[l] = sgd.largest[l] + 2.0 * step;
-        if (!(sgd.next[l] <= limit)) return false;
+        step.next[l] = r * (w + change);
+        if (!(step.next[l] <= limit)) return false;
         if (l > 0) {
             const double keep = dropped ? 1.0 - (*drop->rates)[l - 1] : 1.0;
-            dz = 2.0 * static_cast<double>(p.out_features) * dz * sgd.largest[l] / keep;
+            dz = 2.0 * static_cast<double>(p.out_features) * dz * step.largest[l] / keep;
             if (!(dz <= limit)) return false;
         }
     }
@@ -525,7 +551,7 @@ bool Network<T>::Impl::sgd_step_bounded(const Workspace& ws, const detail::Recor
 }
 
 template <typename T>
-bool Network<T>::Impl::sgd_in_backward_pays(std::size_t rows) const {
+bool Network<T>::Impl::step_inside_pays(std::size_t rows) const {
     for (std::size_t l = 0; l < num_layers(); ++l) {
         if (linear_backward_takes_gemm<T>(rows, layer_sizes_[l], layer_sizes_[l + 1])) return true;
     }
@@ -533,15 +559,17 @@ bool Network<T>::Impl::sgd_in_backward_pays(std::size_t rows) const {
 }
 
 template <typename T>
-void Network<T>::Impl::measure_parameters(detail::SgdInBackward<T>& sgd) const {
-    sgd.largest.resize(num_layers());
-    sgd.largest_velocity.assign(num_layers(), 0.0);  // no velocity yet: zeros
-    const T* velocity = sgd.state->slots[0].data();
+void Network<T>::Impl::measure_parameters(detail::StepInBackward<T>& step) const {
+    step.largest.resize(num_layers());
+    for (int k = 0; k < 3; ++k) step.largest_slot[k].assign(num_layers(), 0.0);  // no state yet: zeros
     for (std::size_t l = 0; l < num_layers(); ++l) {
         const LayerView<const T> p = layer(l);
         const std::size_t n = p.out_features * (p.in_features + 1);  // W_l then b_l
-        sgd.largest[l] = largest_magnitude(p.weight, n);
-        if (sgd.momentum() && velocity != nullptr) sgd.largest_velocity[l] = largest_magnitude(velocity + offsets_[l], n);
+        step.largest[l] = largest_magnitude(p.weight, n);
+        for (int k = 0; k < 3; ++k) {
+            const T* slot = step.state->slots[k].data();
+            if (slot != nullptr) step.largest_slot[k][l] = largest_magnitude(slot + offsets_[l], n);
+        }
     }
 }
 
@@ -873,7 +901,7 @@ double Network<T>::Impl::sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, do
         if (step.stopped == RecordStep::update_not_finite) throw update_diverged();
         return cost;
     }
-    if (X.rows <= ws.capacity && sgd_in_backward_pays(X.rows)) {
+    if (X.rows <= ws.capacity && step_inside_pays(X.rows)) {
         // The step fit takes for one batch of these records, inside the backward pass: the same values.
         const detail::Records<T> records(X);
         forward(ws, records.from(0), X.rows);
@@ -881,13 +909,13 @@ double Network<T>::Impl::sgd_step(ConstMatrixView<T> X, ConstMatrixView<T> Y, do
         if (!std::isfinite(cost)) throw cost_diverged(cost);
         const OptimizerOptions plain;
         OptimizerState<T> no_state;
-        detail::SgdInBackward<T> sgd;
-        sgd.lr = static_cast<double>(static_cast<T>(learning_rate));
-        sgd.optimizer = &plain;
-        sgd.state = &no_state;
-        measure_parameters(sgd);
+        detail::StepInBackward<T> step;
+        step.lr = learning_rate;
+        step.optimizer = &plain;
+        step.state = &no_state;
+        measure_parameters(step);
         const bool stepped = backward(ws, records.from(0), Y.data, X.rows, T(1) / static_cast<T>(X.rows),
-                                      /*accumulate=*/false, nullptr, nullptr, &sgd);
+                                      /*accumulate=*/false, nullptr, nullptr, &step);
         if (!stepped && !sgd_update(params_.data(), grads_.data(), params_.size(), static_cast<T>(learning_rate))) {
             throw update_diverged();
         }

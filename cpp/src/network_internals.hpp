@@ -141,20 +141,28 @@ struct DropoutStep {
     std::uint64_t seed, epoch, step, first_record;
 };
 
-// SGD (plain, or with momentum but not Nesterov's; no weight decay) taken by
-// the backward pass itself, layer by layer, once a bound has shown that
-// every value it computes stays finite (Network::Impl::backward, docs/math.md,
-// "SGD inside the backward pass"). fit keeps the bounds from step to step.
+// The optimizer's step taken by the backward pass itself, layer by layer, as
+// soon as each layer's backward is done, once a bound has shown that every
+// value it computes stays finite (Network::Impl::backward, docs/math.md,
+// "The step inside the backward pass"). fit keeps the bounds from step to step.
 template <typename T>
-struct SgdInBackward {
+struct StepInBackward {
     double lr = 0.0;
+    double l2 = 0.0;  // the L2 penalty's alpha / (the batch's divisor): dW_l += l2 W_l first
     const OptimizerOptions* optimizer = nullptr;
-    OptimizerState<T>* state = nullptr;    // with momentum, its velocity (slot 0), laid out as the parameters
-    std::vector<double> largest;           // per layer: >= every |W_l| and |b_l|
-    std::vector<double> largest_velocity;  // per layer: >= every |velocity| of layer l (momentum)
-    std::vector<double> next, next_velocity;  // the same after this step (sgd_step_bounded)
+    OptimizerState<T>* state = nullptr;  // its slots laid out as the parameters
+    // Per layer: bounds on every |W_l| and |b_l|, and on every |value| of each
+    // state slot over the layer's parameters; `next` the same after this step
+    // (step_bounded).
+    std::vector<double> largest, next;
+    std::vector<double> largest_slot[3], next_slot[3];
 
-    bool momentum() const { return optimizer->momentum > 0.0; }
+    // Plain SGD, or with momentum but not Nesterov's, no weight decay and no
+    // L2: the weights' step (or the velocity's) is the dW product's own.
+    bool in_the_product() const {
+        return optimizer->kind == OptimizerKind::sgd && !optimizer->nesterov && optimizer->weight_decay == 0.0 &&
+               l2 == 0.0;
+    }
 };
 
 inline std::uint64_t mix64(std::uint64_t z) {  // splitmix64's finaliser
@@ -413,22 +421,23 @@ struct Network<T>::Impl {
     void predict_small_chunk(MatrixView<T> out, ConstMatrixView<T> X, std::size_t start, std::size_t rows) const;
     // The summed record losses of the batch in ws (with weights: sum_i s_i L_i).
     double batch_loss(const Workspace& ws, const T* Y, std::size_t rows, const T* weights = nullptr) const;
-    // With `sgd` (and without accumulate), the step is taken inside when
-    // sgd_step_bounded allows it: then it returns true, and grads_ holds no
-    // gradient; else (and without `sgd`) it returns false.
+    // With `step` (and without accumulate), the optimizer's step is taken
+    // inside when step_bounded allows it: then it returns true, and grads_
+    // holds no whole gradient; else (and without `step`) it returns false.
     bool backward(Workspace& ws, const detail::RecordBatch<T>& X, const T* Y, std::size_t rows, T scale,
                   bool accumulate, const T* row_scale = nullptr, const detail::DropoutStep* drop = nullptr,
-                  detail::SgdInBackward<T>* sgd = nullptr);
-    // Whether the step of sgd.lr on the batch of the delta dZ_L (rows) keeps
-    // every value finite, by a bound on each layer's gradient; the bounds
-    // after the step into sgd.next and sgd.next_velocity.
-    bool sgd_step_bounded(const Workspace& ws, const detail::RecordBatch<T>& X, const T* delta, std::size_t rows,
-                          const detail::DropoutStep* drop, detail::SgdInBackward<T>& sgd) const;
-    // Whether some layer's dW at this batch size is a GEMM: what SGD inside the backward pass saves.
-    bool sgd_in_backward_pays(std::size_t rows) const;
-    // The largest magnitude of each layer's weights and biases, and of its
-    // velocity (into sgd.largest, sgd.largest_velocity).
-    void measure_parameters(detail::SgdInBackward<T>& sgd) const;
+                  detail::StepInBackward<T>* step = nullptr);
+    // Whether the step on the batch of the delta dZ_L (rows) keeps every
+    // value finite, by a bound on each layer's gradient; the bounds after the
+    // step into step.next and step.next_slot.
+    bool step_bounded(const Workspace& ws, const detail::RecordBatch<T>& X, const T* delta, std::size_t rows,
+                      const detail::DropoutStep* drop, detail::StepInBackward<T>& step) const;
+    // Whether some layer's dW at this batch size is a GEMM: a network large
+    // enough for the step inside the backward pass to save time.
+    bool step_inside_pays(std::size_t rows) const;
+    // The largest magnitude of each layer's weights and biases, and of each
+    // state slot over them (into step.largest, step.largest_slot).
+    void measure_parameters(detail::StepInBackward<T>& step) const;
     static double weight_sum(const T* weights, std::size_t n);
     static void check_sample_weight(const T* weights, std::size_t n);
     bool has_fused_record_step() const;

@@ -661,18 +661,16 @@ std::vector<double> Network<T>::Impl::fit_records(const detail::Records<T>& X, C
     const bool defer_loss = !reducer && batch_size == 1 && num_outputs() == 1 && loss_ == Loss::bce &&
                             options.alpha == 0.0 && !sample_weight;
     const bool general = !fused && !reducer;
-    // SGD (plain, or with momentum but not Nesterov's) on dense batches where
-    // some layer's dW is a GEMM: the step is taken inside the backward pass,
-    // in that GEMM (Impl::backward; docs/math.md, "SGD inside the backward
+    // On dense batches where some layer's dW is a GEMM, the optimizer's step
+    // is taken inside the backward pass, each layer's as soon as its backward
+    // is done (Impl::backward; docs/math.md, "The step inside the backward
     // pass"). The bounds are measured at each epoch's start (the callback may
     // have set parameters) and after a step taken the other way, and follow
     // each step taken inside.
-    const bool sgd_on_the_way = general && !X.sparse() && optimizer.kind == OptimizerKind::sgd &&
-                                !optimizer.nesterov && optimizer.weight_decay == 0.0 && options.alpha == 0.0 &&
-                                sgd_in_backward_pays(local_batch);
-    detail::SgdInBackward<T> sgd_inside;
-    sgd_inside.optimizer = &optimizer;
-    sgd_inside.state = &run.optimizer;
+    const bool step_on_the_way = general && !X.sparse() && step_inside_pays(local_batch);
+    detail::StepInBackward<T> inside;
+    inside.optimizer = &optimizer;
+    inside.state = &run.optimizer;
     const std::size_t fused_chunk =
         fused ? std::clamp<std::size_t>(kFusedValues / num_outputs(), 1, detail::kDeferredSteps) : 0;
     std::vector<T> step_logits(fused_chunk * num_outputs());
@@ -715,9 +713,9 @@ std::vector<double> Network<T>::Impl::fit_records(const detail::Records<T>& X, C
 
     for (std::size_t epoch = 0; epoch < options.epochs; ++epoch) {
         const double lr = scheduled_rate(options, run);
-        if (sgd_on_the_way) {
-            sgd_inside.lr = static_cast<double>(static_cast<T>(lr));  // the rate the step takes
-            measure_parameters(sgd_inside);
+        if (step_on_the_way) {
+            inside.lr = lr;
+            measure_parameters(inside);
         }
         if (reducer && options.shuffle) {
             detail::Random shard_random(distributed_seed(run_seed, reducer->rank, run.epochs));
@@ -756,20 +754,21 @@ std::vector<double> Network<T>::Impl::fit_records(const detail::Records<T>& X, C
             const double loss =
                 deferred ? 0.0 : batch_loss(ws, b.targets, b.rows, b.weights) + l2_penalty(options.alpha);
             if (!std::isfinite(loss)) throw cost_diverged(epoch, batch, loss, lr);
+            inside.l2 = options.alpha == 0.0 ? 0.0 : options.alpha / divisor;  // add_l2_gradient's scale
             const bool stepped =
                 backward(ws, b.inputs, b.targets, b.rows, b.weights ? T(1) : T(1) / static_cast<T>(b.rows),
                          /*accumulate=*/false, b.weights ? row_scale.data() : nullptr, dropout ? &drop : nullptr,
-                         sgd_on_the_way ? &sgd_inside : nullptr);
+                         step_on_the_way ? &inside : nullptr);
             if (stepped) {
                 ++run.optimizer.steps;  // as optimizer_update counts a step
-                std::swap(sgd_inside.largest, sgd_inside.next);
-                std::swap(sgd_inside.largest_velocity, sgd_inside.next_velocity);
+                std::swap(inside.largest, inside.next);
+                for (int k = 0; k < 3; ++k) std::swap(inside.largest_slot[k], inside.next_slot[k]);
             } else {
                 add_l2_gradient(options.alpha, divisor);
                 if (!optimizer_update(params_.data(), grads_.data(), params_.size(), run.optimizer, optimizer, lr)) {
                     throw update_diverged(epoch, batch, lr);
                 }
-                if (sgd_on_the_way) measure_parameters(sgd_inside);  // a bound that failed starts again from the values
+                if (step_on_the_way) measure_parameters(inside);  // a bound that failed starts again from the values
             }
             if (deferred) {
                 cost.defer(ws.logits[0], b.targets[0]);

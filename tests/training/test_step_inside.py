@@ -1,12 +1,14 @@
-"""SGD taken inside the backward pass (docs/math.md, "SGD inside the backward pass").
+"""The optimizer's step taken inside the backward pass (docs/math.md, "The step inside the backward pass").
 
-With SGD (plain, or with momentum but not Nesterov's) on dense batches, a
-layer whose dW is a GEMM takes its step in that GEMM (W += -lr dZ^T A, or
-the velocity's update), and every other layer right after its backward, once
-a bound has shown that no value of the step can overflow. What must hold:
-each new value is W - lr dW with the same dW, rounded as one fused
-multiply-add or as a product then a difference (the GEMM library picks, by
-kernel and shape); momentum's steps are its rule's within rounding;
+On dense batches of a network with a GEMM-sized layer, each layer steps as
+soon as its backward is done, once a bound has shown that no value of the
+step can overflow. With SGD (plain, or with momentum but not Nesterov's) a
+layer whose dW is a GEMM takes its step in that GEMM (W += -lr dZ^T A, or the
+velocity's update). What must hold: plain SGD's new values are W - lr dW with
+the same dW, rounded as one fused multiply-add or as a product then a
+difference (the GEMM library picks, by kernel and shape); momentum's steps
+are its rule's within rounding; every other optimizer's (Adam, Nesterov,
+weight decay, the L2 penalty) the same bits as the step taken apart;
 sgd_step and a one-batch fit take the same step; a step the bound cannot
 vouch for is checked value by value as before, and one that would overflow
 changes nothing, the optimizer's state included.
@@ -196,6 +198,65 @@ def test_a_momentum_step_that_would_overflow_changes_nothing_nor_the_velocity(dt
     opt.lr = float(np.finfo(dtype).max) / 16
     with pytest.raises(cr.DivergenceError, match="lr"):
         net.fit(X, Y, epochs=1, batch_size=RECORDS, shuffle=False, optimizer=opt)
+    assert [a.tobytes() for a in parameters(net)] == before
+    after = opt.state_dict()["state"]
+    assert after["steps"] == state["steps"]
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(after["slots"], state["slots"]))
+
+
+class OneProcess:
+    """A reducer of one process: its sums return their input (as chainrule.distributed's over COMM_SELF)."""
+
+    rank, size = 0, 1
+
+    def __call__(self, values):
+        pass
+
+
+def apart(net, X, Y, optimizer, epochs, alpha=0.0):
+    """The same steps taken apart: fit's distributed path, on one process, takes the whole gradient, then
+    optimizer_update, never the step inside (docs/math.md, "Distributed training")."""
+    return net._fit(X, Y, epochs, None, RECORDS, False, 0, None, 10, None, False, optimizer, None, alpha, None,
+                    None, reducer=OneProcess())
+
+
+OPTIMIZERS = {
+    "adam": lambda: cr.optim.Adam(lr=1e-3),
+    "adam-sklearn": lambda: cr.optim.Adam(lr=1e-3, form="sklearn"),
+    "amsgrad-wd": lambda: cr.optim.Adam(lr=1e-3, amsgrad=True, weight_decay=0.01),
+    "adamw": lambda: cr.optim.AdamW(lr=1e-3, weight_decay=0.1),
+    "nesterov": lambda: cr.optim.SGD(lr=0.05, momentum=0.9, nesterov=True),
+    "sgd-wd": lambda: cr.optim.SGD(lr=0.05, weight_decay=0.01),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+@pytest.mark.parametrize("alpha", [0.0, 0.01])
+def test_other_optimizers_step_inside_with_the_bits_of_the_step_taken_apart(dtype, name, alpha):
+    net, X, Y = make_case(dtype, seed=17)
+    other = net.copy()
+    a, b = OPTIMIZERS[name](), OPTIMIZERS[name]()
+    history = net.fit(X, Y, epochs=5, batch_size=RECORDS, shuffle=False, optimizer=a, alpha=alpha)
+    expected = apart(other, X, Y, b, 5, alpha)
+    assert np.array(history).tobytes() == np.array(expected).tobytes()
+    assert all(x.tobytes() == y.tobytes() for x, y in zip(parameters(net), parameters(other)))
+    sa, sb = a.state_dict()["state"], b.state_dict()["state"]
+    assert sa["steps"] == sb["steps"] == 5
+    assert all(x.tobytes() == y.tobytes() for x, y in zip(sa["slots"], sb["slots"]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_an_adam_or_other_step_that_would_overflow_changes_nothing(dtype, name):
+    net, X, Y = make_case(dtype, seed=19)
+    opt = OPTIMIZERS[name]()
+    net.fit(X, Y, epochs=2, batch_size=RECORDS, shuffle=False, optimizer=opt)
+    state = opt.state_dict()["state"]
+    before = [a.tobytes() for a in parameters(net)]
+    opt.lr = float(np.finfo(dtype).max)  # Adam's step is about lr / (1 - beta1^t) in size: too large
+    with pytest.raises(cr.DivergenceError, match="lr"):
+        net.fit(X, Y * 1e4, epochs=1, batch_size=RECORDS, shuffle=False, optimizer=opt)
     assert [a.tobytes() for a in parameters(net)] == before
     after = opt.state_dict()["state"]
     assert after["steps"] == state["steps"]
