@@ -25,7 +25,6 @@
 
 #include "chainrule/errors.hpp"
 #include "kernels/kernels.hpp"
-#include "kernels/optimizer_rules.hpp"
 #include "network_internals.hpp"
 #include "kernels/losses.hpp"
 #include "kernels/small_linear.hpp"
@@ -227,30 +226,39 @@ LayerView<const T> Network<T>::Impl::layer_grads(std::size_t l) const {
 }
 
 template <typename T>
-void Network<T>::Impl::check_inputs(const detail::Records<T>& records, bool values) const {
+double Network<T>::Impl::check_inputs(const detail::Records<T>& records, bool values) const {
     if (records.rows == 0) throw std::invalid_argument("X is empty: it has 0 records; pass at least one record");
     if (records.cols != num_inputs()) {
         throw std::invalid_argument(concat("X has ", records.cols, " features per record, but the network takes ",
                                            num_inputs(), " inputs (layer_sizes[0])"));
     }
-    if (records.kind == detail::Records<T>::Kind::csr32) return detail::check_csr(records.csr32);
-    if (records.kind == detail::Records<T>::Kind::csr64) return detail::check_csr(records.csr64);
+    if (records.kind == detail::Records<T>::Kind::csr32) {
+        detail::check_csr(records.csr32);
+        return -1.0;
+    }
+    if (records.kind == detail::Records<T>::Kind::csr64) {
+        detail::check_csr(records.csr64);
+        return -1.0;
+    }
     if (records.dense.data == nullptr) throw std::invalid_argument("X: null data pointer");
-    if (values) check_input_values(records.dense);
+    return values ? check_input_values(records.dense) : -1.0;
 }
 
 template <typename T>
-void Network<T>::Impl::check_input_values(ConstMatrixView<T> X) const {
-    if (!all_finite(X.data, X.size())) {
+double Network<T>::Impl::check_input_values(ConstMatrixView<T> X) const {
+    // One pass: the largest |x| is finite exactly when every x is (largest_magnitude).
+    const double largest = largest_magnitude(X.data, X.size());
+    if (!std::isfinite(largest)) {
         const auto [r, c] = first_non_finite(X);
         throw std::invalid_argument(concat("X contains a non-finite value (nan or inf) at record ", r,
                                            ", feature ", c));
     }
+    return largest;
 }
 
 template <typename T>
-void Network<T>::Impl::check_targets(const detail::Records<T>& X, ConstMatrixView<T> Y) const {
-    check_inputs(X);
+double Network<T>::Impl::check_targets(const detail::Records<T>& X, ConstMatrixView<T> Y) const {
+    const double largest = check_inputs(X);
     if (Y.rows != X.rows) throw std::invalid_argument(concat("y has ", Y.rows, " records but X has ", X.rows));
     if (Y.cols != num_outputs()) {
         throw std::invalid_argument(concat("y has ", Y.cols, " outputs per record, but the network has ",
@@ -263,6 +271,7 @@ void Network<T>::Impl::check_targets(const detail::Records<T>& X, ConstMatrixVie
                                            ", output ", c));
     }
     detail::check_targets_for(loss_, Y.data, Y.rows, Y.cols);
+    return largest;
 }
 
 template <typename T>
@@ -416,8 +425,7 @@ bool Network<T>::Impl::backward(Workspace& ws, const detail::RecordBatch<T>& X, 
     // backward is done, the last use of W_l (docs/math.md, "The step inside
     // the backward pass").
     const bool stepping = step != nullptr && !accumulate && step_bounded(ws, X, delta, rows, drop, *step);
-    if (stepping) prepare_slots(*step->state, *step->optimizer, params_.size());  // before the first step: zeros
-    const bool in_the_product = stepping && step->in_the_product();
+    if (stepping) prepare_slots(*step->state, *step->optimizer, params_.size());  // momentum's first step: zeros
     for (std::size_t l = last + 1; l-- > 0;) {
         const LayerView<T> p = layer(l);
         const std::size_t num_weights = p.out_features * p.in_features;
@@ -426,7 +434,7 @@ bool Network<T>::Impl::backward(Workspace& ws, const detail::RecordBatch<T>& X, 
         const bool dropped = l > 0 && drops(drop, l - 1);
         const T* inp = l == 0 ? X.dense : dropped ? ws.dropped_output(l - 1) : ws.output(l - 1);
         T* dinp = l == 0 ? nullptr : spare;  // the first layer passes nothing down
-        if (in_the_product && linear_backward_takes_gemm<T>(rows, p.in_features, p.out_features)) {
+        if (stepping && linear_backward_takes_gemm<T>(rows, p.in_features, p.out_features)) {
             // The weights' step is the dW product's own (X is dense: step_bounded), the biases' by the rule.
             const OptimizerOptions& o = *step->optimizer;
             const T lr = static_cast<T>(step->lr);
@@ -468,8 +476,7 @@ bool Network<T>::Impl::backward(Workspace& ws, const detail::RecordBatch<T>& X, 
                 if (dropped) apply_dropout(dinp, dinp, rows, p.in_features, l - 1, *drop);  // through the same mask
                 activation_backward(dinp, dinp, ws.output(l - 1), rows * p.in_features, activations_[l - 1]);
             }
-            if (stepping) {  // the L2 penalty's term (add_l2_gradient's), then the rule over W_l and b_l
-                if (step->l2 != 0.0) chainrule::add_l2_gradient(dweight, p.weight, num_weights, static_cast<T>(step->l2));
+            if (stepping) {  // the rule over W_l and b_l
                 optimizer_apply(params_.data(), grads_.data(), offsets_[l], num_weights + p.out_features,
                                 *step->state, *step->optimizer, step->lr);
             }
@@ -479,6 +486,13 @@ bool Network<T>::Impl::backward(Workspace& ws, const detail::RecordBatch<T>& X, 
     return stepping;
 }
 
+namespace {
+// step_bounded reads a relu or identity layer's outputs for their largest
+// value only where the bound through its inputs and weights exceeds this:
+// below it, every bound of the step stays far from overflow anyway.
+constexpr double kReadOutputsAbove = 0x1p40;
+}  // namespace
+
 template <typename T>
 bool Network<T>::Impl::step_bounded(const Workspace& ws, const detail::RecordBatch<T>& X, const T* delta,
                                     std::size_t rows, const detail::DropoutStep* drop,
@@ -487,62 +501,58 @@ bool Network<T>::Impl::step_bounded(const Workspace& ws, const detail::RecordBat
     // the B records of dz_rj a_rk is at most B |dZ_l| |A_{l-1}| in
     // magnitude, and db_j at most B |dZ_l|; the delta passed down, (dZ_l
     // W_l) * f', at most n_l |dZ_l| |W_l| times dropout's 1 / (1 - rate)
-    // (every f' of docs/math.md is at most 1 in magnitude). Twice these
-    // bounds covers the roundings of sums of fewer than 1 / (2 eps) terms;
-    // each rule's bound (docs/math.md) carries a factor 1 + 8 eps for its
-    // few roundings, which the new bounds carry into the next step without
-    // compounding faster than that. A step whose every bound stays below a
-    // quarter of the dtype's largest value leaves every value finite,
-    // whatever the order of the sums. NaN and infinity fail every
-    // comparison below.
+    // (every f' of docs/math.md is at most 1 in magnitude). |A_0| is the
+    // records' (step.largest_input, else the batch's); a hidden sigmoid or
+    // tanh output is at most 1, any other at most its |Z_l| <= C |A_{l-1}|
+    // |W_l| + |b_l|, read from the outputs themselves where that bound is
+    // large; each times dropout's 1 / (1 - rate). Twice these bounds covers
+    // the roundings of sums of fewer than 1 / (2 eps) terms; the rule's
+    // bounds carry a factor 1 + 8 eps for its few roundings, which the new
+    // bounds carry into the next step without compounding faster than
+    // that. A step whose every bound stays below a quarter of the dtype's
+    // largest value leaves every value finite, whatever the order of the
+    // sums. NaN and infinity fail every comparison below.
     if (!X.dense) return false;
     constexpr double eps = static_cast<double>(std::numeric_limits<T>::epsilon());
     const double limit = static_cast<double>(std::numeric_limits<T>::max()) / 4.0;
     const double r = 1.0 + 8.0 * eps;
     const OptimizerOptions& o = *step.optimizer;
-    const StepScalars<T> c = step_scalars<T>(o, step.lr, step.state->steps);
-    const bool adam = o.kind != OptimizerKind::sgd;
-    if (adam && !adam_bound_applies(c)) return false;
-    const double lr = static_cast<double>(c.lr), mu = static_cast<double>(c.momentum);
-    const double wd = static_cast<double>(c.weight_decay), decay = std::abs(static_cast<double>(c.decay));
+    const bool momentum = o.momentum > 0.0, sklearn = o.form == OptimizerForm::sklearn;
+    const double lr = static_cast<double>(static_cast<T>(step.lr));
+    const double mu = step.state->steps == 0 && !sklearn ? 0.0 : o.momentum;  // torch's b = g first
     const std::size_t last = num_layers() - 1;
+    // The largest |A_l| of the layers' inputs, from the records up (inputs[l] feeds layer l).
+    std::vector<double>& inputs = step.largest_inputs;
+    inputs.assign(num_layers(), 0.0);
+    inputs[0] = step.largest_input >= 0.0 ? step.largest_input : largest_magnitude(X.dense, rows * num_inputs());
+    for (std::size_t l = 1; l <= last; ++l) {
+        const double keep = drops(drop, l - 1) ? 1.0 - (*drop->rates)[l - 1] : 1.0;
+        const Activation f = activations_[l - 1];
+        double a = 1.0;  // sigmoid, tanh
+        if (f != Activation::sigmoid && f != Activation::tanh) {
+            a = 2.0 * (static_cast<double>(layer_sizes_[l - 1]) * inputs[l - 1] + 1.0) * step.largest[l - 1];
+            if (!(a <= kReadOutputsAbove)) a = largest_magnitude(ws.output(l - 1), rows * layer_sizes_[l]);
+        }
+        inputs[l] = r * a / keep;
+    }
     double dz = largest_magnitude(delta, rows * num_outputs());
     step.next.assign(num_layers(), 0.0);
-    for (std::vector<double>& slot : step.next_slot) slot.assign(num_layers(), 0.0);
+    step.next_velocity.assign(num_layers(), 0.0);
     for (std::size_t l = last + 1; l-- > 0;) {
         const LayerView<const T> p = layer(l);
         if (!(static_cast<double>(std::max(rows, p.out_features)) <= 0.5 / eps)) return false;
-        const bool dropped = l > 0 && drops(drop, l - 1);
-        const T* inp = l == 0 ? X.dense : dropped ? ws.dropped_output(l - 1) : ws.output(l - 1);
-        const double a = largest_magnitude(inp, rows * p.in_features);
-        const double w = step.largest[l] * (adam ? std::max(decay, 1.0) : 1.0);  // AdamW's w (1 - lr wd) first
-        // g' = dW (+ L2's l2 W) (+ wd w): at most
-        const double g = r * (2.0 * static_cast<double>(rows) * dz * std::max(a, 1.0) + step.l2 * w + wd * w);
-        double change = 0.0;  // >= |new w - w|
-        if (adam) {  // |m| <= max(|m|, |g'|), v <= max(v, g'^2), |the step| <= step_size |m| / eps
-            const double m = r * std::max(step.largest_slot[0][l], g);
-            const double v = r * std::max(step.largest_slot[1][l], g * g);
-            step.next_slot[0][l] = m;
-            step.next_slot[1][l] = v;
-            step.next_slot[2][l] = std::max(step.largest_slot[2][l], v);  // amsgrad's running maximum
-            change = static_cast<double>(c.step_size) * m * static_cast<double>(c.inv_eps);
-            if (!(v <= limit)) return false;
-        } else if (optimizer_slots(o) > 0) {  // with momentum: b (torch) or v (sklearn)
-            const double first = step.state->steps == 0 && o.form == OptimizerForm::torch ? 0.0 : mu;
-            const double velocity =
-                r * (first * step.largest_slot[0][l] + (o.form == OptimizerForm::sklearn ? lr * g : g));
-            step.next_slot[0][l] = velocity;
-            const double direction = o.nesterov ? g + mu * velocity : velocity;  // torch's d
-            change = o.form == OptimizerForm::sklearn ? (o.nesterov ? mu * velocity + lr * g : velocity)
-                                                      : lr * direction;
+        const double g = 2.0 * static_cast<double>(rows) * dz * std::max(inputs[l], 1.0);  // >= |dW|, |db|
+        double change = lr * g;                                                             // >= |new w - w|
+        if (momentum) {  // b = mu b + g, w - lr b (torch); v = mu v - lr g, w + v (sklearn)
+            const double velocity = r * (mu * step.largest_velocity[l] + (sklearn ? lr * g : g));
+            step.next_velocity[l] = velocity;
+            change = sklearn ? velocity : lr * velocity;
             if (!(velocity <= limit)) return false;
-        } else {
-            change = lr * g;
         }
-        step.next[l] = r * (w + change);
+        step.next[l] = r * (step.largest[l] + change);
         if (!(step.next[l] <= limit)) return false;
         if (l > 0) {
-            const double keep = dropped ? 1.0 - (*drop->rates)[l - 1] : 1.0;
+            const double keep = drops(drop, l - 1) ? 1.0 - (*drop->rates)[l - 1] : 1.0;
             dz = 2.0 * static_cast<double>(p.out_features) * dz * step.largest[l] / keep;
             if (!(dz <= limit)) return false;
         }
@@ -561,15 +571,13 @@ bool Network<T>::Impl::step_inside_pays(std::size_t rows) const {
 template <typename T>
 void Network<T>::Impl::measure_parameters(detail::StepInBackward<T>& step) const {
     step.largest.resize(num_layers());
-    for (int k = 0; k < 3; ++k) step.largest_slot[k].assign(num_layers(), 0.0);  // no state yet: zeros
+    step.largest_velocity.assign(num_layers(), 0.0);  // no velocity yet: zeros
+    const T* velocity = step.state->slots[0].data();
     for (std::size_t l = 0; l < num_layers(); ++l) {
         const LayerView<const T> p = layer(l);
         const std::size_t n = p.out_features * (p.in_features + 1);  // W_l then b_l
         step.largest[l] = largest_magnitude(p.weight, n);
-        for (int k = 0; k < 3; ++k) {
-            const T* slot = step.state->slots[k].data();
-            if (slot != nullptr) step.largest_slot[k][l] = largest_magnitude(slot + offsets_[l], n);
-        }
+        if (velocity != nullptr) step.largest_velocity[l] = largest_magnitude(velocity + offsets_[l], n);
     }
 }
 

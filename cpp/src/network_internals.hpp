@@ -141,27 +141,26 @@ struct DropoutStep {
     std::uint64_t seed, epoch, step, first_record;
 };
 
-// The optimizer's step taken by the backward pass itself, layer by layer, as
-// soon as each layer's backward is done, once a bound has shown that every
-// value it computes stays finite (Network::Impl::backward, docs/math.md,
-// "The step inside the backward pass"). fit keeps the bounds from step to step.
+// SGD's step (plain, or with momentum but not Nesterov's; no weight decay
+// or L2 penalty) taken by the backward pass itself, layer by layer as soon as
+// each layer's backward is done, once a bound has shown that every value it
+// computes stays finite (Network::Impl::backward, docs/math.md, "The step
+// inside the backward pass"). fit keeps the bounds from step to step.
 template <typename T>
 struct StepInBackward {
     double lr = 0.0;
-    double l2 = 0.0;  // the L2 penalty's alpha / (the batch's divisor): dW_l += l2 W_l first
+    double largest_input = -1.0;  // >= every |x| of the records the batches come from; < 0: unknown
     const OptimizerOptions* optimizer = nullptr;
-    OptimizerState<T>* state = nullptr;  // its slots laid out as the parameters
-    // Per layer: bounds on every |W_l| and |b_l|, and on every |value| of each
-    // state slot over the layer's parameters; `next` the same after this step
-    // (step_bounded).
+    OptimizerState<T>* state = nullptr;  // with momentum, its velocity (slot 0), laid out as the parameters
+    // Per layer: bounds on every |W_l| and |b_l|, and on every |velocity|
+    // over the layer's parameters; `next` the same after this step (step_bounded).
     std::vector<double> largest, next;
-    std::vector<double> largest_slot[3], next_slot[3];
+    std::vector<double> largest_velocity, next_velocity;
+    std::vector<double> largest_inputs;  // step_bounded's bounds on each layer's |A_{l-1}|
 
-    // Plain SGD, or with momentum but not Nesterov's, no weight decay and no
-    // L2: the weights' step (or the velocity's) is the dW product's own.
-    bool in_the_product() const {
-        return optimizer->kind == OptimizerKind::sgd && !optimizer->nesterov && optimizer->weight_decay == 0.0 &&
-               l2 == 0.0;
+    // The optimizers it takes: the others' steps need the whole gradient first.
+    static bool takes(const OptimizerOptions& o) {
+        return o.kind == OptimizerKind::sgd && !o.nesterov && o.weight_decay == 0.0;
     }
 };
 
@@ -400,9 +399,10 @@ struct Network<T>::Impl {
                                     TrainingState<T>* state, const T* sample_weight, const Reducer<T>* reducer);
 
     // X's shape, and (values) that each value is finite.
-    void check_inputs(const detail::Records<T>& X, bool values = true) const;
-    void check_input_values(ConstMatrixView<T> X) const;
-    void check_targets(const detail::Records<T>& X, ConstMatrixView<T> Y) const;
+    // Each returns the largest |x| of a dense X whose values it checked, else -1.
+    double check_inputs(const detail::Records<T>& X, bool values = true) const;
+    double check_input_values(ConstMatrixView<T> X) const;
+    double check_targets(const detail::Records<T>& X, ConstMatrixView<T> Y) const;
     void check_params_finite() const;  // the caller holds locks_->params
     double compute_gradients_locked(const detail::Records<T>& X, ConstMatrixView<T> Y,
                                     const T* sample_weight = nullptr);  // ... and locks_->train
@@ -421,22 +421,22 @@ struct Network<T>::Impl {
     void predict_small_chunk(MatrixView<T> out, ConstMatrixView<T> X, std::size_t start, std::size_t rows) const;
     // The summed record losses of the batch in ws (with weights: sum_i s_i L_i).
     double batch_loss(const Workspace& ws, const T* Y, std::size_t rows, const T* weights = nullptr) const;
-    // With `step` (and without accumulate), the optimizer's step is taken
-    // inside when step_bounded allows it: then it returns true, and grads_
-    // holds no whole gradient; else (and without `step`) it returns false.
+    // With `step` (and without accumulate), SGD's step is taken inside when
+    // step_bounded allows it: then it returns true, and grads_ holds no whole
+    // gradient; else (and without `step`) it returns false.
     bool backward(Workspace& ws, const detail::RecordBatch<T>& X, const T* Y, std::size_t rows, T scale,
                   bool accumulate, const T* row_scale = nullptr, const detail::DropoutStep* drop = nullptr,
                   detail::StepInBackward<T>* step = nullptr);
     // Whether the step on the batch of the delta dZ_L (rows) keeps every
     // value finite, by a bound on each layer's gradient; the bounds after the
-    // step into step.next and step.next_slot.
+    // step into step.next and step.next_velocity.
     bool step_bounded(const Workspace& ws, const detail::RecordBatch<T>& X, const T* delta, std::size_t rows,
                       const detail::DropoutStep* drop, detail::StepInBackward<T>& step) const;
     // Whether some layer's dW at this batch size is a GEMM: a network large
     // enough for the step inside the backward pass to save time.
     bool step_inside_pays(std::size_t rows) const;
-    // The largest magnitude of each layer's weights and biases, and of each
-    // state slot over them (into step.largest, step.largest_slot).
+    // The largest magnitude of each layer's weights and biases, and of its
+    // velocity (into step.largest, step.largest_velocity).
     void measure_parameters(detail::StepInBackward<T>& step) const;
     static double weight_sum(const T* weights, std::size_t n);
     static void check_sample_weight(const T* weights, std::size_t n);

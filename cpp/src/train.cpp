@@ -577,13 +577,14 @@ std::vector<double> Network<T>::Impl::fit_records(const detail::Records<T>& X, C
         }
     } release_workspace{lock, train_workspace_};
     std::exception_ptr entry_failure;  // distributed: reported to every process before anyone trains
+    double largest_input = -1.0;       // of a dense X, from the check of its values
     try {
         check_fit_options<T>(options);
         if (!options.dropout.empty() && options.dropout.size() != num_layers() - 1) {
             throw std::invalid_argument(concat("dropout: expected ", num_layers() - 1,
                                                " rates (one per hidden layer), got ", options.dropout.size()));
         }
-        check_targets(X, Y);
+        largest_input = check_targets(X, Y);
         check_sample_weight(sample_weight, X.rows);
         lock.emplace(*locks_);
         check_training_state(run, options.optimizer, num_params());
@@ -661,16 +662,18 @@ std::vector<double> Network<T>::Impl::fit_records(const detail::Records<T>& X, C
     const bool defer_loss = !reducer && batch_size == 1 && num_outputs() == 1 && loss_ == Loss::bce &&
                             options.alpha == 0.0 && !sample_weight;
     const bool general = !fused && !reducer;
-    // On dense batches where some layer's dW is a GEMM, the optimizer's step
-    // is taken inside the backward pass, each layer's as soon as its backward
-    // is done (Impl::backward; docs/math.md, "The step inside the backward
-    // pass"). The bounds are measured at each epoch's start (the callback may
-    // have set parameters) and after a step taken the other way, and follow
-    // each step taken inside.
-    const bool step_on_the_way = general && !X.sparse() && step_inside_pays(local_batch);
+    // SGD (plain, or with momentum but not Nesterov's) on dense batches where
+    // some layer's dW is a GEMM: the step is taken inside the backward pass,
+    // in that GEMM (Impl::backward; docs/math.md, "The step inside the
+    // backward pass"). The bounds are measured at each epoch's start (the
+    // callback may have set parameters) and after a step taken the other
+    // way, and follow each step taken inside.
+    const bool step_on_the_way = general && !X.sparse() && detail::StepInBackward<T>::takes(optimizer) &&
+                                 options.alpha == 0.0 && step_inside_pays(local_batch);
     detail::StepInBackward<T> inside;
     inside.optimizer = &optimizer;
     inside.state = &run.optimizer;
+    inside.largest_input = largest_input;  // again where X is checked again (X must not change otherwise)
     const std::size_t fused_chunk =
         fused ? std::clamp<std::size_t>(kFusedValues / num_outputs(), 1, detail::kDeferredSteps) : 0;
     std::vector<T> step_logits(fused_chunk * num_outputs());
@@ -699,7 +702,7 @@ std::vector<double> Network<T>::Impl::fit_records(const detail::Records<T>& X, C
     auto check_inputs_again = [&](std::size_t epoch) {
         if (!recheck_data) return;
         try {
-            check_targets(X, Y);
+            inside.largest_input = check_targets(X, Y);
             check_sample_weight(sample_weight, X.rows);
         } catch (const std::invalid_argument& e) {
             throw std::invalid_argument(concat("X or y changed during fit (in the callback after epoch ", epoch + 1,
@@ -754,7 +757,6 @@ std::vector<double> Network<T>::Impl::fit_records(const detail::Records<T>& X, C
             const double loss =
                 deferred ? 0.0 : batch_loss(ws, b.targets, b.rows, b.weights) + l2_penalty(options.alpha);
             if (!std::isfinite(loss)) throw cost_diverged(epoch, batch, loss, lr);
-            inside.l2 = options.alpha == 0.0 ? 0.0 : options.alpha / divisor;  // add_l2_gradient's scale
             const bool stepped =
                 backward(ws, b.inputs, b.targets, b.rows, b.weights ? T(1) : T(1) / static_cast<T>(b.rows),
                          /*accumulate=*/false, b.weights ? row_scale.data() : nullptr, dropout ? &drop : nullptr,
@@ -762,7 +764,7 @@ std::vector<double> Network<T>::Impl::fit_records(const detail::Records<T>& X, C
             if (stepped) {
                 ++run.optimizer.steps;  // as optimizer_update counts a step
                 std::swap(inside.largest, inside.next);
-                for (int k = 0; k < 3; ++k) std::swap(inside.largest_slot[k], inside.next_slot[k]);
+                std::swap(inside.largest_velocity, inside.next_velocity);
             } else {
                 add_l2_gradient(options.alpha, divisor);
                 if (!optimizer_update(params_.data(), grads_.data(), params_.size(), run.optimizer, optimizer, lr)) {

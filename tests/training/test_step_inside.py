@@ -1,17 +1,17 @@
-"""The optimizer's step taken inside the backward pass (docs/math.md, "The step inside the backward pass").
+"""SGD's step taken inside the backward pass (docs/math.md, "The step inside the backward pass").
 
-On dense batches of a network with a GEMM-sized layer, each layer steps as
-soon as its backward is done, once a bound has shown that no value of the
-step can overflow. With SGD (plain, or with momentum but not Nesterov's) a
-layer whose dW is a GEMM takes its step in that GEMM (W += -lr dZ^T A, or the
-velocity's update). What must hold: plain SGD's new values are W - lr dW with
-the same dW, rounded as one fused multiply-add or as a product then a
-difference (the GEMM library picks, by kernel and shape); momentum's steps
-are its rule's within rounding; every other optimizer's (Adam, Nesterov,
-weight decay, the L2 penalty) the same bits as the step taken apart;
-sgd_step and a one-batch fit take the same step; a step the bound cannot
-vouch for is checked value by value as before, and one that would overflow
-changes nothing, the optimizer's state included.
+On dense batches of a network with a GEMM-sized layer, SGD (plain, or with
+momentum but not Nesterov's; no weight decay or L2 penalty) steps each layer
+as soon as its backward is done, once a bound has shown that no value of the
+step can overflow; a layer whose dW is a GEMM takes its step in that GEMM
+(W += -lr dZ^T A, or the velocity's update). What must hold: plain SGD's new
+values are W - lr dW with the same dW, rounded as one fused multiply-add or
+as a product then a difference (the GEMM library picks, by kernel and
+shape); momentum's steps are its rule's within rounding; every other
+optimizer (Adam, Nesterov, weight decay, the L2 penalty) keeps the bits of
+the step taken apart; sgd_step and a one-batch fit take the same step; a
+step the bound cannot vouch for is checked value by value as before, and one
+that would overflow changes nothing, the optimizer's state included.
 """
 
 from fractions import Fraction
@@ -233,7 +233,7 @@ OPTIMIZERS = {
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 @pytest.mark.parametrize("alpha", [0.0, 0.01])
-def test_other_optimizers_step_inside_with_the_bits_of_the_step_taken_apart(dtype, name, alpha):
+def test_other_optimizers_keep_the_bits_of_the_step_taken_apart(dtype, name, alpha):
     net, X, Y = make_case(dtype, seed=17)
     other = net.copy()
     a, b = OPTIMIZERS[name](), OPTIMIZERS[name]()

@@ -95,7 +95,7 @@ bool linear_backward_takes_gemm(std::size_t num_records, std::size_t in_features
 // itself, target = beta target + alpha dout^T inp: the weights themselves
 // (SGD: alpha -lr, beta 1) or the velocity (momentum), which may be
 // `weight`, read for dinp first. Each sum in linear_backward's order.
-//   docs/math.md, "SGD inside the backward pass"
+//   docs/math.md, "The step inside the backward pass"
 template <typename T>
 void linear_backward_into(T* dinp, T* dbias, T* target, T alpha, T beta, const T* dout, const T* inp,
                           const T* weight, std::size_t num_records, std::size_t in_features,

@@ -59,11 +59,11 @@ template <typename T>
 CHAINRULE_TARGET_CLONES double largest_magnitude(const T* data, std::size_t n) {
     // The bits of |x| order as the values do, inf above every finite value
     // and NaN above inf: an integer maximum, which vectorizes without a
-    // floating-point compare chain (and, as sgd_non_finite's OR, without
-    // `omp simd reduction`), then its value.
+    // floating-point compare chain, then its value.
     using Bits = detail::FloatBits<T>;
     constexpr Bits kMagnitude = static_cast<Bits>(~Bits{0} >> 1);
     Bits largest = 0;
+#pragma omp simd reduction(max : largest)
     for (std::size_t i = 0; i < n; ++i) {
         Bits bits;
         std::memcpy(&bits, data + i, sizeof(T));
