@@ -780,6 +780,31 @@ TEST(fused_record_steps_stop_before_a_step_that_would_not_be_finite) {
     CHECK(steps.done == 1 && steps.stopped == RecordStep::loss_not_finite && std::isinf(z[1]));
 }
 
+TEST(largest_magnitude_is_the_largest_absolute_value_inf_or_nan) {
+    // Every position (the running maxima's blocks and the tail), both dtypes.
+    auto check_every_position = [](auto zero) {
+        using T = decltype(zero);
+        using limits = std::numeric_limits<T>;
+        CHECK(largest_magnitude<T>(nullptr, 0) == 0.0);
+        for (std::size_t n : {1u, 7u, 63u, 64u, 65u, 200u}) {
+            for (std::size_t at = 0; at < n; ++at) {
+                std::vector<T> w(n, T(0.5));
+                for (std::size_t i = 0; i < n; i += 3) w[i] = T(-0.25);
+                w[at] = T(-3);
+                CHECK(largest_magnitude(w.data(), n) == 3.0);
+                w[at] = limits::lowest();
+                CHECK(largest_magnitude(w.data(), n) == double(limits::max()));
+                w[at] = -limits::infinity();
+                CHECK(std::isinf(largest_magnitude(w.data(), n)));
+                w[at] = -limits::quiet_NaN();
+                CHECK(std::isnan(largest_magnitude(w.data(), n)));
+            }
+        }
+    };
+    check_every_position(0.0f);
+    check_every_position(0.0);
+}
+
 TEST(all_finite_finds_nan_and_inf) {
     std::vector<float> v(100, 1.0f);
     CHECK(all_finite(v.data(), v.size()));
