@@ -332,6 +332,11 @@ void apply_dropout(T* out, const T* in, std::size_t rows, std::size_t units, std
 bool drops(const detail::DropoutStep* drop, std::size_t layer) {
     return drop != nullptr && (*drop->rates)[layer] > 0.0;
 }
+
+// The share of hidden layer `layer`'s units that dropout keeps: 1 - rate, 1 without dropout.
+double kept_share(const detail::DropoutStep* drop, std::size_t layer) {
+    return drops(drop, layer) ? 1.0 - (*drop->rates)[layer] : 1.0;
+}
 }  // namespace
 
 template <typename T>
@@ -526,14 +531,13 @@ bool Network<T>::Impl::step_bounded(const Workspace& ws, const detail::RecordBat
     inputs.assign(num_layers(), 0.0);
     inputs[0] = step.largest_input >= 0.0 ? step.largest_input : largest_magnitude(X.dense, rows * num_inputs());
     for (std::size_t l = 1; l <= last; ++l) {
-        const double keep = drops(drop, l - 1) ? 1.0 - (*drop->rates)[l - 1] : 1.0;
         const Activation f = activations_[l - 1];
         double a = 1.0;  // sigmoid, tanh
         if (f != Activation::sigmoid && f != Activation::tanh) {
             a = 2.0 * (static_cast<double>(layer_sizes_[l - 1]) * inputs[l - 1] + 1.0) * step.largest[l - 1];
             if (!(a <= kReadOutputsAbove)) a = largest_magnitude(ws.output(l - 1), rows * layer_sizes_[l]);
         }
-        inputs[l] = r * a / keep;
+        inputs[l] = r * a / kept_share(drop, l - 1);
     }
     double dz = largest_magnitude(delta, rows * num_outputs());
     step.next.assign(num_layers(), 0.0);
@@ -552,8 +556,7 @@ bool Network<T>::Impl::step_bounded(const Workspace& ws, const detail::RecordBat
         step.next[l] = r * (step.largest[l] + change);
         if (!(step.next[l] <= limit)) return false;
         if (l > 0) {
-            const double keep = drops(drop, l - 1) ? 1.0 - (*drop->rates)[l - 1] : 1.0;
-            dz = 2.0 * static_cast<double>(p.out_features) * dz * step.largest[l] / keep;
+            dz = 2.0 * static_cast<double>(p.out_features) * dz * step.largest[l] / kept_share(drop, l - 1);
             if (!(dz <= limit)) return false;
         }
     }

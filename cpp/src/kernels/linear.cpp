@@ -113,6 +113,12 @@ CHAINRULE_ALWAYS_INLINE void bias_gradient(T* dbias, const T* dout, std::size_t 
     }
 }
 
+// Whether dW = dZ^T A, (OC, C) summed over B records, is worth the library's
+// call: the order of dW's sums on every path but the small layers' kernels.
+bool weight_gradient_by_gemm(std::size_t num_records, std::size_t in_features, std::size_t out_features) {
+    return worth_a_gemm(out_features, in_features, num_records);
+}
+
 // dA (B, C) = dZ (B, OC) @ W (OC, C).
 template <typename T>
 CHAINRULE_ALWAYS_INLINE void input_gradient(T* dinp, const T* dout, const T* weight, std::size_t num_records,
@@ -141,7 +147,7 @@ bool linear_backward_takes_gemm(std::size_t num_records, std::size_t in_features
 #if CHAINRULE_SMALL_LINEAR
     if (detail::small_linear_backward_fits<T>(in_features, out_features, num_records)) return false;
 #endif
-    return worth_a_gemm(out_features, in_features, num_records);
+    return weight_gradient_by_gemm(num_records, in_features, out_features);
 }
 
 template <typename T>
@@ -151,12 +157,12 @@ CHAINRULE_TARGET_CLONES void linear_backward(T* dinp, T* dweight, T* dbias, cons
 #if CHAINRULE_SMALL_LINEAR
     if (detail::small_linear_backward_fits<T>(in_features, out_features, num_records)) {  // the orders of the paths below
         detail::small_linear_backward(dinp, dweight, dbias, dout, inp, weight, num_records, in_features, out_features,
-                                      accumulate, worth_a_gemm(out_features, in_features, num_records));
+                                      accumulate, weight_gradient_by_gemm(num_records, in_features, out_features));
         return;
     }
 #endif
     bias_gradient(dbias, dout, num_records, out_features, accumulate);
-    if (worth_a_gemm(out_features, in_features, num_records)) {
+    if (linear_backward_takes_gemm<T>(num_records, in_features, out_features)) {
         // dW (OC, C) (+)= dZ^T (OC, B) @ A (B, C)
         detail::gemm(true, false, out_features, in_features, num_records, T(1), dout, out_features, inp, in_features,
                      accumulate ? T(1) : T(0), dweight, in_features);
@@ -233,7 +239,7 @@ void linear_sigmoid_backward(T* dinp, T* dweight, T* dbias, const T* dout, const
     // linear_backward's one-pass kernel for one output, which then takes sigma' too.
     if (out_features == 1 && detail::single_output_sigmoid_backward_fits<T>(in_features, num_records)) {
         detail::single_output_sigmoid_backward(dinp, dweight, dbias, dout, inp, weight, num_records, in_features,
-                                               accumulate, worth_a_gemm(out_features, in_features, num_records));
+                                               accumulate, weight_gradient_by_gemm(num_records, in_features, out_features));
         return;
     }
 #endif

@@ -75,27 +75,27 @@ CHAINRULE_TARGET_CLONES void rule_apply(T* params, const T* grads, T* slot0, T* 
     }
 }
 
+// State slot `slot`'s values from `offset` on. A slot the rule does not use
+// stays empty: its pointer, null, is never read.
+template <typename T>
+T* slot_at(Buffer<T>* state, int slot, std::size_t offset) {
+    T* const data = state[slot].data();
+    return data == nullptr ? data : data + offset;
+}
+
 // The rule over [first, first + n) of the buffers, unchecked, shared by the threads.
 template <typename Rule, int kSlots, typename T>
 void apply_with(T* params, const T* grads, std::size_t first, std::size_t n, Buffer<T>* state,
                 const StepScalars<T>& c) {
-    auto at = [&](int slot, std::size_t begin) {
-        T* data = state[slot].data();
-        return data == nullptr ? data : data + first + begin;
-    };
     detail::for_ranges(n, detail::kElementwiseMinPart, 16, [&](std::size_t begin, std::size_t end) {
-        rule_apply<Rule, kSlots>(params + first + begin, grads + first + begin, at(0, begin), at(1, begin),
-                                 at(2, begin), end - begin, c);
+        const std::size_t at = first + begin;
+        rule_apply<Rule, kSlots>(params + at, grads + at, slot_at(state, 0, at), slot_at(state, 1, at),
+                                 slot_at(state, 2, at), end - begin, c);
     });
 }
 
 template <typename Rule, int kSlots, typename T>
 bool update_with(T* params, const T* grads, std::size_t n, Buffer<T>* state, const StepScalars<T>& c) {
-    // A slot the rule does not use stays empty: its pointer is never read.
-    T* const s0 = state[0].data();
-    T* const s1 = state[1].data();
-    T* const s2 = state[2].data();
-    auto at = [](T* slot, std::size_t begin) { return slot == nullptr ? slot : slot + begin; };
     // Adam's rules first try a check without the square root and division
     // (adam_bound_holds), when the step's scalars allow it: it costs less
     // than computing every new value, and when it holds the exact check would
@@ -105,8 +105,9 @@ bool update_with(T* params, const T* grads, std::size_t n, Buffer<T>* state, con
         if (adam_bound_applies(c)) {
             std::atomic<bool> bounded{true};
             detail::for_ranges(n, detail::kElementwiseMinPart, 16, [&](std::size_t begin, std::size_t end) {
-                const detail::FloatBits<T> largest = rule_largest_bound<Rule>(params + begin, grads + begin,
-                                                                              s0 + begin, s1 + begin, end - begin, c);
+                const detail::FloatBits<T> largest =
+                    rule_largest_bound<Rule>(params + begin, grads + begin, slot_at(state, 0, begin),
+                                             slot_at(state, 1, begin), end - begin, c);
                 if (!adam_bound_holds<T>(largest)) bounded.store(false, std::memory_order_relaxed);
             });
             surely_finite = bounded.load(std::memory_order_relaxed);
@@ -115,8 +116,9 @@ bool update_with(T* params, const T* grads, std::size_t n, Buffer<T>* state, con
     if (!surely_finite) {
         std::atomic<bool> finite{true};
         detail::for_ranges(n, detail::kElementwiseMinPart, 16, [&](std::size_t begin, std::size_t end) {
-            if (rule_non_finite<Rule, kSlots>(params + begin, grads + begin, at(s0, begin), at(s1, begin),
-                                              at(s2, begin), end - begin, c) != 0) {
+            if (rule_non_finite<Rule, kSlots>(params + begin, grads + begin, slot_at(state, 0, begin),
+                                              slot_at(state, 1, begin), slot_at(state, 2, begin), end - begin,
+                                              c) != 0) {
                 finite.store(false, std::memory_order_relaxed);
             }
         });
