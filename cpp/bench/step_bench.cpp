@@ -72,8 +72,8 @@ void step(const char* name, std::size_t inputs, std::size_t hidden, bool bce) {
     }
     // Layer 2's gradients and dZ_1 = (dZ_2 W_2) * sigmoid', one call (Network<T>::backward).
     row("layer 2 linear_sigmoid_bwd", best_ns([&] {
-            linear_sigmoid_backward(da1.data(), dw2.data(), db2.data(), d2.data(), a1.data(), w2.data(), B, hidden,
-                                    1, false);
+            linear_activation_backward(Activation::sigmoid, da1.data(), dw2.data(), db2.data(), d2.data(),
+                                       a1.data(), w2.data(), B, hidden, 1, false);
         }));
     row("layer 1 linear_backward", best_ns([&] {
             linear_backward<T>(nullptr, dw1.data(), db1.data(), da1.data(), x.data(), w1.data(), B, inputs, hidden,

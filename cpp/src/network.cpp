@@ -471,14 +471,14 @@ bool Network<T>::Impl::backward(Workspace& ws, const detail::RecordBatch<T>& X, 
             if (l == 0) {  // dense or CSR
                 detail::first_layer_backward(dweight, dbias, delta, X, p.weight, rows, p.in_features,
                                              p.out_features, accumulate);
-            } else if (!dropped && activations_[l - 1] == Activation::sigmoid) {
-                // dZ_{l-1} in one call: f' reads A_{l-1}, the product's input (linear_sigmoid_backward).
-                linear_sigmoid_backward(dinp, dweight, dbias, delta, inp, p.weight, rows, p.in_features,
-                                        p.out_features, accumulate);
-            } else {
+            } else if (!dropped) {
+                // dZ_{l-1} in one call: f' reads A_{l-1}, the product's input (linear_activation_backward).
+                linear_activation_backward(activations_[l - 1], dinp, dweight, dbias, delta, inp, p.weight, rows,
+                                           p.in_features, p.out_features, accumulate);
+            } else {  // dropout between: dZ_l W_l through the same mask, then f'
                 linear_backward(dinp, dweight, dbias, delta, inp, p.weight, rows, p.in_features, p.out_features,
                                 accumulate);
-                if (dropped) apply_dropout(dinp, dinp, rows, p.in_features, l - 1, *drop);  // through the same mask
+                apply_dropout(dinp, dinp, rows, p.in_features, l - 1, *drop);
                 activation_backward(dinp, dinp, ws.output(l - 1), rows * p.in_features, activations_[l - 1]);
             }
             if (stepping) {  // the rule over W_l and b_l

@@ -33,9 +33,9 @@ bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
 const std::size_t kRecords[] = {1, 2, 5, 7, 13, 32, 301};
 // (inputs, outputs): the benchmark's W2 and W3 layers, outputs from 1 to 4
 // vectors (whole and overlapping, float and double), inputs below a vector,
-// at one, overlapping, in several runs of vectors (100 float: 13 vectors).
+// at one, overlapping, in several runs of vectors (100 float: 13 vectors; W6's output layer, 100 to 1).
 const std::size_t kLayers[][2] = {{30, 16}, {10, 32}, {16, 1}, {32, 1}, {3, 7}, {9, 13}, {8, 8}, {5, 2},
-                                  {12, 20}, {100, 20}, {64, 10}, {7, 31}, {40, 3}, {256, 8}};
+                                  {12, 20}, {100, 20}, {64, 10}, {7, 31}, {40, 3}, {256, 8}, {100, 1}};
 
 template <typename T>
 void check_against_reference(double tol) {
@@ -267,15 +267,29 @@ TEST(large_small_layer_products_are_the_same_on_any_thread_count) {
     set_num_threads(before);
 }
 
-// The hidden sigmoid layer's fused calls against the two calls they replace,
-// bit for bit, on every layer and batch above (those the small kernels take
-// and those they leave to the plain paths): linear_sigmoid_forward against
-// linear_forward then activation_forward; linear_sigmoid_backward against
-// linear_backward then activation_backward, with and without accumulate
-// (dW and db holding earlier sums), its inputs the outputs of a sigmoid
-// (values in (0, 1), some of them rounded to 0 or 1).
+// The fused calls against the two calls they replace, bit for bit, on every
+// layer and batch above (those the small kernels take and those they leave
+// to the plain paths): linear_sigmoid_forward against linear_forward then
+// activation_forward; linear_activation_backward, below it a layer of each
+// activation, against linear_backward then activation_backward, with and
+// without accumulate (dW and db holding earlier sums). Its inputs are that
+// layer's outputs: a sigmoid's in (0, 1), some rounded to 0 or 1; a relu's
+// zeros (a quarter of them -0) and positives; a tanh's and a leaky relu's
+// (which stay with the two calls) both signs.
 template <typename T>
-void check_sigmoid_layers_fused() {
+std::vector<T> outputs_of(Activation f, const std::vector<T>& x) {
+    std::vector<T> a(x.size());
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        if (f == Activation::sigmoid) a[i] = T(1) / (T(1) + std::exp(T(-40) * x[i]));
+        if (f == Activation::relu) a[i] = x[i] > T(0) ? x[i] : i % 4 == 0 ? T(-0.0) : T(0);
+        if (f == Activation::tanh) a[i] = std::tanh(x[i]);
+        if (f == Activation::leaky_relu) a[i] = x[i] > T(0) ? x[i] : T(0.01) * x[i];
+    }
+    return a;
+}
+
+template <typename T>
+void check_layers_fused() {
     for (const auto& layer : kLayers) {
         const std::size_t C = layer[0], OC = layer[1];
         for (std::size_t B : kRecords) {
@@ -288,36 +302,41 @@ void check_sigmoid_layers_fused() {
             linear_sigmoid_forward(fused.data(), x.data(), w.data(), b.data(), B, C, OC);
             CHECK(same_bits(plain, fused));
 
-            std::vector<T> a(B * C);  // a sigmoid layer's outputs, 0 and 1 among them
-            for (std::size_t i = 0; i < a.size(); ++i) a[i] = T(1) / (T(1) + std::exp(T(-40) * x[i]));
-            for (bool accumulate : {false, true}) {
-                std::vector<T> dx_plain(B * C), dx_fused(B * C);
-                std::vector<T> dw_plain(earlier.begin(), earlier.begin() + OC * C), dw_fused = dw_plain;
-                std::vector<T> db_plain(earlier.begin() + OC * C, earlier.end()), db_fused = db_plain;
-                linear_backward(dx_plain.data(), dw_plain.data(), db_plain.data(), d.data(), a.data(), w.data(), B,
-                                C, OC, accumulate);
-                activation_backward(dx_plain.data(), dx_plain.data(), a.data(), B * C, Activation::sigmoid);
-                linear_sigmoid_backward(dx_fused.data(), dw_fused.data(), db_fused.data(), d.data(), a.data(),
-                                        w.data(), B, C, OC, accumulate);
-                CHECK(same_bits(dx_plain, dx_fused) && same_bits(dw_plain, dw_fused) &&
-                      same_bits(db_plain, db_fused));
+            for (Activation below : {Activation::sigmoid, Activation::relu, Activation::tanh, Activation::leaky_relu}) {
+                const std::vector<T> a = outputs_of(below, x);
+                for (bool accumulate : {false, true}) {
+                    std::vector<T> dx_plain(B * C), dx_fused(B * C);
+                    std::vector<T> dw_plain(earlier.begin(), earlier.begin() + OC * C), dw_fused = dw_plain;
+                    std::vector<T> db_plain(earlier.begin() + OC * C, earlier.end()), db_fused = db_plain;
+                    linear_backward(dx_plain.data(), dw_plain.data(), db_plain.data(), d.data(), a.data(), w.data(),
+                                    B, C, OC, accumulate);
+                    activation_backward(dx_plain.data(), dx_plain.data(), a.data(), B * C, below);
+                    linear_activation_backward(below, dx_fused.data(), dw_fused.data(), db_fused.data(), d.data(),
+                                               a.data(), w.data(), B, C, OC, accumulate);
+                    CHECK(same_bits(dx_plain, dx_fused) && same_bits(dw_plain, dw_fused) &&
+                          same_bits(db_plain, db_fused));
+                }
             }
         }
     }
 }
 
-TEST(fused_sigmoid_layers_give_the_bits_of_the_two_calls) {
-    check_sigmoid_layers_fused<float>();
-    check_sigmoid_layers_fused<double>();
+TEST(fused_layers_give_the_bits_of_the_two_calls) {
+    check_layers_fused<float>();
+    check_layers_fused<double>();
 }
 
-// The one-output backward through the sigmoid does take the benchmark's W2
-// and W3 output layers, where the test above compares it with the two calls.
-TEST(the_one_output_backward_through_the_sigmoid_takes_w2_and_w3) {
-    CHECK(detail::single_output_sigmoid_backward_fits<float>(16, 32));
-    CHECK(detail::single_output_sigmoid_backward_fits<float>(32, 32));
-    CHECK(detail::single_output_sigmoid_backward_fits<double>(16, 32));
-    CHECK(!detail::single_output_sigmoid_backward_fits<float>(4, 32));  // less than a vector of inputs
+// The one-output backward through the layer below does take the benchmark's
+// W2 and W3 output layers (sigmoid below) and W6's (relu below, float64),
+// where the test above compares it with the two calls.
+TEST(the_one_output_backward_through_the_layer_below_takes_w2_w3_and_w6) {
+    CHECK(detail::single_output_backward_through_fits<float>(Activation::sigmoid, 16, 32));
+    CHECK(detail::single_output_backward_through_fits<float>(Activation::sigmoid, 32, 32));
+    CHECK(detail::single_output_backward_through_fits<double>(Activation::sigmoid, 16, 32));
+    CHECK(detail::single_output_backward_through_fits<double>(Activation::relu, 100, 200));
+    CHECK(detail::single_output_backward_through_fits<float>(Activation::relu, 100, 200));
+    CHECK(!detail::single_output_backward_through_fits<float>(Activation::sigmoid, 4, 32));  // less than a vector
+    CHECK(!detail::single_output_backward_through_fits<float>(Activation::tanh, 16, 32));    // the two calls
 }
 
 #endif  // CHAINRULE_SMALL_LINEAR

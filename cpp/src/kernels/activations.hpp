@@ -59,8 +59,9 @@ struct Relu {
     static constexpr bool kVectorizes = true;
     template <typename T>
     CHAINRULE_ALWAYS_INLINE static T f(T z) { return z > T(0) ? z : T(0); }
+    // T may also be a vector of values (small_linear.cpp): the compare and the select work lane by lane.
     template <typename T>
-    CHAINRULE_ALWAYS_INLINE static T times_derivative(T d, T a) { return a > T(0) ? d : T(0); }  // 1 if a > 0 else 0 (0 at z = 0)
+    CHAINRULE_ALWAYS_INLINE static T times_derivative(T d, T a) { return a > 0 ? d : T{}; }  // 1 if a > 0 else 0 (0 at z = 0)
 };
 
 // max(z, 0) + 0.01 min(z, 0), torch.nn.LeakyReLU's default slope. a > 0

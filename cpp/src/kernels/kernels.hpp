@@ -58,16 +58,16 @@ template <typename T>
 void linear_sigmoid_forward(T* out, const T* inp, const T* weight, const T* bias,
                             std::size_t num_records, std::size_t in_features, std::size_t out_features);
 
-// linear_backward into dinp, then activation_backward's sigmoid through inp,
-// the outputs a of the hidden sigmoid layer below (dinp = dinp a (1 - a)):
-// the same values bit for bit; for a layer of one output that the small
-// layers' kernel takes, each vector of dinp is multiplied as it is computed,
-// with no pass of its own. dinp must not be null.
+// linear_backward into dinp, then activation_backward of `below` through
+// inp, the outputs a of the hidden layer below (dinp = dinp f'_below): the
+// same values bit for bit; for a layer of one output that the small layers'
+// kernel takes, below it a sigmoid or relu layer, each vector of dinp is
+// multiplied as it is computed, with no pass of its own. dinp must not be null.
 //   docs/math.md: dZ_{l-1} = (dZ_l W_l) * f'_{l-1}(Z_{l-1})
 template <typename T>
-void linear_sigmoid_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
-                             std::size_t num_records, std::size_t in_features, std::size_t out_features,
-                             bool accumulate);
+void linear_activation_backward(Activation below, T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+                                const T* weight, std::size_t num_records, std::size_t in_features,
+                                std::size_t out_features, bool accumulate);
 
 // dinp (n) = dout (n) * f'(z), with f'(z) written through the cached output
 // out = f(z) (activations.hpp). dinp may equal dout.

@@ -232,26 +232,28 @@ void linear_sigmoid_forward(T* out, const T* inp, const T* weight, const T* bias
 }
 
 template <typename T>
-void linear_sigmoid_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
-                             std::size_t num_records, std::size_t in_features, std::size_t out_features,
-                             bool accumulate) {
+void linear_activation_backward(Activation below, T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+                                const T* weight, std::size_t num_records, std::size_t in_features,
+                                std::size_t out_features, bool accumulate) {
+    assert(dinp);
 #if CHAINRULE_SMALL_LINEAR
-    // linear_backward's one-pass kernel for one output, which then takes sigma' too.
-    if (out_features == 1 && detail::single_output_sigmoid_backward_fits<T>(in_features, num_records)) {
-        detail::single_output_sigmoid_backward(dinp, dweight, dbias, dout, inp, weight, num_records, in_features,
-                                               accumulate, weight_gradient_by_gemm(num_records, in_features, out_features));
+    // linear_backward's one-pass kernel for one output, which then takes f' too.
+    if (out_features == 1 && detail::single_output_backward_through_fits<T>(below, in_features, num_records)) {
+        detail::single_output_backward_through(below, dinp, dweight, dbias, dout, inp, weight, num_records,
+                                               in_features, accumulate,
+                                               weight_gradient_by_gemm(num_records, in_features, out_features));
         return;
     }
 #endif
     linear_backward(dinp, dweight, dbias, dout, inp, weight, num_records, in_features, out_features, accumulate);
-    activation_backward(dinp, dinp, inp, num_records * in_features, Activation::sigmoid);
+    activation_backward(dinp, dinp, inp, num_records * in_features, below);
 }
 
 #define CHAINRULE_INSTANTIATE(T)                                                                      \
     template void linear_sigmoid_forward<T>(T*, const T*, const T*, const T*, std::size_t,           \
                                             std::size_t, std::size_t);                              \
-    template void linear_sigmoid_backward<T>(T*, T*, T*, const T*, const T*, const T*, std::size_t, \
-                                             std::size_t, std::size_t, bool);                       \
+    template void linear_activation_backward<T>(Activation, T*, T*, T*, const T*, const T*, const T*, \
+                                                std::size_t, std::size_t, std::size_t, bool);         \
     template void linear_relu_forward<T>(T*, const T*, const T*, const T*, std::size_t, std::size_t, \
                                          std::size_t);                                              \
     template void linear_forward<T>(T*, const T*, const T*, const T*, std::size_t, std::size_t,     \

@@ -702,10 +702,11 @@ CHAINRULE_TARGET_CLONES void input_gradient_range(T* dinp, const T* dout, const 
 // over the records, K vectors of inputs at a time (the first run also takes
 // db), so that the chains of db's and dW's sums run side by side. Each sum
 // as bias_gradient, weight_gradient_block and input_gradient_records take it.
-// kSigmoidBelow: the layer's inputs are a hidden sigmoid layer's outputs a,
-// and dA_rk leaves as dZ_rk = dA_rk a_rk (1 - a_rk) (Sigmoid::times_derivative,
-// on the vectors of x_r that dW reads anyway), activation_backward's values.
-template <typename T, int K, bool kSigmoidBelow = false>
+// Below: the home of the hidden layer whose outputs a are the layer's inputs
+// (Sigmoid or Relu), and dA_rk leaves as dZ_rk = Below::times_derivative(dA_rk,
+// a_rk), on the vectors of x_r that dW reads anyway: activation_backward's
+// values. Identity: dA itself, linear_backward's.
+template <typename T, int K, typename Below = Identity>
 CHAINRULE_ALWAYS_INLINE void single_output_run(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                                                const T* weight, const std::size_t* columns, std::size_t num_records,
                                                std::size_t in_features, bool accumulate, bool one_sum,
@@ -725,7 +726,7 @@ CHAINRULE_ALWAYS_INLINE void single_output_run(T* dinp, T* dweight, T* dbias, co
         for (int v = 0; v < K; ++v) {
             Vec<T> da = {};
             da += dout[0] * w[v];  // dA_0k = 0 + dz_0 W_k
-            if constexpr (kSigmoidBelow) da = Sigmoid::times_derivative(da, load(inp + columns[v]));
+            da = Below::times_derivative(da, load(inp + columns[v]));
             if (dinp) store(dinp + columns[v], da);
         }
         r = 1;
@@ -738,7 +739,7 @@ CHAINRULE_ALWAYS_INLINE void single_output_run(T* dinp, T* dweight, T* dbias, co
             acc[v] += g * xv;  // dW_k += dz_r x_rk
             Vec<T> da = {};
             da += g * w[v];  // dA_rk = 0 + dz_r W_k
-            if constexpr (kSigmoidBelow) da = Sigmoid::times_derivative(da, xv);
+            da = Below::times_derivative(da, xv);
             if (dinp) store(dinp + r * in_features + columns[v], da);
         }
         if (r > 0 || accumulate) db += g;  // db += dz_r
@@ -750,7 +751,7 @@ CHAINRULE_ALWAYS_INLINE void single_output_run(T* dinp, T* dweight, T* dbias, co
     if (with_bias) dbias[0] = db;
 }
 
-template <typename T, bool kSigmoidBelow = false>
+template <typename T, typename Below = Identity>
 CHAINRULE_TARGET_CLONES void single_output_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                                                     const T* weight, std::size_t num_records, std::size_t in_features,
                                                     bool accumulate, bool one_sum) {
@@ -761,16 +762,16 @@ CHAINRULE_TARGET_CLONES void single_output_backward(T* dinp, T* dweight, T* dbia
         const std::size_t K = fill_run<T>(columns, run, runs, vectors, in_features);
         const bool with_bias = run == 0;
         switch (K) {
-            case 1: single_output_run<T, 1, kSigmoidBelow>(dinp, dweight, dbias, dout, inp, weight, columns,
+            case 1: single_output_run<T, 1, Below>(dinp, dweight, dbias, dout, inp, weight, columns,
                                                            num_records, in_features, accumulate, one_sum, with_bias);
                 break;
-            case 2: single_output_run<T, 2, kSigmoidBelow>(dinp, dweight, dbias, dout, inp, weight, columns,
+            case 2: single_output_run<T, 2, Below>(dinp, dweight, dbias, dout, inp, weight, columns,
                                                            num_records, in_features, accumulate, one_sum, with_bias);
                 break;
-            case 3: single_output_run<T, 3, kSigmoidBelow>(dinp, dweight, dbias, dout, inp, weight, columns,
+            case 3: single_output_run<T, 3, Below>(dinp, dweight, dbias, dout, inp, weight, columns,
                                                            num_records, in_features, accumulate, one_sum, with_bias);
                 break;
-            default: single_output_run<T, 4, kSigmoidBelow>(dinp, dweight, dbias, dout, inp, weight, columns,
+            default: single_output_run<T, 4, Below>(dinp, dweight, dbias, dout, inp, weight, columns,
                                                             num_records, in_features, accumulate, one_sum, with_bias);
                 break;
         }
@@ -868,19 +869,27 @@ void small_linear_sigmoid_forward(T* out, const T* inp, const T* weight, const T
 }
 
 template <typename T>
-bool single_output_sigmoid_backward_fits(std::size_t in_features, std::size_t num_records) {
-    // small_linear_backward's one-pass case for one output.
-    return small_linear_backward_fits<T>(in_features, 1, num_records) &&
+bool single_output_backward_through_fits(Activation below, std::size_t in_features, std::size_t num_records) {
+    // small_linear_backward's one-pass case for one output, below it a layer
+    // whose derivative the kernel takes on its vectors with the bits of
+    // activation_backward's loop (tanh's 1 - a^2 could fuse differently there).
+    return (below == Activation::sigmoid || below == Activation::relu) &&
+           small_linear_backward_fits<T>(in_features, 1, num_records) &&
            single_output_one_pass(num_records, in_features);
 }
 
 template <typename T>
-void single_output_sigmoid_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
-                                    std::size_t num_records, std::size_t in_features, bool accumulate,
-                                    bool one_sum) {
-    assert(dinp && single_output_sigmoid_backward_fits<T>(in_features, num_records));
-    single_output_backward<T, true>(dinp, dweight, dbias, dout, inp, weight, num_records, in_features, accumulate,
-                                    one_sum);
+void single_output_backward_through(Activation below, T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+                                    const T* weight, std::size_t num_records, std::size_t in_features,
+                                    bool accumulate, bool one_sum) {
+    assert(dinp && single_output_backward_through_fits<T>(below, in_features, num_records));
+    if (below == Activation::sigmoid) {
+        single_output_backward<T, Sigmoid>(dinp, dweight, dbias, dout, inp, weight, num_records, in_features,
+                                           accumulate, one_sum);
+    } else {
+        single_output_backward<T, Relu>(dinp, dweight, dbias, dout, inp, weight, num_records, in_features,
+                                        accumulate, one_sum);
+    }
 }
 
 template <typename T>
@@ -931,9 +940,9 @@ void small_linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T
                                            std::size_t, bool, bool);                                          \
     template void small_linear_sigmoid_forward<T>(T*, const T*, const T*, const T*, std::size_t, std::size_t, \
                                                   std::size_t);                                              \
-    template bool single_output_sigmoid_backward_fits<T>(std::size_t, std::size_t);                          \
-    template void single_output_sigmoid_backward<T>(T*, T*, T*, const T*, const T*, const T*, std::size_t,     \
-                                                    std::size_t, bool, bool);
+    template bool single_output_backward_through_fits<T>(Activation, std::size_t, std::size_t);              \
+    template void single_output_backward_through<T>(Activation, T*, T*, T*, const T*, const T*, const T*,      \
+                                                    std::size_t, std::size_t, bool, bool);
 
 CHAINRULE_INSTANTIATE(float)
 CHAINRULE_INSTANTIATE(double)

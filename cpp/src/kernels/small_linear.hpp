@@ -97,20 +97,21 @@ template <typename T>
 void small_linear_sigmoid_forward(T* out, const T* inp, const T* weight, const T* bias, std::size_t num_records,
                                   std::size_t in_features, std::size_t out_features);
 
-// Whether single_output_sigmoid_backward takes a layer of one output and
-// batch: where small_linear_backward makes one pass over the records.
+// Whether single_output_backward_through takes a layer of one output and
+// batch below which lies a hidden layer of activation `below`: sigmoid or
+// relu, where small_linear_backward makes one pass over the records.
 template <typename T>
-bool single_output_sigmoid_backward_fits(std::size_t in_features, std::size_t num_records);
+bool single_output_backward_through_fits(Activation below, std::size_t in_features, std::size_t num_records);
 
 // small_linear_backward for a layer of one output whose inputs inp are the
-// outputs a of a hidden sigmoid layer, then activation_backward's sigmoid on
-// dinp (dinp = dinp a (1 - a)): the same bits as the two calls, each vector
-// of dinp multiplied as it is computed (linear_sigmoid_backward).
-//   docs/math.md: dZ_{l-1} = (dZ_l W_l) * a_{l-1} (1 - a_{l-1})
+// outputs a of a hidden layer of activation `below`, then activation_backward
+// on dinp through a (dinp = dinp f'): the same bits as the two calls, each
+// vector of dinp multiplied as it is computed (linear_activation_backward).
+//   docs/math.md: dZ_{l-1} = (dZ_l W_l) * f'_{l-1}(Z_{l-1})
 template <typename T>
-void single_output_sigmoid_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
-                                    std::size_t num_records, std::size_t in_features, bool accumulate,
-                                    bool one_sum);
+void single_output_backward_through(Activation below, T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+                                    const T* weight, std::size_t num_records, std::size_t in_features,
+                                    bool accumulate, bool one_sum);
 
 // linear_backward for a layer that fits: dweight (OC, C) (+)= dout^T @ inp,
 // dbias (OC) (+)= sum over records of dout, dinp (B, C) = dout @ weight
