@@ -805,6 +805,38 @@ TEST(largest_magnitude_is_the_largest_absolute_value_inf_or_nan) {
     check_every_position(0.0);
 }
 
+TEST(largest_magnitude_shared_by_threads_is_the_same_for_any_parts) {
+    // Long enough for the threads to share it (one part per 2^16 values): the
+    // largest, an infinity or a NaN in each part and at its edges, on 1 to 3
+    // threads.
+    const int before = get_num_threads();
+    auto check = [](auto zero) {
+        using T = decltype(zero);
+        using limits = std::numeric_limits<T>;
+        const std::size_t n = (std::size_t{1} << 18) + 37;
+        std::vector<T> w(n, T(0.5));
+        for (std::size_t i = 0; i < n; i += 5) w[i] = T(-0.75);
+        const std::size_t positions[] = {0, 1, 65535, 65536, 131071, 131072, 200000, n - 17, n - 1};
+        for (std::size_t at : positions) {
+            const T old = w[at];
+            w[at] = T(-7);
+            CHECK(largest_magnitude(w.data(), n) == 7.0);
+            w[at] = -limits::infinity();
+            CHECK(std::isinf(largest_magnitude(w.data(), n)));
+            w[at] = limits::quiet_NaN();
+            CHECK(std::isnan(largest_magnitude(w.data(), n)));
+            w[at] = old;
+        }
+        CHECK(largest_magnitude(w.data(), n) == 0.75);
+    };
+    for (int threads : {1, 2, 3}) {
+        set_num_threads(threads);
+        check(0.0f);
+        check(0.0);
+    }
+    set_num_threads(before);
+}
+
 TEST(all_finite_finds_nan_and_inf) {
     std::vector<float> v(100, 1.0f);
     CHECK(all_finite(v.data(), v.size()));

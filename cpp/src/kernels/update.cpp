@@ -55,13 +55,14 @@ bool sgd_update(T* params, const T* grads, std::size_t n, T lr) {
     return true;
 }
 
+namespace {
+// The largest bits of |x| over data (n): the bits of |x| order as the values
+// do, inf above every finite value and NaN above inf, so an integer maximum
+// finds it without a floating-point compare chain. kLanes running maxima
+// (four 64-byte vectors' worth) keep the maxima's dependency chains apart,
+// so that the loop runs at load speed, as all_finite's does.
 template <typename T>
-CHAINRULE_TARGET_CLONES double largest_magnitude(const T* data, std::size_t n) {
-    // The bits of |x| order as the values do, inf above every finite value
-    // and NaN above inf: an integer maximum, which vectorizes without a
-    // floating-point compare chain, then its value. kLanes running maxima
-    // (four 64-byte vectors' worth) keep the maxima's dependency chains
-    // apart, so that the loop runs at load speed, as all_finite's does.
+CHAINRULE_TARGET_CLONES detail::FloatBits<T> largest_magnitude_bits(const T* data, std::size_t n) {
     using Bits = detail::FloatBits<T>;
     constexpr Bits kMagnitude = static_cast<Bits>(~Bits{0} >> 1);
     constexpr std::size_t kLanes = 4 * 64 / sizeof(T);
@@ -83,8 +84,28 @@ CHAINRULE_TARGET_CLONES double largest_magnitude(const T* data, std::size_t n) {
         largest = largest > bits ? largest : bits;
     }
     for (const Bits lane : lanes) largest = largest > lane ? largest : lane;
+    return largest;
+}
+
+// A scan's part: below this many values, one more thread costs more than it saves.
+constexpr std::size_t kScanMinPart = std::size_t{1} << 16;
+}  // namespace
+
+template <typename T>
+double largest_magnitude(const T* data, std::size_t n) {
+    // Shared by the threads (it checks every fit's and predict's X): the
+    // parts' maxima, bits again, combine by their maximum, whatever the
+    // parts and their order.
+    std::atomic<detail::FloatBits<T>> largest{0};
+    detail::for_ranges(n, kScanMinPart, 16, [&](std::size_t begin, std::size_t end) {
+        const detail::FloatBits<T> part = largest_magnitude_bits(data + begin, end - begin);
+        detail::FloatBits<T> seen = largest.load(std::memory_order_relaxed);
+        while (seen < part && !largest.compare_exchange_weak(seen, part, std::memory_order_relaxed)) {
+        }
+    });
+    const detail::FloatBits<T> bits = largest.load(std::memory_order_relaxed);
     T value;
-    std::memcpy(&value, &largest, sizeof(T));
+    std::memcpy(&value, &bits, sizeof(T));
     return static_cast<double>(value);
 }
 
