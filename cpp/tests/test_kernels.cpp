@@ -339,11 +339,19 @@ TEST(large_activations_are_the_same_on_any_thread_count) {
 }
 
 TEST(gemm_tiles_cover_the_product_in_aligned_blocks) {
-    // The tiling is a function of the shape: whole blocks of 16 rows (or
+    // The tiling is a function of the shape: whole blocks of 64 rows (or
     // columns), a power of two of tiles of at least 2^21 multiply-adds each,
     // covering the longer side of C exactly once, in order.
     using detail::gemm_tiling;
     CHECK(gemm_tiling(64, 256, 100).tiles == 1);  // 1.6M multiply-adds: one call
+    if (detail::gemm_tiles_products()) {
+        // W4's predict, a chunk of 256 records through its first layer: 4 tiles
+        // of 64 records (each packs all of W again), not 8 of 32.
+        CHECK(gemm_tiling(256, 256, 784).tiles == 4);
+        // W4's training products keep their tiles: 4 for the first layer, 2 for the second.
+        CHECK(gemm_tiling(64, 256, 784).tiles == 4 && gemm_tiling(256, 784, 64).tiles == 4);
+        CHECK(gemm_tiling(64, 256, 256).tiles == 2 && gemm_tiling(256, 256, 64).tiles == 2);
+    }
     const std::size_t shapes[][3] = {{64, 256, 784}, {256, 784, 64}, {128, 128, 256}, {1000, 203, 301},
                                      {1024, 4096, 4096}, {17, 4099, 1000}, {4099, 17, 1000}};
     for (const auto& s : shapes) {
@@ -366,7 +374,7 @@ TEST(gemm_tiles_cover_the_product_in_aligned_blocks) {
 }
 
 TEST(a_tiled_gemm_equals_its_tiles_computed_one_by_one_on_any_thread_count) {
-    // 96 x 300 x 500 = 14.4M multiply-adds: 4 tiles of 64 to 80 columns.
+    // 96 x 300 x 500 = 14.4M multiply-adds: 4 tiles of 64 to 108 columns.
     const std::size_t M = 96, N = 300, K = 500;
     const auto a = random_values(M * K, 45), b = random_values(K * N, 46);
     const detail::GemmTiling tiling = detail::gemm_tiling(M, N, K);

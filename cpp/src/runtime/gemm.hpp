@@ -12,10 +12,12 @@ namespace chainrule::detail {
 // C, as many as the largest power of two, at most kGemmMaxTiles, that leaves
 // each tile at least kGemmTileMinWork multiply-adds and kGemmTileAlign rows:
 // every tile is one more call to the backend, which costs a little on one
-// thread. Smaller products are one call, on the calling thread.
+// thread, and packs the whole of the other operand again, which costs more
+// than a thinner tile saves. Smaller products are one call, on the calling
+// thread.
 constexpr double kGemmTileMinWork = double(std::size_t{1} << 21);
 constexpr std::size_t kGemmMaxTiles = 8;
-constexpr std::size_t kGemmTileAlign = 16;
+constexpr std::size_t kGemmTileAlign = 64;
 
 // How gemm cuts a product of C (M, N) with inner size K: the side (rows of C
 // when `rows`, else its columns) in `tiles` tiles, each a run of whole blocks
