@@ -114,6 +114,10 @@ using detail::kChunkRecords;
 // kPredictMaxParts ranges (each range allocates a workspace).
 constexpr std::size_t kPredictMinPartWork = std::size_t{1} << 18;
 constexpr std::size_t kPredictMaxParts = 16;
+// predict keeps a workspace between calls up to this size (a record of a
+// network of 8,000 units in float64): a small predict's allocations cost
+// as much as its arithmetic.
+constexpr std::size_t kKeptPredictWorkspaceBytes = std::size_t{1} << 16;
 
 template <typename T>
 Buffer<T> copy_while_reading(const Buffer<T>& values, detail::WriterFirstMutex& mutex) {
@@ -203,6 +207,7 @@ void Network<T>::Impl::assign(const Impl& other) {
     params_ = std::move(copy.params_);
     grads_ = std::move(copy.grads_);
     train_workspace_.reset();
+    predict_workspace_.reset();  // no predict reads it: they hold params
 }
 
 template <typename T>
@@ -742,9 +747,26 @@ void Network<T>::Impl::predict_chunks(MatrixView<T> out, const detail::Records<T
     std::mutex failure_mutex;
     std::size_t failed_chunk = chunks;
     std::exception_ptr failure;
+    // A workspace this small is kept between calls, for the range that gets it first.
+    const bool keep_workspace = Workspace::predict_bytes(layer_sizes_, capacity) <= kKeptPredictWorkspaceBytes;
     detail::for_ranges(chunks, min_chunks, 1, [&](std::size_t first, std::size_t last) {
         try {
-            std::optional<Workspace> ws;  // for the chunks that take the plain path, made at the first
+            std::unique_lock<std::mutex> kept;
+            std::optional<Workspace> own;
+            Workspace* ws = nullptr;  // for the chunks that take the plain path, made at the first
+            auto workspace = [&]() -> Workspace& {
+                if (ws != nullptr) return *ws;
+                if (keep_workspace) kept = std::unique_lock<std::mutex>(locks_->predict_workspace, std::try_to_lock);
+                if (kept.owns_lock()) {
+                    if (!predict_workspace_ || predict_workspace_->capacity != capacity) {
+                        predict_workspace_.emplace(layer_sizes_, capacity, false);
+                    }
+                    ws = &*predict_workspace_;
+                } else {
+                    ws = &own.emplace(layer_sizes_, capacity, false);
+                }
+                return *ws;
+            };
             for (std::size_t chunk = first; chunk < last; ++chunk) {
                 const std::size_t start = chunk * capacity, rows = std::min(capacity, X.rows - start);
 #if CHAINRULE_SMALL_LINEAR
@@ -754,8 +776,7 @@ void Network<T>::Impl::predict_chunks(MatrixView<T> out, const detail::Records<T
                 }
 #endif
                 if (small && !all_finite(X.dense.row(start), rows * num_inputs())) check_input_values(X.dense);
-                if (!ws) ws.emplace(layer_sizes_, capacity, false);
-                predict_chunk(*ws, out, X, start);
+                predict_chunk(workspace(), out, X, start);
             }
         } catch (...) {
             std::lock_guard<std::mutex> lock(failure_mutex);

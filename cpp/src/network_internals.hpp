@@ -11,6 +11,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <sstream>
 #include <string>
@@ -65,6 +66,10 @@ struct NetworkLocks {
     std::mutex train;                        // guards grads_ and train_workspace_ ...
     std::atomic<std::thread::id> trainer{};  // ... held by this thread (none: free)
     WriterFirstMutex params;                 // readers: predict, cost, save; writer: SGD
+    // Guards predict_workspace_; only ever tried (a predict that finds it
+    // taken makes a workspace of its own), and free at every fork (a fork
+    // waits for the predicts, which hold params).
+    std::mutex predict_workspace;
 };
 }  // namespace detail
 }  // namespace chainrule
@@ -356,6 +361,13 @@ struct Workspace {
         row_lse.resize(capacity);
     }
 
+    // The bytes of a workspace for predicting `capacity` records (training false).
+    static std::size_t predict_bytes(const std::vector<std::size_t>& sizes, std::size_t capacity) {
+        std::size_t values = sizes.back();  // the logits
+        for (std::size_t l = 1; l < sizes.size(); ++l) values += sizes[l];
+        return capacity * (values * sizeof(T) + sizeof(double));
+    }
+
     T* output(std::size_t l) { return outputs.data() + output_offset[l]; }
     const T* output(std::size_t l) const { return outputs.data() + output_offset[l]; }
     T* dropped_output(std::size_t l) { return dropped.data() + output_offset[l]; }
@@ -458,6 +470,9 @@ struct Network<T>::Impl {
     Buffer<T> params_{StaggeredAllocator<T>(0)};
     Buffer<T> grads_{StaggeredAllocator<T>(1)};
     std::unique_ptr<Workspace> train_workspace_;
+    // A small predict's workspace, kept for the next (locks_->predict_workspace),
+    // so that predicting a few records allocates nothing.
+    mutable std::optional<Workspace> predict_workspace_;
     mutable std::unique_ptr<detail::NetworkLocks> locks_;  // train and params
 };
 

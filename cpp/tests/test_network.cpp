@@ -507,4 +507,27 @@ TEST(copies_and_copy_params_take_the_parameters_and_nothing_else) {
     CHECK(std::equal(copy.params(), copy.params() + copy.num_params(), other.params()));
 }
 
+TEST(a_small_predict_reuses_its_workspace_until_the_network_changes_shape) {
+    // predict keeps a small workspace between calls: the same values as a
+    // fresh network's, call after call, as the number of records changes
+    // (and the workspace with it), and after operator= gives the network
+    // other layers (the kept workspace, made for the old ones, is dropped).
+    const auto X = random_between<double>(7 * 9, 23, -1, 1);
+    Network<double> net({5, 6, 2}, {Activation::relu, Activation::sigmoid}, Loss::bce, 5);
+    const Network<double> wider({9, 12, 4, 3}, {Activation::tanh, Activation::relu, Activation::sigmoid}, Loss::bce, 6);
+    for (const std::size_t records : {1u, 1u, 3u, 7u, 1u}) {
+        std::vector<double> kept(records * 2), fresh(records * 2);
+        net.predict({kept.data(), records, 2}, {X.data(), records, 5});
+        Network<double>(net).predict({fresh.data(), records, 2}, {X.data(), records, 5});
+        CHECK(kept == fresh);
+    }
+    net = wider;
+    for (const std::size_t records : {1u, 7u}) {
+        std::vector<double> kept(records * 3), fresh(records * 3);
+        net.predict({kept.data(), records, 3}, {X.data(), records, 9});
+        wider.predict({fresh.data(), records, 3}, {X.data(), records, 9});
+        CHECK(kept == fresh);
+    }
+}
+
 TEST_MAIN()

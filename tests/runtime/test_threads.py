@@ -81,6 +81,30 @@ def test_concurrent_predict_equals_serial():
         assert np.array_equal(got, expected)
 
 
+def test_concurrent_small_predicts_equal_serial():
+    # predict keeps the workspace of a small call for the next (up to 64 KB:
+    # here, up to ~140 records): threads predicting 1 to 131 records, their
+    # counts changing call by call, take it in turn or make their own, and
+    # get the serial values.
+    net = cr.Network([20, 32, 16, 3], activation=["tanh", "relu"], output="sigmoid", seed=1)
+    inputs = [make_data(1 + 13 * s, 20, seed=s)[0] for s in range(11)]
+    serial = [net.predict(X) for X in inputs]
+    mismatches = []
+
+    def predict(i):
+        for k in range(300):
+            j = (i + k) % len(inputs)
+            if not np.array_equal(net.predict(inputs[j]), serial[j]):
+                mismatches.append(j)
+
+    threads = [threading.Thread(target=predict, args=(i,)) for i in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert mismatches == []
+
+
 def test_predict_during_fit_sees_whole_steps_and_fit_is_unaffected():
     X, y = make_data(2000, 64, seed=2)
     net = cr.Network([64, 64, 1], seed=3)
