@@ -111,7 +111,8 @@ using detail::kChunkRecords;
 
 // predict shares its chunks among the threads when gemm tiles no product of a
 // chunk, in ranges of chunks of at least this many multiply-adds, and at most
-// kPredictMaxParts ranges (each range allocates a workspace).
+// kPredictMaxParts ranges (each range but the one that takes the kept workspace,
+// below, allocates one).
 constexpr std::size_t kPredictMinPartWork = std::size_t{1} << 18;
 constexpr std::size_t kPredictMaxParts = 16;
 // predict keeps a workspace between calls up to this size (a record of a
