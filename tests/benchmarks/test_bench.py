@@ -108,3 +108,17 @@ def test_the_roofline_puts_each_timed_step_against_both_roofs(results):
     runs = results["determinism"]["runs"]
     assert [(run["workload"], run["dtype"], run["threads"]) for run in runs] == [("W2", "float64", 1)]
     assert runs[0]["bitwise_identical"] is True
+
+
+def test_predict_is_timed_and_reported_on_the_predict_workloads_of_the_run(results):
+    from chainrule.bench.measure import INFERENCE_RECORDS
+    from chainrule.bench.report import render_markdown
+
+    timed = {row["workload"] for row in results["training"]
+             if row["impl"] == "chainrule" and "predict_records_per_s" in row}
+    assert timed == {"W2"}  # W1 is not a predict workload; W3 and W4 are not in this run
+    markdown = render_markdown(results)
+    section = markdown[markdown.index("## Predict throughput"):].split("\n## ")[0]
+    assert section.splitlines()[0] == (f"## Predict throughput (records/s; W2: {INFERENCE_RECORDS['W2']} records "
+                                       "per call) and chainrule's ratio")
+    assert {line.split(" | ")[0] for line in section.splitlines() if line.startswith("| W")} == {"| W2"}

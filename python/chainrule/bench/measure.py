@@ -24,7 +24,7 @@ import numpy as np
 from . import estimators, peers
 from .workloads import BY_NAME, initial_params, make_data
 
-INFERENCE_RECORDS = {"W2": 16384, "W4": 2048}   # predict throughput: records per predict call
+INFERENCE_RECORDS = {"W2": 16384, "W3": 16384, "W4": 2048}   # predict throughput: records per predict call
 LATENCY_WORKLOAD = "W2"                 # single-record predict latency
 LATENCY_IMPLEMENTATIONS = ("chainrule", "numpy", "torch")
 

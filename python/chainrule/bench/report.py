@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .measure import INFERENCE_RECORDS
 from .peers import IMPLEMENTATIONS
 from .workloads import BY_NAME
 
@@ -144,9 +145,11 @@ def _training(results: dict, grid: _Grid) -> list:
 
 def _inference(results: dict, grid: _Grid) -> list:
     out = []
-    if {"W2", "W4"} & set(results["options"]["workloads"]):
-        out += ["## Predict throughput (records/s; W2: 16384 records per call, W4: 2048) and chainrule's ratio", ""]
-        out += grid.table(lambda r: rate(r.get("predict_records_per_s")), ratio="predict", workloads=("W2", "W4"))
+    predicted = tuple(w for w in INFERENCE_RECORDS if w in results["options"]["workloads"])
+    if predicted:
+        per_call = ", ".join(f"{w}: {INFERENCE_RECORDS[w]}" for w in predicted)
+        out += [f"## Predict throughput (records/s; {per_call} records per call) and chainrule's ratio", ""]
+        out += grid.table(lambda r: rate(r.get("predict_records_per_s")), ratio="predict", workloads=predicted)
     if "W2" in results["options"]["workloads"]:
         lines = []
         for dtype in results["options"]["dtypes"]:

@@ -253,7 +253,7 @@ def measure_training(child: Child, options, implementations: list, agreement: di
         jobs = [(impl, threads, [workload]) for workload in options.workloads for threads in options.threads
                 for impl in peers.IMPLEMENTATIONS if workload in timed[impl]]
 
-    print("Training (samples/s), then predict (records/s) on W2 and W4:")
+    print("Training (samples/s), then predict (records/s) on W2, W3 and W4:")
     measured = []
     for round_index in range(options.rounds):
         if options.rounds > 1:
