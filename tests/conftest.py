@@ -53,3 +53,18 @@ def at_each_thread_count():
             cr.set_num_threads(original)
 
     return call
+
+
+@pytest.fixture
+def in_threads():
+    """in_threads(body, count): body(i) on a thread of its own for each i < count, all started, then all joined."""
+    import threading
+
+    def run(body, count):
+        threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    return run

@@ -183,7 +183,7 @@ def test_save_creates_the_file_with_the_mode_of_the_umask(tmp_path):
     assert os.listdir(tmp_path) == ["model.crnn"]
 
 
-def test_saves_from_many_threads_to_one_folder_each_leave_their_own_model(tmp_path):
+def test_saves_from_many_threads_to_one_folder_each_leave_their_own_model(tmp_path, in_threads):
     # Each save has a temporary file of its own (created exclusively): none
     # sees another's file, and every target holds its own network.
     nets = [cr.Network([20, 10, 1], seed=s) for s in range(8)]
@@ -196,11 +196,7 @@ def test_saves_from_many_threads_to_one_folder_each_leave_their_own_model(tmp_pa
         except Exception as error:  # noqa: BLE001 - reported below
             errors.append(error)
 
-    threads = [threading.Thread(target=save_many, args=(i,)) for i in range(len(nets))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(save_many, len(nets))
     assert not errors
     assert sorted(os.listdir(tmp_path)) == sorted(f"model{i}.crnn" for i in range(len(nets)))
     for i, net in enumerate(nets):

@@ -62,7 +62,7 @@ def test_the_gil_is_released_while_the_core_works(call):
     assert main_thread_progress_during(work) > 10_000
 
 
-def test_concurrent_predict_equals_serial():
+def test_concurrent_predict_equals_serial(in_threads):
     net = cr.Network([20, 32, 16, 3], activation=["tanh", "relu"], output="sigmoid", seed=1)
     inputs = [make_data(500, 20, seed=s)[0] for s in range(8)]
     serial = [net.predict(X) for X in inputs]
@@ -72,16 +72,12 @@ def test_concurrent_predict_equals_serial():
         for _ in range(20):
             results[i] = net.predict(inputs[i])
 
-    threads = [threading.Thread(target=predict, args=(i,)) for i in range(len(inputs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(predict, len(inputs))
     for got, expected in zip(results, serial):
         assert np.array_equal(got, expected)
 
 
-def test_concurrent_small_predicts_equal_serial():
+def test_concurrent_small_predicts_equal_serial(in_threads):
     # predict keeps the workspace of a small call for the next (up to 64 KB:
     # here, up to ~140 records): threads predicting 1 to 131 records, their
     # counts changing call by call, take it in turn or make their own, and
@@ -97,11 +93,7 @@ def test_concurrent_small_predicts_equal_serial():
             if not np.array_equal(net.predict(inputs[j]), serial[j]):
                 mismatches.append(j)
 
-    threads = [threading.Thread(target=predict, args=(i,)) for i in range(len(inputs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(predict, len(inputs))
     assert mismatches == []
 
 
@@ -160,7 +152,7 @@ def test_a_second_fit_on_the_same_network_raises_busy_error():
     assert len(outcome["history"]) == 2
 
 
-def test_two_networks_train_in_two_threads():
+def test_two_networks_train_in_two_threads(in_threads):
     X, y = make_data(1000, 16, seed=7)
     nets = [cr.Network([16, 8, 1], seed=s) for s in (8, 9)]
     twins = [n.copy() for n in nets]
@@ -169,11 +161,7 @@ def test_two_networks_train_in_two_threads():
     def train(i):
         histories[i] = nets[i].fit(X, y, epochs=5, lr=0.1, batch_size=10, seed=i)
 
-    threads = [threading.Thread(target=train, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(train, 2)
     for i in range(2):
         assert np.array_equal(histories[i], twins[i].fit(X, y, epochs=5, lr=0.1, batch_size=10, seed=i))
 
@@ -327,7 +315,7 @@ def test_a_forked_child_trains_on_threads_of_its_own():
         cr.set_num_threads(original)
 
 
-def test_gradients_from_two_threads_are_each_their_own():
+def test_gradients_from_two_threads_are_each_their_own(in_threads):
     # gradients copies the core's gradient while it still holds its training
     # lock: another thread's gradients (or fit) cannot overwrite it in between.
     net = cr.Network([64, 64, 1], seed=13)
@@ -348,11 +336,7 @@ def test_gradients_from_two_threads_are_each_their_own():
             if not all(np.array_equal(a, b) for pair in zip(got, expected[i]) for a, b in zip(*pair)):
                 wrong.append(i)
 
-    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(hammer, 2)
     assert done > 0 and not wrong
 
 
