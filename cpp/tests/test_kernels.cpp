@@ -8,6 +8,7 @@
 
 #include "kernels/kernels.hpp"
 #include "kernels/losses.hpp"
+#include "kernels/optimizer_rules.hpp"
 #include "kernels/panel_linear.hpp"
 #include "chainrule/threads.hpp"
 #include "check.hpp"
@@ -524,6 +525,31 @@ TEST(a_large_sgd_update_is_the_same_on_any_thread_count_and_still_whole) {
 // the bound fails (eps so small that 1 / eps nearly overflows float) the exact check
 // decides: an update whose values are all finite is still taken, with the
 // same values as under the bound, and a non-finite one is still refused whole.
+TEST(bias_corrections_are_one_minus_pow_bit_for_bit_and_skip_it_from_where_it_rounds_to_one) {
+    const double betas[] = {0.0, 0.5, 0.9, 0.99, 0.999, 0.9999, 0.999999, 0.3};
+    for (double beta : betas) {
+        const double from = bias_correction_saturates(beta);
+        CHECK(1.0 - std::pow(beta, from) == 1.0);
+        if (from > 1.0) CHECK(1.0 - std::pow(beta, from - 1.0) < 1.0);  // the first such step
+    }
+    // The betas interleaved, three at a time, so that each thread's cache of
+    // two misses, hits either entry and replaces the older: every value as pow's.
+    std::size_t checked = 0;
+    for (std::size_t i = 0; i + 2 < std::size(betas); ++i) {
+        for (double beta : {betas[i], betas[i + 1], betas[i], betas[i + 2], betas[i + 1]}) {
+            const double from = bias_correction_saturates(beta);
+            for (double t : {1.0, 2.0, 3.0, from - 2.0, from - 1.0, from, from + 1.0, from + 1e3, 2e4, 1e6, 1e12}) {
+                if (!(t >= 1.0)) continue;
+                const double expected = 1.0 - std::pow(beta, t);
+                const double got = bias_correction(beta, t);
+                CHECK(std::memcmp(&got, &expected, sizeof(got)) == 0);
+                ++checked;
+            }
+        }
+    }
+    CHECK(checked > 300);
+}
+
 TEST(adam_takes_a_finite_step_whichever_check_decides_and_refuses_a_non_finite_one) {
     const std::size_t n = 40000;  // several ranges on the threads
     std::vector<float> start(n), grads(n);
