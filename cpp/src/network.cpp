@@ -672,8 +672,9 @@ RecordSteps Network<T>::Impl::record_steps(Workspace& ws, T* logits, double* los
     T* weight = params_.data();
     T* bias = weight + outputs * inputs;
     prepare_slots(state, optimizer, params_.size());
-    T* velocity = optimizer_slots(optimizer) == 1 ? state.slots[0].data() : nullptr;
-    const RecordSteps steps = dense_record_steps(weight, bias, velocity, logits, ws.output(0), losses, X, Y, rows,
+    T* slots[2] = {};  // record_steps_take: at most two
+    for (int k = 0; k < optimizer_slots(optimizer); ++k) slots[k] = state.slots[k].data();
+    const RecordSteps steps = dense_record_steps(weight, bias, slots, logits, ws.output(0), losses, X, Y, rows,
                                                  count, inputs, outputs, activations_[0], loss_, optimizer, lr,
                                                  state.steps);
     state.steps += steps.done;

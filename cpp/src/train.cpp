@@ -649,14 +649,13 @@ std::vector<double> Network<T>::Impl::fit_records(const detail::Records<T>& X, C
         std::any_of(options.dropout.begin(), options.dropout.end(), [](double rate) { return rate > 0.0; });
     if (dropout && ws.dropped.size() != ws.outputs.size()) ws.dropped.resize(ws.outputs.size());
     const OptimizerOptions& optimizer = options.optimizer;
-    // The step, chosen once: one-record SGD steps (plain or with momentum) of
-    // a one-layer network on dense records run fused, many per call
-    // (dense_record_steps); else the general path; with a reducer, the
-    // distributed one (every step meets the other processes). (One layer: no
-    // hidden layer, so no dropout.)
+    // The step, chosen once: one-record steps (SGD, plain or with momentum,
+    // or Adam: record_steps_take) of a one-layer network on dense records run
+    // fused, many per call (dense_record_steps); else the general path; with
+    // a reducer, the distributed one (every step meets the other processes).
+    // (One layer: no hidden layer, so no dropout.)
     const bool fused = !reducer && batch_size == 1 && !X.sparse() && has_fused_record_step() &&
-                       optimizer.kind == OptimizerKind::sgd && optimizer.weight_decay == 0.0 &&
-                       options.alpha == 0.0 && !sample_weight;
+                       record_steps_take(optimizer) && options.alpha == 0.0 && !sample_weight;
     // One-record steps of a one-output BCE network leave their loss for later:
     // the divergence check needs only a finite logit (targets are in [0, 1]).
     const bool defer_loss = !reducer && batch_size == 1 && num_outputs() == 1 && loss_ == Loss::bce &&

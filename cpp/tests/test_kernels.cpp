@@ -593,8 +593,8 @@ TEST(adam_takes_a_finite_step_whichever_check_decides_and_refuses_a_non_finite_o
 // as the network's general path calls them with B = 1: the same bits.
 template <typename T>
 void check_fused_steps_equal_unfused(Activation activation, Loss loss, std::size_t C, std::size_t OC, bool shuffled,
-                                     const OptimizerOptions& optimizer) {
-    const std::size_t records = 12, n = OC * C + OC;
+                                     const OptimizerOptions& optimizer, std::size_t records = 12) {
+    const std::size_t n = OC * C + OC;
     const T lr = T(0.3);
     std::vector<T> X(records * C), Y(records * OC), fused(n), unfused(n), grads(n);
     const auto x = random_values(X.size(), 21, 2.0);
@@ -604,21 +604,22 @@ void check_fused_steps_equal_unfused(Activation activation, Loss loss, std::size
     for (std::size_t i = 0; i < Y.size(); ++i) Y[i] = static_cast<T>(loss == Loss::bce ? (y[i] + 1) / 2 : y[i]);
     for (std::size_t i = 0; i < n; ++i) fused[i] = unfused[i] = static_cast<T>(p[i]);
     std::vector<std::size_t> rows(records);
-    for (std::size_t i = 0; i < records; ++i) rows[i] = shuffled ? (i * 5 + 3) % records : i;
+    for (std::size_t i = 0; i < records; ++i) rows[i] = shuffled ? (i * 5 + 3) % records : i;  // 5 and records coprime
 
     std::vector<T> z(records * OC), a(OC);
     std::vector<double> losses(records);
     OptimizerState<T> fused_state, unfused_state;
     prepare_slots(fused_state, optimizer, n);
-    T* velocity = optimizer_slots(optimizer) == 1 ? fused_state.slots[0].data() : nullptr;
+    T* slots[2] = {};
+    for (int k = 0; k < optimizer_slots(optimizer); ++k) slots[k] = fused_state.slots[k].data();
     // Two calls, so that the second starts from a state with steps behind it.
     const std::size_t first = records / 3;
     const std::size_t* rows_at = shuffled ? rows.data() : nullptr;
-    RecordSteps steps = dense_record_steps(fused.data(), fused.data() + OC * C, velocity, z.data(), a.data(),
+    RecordSteps steps = dense_record_steps(fused.data(), fused.data() + OC * C, slots, z.data(), a.data(),
                                            losses.data(), X.data(), Y.data(), rows_at, first, C, OC, activation,
                                            loss, optimizer, static_cast<double>(lr), 0);
     CHECK(steps.done == first && steps.stopped == RecordStep::ok);
-    steps = dense_record_steps(fused.data(), fused.data() + OC * C, velocity, z.data() + first * OC, a.data(),
+    steps = dense_record_steps(fused.data(), fused.data() + OC * C, slots, z.data() + first * OC, a.data(),
                                losses.data() + first, shuffled ? X.data() : X.data() + first * C,
                                shuffled ? Y.data() : Y.data() + first * OC, shuffled ? rows.data() + first : nullptr,
                                records - first, C, OC, activation, loss, optimizer, static_cast<double>(lr), first);
@@ -644,7 +645,7 @@ void check_fused_steps_equal_unfused(Activation activation, Loss loss, std::size
         CHECK(optimizer_update(unfused.data(), grads.data(), n, unfused_state, optimizer, static_cast<double>(lr)));
     }
     CHECK(fused == unfused);
-    if (velocity) CHECK(fused_state.slots[0] == unfused_state.slots[0]);
+    for (int k = 0; k < optimizer_slots(optimizer); ++k) CHECK(fused_state.slots[k] == unfused_state.slots[k]);
     if (loss == Loss::bce && OC == 1) {  // the fused steps' own losses: those of bce_losses over each call
         std::vector<T> targets(records);
         for (std::size_t i = 0; i < records; ++i) targets[i] = Y[rows[i]];
@@ -655,14 +656,32 @@ void check_fused_steps_equal_unfused(Activation activation, Loss loss, std::size
     }
 }
 
-// Plain SGD and each of SGD's rules the fused steps take (not weight decay).
-std::vector<OptimizerOptions> fused_sgd_variants() {
-    std::vector<OptimizerOptions> variants(5);
+// Plain SGD and each rule the fused steps take (record_steps_take): SGD's
+// momentum rules, Adam in both forms, AdamW with its decoupled decay.
+std::vector<OptimizerOptions> fused_step_variants() {
+    std::vector<OptimizerOptions> variants(9);
     variants[1].momentum = 0.9;
     variants[2].momentum = 0.9, variants[2].nesterov = true;
     variants[3].form = OptimizerForm::sklearn, variants[3].momentum = 0.9;
     variants[4].form = OptimizerForm::sklearn, variants[4].momentum = 0.9, variants[4].nesterov = true;
+    variants[5].kind = OptimizerKind::adam;
+    variants[6].kind = OptimizerKind::adam, variants[6].form = OptimizerForm::sklearn;
+    variants[7].kind = OptimizerKind::adamw, variants[7].weight_decay = 0.05;
+    variants[8].kind = OptimizerKind::adam, variants[8].beta1 = 0.5, variants[8].beta2 = 0.6;  // saturate early
+    for (const OptimizerOptions& o : variants) CHECK(record_steps_take(o));
     return variants;
+}
+
+TEST(fused_record_steps_take_no_weight_decay_added_to_the_gradient_nor_amsgrad) {
+    OptimizerOptions o;
+    o.weight_decay = 1e-3;
+    CHECK(!record_steps_take(o));
+    o.kind = OptimizerKind::adam;
+    CHECK(!record_steps_take(o));
+    o.kind = OptimizerKind::adamw;
+    CHECK(record_steps_take(o));
+    o.amsgrad = true;
+    CHECK(!record_steps_take(o));
 }
 
 TEST(fused_record_steps_equal_the_unfused_kernels_bit_for_bit) {
@@ -675,11 +694,29 @@ TEST(fused_record_steps_equal_the_unfused_kernels_bit_for_bit) {
         for (std::size_t C : {1, 5, 8, 9, 12, 16, 17, 24, 30, 32, 33}) {
             for (std::size_t OC : {1, 3}) {
                 for (bool shuffled : {false, true}) {
-                    for (const OptimizerOptions& optimizer : fused_sgd_variants()) {
+                    for (const OptimizerOptions& optimizer : fused_step_variants()) {
                         check_fused_steps_equal_unfused<float>(activation, loss, C, OC, shuffled, optimizer);
                         check_fused_steps_equal_unfused<double>(activation, loss, C, OC, shuffled, optimizer);
                     }
                 }
+            }
+        }
+    }
+}
+
+TEST(fused_adam_steps_equal_the_unfused_kernels_across_blocks_of_steps) {
+    // Adam's steps run in blocks of 256 after their table of scalars: calls
+    // of 200 and 400 steps (the second from step 200) cross the blocks' edges.
+    // The second pair of betas saturates its bias corrections within the run.
+    std::vector<OptimizerOptions> adams(3);
+    adams[0].kind = OptimizerKind::adam;
+    adams[1].kind = OptimizerKind::adam, adams[1].form = OptimizerForm::sklearn;
+    adams[2].kind = OptimizerKind::adam, adams[2].beta1 = 0.5, adams[2].beta2 = 0.8;
+    for (const OptimizerOptions& adam : adams) {
+        for (std::size_t C : {5, 12}) {  // the general fused loop and the row in registers
+            for (bool shuffled : {false, true}) {
+                check_fused_steps_equal_unfused<float>(Activation::sigmoid, Loss::bce, C, 1, shuffled, adam, 601);
+                check_fused_steps_equal_unfused<double>(Activation::identity, Loss::mse, C, 1, shuffled, adam, 601);
             }
         }
     }
@@ -705,8 +742,9 @@ RecordStep check_fused_steps_stop_as_unfused(Activation activation, Loss loss, s
     std::vector<double> losses(records);
     OptimizerState<T> fused_state, unfused_state;
     prepare_slots(fused_state, optimizer, n);
-    T* velocity = optimizer_slots(optimizer) == 1 ? fused_state.slots[0].data() : nullptr;
-    const RecordSteps steps = dense_record_steps(fused.data(), fused.data() + C, velocity, z.data(), a.data(),
+    T* slots[2] = {};
+    for (int k = 0; k < optimizer_slots(optimizer); ++k) slots[k] = fused_state.slots[k].data();
+    const RecordSteps steps = dense_record_steps(fused.data(), fused.data() + C, slots, z.data(), a.data(),
                                                  losses.data(), X.data(), Y.data(), nullptr, records, C, 1,
                                                  activation, loss, optimizer, static_cast<double>(lr), 0);
     RecordStep expected = RecordStep::ok;
@@ -744,10 +782,8 @@ RecordStep check_fused_steps_stop_as_unfused(Activation activation, Loss loss, s
         }
     }
     CHECK(fused == unfused);
-    if (velocity) {
-        prepare_slots(unfused_state, optimizer, n);  // before any step (stopped at the first): zeros
-        CHECK(fused_state.slots[0] == unfused_state.slots[0]);
-    }
+    prepare_slots(unfused_state, optimizer, n);  // before any step (stopped at the first): zeros
+    for (int k = 0; k < optimizer_slots(optimizer); ++k) CHECK(fused_state.slots[k] == unfused_state.slots[k]);
     return steps.stopped;
 }
 
@@ -758,7 +794,7 @@ TEST(fused_record_steps_stop_where_the_unfused_kernels_stop) {
     auto count = [&](RecordStep why) { ++stops[static_cast<int>(why)]; };
     for (const auto& [activation, loss] : pairs) {
         for (std::size_t C : {5, 8, 9, 16, 30, 32}) {
-            for (const OptimizerOptions& optimizer : fused_sgd_variants()) {
+            for (const OptimizerOptions& optimizer : fused_step_variants()) {
                 for (std::size_t at : {0, 5}) {
                     // max / 4: the forward pass overflows; sqrt(max): the
                     // loss may stay finite while the update overflows.

@@ -98,13 +98,18 @@ def test_optimizers_match_torch_optim(make_data, case):
 
 
 # One-record steps of a one-layer network take the fused path (record_steps.cpp)
-# for SGD with and without momentum; with sample weights of 1 the same steps
-# take the general path. Both must give torch's parameters, and the same bits.
+# for SGD with and without momentum and for Adam (no weight decay added to the
+# gradient, AdamW's decoupled one taken; not amsgrad); with sample weights of
+# 1 the same steps take the general path. Both must give torch's parameters,
+# and the same bits.
 FUSED_CASES = {
     "plain": lambda: None,
     "momentum": lambda: cr.optim.SGD(lr=0.05, momentum=0.9),
     "nesterov": lambda: cr.optim.SGD(lr=0.05, momentum=0.9, nesterov=True),
     "sklearn-nesterov": lambda: cr.optim.SGD(lr=0.05, momentum=0.9, nesterov=True, form="sklearn"),
+    "adam": lambda: cr.optim.Adam(lr=1e-2),
+    "adamw": lambda: cr.optim.AdamW(lr=1e-2, weight_decay=1e-2),
+    "sklearn-adam": lambda: cr.optim.Adam(lr=1e-2, form="sklearn"),
 }
 
 
@@ -154,8 +159,8 @@ def test_fused_one_record_steps_diverge_where_the_general_path_does(make_data, c
     assert all(a.tobytes() == b.tobytes() for a, b in zip(states[0]["slots"], states[1]["slots"]))
 
 
-@pytest.mark.parametrize("case", ["sgd-momentum", "sgd-nesterov"])
-def test_fused_one_record_momentum_steps_match_torch_optim(make_data, case):
+@pytest.mark.parametrize("case", ["sgd-momentum", "sgd-nesterov", "adam", "adamw"])
+def test_fused_one_record_steps_match_torch_optim(make_data, case):
     ours, theirs = TORCH_CASES[case]
     net = cr.Network([7, 1], output="sigmoid", loss="bce", seed=5)
     X, Y = make_data(40, 7, 1, "bce", seed=6)

@@ -259,31 +259,38 @@ struct RecordSteps {
     RecordStep stopped;
 };
 
-// count SGD steps of a one-layer network, one record each, fused: the forward
-// pass, the output delta and the update in one loop, for the per-record steps
-// of logistic and linear regression, where five kernel calls a step and the
-// round trips of z, a, dZ and dW through memory cost more than the math.
+// Whether dense_record_steps takes this optimizer: SGD (plain, momentum,
+// Nesterov, either form) and Adam (either form), without a weight decay
+// added to the gradient (AdamW's decoupled decay is taken), not amsgrad.
+bool record_steps_take(const OptimizerOptions& optimizer);
+
+// count optimizer steps of a one-layer network, one record each, fused: the
+// forward pass, the output delta and the update in one loop, for the
+// per-record steps of logistic and linear regression, where five kernel
+// calls a step and the round trips of z, a, dZ and dW through memory cost
+// more than the math.
 // Step i trains on record r = rows[i] of X and Y (r = i when rows is null),
 // with the same values, bit for bit, as linear_forward, activation_forward,
 // bce_backward (or mse_backward and activation_backward), linear_backward and
-// optimizer_update with B = 1, for `optimizer` (SGD: plain, momentum,
-// Nesterov, either form; no weight decay) after `steps` steps of the run at
-// rate lr; velocity is its slot (prepare_slots), null without momentum. Any
-// elementwise activation; loss bce (sigmoid output) or mse. z (count, OC)
-// receives each step's logits and losses (count) each step's loss, with mse,
-// and with bce and one output (bce_term, as bce_losses computes it; with more
-// outputs the caller computes it from z; it is finite when z is); a (OC) is
-// scratch. With one output and 8 to 32 inputs the steps hold the row in
-// vector registers (record_steps.cpp), with the same values.
+// optimizer_update with B = 1, for `optimizer` (record_steps_take) after
+// `steps` steps of the run at rate lr; slots are its state buffers
+// (prepare_slots: optimizer_slots of them; momentum's velocity, Adam's two
+// moments). Any elementwise activation; loss bce (sigmoid output) or mse.
+// z (count, OC) receives each step's logits and losses (count) each step's
+// loss, with mse, and with bce and one output (bce_term, as bce_losses
+// computes it; with more outputs the caller computes it from z; it is finite
+// when z is); a (OC) is scratch. With one output and 8 to 32 inputs the
+// steps hold the row in vector registers (record_steps.cpp), with the same
+// values.
 // It stops before the first step whose loss or updated parameters would not
-// be finite, and returns {that step, why}: the parameters (and velocity) are
+// be finite, and returns {that step, why}: the parameters (and state) are
 // those of the steps before it; its row of z (and, with mse, its loss) hold
 // its values.
-//   weight (OC, C), bias (OC), velocity (OC * C + OC), X (., C), Y (., OC)
+//   weight (OC, C), bias (OC), each slot (OC * C + OC), X (., C), Y (., OC)
 //   docs/math.md with B = 1: z = W x + b, a = f(z), dZ = a - y or 2 (a - y) f'(z),
-//   then SGD's rule on g = dZ x^T and dZ (plain: W <- W - lr dZ x^T, b <- b - lr dZ)
+//   then the optimizer's rule on g = dZ x^T and dZ (plain SGD: W <- W - lr dZ x^T, b <- b - lr dZ)
 template <typename T>
-RecordSteps dense_record_steps(T* weight, T* bias, T* velocity, T* z, T* a, double* losses, const T* X, const T* Y,
+RecordSteps dense_record_steps(T* weight, T* bias, T* const* slots, T* z, T* a, double* losses, const T* X, const T* Y,
                                const std::size_t* rows, std::size_t count, std::size_t in_features,
                                std::size_t out_features, Activation activation, Loss loss_kind,
                                const OptimizerOptions& optimizer, double lr, std::uint64_t steps);

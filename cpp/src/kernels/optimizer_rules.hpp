@@ -2,14 +2,15 @@
 // "Optimizers"): the new parameter from its value p, its gradient g and its
 // state slots, which the rule updates in place. optimizer_update
 // (optimizers.cpp) runs a rule over the flat parameter buffer; the fused
-// one-record steps (record_steps.cpp) run SGD's rules inside their loop, on
-// the same values, so both paths give the same bits.
+// one-record steps (record_steps.cpp) run SGD's and Adam's rules inside their
+// loop, on the same values, so both paths give the same bits.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <utility>
 
 #include "chainrule/optimizer.hpp"
@@ -27,7 +28,7 @@ struct StepScalars {
 };
 
 // Each rule: the new parameter from (p, g) and its state slots s0, s1, s2,
-// which it updates in place (they are the caller's copies). SGD's rules take
+// which it updates in place (they are the caller's copies). The rules take
 // the values as V, T itself or a vector of T (the fused one-record steps hold
 // a row in vector registers): the same operations on each element, so the
 // same bits.
@@ -55,6 +56,20 @@ struct SgdSklearn {
     }
 };
 
+// The square root of a value, or of each lane of a vector (GCC's vector
+// extensions: Adam's rules in the fused one-record steps).
+template <typename V>
+CHAINRULE_ALWAYS_INLINE V sqrt_of(V x) {
+    if constexpr (std::is_floating_point_v<V>) {
+        return std::sqrt(x);
+    } else {
+        constexpr int kLanes = static_cast<int>(sizeof(V) / sizeof(x[0]));
+        V root;
+        for (int e = 0; e < kLanes; ++e) root[e] = std::sqrt(x[e]);
+        return root;
+    }
+}
+
 // Adam and AdamW as torch.optim: m = lerp(m, g, 1 - beta1), v = beta2 v +
 // (1 - beta2) g^2, (amsgrad: vmax = max(vmax, v)), p - (lr / bc1) m /
 // (sqrt(v) / sqrt(bc2) + eps). Adam adds wd p to g; AdamW first scales p by
@@ -64,18 +79,18 @@ struct SgdSklearn {
 // torch's in the last bit of the denominator (docs/math.md, "Optimizers").
 template <bool kAmsgrad>
 struct AdamTorch {
-    template <typename T>
-    CHAINRULE_ALWAYS_INLINE static T step(T p, T g, T& m, T& v, T& vmax, const StepScalars<T>& c) {
+    template <typename V, typename T>
+    CHAINRULE_ALWAYS_INLINE static V step(V p, V g, V& m, V& v, V& vmax, const StepScalars<T>& c) {
         p = p * c.decay;
         g = g + c.weight_decay * p;
         m = m + c.one_minus_beta1 * (g - m);
         v = c.beta2 * v + c.one_minus_beta2 * (g * g);
-        T second = v;
+        V second = v;
         if constexpr (kAmsgrad) {
             vmax = vmax > v ? vmax : v;
             second = vmax;
         }
-        const T denom = std::sqrt(second) * c.inv_bc2_sqrt + c.eps;
+        const V denom = sqrt_of(second) * c.inv_bc2_sqrt + c.eps;
         return p + (-c.step_size) * (m / denom);
     }
 
@@ -97,12 +112,12 @@ struct AdamTorch {
 // beta2 v + (1 - beta2) g^2, p + (-lr_t m) / (sqrt(v) + eps), lr_t = lr
 // sqrt(bc2) / bc1 (c.step_size).
 struct AdamSklearn {
-    template <typename T>
-    CHAINRULE_ALWAYS_INLINE static T step(T p, T g, T& m, T& v, T&, const StepScalars<T>& c) {
+    template <typename V, typename T>
+    CHAINRULE_ALWAYS_INLINE static V step(V p, V g, V& m, V& v, V&, const StepScalars<T>& c) {
         g = g + c.weight_decay * p;
         m = c.beta1 * m + c.one_minus_beta1 * g;
         v = c.beta2 * v + c.one_minus_beta2 * (g * g);
-        return p + (-c.step_size * m) / (std::sqrt(v) + c.eps);
+        return p + (-c.step_size * m) / (sqrt_of(v) + c.eps);
     }
 
     template <typename T>
@@ -178,6 +193,22 @@ inline double bias_correction(double beta, double t) {
     return t >= seen[0].from ? 1.0 : 1.0 - std::pow(beta, t);
 }
 
+// Adam's scalars that change from step to step, for its step t (from 1):
+// StepScalars' step_size and inv_bc2_sqrt. `settled`: both bias
+// corrections are 1, and so are they for every later step.
+template <typename T>
+struct AdamStepScalars {
+    T step_size, inv_bc2_sqrt;
+    bool settled;
+};
+
+template <typename T>
+AdamStepScalars<T> adam_step_scalars(const OptimizerOptions& o, double lr, double t) {
+    const double bc1 = bias_correction(o.beta1, t), bc2 = bias_correction(o.beta2, t);
+    return {static_cast<T>(o.form == OptimizerForm::sklearn ? lr * std::sqrt(bc2) / bc1 : lr / bc1),
+            static_cast<T>(1.0 / std::sqrt(bc2)), bc1 == 1.0 && bc2 == 1.0};
+}
+
 // The scalars of the step after `steps` steps of the run, at rate lr.
 template <typename T>
 StepScalars<T> step_scalars(const OptimizerOptions& o, double lr, std::uint64_t steps) {
@@ -194,9 +225,9 @@ StepScalars<T> step_scalars(const OptimizerOptions& o, double lr, std::uint64_t 
     c.one_minus_beta2 = static_cast<T>(1.0 - o.beta2);
     c.eps = static_cast<T>(o.eps);
     c.inv_eps = T(1) / c.eps;
-    const double bc1 = bias_correction(o.beta1, t), bc2 = bias_correction(o.beta2, t);
-    c.step_size = static_cast<T>(o.form == OptimizerForm::sklearn ? lr * std::sqrt(bc2) / bc1 : lr / bc1);
-    c.inv_bc2_sqrt = static_cast<T>(1.0 / std::sqrt(bc2));
+    const AdamStepScalars<T> adam = adam_step_scalars<T>(o, lr, t);
+    c.step_size = adam.step_size;
+    c.inv_bc2_sqrt = adam.inv_bc2_sqrt;
     c.first = steps == 0;
     c.nesterov = o.nesterov;
     return c;

@@ -1,11 +1,11 @@
 // The fast path of one-layer networks trained one record at a time
-// (logistic and linear regression) with SGD (plain, momentum, Nesterov):
-// the forward pass, the output delta and the update of a step
+// (logistic and linear regression) with SGD (plain, momentum, Nesterov) or
+// Adam: the forward pass, the output delta and the update of a step
 // in one loop, many steps per call. It computes the
 // values of the general path (the batch kernels with B = 1) bit for bit,
 // through the same activation homes and the same dot product.
 #if defined(__GNUC__)
-// SGD's rules (here and in optimizer_rules.hpp, hence before the includes)
+// The rules (here and in optimizer_rules.hpp, hence before the includes)
 // take 32-byte vectors by value for the row in registers (below), which
 // changes the ABI without AVX (the baseline copy of target_clones); they pass
 // only between always-inlined functions, so no call ever uses that ABI. (For
@@ -32,65 +32,104 @@ namespace chainrule {
 
 namespace {
 // How a fused step updates a parameter from its gradient g: plain SGD, the
-// general path's sgd_update (p - lr g), or one of SGD's momentum rules
-// (optimizer_rules.hpp) with its velocity slot. Each takes the values
-// optimizer_update takes with B = 1. Not weight decay: g + wd p, with g a
-// product here but a loaded value there, may be contracted into a
-// different fused multiply-add, and then the bits would differ.
+// general path's sgd_update (p - lr g), or a rule of optimizer_rules.hpp
+// with its kSlots state slots s0, s1 (SGD's momentum: its velocity; Adam:
+// its two moments). Each takes the values optimizer_update takes with B =
+// 1. Not a weight decay added to g: g + wd p, with g a product here but a
+// loaded value there, may be contracted into a different fused
+// multiply-add, and then the bits would differ (AdamW's decoupled decay
+// scales p alone). kScheduled: the rule's scalars change from step to step
+// (Adam's bias corrections: StepTable).
 // The values are V: T, or a vector of T (the row in registers, below).
 struct PlainSgd {
-    static constexpr bool kSlot = false;
+    static constexpr std::size_t kSlots = 0;
+    static constexpr bool kScheduled = false;
     template <typename V, typename T>
-    CHAINRULE_ALWAYS_INLINE static V step(V p, V g, V&, const StepScalars<T>& c) {
+    CHAINRULE_ALWAYS_INLINE static V step(V p, V g, V&, V&, const StepScalars<T>& c) {
         return p - c.lr * g;
     }
 };
 
 template <typename Rule>
 struct SgdRule {
-    static constexpr bool kSlot = true;
+    static constexpr std::size_t kSlots = 1;
+    static constexpr bool kScheduled = false;
     template <typename V, typename T>
-    CHAINRULE_ALWAYS_INLINE static V step(V p, V g, V& v, const StepScalars<T>& c) {
+    CHAINRULE_ALWAYS_INLINE static V step(V p, V g, V& velocity, V&, const StepScalars<T>& c) {
         V unused1 = V{}, unused2 = V{};
-        return Rule::step(p, g, v, unused1, unused2, c);
+        return Rule::step(p, g, velocity, unused1, unused2, c);
     }
 };
 
-// The step's update of the parameters (OC, C) and (OC) and of their velocity
-// (same layout; null without a slot), from the deltas d(j) and the record x.
-// First every updated value is checked, then written: a step that would
-// leave a non-finite parameter (or velocity) leaves them all as they were.
+template <typename Rule>
+struct AdamRule {
+    static constexpr std::size_t kSlots = 2;
+    static constexpr bool kScheduled = true;
+    template <typename V, typename T>
+    CHAINRULE_ALWAYS_INLINE static V step(V p, V g, V& m, V& v, const StepScalars<T>& c) {
+        V unused = V{};  // amsgrad's maximum: not taken (three slots)
+        return Rule::step(p, g, m, v, unused, c);
+    }
+};
+
+// Adam's scalars for each step of a block (step_scalars' step_size and
+// inv_bc2_sqrt), computed before the block's steps: their pows are calls,
+// which the row in registers (below) would have to leave the registers for.
+template <typename T>
+struct StepTable {
+    static constexpr std::size_t kSteps = 256;
+    T step_size[kSteps], inv_bc2_sqrt[kSteps];
+
+    CHAINRULE_ALWAYS_INLINE void at(StepScalars<T>& c, std::size_t i) const {
+        c.step_size = step_size[i];
+        c.inv_bc2_sqrt = inv_bc2_sqrt[i];
+    }
+};
+
+// The step's update of the parameters (OC, C) and (OC) and of their state
+// slots (each laid out as the parameters), from the deltas d(j) and the
+// record x. First every updated value is checked, then written: a step that
+// would leave a non-finite parameter (or state value) leaves them all as
+// they were.
 template <typename Update, typename T, typename Delta>
-CHAINRULE_ALWAYS_INLINE bool update_record(T* weight, T* bias, T* velocity, const T* x, std::size_t in_features,
+CHAINRULE_ALWAYS_INLINE bool update_record(T* weight, T* bias, T* const* slots, const T* x, std::size_t in_features,
                                            std::size_t out_features, const Delta& delta,
                                            const StepScalars<T>& c) {
-    T* const vweight = velocity;
-    T* const vbias = Update::kSlot ? velocity + out_features * in_features : nullptr;
+    constexpr std::size_t kSlots = Update::kSlots;
+    const std::size_t biases = out_features * in_features;  // where each slot's bias values start
+    auto slot = [&](std::size_t k, std::size_t i) CHAINRULE_ALWAYS_INLINE_LAMBDA { return kSlots > k ? slots[k][i] : T(0); };
     detail::FloatBits<T> non_finite = 0;
     for (std::size_t j = 0; j < out_features; ++j) {
         const T d = delta(j);
         const T* w = weight + j * in_features;
         for (std::size_t k = 0; k < in_features; ++k) {
-            T v = Update::kSlot ? vweight[j * in_features + k] : T(0);
-            non_finite |= detail::non_finite_bits(Update::step(w[k], d * x[k], v, c)) | detail::non_finite_bits(v);
+            T s0 = slot(0, j * in_features + k), s1 = slot(1, j * in_features + k);
+            non_finite |= detail::non_finite_bits(Update::step(w[k], d * x[k], s0, s1, c)) |
+                          detail::non_finite_bits(s0) | detail::non_finite_bits(s1);
         }
-        T v = Update::kSlot ? vbias[j] : T(0);
-        non_finite |= detail::non_finite_bits(Update::step(bias[j], d, v, c)) | detail::non_finite_bits(v);
+        T s0 = slot(0, biases + j), s1 = slot(1, biases + j);
+        non_finite |= detail::non_finite_bits(Update::step(bias[j], d, s0, s1, c)) | detail::non_finite_bits(s0) |
+                      detail::non_finite_bits(s1);
     }
     if (non_finite != 0) return false;
     for (std::size_t j = 0; j < out_features; ++j) {
         const T d = delta(j);
         T* w = weight + j * in_features;
-        if constexpr (Update::kSlot) {
-            T* vw = vweight + j * in_features;
+        T unused0 = T(0), unused1 = T(0);
+        T* s0 = kSlots > 0 ? slots[0] + j * in_features : nullptr;
+        T* s1 = kSlots > 1 ? slots[1] + j * in_features : nullptr;
+        if constexpr (kSlots == 2) {
 #pragma omp simd
-            for (std::size_t k = 0; k < in_features; ++k) w[k] = Update::step(w[k], d * x[k], vw[k], c);
-            bias[j] = Update::step(bias[j], d, vbias[j], c);
+            for (std::size_t k = 0; k < in_features; ++k) w[k] = Update::step(w[k], d * x[k], s0[k], s1[k], c);
+            bias[j] = Update::step(bias[j], d, slots[0][biases + j], slots[1][biases + j], c);
+        } else if constexpr (kSlots == 1) {
+#pragma omp simd
+            for (std::size_t k = 0; k < in_features; ++k) w[k] = Update::step(w[k], d * x[k], s0[k], unused1, c);
+            bias[j] = Update::step(bias[j], d, slots[0][biases + j], unused1, c);
         } else {
-            T unused = T(0);
 #pragma omp simd
-            for (std::size_t k = 0; k < in_features; ++k) w[k] = Update::step(w[k], d * x[k], unused, c);
-            bias[j] = Update::step(bias[j], d, unused, c);  // W <- W - lr dZ x^T, b <- b - lr dZ (plain SGD)
+            for (std::size_t k = 0; k < in_features; ++k) w[k] = Update::step(w[k], d * x[k], unused0, unused1, c);
+            bias[j] = Update::step(bias[j], d, unused0, unused1, c);  // W <- W - lr dZ x^T, b <- b - lr dZ (plain SGD)
         }
     }
     return true;
@@ -104,7 +143,7 @@ CHAINRULE_ALWAYS_INLINE bool update_record(T* weight, T* bias, T* velocity, cons
 // computed with the step crowded out the loads of the next shuffled records,
 // and blocks of 8 did best; in double, where the loss's 4-lane vectors are
 // long, one step at a time did best for plain SGD (a block of 8 cost twice
-// the time), and blocks of 8 with momentum (whose velocity takes registers).
+// the time), and blocks of 8 with a state slot (which takes registers).
 template <typename T, std::size_t kBlock>
 struct BceBlocks {
     static constexpr std::size_t kSteps = kBlock;
@@ -135,7 +174,7 @@ struct BceBlocks {
 
 // One step of dense_record_steps (see there), inlined into its loop.
 template <typename Home, typename Update, typename T>
-CHAINRULE_ALWAYS_INLINE RecordStep record_step(T* weight, T* bias, T* velocity, T* z, T* a, double* loss,
+CHAINRULE_ALWAYS_INLINE RecordStep record_step(T* weight, T* bias, T* const* slots, T* z, T* a, double* loss,
                                                const T* x, const T* y, std::size_t in_features,
                                                std::size_t out_features, Loss loss_kind, const StepScalars<T>& c) {
     for (std::size_t j = 0; j < out_features; ++j) {
@@ -161,7 +200,7 @@ CHAINRULE_ALWAYS_INLINE RecordStep record_step(T* weight, T* bias, T* velocity, 
     auto delta = [&](std::size_t j) {
         return loss_kind == Loss::bce ? a[j] - y[j] : Home::times_derivative(T(2) * (a[j] - y[j]), a[j]);
     };
-    if (!update_record<Update>(weight, bias, velocity, x, in_features, out_features, delta, c)) {
+    if (!update_record<Update>(weight, bias, slots, x, in_features, out_features, delta, c)) {
         return RecordStep::update_not_finite;
     }
     return RecordStep::ok;
@@ -171,11 +210,11 @@ CHAINRULE_ALWAYS_INLINE RecordStep record_step(T* weight, T* bias, T* velocity, 
 namespace {
 // The steps for one activation home and one update rule, compiled for each instruction set.
 template <typename Home, typename Update, typename T>
-CHAINRULE_TARGET_CLONES RecordSteps record_steps_with(T* weight, T* bias, T* velocity, T* z, T* a, double* losses,
-                                                      const T* X, const T* Y, const std::size_t* rows,
-                                                      std::size_t count, std::size_t in_features,
-                                                      std::size_t out_features, Loss loss_kind,
-                                                      StepScalars<T> c) {
+CHAINRULE_TARGET_CLONES RecordSteps record_steps_with(T* weight, T* bias, T* const* slots, T* z, T* a,
+                                                      double* losses, const T* X, const T* Y,
+                                                      const std::size_t* rows, std::size_t count,
+                                                      std::size_t in_features, std::size_t out_features,
+                                                      Loss loss_kind, StepScalars<T> c, const StepTable<T>* table) {
     constexpr std::size_t kAhead = 16;  // records prefetched ahead of a shuffled step: it is shorter than a miss
     BceBlocks<T, 8> bce{loss_kind == Loss::bce && out_features == 1, {}};
     RecordSteps done{count, RecordStep::ok};
@@ -186,7 +225,8 @@ CHAINRULE_TARGET_CLONES RecordSteps record_steps_with(T* weight, T* bias, T* vel
             detail::prefetch_bytes(Y + rows[i + kAhead] * out_features, out_features * sizeof(T));
         }
         bce.target(i, Y[r * out_features]);
-        const RecordStep step = record_step<Home, Update>(weight, bias, velocity, z + i * out_features, a,
+        if constexpr (Update::kScheduled) table->at(c, i);
+        const RecordStep step = record_step<Home, Update>(weight, bias, slots, z + i * out_features, a,
                                                           losses + i, X + r * in_features, Y + r * out_features,
                                                           in_features, out_features, loss_kind, c);
         if (step != RecordStep::ok) {
@@ -203,7 +243,7 @@ CHAINRULE_TARGET_CLONES RecordSteps record_steps_with(T* weight, T* bias, T* vel
 
 // One output and 8 to 32 inputs (logistic and linear regression on a few
 // dozen features): the same steps as record_steps_with, with the row of
-// weights, its velocity and the bias held in vector registers for all the
+// weights, its state slots and the bias held in vector registers for all the
 // steps of a call. A step's dot product then waits on the previous step's
 // update alone, not on its stores, and the activation and delta never pass
 // through memory: each step is a chain of dependent operations (dot,
@@ -261,10 +301,10 @@ CHAINRULE_ALWAYS_INLINE typename RowVectors<T>::Mask non_finite_lanes(typename R
 }
 
 template <std::size_t kChunks, bool kTail, typename Home, typename Update, typename T>
-CHAINRULE_TARGET_CLONES RecordSteps row_steps_with(T* weight, T* bias, T* velocity, T* z, T* a, double* losses,
+CHAINRULE_TARGET_CLONES RecordSteps row_steps_with(T* weight, T* bias, T* const* slots, T* z, T* a, double* losses,
                                                    const T* X, const T* Y, const std::size_t* rows,
                                                    std::size_t count, std::size_t in_features, Loss loss_kind,
-                                                   StepScalars<T> c) {
+                                                   StepScalars<T> c, const StepTable<T>* table) {
     using R = RowVectors<T>;
     using V = typename R::Vec;
     using Mask = typename R::Mask;
@@ -282,17 +322,20 @@ CHAINRULE_TARGET_CLONES RecordSteps row_steps_with(T* weight, T* bias, T* veloci
     for (std::size_t p = 0; p < kParts; ++p) {
         for (std::size_t e = 0; e < kWidth; ++e) tail[p][e] = p * kWidth + e + rest >= 8 ? -1 : 0;
     }
-    V w[kChunks][kParts], v[kChunks][kParts];
+    constexpr std::size_t kSlots = Update::kSlots;
+    // The row, and each slot's (the weights' n values, then the bias's).
+    V w[kChunks][kParts], s0[kChunks][kParts], s1[kChunks][kParts];
     unroll<kChunks>([&](auto q) CHAINRULE_ALWAYS_INLINE_LAMBDA {
         unroll<kParts>([&](auto p) CHAINRULE_ALWAYS_INLINE_LAMBDA {
             w[q][p] = load_vector<V>(weight + at(q, p));
-            v[q][p] = Update::kSlot ? load_vector<V>(velocity + at(q, p)) : V{};
+            s0[q][p] = kSlots > 0 ? load_vector<V>(slots[0] + at(q, p)) : V{};
+            s1[q][p] = kSlots > 1 ? load_vector<V>(slots[1] + at(q, p)) : V{};
         });
     });
-    T b = *bias, vb = Update::kSlot ? velocity[n] : T(0);  // velocity: (OC * C) for the weights, then OC
+    T b = *bias, sb0 = kSlots > 0 ? slots[0][n] : T(0), sb1 = kSlots > 1 ? slots[1][n] : T(0);
     T activation = a[0];
     RecordSteps done{count, RecordStep::ok};
-    BceBlocks<T, sizeof(T) == 8 && !Update::kSlot ? 1 : 8> bce{loss_kind == Loss::bce, {}};
+    BceBlocks<T, sizeof(T) == 8 && kSlots == 0 ? 1 : 8> bce{loss_kind == Loss::bce, {}};
     for (std::size_t i = 0; i < count; ++i) {
         const std::size_t r = rows ? rows[i] : i;
         if (rows && i + kAhead < count) {
@@ -302,6 +345,7 @@ CHAINRULE_TARGET_CLONES RecordSteps row_steps_with(T* weight, T* bias, T* veloci
         const T* x = X + r * n;
         const T y = Y[r];
         bce.target(i, y);
+        if constexpr (Update::kScheduled) table->at(c, i);
         V xs[kChunks][kParts];
         unroll<kChunks>([&](auto q) CHAINRULE_ALWAYS_INLINE_LAMBDA {
             unroll<kParts>([&](auto p) CHAINRULE_ALWAYS_INLINE_LAMBDA { xs[q][p] = load_vector<V>(x + at(q, p)); });
@@ -356,32 +400,36 @@ CHAINRULE_TARGET_CLONES RecordSteps row_steps_with(T* weight, T* bias, T* veloci
         // read again rather than kept in registers since the dot: the old and
         // new rows are live together until the check, and with the record
         // too, a row of doubles left the exponential's terms no registers.
-        V new_w[kChunks][kParts], new_v[kChunks][kParts];
+        V new_w[kChunks][kParts], new_s0[kChunks][kParts], new_s1[kChunks][kParts];
         Mask bad = {};
         unroll<kChunks>([&](auto q) CHAINRULE_ALWAYS_INLINE_LAMBDA {
             unroll<kParts>([&](auto p) CHAINRULE_ALWAYS_INLINE_LAMBDA {
-                new_v[q][p] = v[q][p];
-                new_w[q][p] = Update::step(w[q][p], d * load_vector<V>(x + at(q, p)), new_v[q][p], c);
+                new_s0[q][p] = s0[q][p];
+                new_s1[q][p] = s1[q][p];
+                new_w[q][p] = Update::step(w[q][p], d * load_vector<V>(x + at(q, p)), new_s0[q][p], new_s1[q][p], c);
                 bad |= non_finite_lanes<T>(new_w[q][p]);
-                if constexpr (Update::kSlot) bad |= non_finite_lanes<T>(new_v[q][p]);
+                if constexpr (kSlots > 0) bad |= non_finite_lanes<T>(new_s0[q][p]);
+                if constexpr (kSlots > 1) bad |= non_finite_lanes<T>(new_s1[q][p]);
             });
         });
-        T new_vb = vb;
-        const T new_b = Update::step(b, d, new_vb, c);
+        T new_sb0 = sb0, new_sb1 = sb1;
+        const T new_b = Update::step(b, d, new_sb0, new_sb1, c);
         const Quads any = (Quads)bad;
         if (((any[0] | any[1]) | (any[2] | any[3])) != 0 ||
-            (detail::non_finite_bits(new_b) | detail::non_finite_bits(new_vb)) != 0) {
+            (detail::non_finite_bits(new_b) | detail::non_finite_bits(new_sb0) | detail::non_finite_bits(new_sb1)) != 0) {
             done = {i, RecordStep::update_not_finite};
             break;
         }
         unroll<kChunks>([&](auto q) CHAINRULE_ALWAYS_INLINE_LAMBDA {
             unroll<kParts>([&](auto p) CHAINRULE_ALWAYS_INLINE_LAMBDA {
                 w[q][p] = new_w[q][p];
-                v[q][p] = new_v[q][p];
+                s0[q][p] = new_s0[q][p];
+                s1[q][p] = new_s1[q][p];
             });
         });
         b = new_b;
-        vb = new_vb;
+        sb0 = new_sb0;
+        sb1 = new_sb1;
         c.first = false;  // torch's momentum buffer starts as the first gradient
         bce.taken(losses, z, i);
     }
@@ -390,11 +438,13 @@ CHAINRULE_TARGET_CLONES RecordSteps row_steps_with(T* weight, T* bias, T* veloci
     unroll<kChunks>([&](auto q) CHAINRULE_ALWAYS_INLINE_LAMBDA {
         unroll<kParts>([&](auto p) CHAINRULE_ALWAYS_INLINE_LAMBDA {
             store_vector(weight + at(q, p), w[q][p]);
-            if constexpr (Update::kSlot) store_vector(velocity + at(q, p), v[q][p]);
+            if constexpr (kSlots > 0) store_vector(slots[0] + at(q, p), s0[q][p]);
+            if constexpr (kSlots > 1) store_vector(slots[1] + at(q, p), s1[q][p]);
         });
     });
     *bias = b;
-    if constexpr (Update::kSlot) velocity[n] = vb;
+    if constexpr (kSlots > 0) slots[0][n] = sb0;
+    if constexpr (kSlots > 1) slots[1][n] = sb1;
     a[0] = activation;
     return done;
 }
@@ -402,9 +452,9 @@ CHAINRULE_TARGET_CLONES RecordSteps row_steps_with(T* weight, T* bias, T* veloci
 // The steps with the row in registers, when the network and home allow it
 // (one output, 8 to 32 inputs, sigmoid or identity); else {0, ok} and false.
 template <typename Home, typename Update, typename T>
-bool try_row_steps(RecordSteps& done, T* weight, T* bias, T* velocity, T* z, T* a, double* losses, const T* X,
+bool try_row_steps(RecordSteps& done, T* weight, T* bias, T* const* slots, T* z, T* a, double* losses, const T* X,
                    const T* Y, const std::size_t* rows, std::size_t count, std::size_t in_features,
-                   std::size_t out_features, Loss loss_kind, const StepScalars<T>& c) {
+                   std::size_t out_features, Loss loss_kind, const StepScalars<T>& c, const StepTable<T>* table) {
     constexpr bool kHome = std::is_same_v<Home, detail::Sigmoid> || std::is_same_v<Home, detail::Identity>;
     if constexpr (!kHome) {
         return false;
@@ -412,7 +462,7 @@ bool try_row_steps(RecordSteps& done, T* weight, T* bias, T* velocity, T* z, T* 
         if (out_features != 1 || in_features < 8 || in_features > 32) return false;
         auto run = [&](auto chunks, auto tail) {
             done = row_steps_with<decltype(chunks)::value, decltype(tail)::value, Home, Update>(
-                weight, bias, velocity, z, a, losses, X, Y, rows, count, in_features, loss_kind, c);
+                weight, bias, slots, z, a, losses, X, Y, rows, count, in_features, loss_kind, c, table);
             return true;
         };
         using Yes = std::true_type;
@@ -434,45 +484,75 @@ bool try_row_steps(RecordSteps& done, T* weight, T* bias, T* velocity, T* z, T* 
 }  // namespace
 #endif
 
+bool record_steps_take(const OptimizerOptions& o) {
+    // Weight decay only as AdamW's, which scales the parameter alone (PlainSgd above).
+    if (o.kind == OptimizerKind::sgd) return o.weight_decay == 0.0;
+    return (o.kind == OptimizerKind::adamw || o.weight_decay == 0.0) && !o.amsgrad;
+}
+
 template <typename T>
-RecordSteps dense_record_steps(T* weight, T* bias, T* velocity, T* z, T* a, double* losses, const T* X, const T* Y,
-                               const std::size_t* rows, std::size_t count, std::size_t in_features,
+RecordSteps dense_record_steps(T* weight, T* bias, T* const* slots, T* z, T* a, double* losses, const T* X,
+                               const T* Y, const std::size_t* rows, std::size_t count, std::size_t in_features,
                                std::size_t out_features, Activation activation, Loss loss_kind,
                                const OptimizerOptions& optimizer, double lr, std::uint64_t steps) {
-    // weight (OC, C), bias (OC), velocity (OC * C + OC) or null, X (., C), Y (., OC), rows (count) or null;
-    // z (count, OC), a (OC), losses (count)
+    // weight (OC, C), bias (OC), slots: optimizer_slots of (OC * C + OC), X (., C), Y (., OC), rows (count)
+    // or null; z (count, OC), a (OC), losses (count)
     // docs/math.md with B = 1, for each step: z = W x + b, a = f(z), dZ = a - y
-    // (BCE + sigmoid) or 2 (a - y) f'(z) (MSE); g = dZ x^T and dZ, then SGD's rule
-    // (plain: W <- W - lr dZ x^T, b <- b - lr dZ)
+    // (BCE + sigmoid) or 2 (a - y) f'(z) (MSE); g = dZ x^T and dZ, then the
+    // optimizer's rule (plain SGD: W <- W - lr dZ x^T, b <- b - lr dZ)
     assert(activation != Activation::softmax && loss_kind != Loss::cce);
-    assert(optimizer.kind == OptimizerKind::sgd && optimizer.weight_decay == 0.0);
+    assert(record_steps_take(optimizer));
     const StepScalars<T> c = step_scalars<T>(optimizer, lr, steps);
-    const bool momentum = optimizer_slots(optimizer) == 1;
-    assert(momentum == (velocity != nullptr));
+    const std::size_t num_slots = optimizer_slots(optimizer);
     const bool torch = optimizer.form == OptimizerForm::torch;
     return detail::with_activation(activation, [&](auto home) {
         using Home = decltype(home);
-        auto run = [&](auto update) {
+        auto run = [&](auto update, const StepTable<T>* table, std::size_t first, std::size_t n) {
+            const std::size_t* at = rows ? rows + first : nullptr;
+            const T* X_at = rows ? X : X + first * in_features;
+            const T* Y_at = rows ? Y : Y + first * out_features;
+            T* z_at = z + first * out_features;
 #if CHAINRULE_ROW_IN_REGISTERS
             RecordSteps done{0, RecordStep::ok};
-            if (try_row_steps<Home, decltype(update)>(done, weight, bias, velocity, z, a, losses, X, Y, rows, count,
-                                                      in_features, out_features, loss_kind, c)) {
+            if (try_row_steps<Home, decltype(update)>(done, weight, bias, slots, z_at, a, losses + first, X_at, Y_at,
+                                                      at, n, in_features, out_features, loss_kind, c, table)) {
                 return done;
             }
 #endif
-            return record_steps_with<Home, decltype(update)>(weight, bias, velocity, z, a, losses, X, Y, rows, count,
-                                                             in_features, out_features, loss_kind, c);
+            return record_steps_with<Home, decltype(update)>(weight, bias, slots, z_at, a, losses + first, X_at,
+                                                             Y_at, at, n, in_features, out_features, loss_kind, c,
+                                                             table);
         };
-        if (!momentum) return run(PlainSgd{});
-        return torch ? run(SgdRule<SgdTorch>{}) : run(SgdRule<SgdSklearn>{});
+        if (num_slots == 0) return run(PlainSgd{}, nullptr, 0, count);
+        if (optimizer.kind == OptimizerKind::sgd) {
+            return torch ? run(SgdRule<SgdTorch>{}, nullptr, 0, count) : run(SgdRule<SgdSklearn>{}, nullptr, 0, count);
+        }
+        // Adam: the steps in blocks, each after its table.
+        StepTable<T> table;
+        for (std::size_t first = 0; first < count; first += StepTable<T>::kSteps) {
+            const std::size_t n = std::min(count - first, StepTable<T>::kSteps);
+            for (std::size_t i = 0; i < n; ++i) {
+                const AdamStepScalars<T> step =
+                    adam_step_scalars<T>(optimizer, lr, static_cast<double>(steps + first + i + 1));
+                const std::size_t end = step.settled ? n : i + 1;  // settled: the same from here on
+                std::fill(table.step_size + i, table.step_size + end, step.step_size);
+                std::fill(table.inv_bc2_sqrt + i, table.inv_bc2_sqrt + end, step.inv_bc2_sqrt);
+                i = end - 1;
+            }
+            const RecordSteps block = torch ? run(AdamRule<AdamTorch<false>>{}, &table, first, n)
+                                            : run(AdamRule<AdamSklearn>{}, &table, first, n);
+            if (block.stopped != RecordStep::ok) return RecordSteps{first + block.done, block.stopped};
+        }
+        return RecordSteps{count, RecordStep::ok};
     });
 }
 
-template RecordSteps dense_record_steps<float>(float*, float*, float*, float*, float*, double*, const float*,
+template RecordSteps dense_record_steps<float>(float*, float*, float* const*, float*, float*, double*, const float*,
                                                const float*, const std::size_t*, std::size_t, std::size_t,
                                                std::size_t, Activation, Loss, const OptimizerOptions&, double,
                                                std::uint64_t);
-template RecordSteps dense_record_steps<double>(double*, double*, double*, double*, double*, double*, const double*,
+template RecordSteps dense_record_steps<double>(double*, double*, double* const*, double*, double*, double*,
+                                                const double*,
                                                 const double*, const std::size_t*, std::size_t, std::size_t,
                                                 std::size_t, Activation, Loss, const OptimizerOptions&, double,
                                                 std::uint64_t);
