@@ -97,7 +97,9 @@ CHAINRULE_ALWAYS_INLINE bool update_record(T* weight, T* bias, T* const* slots, 
                                            const StepScalars<T>& c) {
     constexpr std::size_t kSlots = Update::kSlots;
     const std::size_t biases = out_features * in_features;  // where each slot's bias values start
-    auto slot = [&](std::size_t k, std::size_t i) CHAINRULE_ALWAYS_INLINE_LAMBDA { return kSlots > k ? slots[k][i] : T(0); };
+    auto slot = [&](std::size_t k, std::size_t i) CHAINRULE_ALWAYS_INLINE_LAMBDA {
+        return kSlots > k ? slots[k][i] : T(0);
+    };
     detail::FloatBits<T> non_finite = 0;
     for (std::size_t j = 0; j < out_features; ++j) {
         const T d = delta(j);
@@ -112,25 +114,20 @@ CHAINRULE_ALWAYS_INLINE bool update_record(T* weight, T* bias, T* const* slots, 
                       detail::non_finite_bits(s1);
     }
     if (non_finite != 0) return false;
+    // Each slot's values, or a scratch value for a slot the rule has not.
+    T scratch[2] = {T(0), T(0)};
+    T* const s0 = kSlots > 0 ? slots[0] : scratch;
+    T* const s1 = kSlots > 1 ? slots[1] : scratch + 1;
+    const std::size_t stride0 = kSlots > 0 ? 1 : 0, stride1 = kSlots > 1 ? 1 : 0;
     for (std::size_t j = 0; j < out_features; ++j) {
         const T d = delta(j);
         T* w = weight + j * in_features;
-        T unused0 = T(0), unused1 = T(0);
-        T* s0 = kSlots > 0 ? slots[0] + j * in_features : nullptr;
-        T* s1 = kSlots > 1 ? slots[1] + j * in_features : nullptr;
-        if constexpr (kSlots == 2) {
+        const std::size_t row = j * in_features;
 #pragma omp simd
-            for (std::size_t k = 0; k < in_features; ++k) w[k] = Update::step(w[k], d * x[k], s0[k], s1[k], c);
-            bias[j] = Update::step(bias[j], d, slots[0][biases + j], slots[1][biases + j], c);
-        } else if constexpr (kSlots == 1) {
-#pragma omp simd
-            for (std::size_t k = 0; k < in_features; ++k) w[k] = Update::step(w[k], d * x[k], s0[k], unused1, c);
-            bias[j] = Update::step(bias[j], d, slots[0][biases + j], unused1, c);
-        } else {
-#pragma omp simd
-            for (std::size_t k = 0; k < in_features; ++k) w[k] = Update::step(w[k], d * x[k], unused0, unused1, c);
-            bias[j] = Update::step(bias[j], d, unused0, unused1, c);  // W <- W - lr dZ x^T, b <- b - lr dZ (plain SGD)
+        for (std::size_t k = 0; k < in_features; ++k) {
+            w[k] = Update::step(w[k], d * x[k], s0[(row + k) * stride0], s1[(row + k) * stride1], c);
         }
+        bias[j] = Update::step(bias[j], d, s0[(biases + j) * stride0], s1[(biases + j) * stride1], c);
     }
     return true;
 }
@@ -415,8 +412,9 @@ CHAINRULE_TARGET_CLONES RecordSteps row_steps_with(T* weight, T* bias, T* const*
         T new_sb0 = sb0, new_sb1 = sb1;
         const T new_b = Update::step(b, d, new_sb0, new_sb1, c);
         const Quads any = (Quads)bad;
-        if (((any[0] | any[1]) | (any[2] | any[3])) != 0 ||
-            (detail::non_finite_bits(new_b) | detail::non_finite_bits(new_sb0) | detail::non_finite_bits(new_sb1)) != 0) {
+        const auto bad_bias =
+            detail::non_finite_bits(new_b) | detail::non_finite_bits(new_sb0) | detail::non_finite_bits(new_sb1);
+        if (((any[0] | any[1]) | (any[2] | any[3])) != 0 || bad_bias != 0) {
             done = {i, RecordStep::update_not_finite};
             break;
         }
