@@ -173,8 +173,9 @@ inline double bias_correction_saturates(double beta) {
 
 // 1 - beta^t, bit for bit as 1.0 - std::pow(beta, t) computes it (t >= 1),
 // without the pow from the step where it rounds to 1 on. Adam asks for two
-// every step, and a pow costs ~10 ns, ~25 once beta^t underflows (beta1 =
-// 0.9 after ~6,700 steps): on one-record steps a fifth of the step. Each
+// every step, and pow is a call into libm, slower still once beta^t
+// underflows (beta1 = 0.9 after ~6,700 steps): on one-record steps a large
+// share of the step (docs/performance.md, "Adam's one-record steps"). Each
 // thread keeps the last two betas it was asked for (Adam's pair) with the
 // step where each saturates.
 inline double bias_correction(double beta, double t) {
