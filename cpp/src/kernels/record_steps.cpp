@@ -250,6 +250,11 @@ CHAINRULE_TARGET_CLONES RecordSteps record_steps_with(T* weight, T* bias, T* con
 // divide the row, that chunk overlaps the one before, and both copies of an
 // element get the same update from the same values. GCC and Clang only
 // (their vector extensions); elsewhere every size takes record_steps_with.
+// Where the core is cloned (runtime/macros.hpp), these kernels are compiled
+// for x86-64-v4 and x86-64-v3 alone, and a CPU without AVX2 takes
+// record_steps_with too: a baseline copy, its 32-byte vectors split in two,
+// would have been a third of this file's compile time, on CPUs that are
+// rare (record_steps_with gives the same values).
 #if defined(__GNUC__)
 #define CHAINRULE_ROW_IN_REGISTERS 1
 namespace {
@@ -298,7 +303,7 @@ CHAINRULE_ALWAYS_INLINE typename RowVectors<T>::Mask non_finite_lanes(typename R
 }
 
 template <std::size_t kChunks, bool kTail, typename Home, typename Update, typename T>
-CHAINRULE_TARGET_CLONES RecordSteps row_steps_with(T* weight, T* bias, T* const* slots, T* z, T* a, double* losses,
+CHAINRULE_ALWAYS_INLINE RecordSteps row_steps_with(T* weight, T* bias, T* const* slots, T* z, T* a, double* losses,
                                                    const T* X, const T* Y, const std::size_t* rows,
                                                    std::size_t count, std::size_t in_features, Loss loss_kind,
                                                    StepScalars<T> c, const StepTable<T>* table) {
@@ -447,8 +452,29 @@ CHAINRULE_TARGET_CLONES RecordSteps row_steps_with(T* weight, T* bias, T* const*
     return done;
 }
 
-// The steps with the row in registers, when the network and home allow it
-// (one output, 8 to 32 inputs, sigmoid or identity); else {0, ok} and false.
+#if CHAINRULE_HAS_TARGET_CLONES
+// row_steps_with compiled for each of the two levels (inlined: always_inline
+// into a function with more instructions than the baseline); the CPU's
+// level, read once: 4, 3, or 0 below x86-64-v3.
+template <std::size_t kChunks, bool kTail, typename Home, typename Update, typename... Args>
+__attribute__((target("arch=x86-64-v4"))) RecordSteps row_steps_v4(Args... args) {
+    return row_steps_with<kChunks, kTail, Home, Update>(args...);
+}
+template <std::size_t kChunks, bool kTail, typename Home, typename Update, typename... Args>
+__attribute__((target("arch=x86-64-v3"))) RecordSteps row_steps_v3(Args... args) {
+    return row_steps_with<kChunks, kTail, Home, Update>(args...);
+}
+int cpu_level() {
+    static const int level = [] {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("x86-64-v4") ? 4 : __builtin_cpu_supports("x86-64-v3") ? 3 : 0;
+    }();
+    return level;
+}
+#endif
+
+// The steps with the row in registers, when the network, home and CPU allow
+// it (one output, 8 to 32 inputs, sigmoid or identity); else false.
 template <typename Home, typename Update, typename T>
 bool try_row_steps(RecordSteps& done, T* weight, T* bias, T* const* slots, T* z, T* a, double* losses, const T* X,
                    const T* Y, const std::size_t* rows, std::size_t count, std::size_t in_features,
@@ -458,9 +484,24 @@ bool try_row_steps(RecordSteps& done, T* weight, T* bias, T* const* slots, T* z,
         return false;
     } else {
         if (out_features != 1 || in_features < 8 || in_features > 32) return false;
+#if CHAINRULE_HAS_TARGET_CLONES
+        const int level = cpu_level();
+        if (level < 3) return false;
+#endif
         auto run = [&](auto chunks, auto tail) {
-            done = row_steps_with<decltype(chunks)::value, decltype(tail)::value, Home, Update>(
-                weight, bias, slots, z, a, losses, X, Y, rows, count, in_features, loss_kind, c, table);
+            constexpr std::size_t kChunks = decltype(chunks)::value;
+            constexpr bool kTail = decltype(tail)::value;
+#if CHAINRULE_HAS_TARGET_CLONES
+            done = level == 4 ? row_steps_v4<kChunks, kTail, Home, Update>(weight, bias, slots, z, a, losses, X, Y,
+                                                                          rows, count, in_features, loss_kind, c,
+                                                                          table)
+                              : row_steps_v3<kChunks, kTail, Home, Update>(weight, bias, slots, z, a, losses, X, Y,
+                                                                          rows, count, in_features, loss_kind, c,
+                                                                          table);
+#else
+            done = row_steps_with<kChunks, kTail, Home, Update>(weight, bias, slots, z, a, losses, X, Y, rows, count,
+                                                                in_features, loss_kind, c, table);
+#endif
             return true;
         };
         using Yes = std::true_type;

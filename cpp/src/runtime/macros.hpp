@@ -11,7 +11,9 @@
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__) && \
     !defined(CHAINRULE_NO_TARGET_CLONES)
 #define CHAINRULE_TARGET_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define CHAINRULE_HAS_TARGET_CLONES 1
 #else
+#define CHAINRULE_HAS_TARGET_CLONES 0
 #define CHAINRULE_TARGET_CLONES
 #endif
 
