@@ -3,9 +3,11 @@
 #include <array>
 #include <cstring>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <vector>
 
+#include "kernels/activations.hpp"
 #include "kernels/kernels.hpp"
 #include "kernels/losses.hpp"
 #include "kernels/optimizer_rules.hpp"
@@ -107,6 +109,53 @@ TEST(fast_exp_and_log1p_match_libm) {
     CHECK(std::isnan(detail::exp_nonpositive(std::nan(""))));
     CHECK(detail::log1p_unit(0.0) == 0.0);
     CHECK_CLOSE(detail::log1p_unit(1.0), std::log(2.0), 2e-16);
+}
+
+// exp_nonpositive's kNormal form and the sigmoid's f_in_range, which drop
+// the handling of subnormal results, give the full forms' bits over their
+// whole ranges, down to the edge: every 61st float in [-86, 0] and random
+// doubles in [-700, 0]. all_within, which picks them for a pass, says no to
+// a value past the edge, to infinities and to NaN.
+template <typename T>
+bool same_bits(T a, T b) {
+    return std::memcmp(&a, &b, sizeof(T)) == 0;
+}
+
+TEST(exp_and_sigmoid_in_range_give_the_bits_of_the_full_forms) {
+    const float edge = detail::kExpNormalFrom<float>;
+    std::uint32_t edge_bits;
+    std::memcpy(&edge_bits, &edge, sizeof edge);
+    int differ = 0;
+    for (std::uint64_t bits = 0x80000000u; bits <= edge_bits; bits += 61) {
+        float x;
+        const auto b32 = static_cast<std::uint32_t>(bits);
+        std::memcpy(&x, &b32, sizeof x);
+        differ += !same_bits(detail::exp_nonpositive<float, true>(x), detail::exp_nonpositive(x));
+        differ += !same_bits(detail::Sigmoid::f_in_range(x), detail::Sigmoid::f(x));
+        differ += !same_bits(detail::Sigmoid::f_in_range(-x), detail::Sigmoid::f(-x));
+    }
+    CHECK(differ == 0);
+    CHECK(same_bits(detail::exp_nonpositive<float, true>(edge), detail::exp_nonpositive(edge)));
+    detail::Random random(12);
+    for (int i = 0; i < 400000; ++i) {
+        const double x = detail::kExpNormalFrom<double> * random.uniform() * (i % 3 ? 1.0 : 1e-6);
+        differ += !same_bits(detail::exp_nonpositive<double, true>(x), detail::exp_nonpositive(x));
+        differ += !same_bits(detail::Sigmoid::f_in_range(x), detail::Sigmoid::f(x));
+        differ += !same_bits(detail::Sigmoid::f_in_range(-x), detail::Sigmoid::f(-x));
+    }
+    CHECK(differ == 0);
+    const double edge64 = detail::kExpNormalFrom<double>;
+    CHECK(same_bits(detail::exp_nonpositive<double, true>(edge64), detail::exp_nonpositive(edge64)));
+
+    const float limit = detail::Sigmoid::in_range<float>();
+    const float past = std::nextafter(limit, 100.0f);
+    std::vector<float> v = {0.5f, -limit, limit, -0.0f, 3.0f};
+    CHECK(detail::all_within(v.data(), v.size(), limit));
+    CHECK(detail::all_within(v.data(), 0, limit));
+    for (float bad : {past, -past, INFINITY, -INFINITY, std::nanf("")}) {
+        v[3] = bad;
+        CHECK(!detail::all_within(v.data(), v.size(), limit));
+    }
 }
 
 // Random::below against its definition (reject r < 2^64 mod bound, then r

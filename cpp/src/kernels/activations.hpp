@@ -11,6 +11,9 @@
 #include <cassert>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
 
 #include "chainrule/names.hpp"
 #include "runtime/fast_math.hpp"
@@ -32,6 +35,15 @@ struct Sigmoid {
     template <typename T>
     CHAINRULE_ALWAYS_INLINE static T f(T z) {
         const T e = exp_nonpositive(-std::abs(z));
+        return (z >= T(0) ? T(1) : e) / (T(1) + e);
+    }
+    // f's bits for |z| <= in_range<T>() (not NaN), in fewer operations:
+    // e^{-|z|} is a normal number there (exp_nonpositive's kNormal).
+    template <typename T>
+    static constexpr T in_range() { return -kExpNormalFrom<T>; }
+    template <typename T>
+    CHAINRULE_ALWAYS_INLINE static T f_in_range(T z) {
+        const T e = exp_nonpositive<T, true>(-std::abs(z));
         return (z >= T(0) ? T(1) : e) / (T(1) + e);
     }
     // T may also be a vector of values (small_linear.cpp): 1 - a takes the 1 into each lane.
@@ -75,6 +87,21 @@ struct LeakyRelu {
     CHAINRULE_ALWAYS_INLINE static T times_derivative(T d, T a) { return a > T(0) ? d : T(kSlope) * d; }  // 1 if a > 0 else 0.01
 };
 
+// Whether |v[i]| <= limit for every i < n (false on a NaN): the largest of
+// the values' bits without their sign, which order as the magnitudes do.
+template <typename T>
+CHAINRULE_ALWAYS_INLINE bool all_within(const T* v, std::size_t n, T limit) {
+    using Bits = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
+    constexpr Bits kMagnitude = std::numeric_limits<Bits>::max();
+    Bits largest = 0;
+#pragma omp simd reduction(max : largest)
+    for (std::size_t i = 0; i < n; ++i) {
+        const Bits bits = bit_cast<Bits>(v[i]) & kMagnitude;
+        largest = bits > largest ? bits : largest;
+    }
+    return largest <= bit_cast<Bits>(limit);
+}
+
 // out[i] = Home::f(inp[i]) for i < n: the loop of activation_forward
 // (activations.cpp), and of the small layers' product with its sigmoid
 // (small_linear.cpp), compiled in the instruction set of its caller. 64 bytes
@@ -82,8 +109,18 @@ struct LeakyRelu {
 // dependent operations (the sigmoid's exponential and division) is long, and
 // a wider iteration keeps more values in flight for the same number of
 // instructions. Each value is computed alone, so the width changes no bit.
+// The sigmoid takes f_in_range when every input is in its range (a pass
+// that reads them first: a few operations per vector against the dozen that
+// the range saves).
 template <typename Home, typename T>
 CHAINRULE_ALWAYS_INLINE void forward_values(T* out, const T* inp, std::size_t n) {
+    if constexpr (std::is_same_v<Home, Sigmoid>) {
+        if (all_within(inp, n, Sigmoid::in_range<T>())) {
+#pragma omp simd simdlen(64 / sizeof(T))
+            for (std::size_t i = 0; i < n; ++i) out[i] = Sigmoid::f_in_range(inp[i]);
+            return;
+        }
+    }
 #pragma omp simd simdlen(64 / sizeof(T))
     for (std::size_t i = 0; i < n; ++i) out[i] = Home::f(inp[i]);
 }
