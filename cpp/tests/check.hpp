@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -32,6 +33,17 @@ inline void fail(const char* file, int line, const std::string& what) {
 // |a - b| <= tol * max(1, |a|, |b|)
 inline bool close(double a, double b, double tol) {
     return std::abs(a - b) <= tol * std::fmax(1.0, std::fmax(std::abs(a), std::abs(b)));
+}
+
+// The same bits: two values, or two vectors of values element by element
+// (a NaN equals itself, 0 and -0 differ).
+template <typename T>
+bool same_bits(T a, T b) {
+    return std::memcmp(&a, &b, sizeof(T)) == 0;
+}
+template <typename T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
 }
 
 inline int run_all() {

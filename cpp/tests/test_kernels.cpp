@@ -116,15 +116,11 @@ TEST(fast_exp_and_log1p_match_libm) {
 // whole ranges, down to the edge: every 61st float in [-86, 0] and random
 // doubles in [-700, 0]. all_within, which picks them for a pass, says no to
 // a value past the edge, to infinities and to NaN.
-template <typename T>
-bool same_bits(T a, T b) {
-    return std::memcmp(&a, &b, sizeof(T)) == 0;
-}
-
 TEST(exp_and_sigmoid_in_range_give_the_bits_of_the_full_forms) {
     const float edge = detail::kExpNormalFrom<float>;
     std::uint32_t edge_bits;
     std::memcpy(&edge_bits, &edge, sizeof edge);
+    using check::same_bits;
     int differ = 0;
     for (std::uint64_t bits = 0x80000000u; bits <= edge_bits; bits += 61) {
         float x;

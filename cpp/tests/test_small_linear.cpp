@@ -24,10 +24,7 @@ namespace {
 
 using test_data::random_values;
 
-template <typename T>
-bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
-}
+using check::same_bits;
 
 // Records: 1, one under and one over a register block (12 / J, 8), 32, 301.
 const std::size_t kRecords[] = {1, 2, 5, 7, 13, 32, 301};
