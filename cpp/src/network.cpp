@@ -115,6 +115,14 @@ using detail::kChunkRecords;
 // below, allocates one).
 constexpr std::size_t kPredictMinPartWork = std::size_t{1} << 18;
 constexpr std::size_t kPredictMaxParts = 16;
+// Where gemm tiles a product of a chunk of kChunkRecords (a large network),
+// predict takes chunks of up to kPredictLargeChunkRecords instead, halved
+// while their workspace exceeds kPredictLargeChunkBytes: a product's tiles
+// are then up to 256 rows, and each call to the GEMM library packs the
+// weights once for 256 records rather than 64. The threads share each
+// product's tiles, so fewer chunks leave them no less work to share.
+constexpr std::size_t kPredictLargeChunkRecords = 2048;
+constexpr std::size_t kPredictLargeChunkBytes = std::size_t{1} << 24;
 // predict keeps a workspace between calls up to this size (a record of a
 // network of 8,000 units in float64): a small predict's allocations cost
 // as much as its arithmetic.
@@ -729,19 +737,27 @@ void Network<T>::Impl::predict_chunks(MatrixView<T> out, const detail::Records<T
         throw std::invalid_argument(concat("out must have shape (", X.rows, ", ", num_outputs(), "), got (",
                                            out.rows, ", ", out.cols, ")"));
     }
-    const std::size_t capacity = std::min(X.rows, kChunkRecords);
-    const std::size_t chunks = (X.rows + capacity - 1) / capacity;
+    std::size_t capacity = std::min(X.rows, kChunkRecords);
     std::shared_lock<detail::WriterFirstMutex> reading(locks_->params);
     check_params_finite();
     // Chunks of records are independent. When gemm tiles no product of a
     // chunk (small networks), the threads share the chunks instead, a range
     // of them at a time with a workspace of its own; every record is still
     // computed exactly as on one thread. An error stops its own range; the
-    // one of the earliest chunk is thrown.
+    // one of the earliest chunk is thrown. Otherwise the chunks are larger
+    // (kPredictLargeChunkRecords), one after the other.
     bool share_chunks = true;
     for (std::size_t l = X.sparse() ? 1 : 0; l < num_layers(); ++l) {  // a CSR first layer is no gemm
         share_chunks = share_chunks && detail::gemm_tiling(capacity, layer_sizes_[l + 1], layer_sizes_[l]).tiles == 1;
     }
+    if (!share_chunks) {
+        std::size_t large = kPredictLargeChunkRecords;
+        while (large > kChunkRecords && Workspace::predict_bytes(layer_sizes_, large) > kPredictLargeChunkBytes) {
+            large /= 2;
+        }
+        capacity = std::min(X.rows, large);
+    }
+    const std::size_t chunks = (X.rows + capacity - 1) / capacity;
     const std::size_t min_chunks =
         share_chunks ? std::max({std::size_t{1}, kPredictMinPartWork / (capacity * num_params()),
                                  (chunks + kPredictMaxParts - 1) / kPredictMaxParts})

@@ -407,6 +407,8 @@ THREAD_CASES = [
     ([61, 250, 5], "relu", "sigmoid", "bce", 140, 7, True, 1),
     ([784, 256, 256, 10], "sigmoid", "sigmoid", "bce", 256, 64, True, 2),
     ([1024, 4096, 4096, 16], "sigmoid", "sigmoid", "bce", 64, 64, False, 1),
+    # Tiled products: predict takes these records in chunks of 2048 and a short one.
+    ([256, 128, 8], "relu", "sigmoid", "bce", 5000, 500, True, 1),
     # Small layers (kernels/small_linear.cpp) in batches large enough that the
     # threads share their records (forward, dZ W) and the rows of dW.
     ([10, 32, 1], "sigmoid", "identity", "mse", 40000, 20000, True, 1),
