@@ -17,9 +17,71 @@
 #define CHAINRULE_HAS_ATFORK 1
 #endif
 
+#if defined(CHAINRULE_TRACE_PARTS)
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#endif
+
 namespace chainrule::detail {
 
 namespace {
+
+#if defined(CHAINRULE_TRACE_PARTS)
+// The trace of CMake's CHAINRULE_TRACE_PARTS: one record per run of parts
+// and per part, `kind thread part begin end` (nanoseconds of the steady
+// clock), written at exit to the file $CHAINRULE_TRACE. The kinds: a run the
+// pool shares and its parts (`run`, `part`; a run's `part` field is its part
+// count), a run its caller computes alone and its parts (`alone`,
+// `alone-part`). The threads are numbered in the order of their first record.
+// The first kMaxTraceRecords are kept.
+enum TraceKind { kTraceRun, kTracePart, kTraceAlone, kTraceAlonePart };
+const char* const kTraceKindNames[] = {"run", "part", "alone", "alone-part"};
+struct TraceRecord {
+    TraceKind kind;
+    int thread, part;
+    long long begin, end;
+};
+constexpr std::size_t kMaxTraceRecords = std::size_t{1} << 22;
+
+long long trace_now() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+class Trace {
+public:
+    Trace() : records_(new TraceRecord[kMaxTraceRecords]) {}
+    ~Trace() {
+        const char* path = std::getenv("CHAINRULE_TRACE");
+        std::FILE* file = path ? std::fopen(path, "w") : nullptr;
+        if (file == nullptr) return;
+        const std::size_t n = std::min(count_.load(), kMaxTraceRecords);
+        for (std::size_t i = 0; i < n; ++i) {
+            const TraceRecord& r = records_[i];
+            std::fprintf(file, "%s %d %d %lld %lld\n", kTraceKindNames[r.kind], r.thread, r.part, r.begin, r.end);
+        }
+        std::fclose(file);
+    }
+    void add(TraceKind kind, int part, long long begin) {
+        thread_local int thread = next_thread_.fetch_add(1);
+        const std::size_t i = count_.fetch_add(1);
+        if (i < kMaxTraceRecords) records_[i] = {kind, thread, part, begin, trace_now()};
+    }
+
+private:
+    std::unique_ptr<TraceRecord[]> records_;
+    std::atomic<std::size_t> count_{0};
+    std::atomic<int> next_thread_{0};
+};
+Trace g_trace;
+#define CHAINRULE_TRACE_BEGIN(name) const long long name = trace_now()
+#define CHAINRULE_TRACE_END(kind, part, begin) g_trace.add(kind, part, begin)
+#else
+#define CHAINRULE_TRACE_BEGIN(name)
+#define CHAINRULE_TRACE_END(kind, part, begin)
+#endif
 
 // A worker that finished a part waits this many polls for the next before it
 // sleeps: the products of one training step follow each other within tens
@@ -109,7 +171,9 @@ private:
                 continue;  // another thread claimed it (or a new run began): look again
             }
             // A claimed part keeps its run from ending: body_ and context_ are this run's.
+            CHAINRULE_TRACE_BEGIN(begin);
             body_(context_, static_cast<int>(next_of(state)));
+            CHAINRULE_TRACE_END(kTracePart, static_cast<int>(next_of(state)), begin);
             done_.fetch_add(1, std::memory_order_release);
             state = state_.load(std::memory_order_acquire);
         }
@@ -201,7 +265,13 @@ thread_local bool t_leading_a_run = false;
 
 void run_parts(int parts, void (*body)(void* context, int part), void* context) {
     auto run_here = [&] {
-        for (int part = 0; part < parts; ++part) body(context, part);
+        CHAINRULE_TRACE_BEGIN(run_begin);
+        for (int part = 0; part < parts; ++part) {
+            CHAINRULE_TRACE_BEGIN(begin);
+            body(context, part);
+            CHAINRULE_TRACE_END(kTraceAlonePart, part, begin);
+        }
+        CHAINRULE_TRACE_END(kTraceAlone, parts, run_begin);
     };
     if (parts <= 1 || t_leading_a_run) return run_here();
     assert(static_cast<std::uint64_t>(parts) <= kFieldMask);
@@ -213,7 +283,9 @@ void run_parts(int parts, void (*body)(void* context, int part), void* context) 
         return run_here();
     }
     t_leading_a_run = true;
+    CHAINRULE_TRACE_BEGIN(run_begin);
     p.run(parts, body, context);
+    CHAINRULE_TRACE_END(kTraceRun, parts, run_begin);
     t_leading_a_run = false;
     p.end();
 }
