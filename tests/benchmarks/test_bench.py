@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import chainrule
@@ -79,6 +80,19 @@ def test_every_implementation_is_timed_or_reported_missing(results):
 def test_the_ceiling_and_the_determinism_runs_are_reported(results):
     assert results["ceiling_gflops"]["1"]["float64"] > 0
     assert results["bandwidth_gbs"]["1"] > 0
+
+
+def test_the_openblas_kernel_sets_are_reported(results):
+    # The ceiling, and so every percentage of it, depends on the kernel set each OpenBLAS runs. The child
+    # inherits this process's environment, so its OpenBLAS copies pick the sets that this process's do.
+    from chainrule.bench.peers import openblas_cores
+    here = openblas_cores()
+    assert results["openblas_cores"] == sorted(f"{library} {core or 'not read'}" for library, core in here.items())
+    numpy_libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
+    if any("openblas" in name for name in (os.listdir(numpy_libs) if os.path.isdir(numpy_libs) else [])):
+        assert here["numpy"], "NumPy's wheel carries OpenBLAS, but its kernel set was not read"
+    assert results["machine"]["openblas_environment"] == {name: value for name, value in os.environ.items()
+                                                          if name.startswith("OPENBLAS_") and name != "OPENBLAS_NUM_THREADS"}
 
 
 def test_the_roofline_puts_each_timed_step_against_both_roofs(results):

@@ -240,6 +240,7 @@ def ceiling(task: dict, arrays: dict) -> dict:
             best = min(best, time.perf_counter() - start)
         results[dtype] = {"gflops": 2 * size**3 / best / 1e9, "size": size, "seconds": best}
     results["bandwidth"] = bandwidth(task["bandwidth_bytes"], task["repeats"])
+    results["openblas_cores"] = peers.openblas_cores()
     return results
 
 

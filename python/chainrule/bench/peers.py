@@ -58,6 +58,42 @@ def chainrule_build() -> str:
     return f"{chainrule.__version__} {core.name} sha256:{hashlib.sha256(core.read_bytes()).hexdigest()[:12]}"
 
 
+def openblas_cores() -> dict:
+    """The kernel set ("Haswell", "SkylakeX", ...) each loaded OpenBLAS runs, chainrule's (the wheel's
+    scipy-openblas32) and NumPy's own copy, None where it cannot be read: OpenBLAS picks one per CPU
+    when it loads, unless OPENBLAS_CORETYPE names one, and the GEMM ceiling depends on which."""
+    import ctypes
+    import glob
+    import os
+
+    def ask(paths, functions):
+        for path in paths:
+            try:
+                library = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for function in functions:
+                corename = getattr(library, function, None)
+                if corename is not None:
+                    corename.restype = ctypes.c_char_p
+                    return corename().decode()
+        return None
+
+    cores = {"chainrule": None, "numpy": None}
+    try:
+        import chainrule  # noqa: F401  (loads its OpenBLAS the way a user's import does)
+        import scipy_openblas32
+        cores["chainrule"] = ask([os.path.join(scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library(True))],
+                                 ["scipy_openblas_get_corename"])
+    except (ImportError, IndexError, OSError):
+        pass
+    numpy_libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
+    cores["numpy"] = ask(sorted(glob.glob(os.path.join(numpy_libs, "lib*openblas*"))),
+                         ["scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename64_",
+                          "openblas_get_corename"])
+    return cores
+
+
 # -- chainrule ------------------------------------------------------------------------
 
 

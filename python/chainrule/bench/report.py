@@ -108,9 +108,19 @@ def _header(results: dict) -> list:
             f"- timings: best of {options.get('rounds', 1)} round(s) of every implementation x workload x thread "
             "count, one full pass after another",
             f"- load average (1, 5, 15 min) at start {loads[0]}, at end {loads[1]}",
-            f"- GEMM ceiling (NumPy matmul, GFLOP/s, the higher of before and after the timings): {ceilings}", "",
+            f"- GEMM ceiling (NumPy matmul, GFLOP/s, the higher of before and after the timings): {ceilings}",
+            f"- OpenBLAS kernel sets: {_openblas(results)}", "",
             f"`*`: other processes kept at least {CONTENDED} CPUs busy on average during that measurement "
             "(`other_cpus` in the JSON): the number is pessimistic, very much so with 2 threads on 2 cores.", ""]
+
+
+def _openblas(results: dict) -> str:
+    """Which kernel set each OpenBLAS ran, and whether the environment chose it."""
+    cores = ", ".join(results.get("openblas_cores", [])) or "not read"
+    environment = results["machine"].get("openblas_environment", {})
+    how = "chosen by OPENBLAS_CORETYPE" if "OPENBLAS_CORETYPE" in environment else "OpenBLAS's own pick for this CPU"
+    settings = ", ".join(f"{name}={value}" for name, value in environment.items())
+    return f"{cores} ({how}" + (f"; environment: {settings})" if settings else ")")
 
 
 def _agreement(results: dict) -> list:

@@ -58,8 +58,12 @@ def machine() -> dict:
     except (OSError, StopIteration):
         cpu = platform.processor() or cpu
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    # OpenBLAS reads these when it loads (the kernel set, cache sizes); the thread counts are the run's own.
+    openblas_environment = {name: value for name, value in sorted(os.environ.items())
+                            if name.startswith("OPENBLAS_") and name != "OPENBLAS_NUM_THREADS"}
     return {"cpu": cpu, "logical_cpus": os.cpu_count(), "usable_cpus": usable,
-            "platform": platform.platform(), "python": platform.python_version()}
+            "platform": platform.platform(), "python": platform.python_version(),
+            "openblas_environment": openblas_environment}
 
 
 def versions() -> dict:
@@ -223,6 +227,7 @@ def measure_ceilings(child: Child, thread_counts: list, dtypes: list, quick: boo
             print(f"  GEMM ceiling at {threads} thread(s) failed: {run.error}")
             continue
         ceilings[threads] = {dtype: run.result[dtype]["gflops"] for dtype in dtypes}
+        ceilings[threads]["openblas_cores"] = run.result["openblas_cores"]
         ceilings[threads]["bandwidth_gbs"] = run.result["bandwidth"]["gbs"]
         text = ", ".join(f"{dtype} {ceilings[threads][dtype]:.1f}" for dtype in dtypes)
         print(f"GEMM ceiling, NumPy {task['size']}^3 matmul, {threads} thread(s): {text} GFLOP/s; memory copy "
@@ -450,6 +455,8 @@ def collect(options, implementations: list) -> dict:
     results["ceiling_gflops"] = {threads: {dtype: max(before.get(threads, {}).get(dtype, 0.0),
                                                       after.get(threads, {}).get(dtype, 0.0))
                                            for dtype in options.dtypes} for threads in options.threads}
+    results["openblas_cores"] = sorted({f"{library} {core or 'not read'}" for by in (before, after)
+                                        for at in by.values() for library, core in at["openblas_cores"].items()})
     results["bandwidth_gbs"] = {threads: max(before.get(threads, {}).get("bandwidth_gbs", 0.0),
                                              after.get(threads, {}).get("bandwidth_gbs", 0.0))
                                 for threads in options.threads}
