@@ -1,0 +1,69 @@
+"""The measurement scripts of bench/ that docs/performance.md quotes: they run, and measure what they say.
+
+Short runs only; the figures themselves are in docs/performance.md.
+"""
+
+import importlib.util
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from chainrule.bench.workloads import BY_NAME
+
+BENCH = pathlib.Path(__file__).resolve().parents[2] / "bench"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(BENCH))  # w4_products imports gemm_rows beside it
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
+    return module
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_w4_products_are_the_eight_products_of_a_w4_step(dtype):
+    w4_products = load("w4_products")
+    calls, (A, W, Z, dA) = w4_products.products(w4_products.openblas(), dtype, lr=0.5)
+    workload = BY_NAME["W4"]
+    assert w4_products.LAYERS == workload.layer_sizes and w4_products.BATCH == workload.batch_size
+    # Every multiply-add of the step that the suite counts, and no other.
+    assert len(calls) == 8
+    assert sum(flop for _, flop, _ in calls) == workload.flops_per_record() * workload.batch_size
+    # The calls compute what a step's products are: Z = A W^T, dA = dZ W, then W += -lr dZ^T A.
+    before = [w.copy() for w in W]
+    for _, _, call in calls:
+        call()
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    for i in range(3):  # Z doubles as dZ: the products' speed does not depend on the values
+        assert np.allclose(Z[i], A[i] @ before[i].T, rtol=tol, atol=tol)
+        assert np.allclose(W[i], before[i] - 0.5 * Z[i].T @ A[i], rtol=tol, atol=tol)
+    assert np.allclose(dA[1], Z[2] @ before[2], rtol=tol, atol=tol)
+    assert np.allclose(dA[0], Z[1] @ before[1], rtol=tol, atol=tol)
+
+
+def test_w4_products_prints_the_step_against_its_products():
+    run = subprocess.run([sys.executable, str(BENCH / "w4_products.py"), "--steps", "2", "--repeats", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("OpenBLAS ") and "one thread" in lines[0]
+    assert sum(line.startswith("| forward ") or line.startswith("| input gradient ")
+               or line.startswith("| weight gradient ") for line in lines) == 8
+    assert any(line.startswith("| chainrule's whole step |") for line in lines)
+    assert lines[-1].startswith("the step beyond its products:")
+
+
+def test_gemm_rows_counts_the_elements_that_differ_from_one_call():
+    run = subprocess.run([sys.executable, str(BENCH / "gemm_rows.py"), "--shape", "256", "64", "32",
+                          "--rows", "256", "64", "--repeats", "1"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    rows = [line.split("|") for line in run.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert [int(row[0]) for row in rows] == [256, 64]
+    assert int(rows[0][2]) == 0  # the product in one call is the reference itself
