@@ -17,19 +17,26 @@ BENCH = pathlib.Path(__file__).resolve().parents[2] / "bench"
 
 
 def load(name):
+    """The script as a module, with sys.path as it was and no module of bench/ left in sys.modules:
+    w4_products puts bench/ on sys.path to import gemm_rows, and bench/ holds names (distributed.py)
+    that would shadow packages that later tests import, in this process and in the processes it spawns."""
     spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(BENCH))  # w4_products imports gemm_rows beside it
+    path, modules = list(sys.path), set(sys.modules)
     try:
         spec.loader.exec_module(module)
     finally:
-        sys.path.remove(str(BENCH))
+        sys.path[:] = path
+        for added in set(sys.modules) - modules:
+            if str(getattr(sys.modules[added], "__file__", "")).startswith(str(BENCH)):
+                del sys.modules[added]
     return module
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_w4_products_are_the_eight_products_of_a_w4_step(dtype):
     w4_products = load("w4_products")
+    assert str(BENCH) not in sys.path and "gemm_rows" not in sys.modules
     calls, (A, W, Z, dA) = w4_products.products(w4_products.openblas(), dtype, lr=0.5)
     workload = BY_NAME["W4"]
     assert w4_products.LAYERS == workload.layer_sizes and w4_products.BATCH == workload.batch_size
