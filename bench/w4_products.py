@@ -15,9 +15,12 @@ The step's time beyond the products is what the bias, the activations,
 their derivatives, the loss and the bound of the update cost; the products'
 own GFLOP/s, against a 2048^3 product of the same library, is how near the
 GEMM itself comes to the ceiling at these shapes. Each figure is the best
-of --repeats; the two are alternated. The products' times are net of
-what a call costs through ctypes (eight 1x1x1 products), which chainrule's
-own calls do not pay.
+of --repeats; the products, whole and in the core's tiles, and the step
+are alternated. The products are made twice: one call each, and cut into
+the tiles the core cuts them into (cpp/src/runtime/gemm.hpp; one thread
+makes the same calls as two), each tile one call; their times are net of
+what a call costs through ctypes (a 1x1x1 product), which chainrule's own
+calls do not pay.
 """
 
 from __future__ import annotations
@@ -37,32 +40,61 @@ from gemm_rows import NO_TRANS, ROW_MAJOR, TRANS, openblas  # noqa: E402
 
 LAYERS = (784, 256, 256, 10)
 BATCH = 64
+# The core's tiling of a product (cpp/src/runtime/gemm.hpp): kGemmMaxTiles, kGemmTileMinWork, kGemmTileAlign.
+MAX_TILES, TILE_MIN_WORK, TILE_ALIGN = 8, 2**21, 64
 
 
-def products(lib, dtype, lr: float):
-    """The step's eight calls, as (name, flop, call) in the order a step makes them, and their arrays
-    (inputs A, weights W, outputs Z, which double as dZ, and input gradients dA), to keep alive beside them."""
+def core_tiles(M: int, N: int, K: int) -> tuple:
+    """How the core cuts a product of C (M, N) with inner size K into tiles, each one backend call: (rows,
+    [first row or column of each tile, ..., M or N]). The rule of cpp/src/runtime/gemm.hpp (gemm_tiling),
+    which depends on the shape alone, so one thread makes the same calls as two."""
+    rows = M >= N
+    side = M if rows else N
+    tiles = 1
+    while tiles < MAX_TILES and M * N * K / (2 * tiles) >= TILE_MIN_WORK and side // (2 * tiles) >= TILE_ALIGN:
+        tiles *= 2
+    blocks = -(-side // TILE_ALIGN)
+    return rows, [min(i * blocks // tiles * TILE_ALIGN, side) for i in range(tiles + 1)]
+
+
+def gemm_calls(gemm, itemsize: int, tiled: bool, ta: bool, tb: bool, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc):
+    """The backend calls of C = alpha op(A) op(B) + beta C (row-major; addresses in bytes), one per tile."""
+    rows, bounds = core_tiles(M, N, K) if tiled else (True, [0, M])
+    calls = []
+    for begin, end in zip(bounds, bounds[1:]):
+        if rows:  # rows [begin, end) of C and of op(A)
+            a, b, c, m, n = A + (begin if ta else begin * lda) * itemsize, B, C + begin * ldc * itemsize, end - begin, N
+        else:     # columns [begin, end) of C and of op(B)
+            a, b, c, m, n = A, B + (begin * ldb if tb else begin) * itemsize, C + begin * itemsize, M, end - begin
+        calls.append(functools.partial(gemm, ROW_MAJOR, TRANS if ta else NO_TRANS, TRANS if tb else NO_TRANS,
+                                       m, n, K, alpha, a, lda, b, ldb, beta, c, ldc))
+    return calls
+
+
+def products(lib, dtype, lr: float, tiled: bool = True):
+    """The step's eight products, as (name, flop, calls) in the order a step makes them, each product's
+    calls cut into the core's tiles (or one call each, tiled=False), and their arrays (inputs A, weights
+    W, outputs Z, which double as dZ, and input gradients dA), to keep alive beside the calls' addresses."""
     gemm = lib.scipy_cblas_sgemm if dtype == np.float32 else lib.scipy_cblas_dgemm
+    size = np.dtype(dtype).itemsize
     rng = np.random.default_rng(0)
     A = [rng.standard_normal((BATCH, n)).astype(dtype) for n in LAYERS[:-1]]  # each layer's input
     W = [(rng.standard_normal((n_out, n_in)) * 0.05).astype(dtype) for n_in, n_out in zip(LAYERS, LAYERS[1:])]
-    Z = [np.empty((BATCH, n), dtype) for n in LAYERS[1:]]      # forward outputs, and their gradients dZ
+    Z = [np.zeros((BATCH, n), dtype) for n in LAYERS[1:]]      # forward outputs, and their gradients dZ
     dA = [np.empty((BATCH, n), dtype) for n in LAYERS[1:-1]]   # input gradients of layers 2 and 3
-    calls = []  # each a partial of gemm with every argument bound, the arrays' addresses included
-    for i, (n_in, n_out) in enumerate(zip(LAYERS, LAYERS[1:])):  # Z_i = A_i W_i^T
-        calls.append((f"forward {n_in}->{n_out}", 2 * BATCH * n_in * n_out, functools.partial(
-            gemm, ROW_MAJOR, NO_TRANS, TRANS, BATCH, n_out, n_in, 1, A[i].ctypes.data, n_in,
-            W[i].ctypes.data, n_in, 0, Z[i].ctypes.data, n_out)))
+    a, w, z, da = ([x.ctypes.data for x in arrays] for arrays in (A, W, Z, dA))
+    products = []
+    for i, (n_in, n_out) in enumerate(zip(LAYERS, LAYERS[1:])):  # Z_i += A_i W_i^T, onto the bias
+        products.append((f"forward {n_in}->{n_out}", 2 * BATCH * n_in * n_out, gemm_calls(
+            gemm, size, tiled, False, True, BATCH, n_out, n_in, 1, a[i], n_in, w[i], n_in, 1, z[i], n_out)))
     for i in reversed(range(len(W))):
         n_in, n_out = LAYERS[i], LAYERS[i + 1]
         if i > 0:  # dA_i = dZ_i W_i, from the weights before the step
-            calls.append((f"input gradient {n_out}->{n_in}", 2 * BATCH * n_in * n_out, functools.partial(
-                gemm, ROW_MAJOR, NO_TRANS, NO_TRANS, BATCH, n_in, n_out, 1, Z[i].ctypes.data, n_out,
-                W[i].ctypes.data, n_in, 0, dA[i - 1].ctypes.data, n_in)))
-        calls.append((f"weight gradient {n_in}x{n_out}", 2 * BATCH * n_in * n_out, functools.partial(
-            gemm, ROW_MAJOR, TRANS, NO_TRANS, n_out, n_in, BATCH, -lr, Z[i].ctypes.data, n_out,  # W_i += -lr dZ_i^T A_i
-            A[i].ctypes.data, n_in, 1, W[i].ctypes.data, n_in)))
-    return calls, (A, W, Z, dA)  # the arrays: the calls hold their addresses, not them
+            products.append((f"input gradient {n_out}->{n_in}", 2 * BATCH * n_in * n_out, gemm_calls(
+                gemm, size, tiled, False, False, BATCH, n_in, n_out, 1, z[i], n_out, w[i], n_in, 0, da[i - 1], n_in)))
+        products.append((f"weight gradient {n_in}x{n_out}", 2 * BATCH * n_in * n_out, gemm_calls(  # W_i += -lr dZ_i^T A_i
+            gemm, size, tiled, True, False, n_out, n_in, BATCH, -lr, z[i], n_out, a[i], n_in, 1, w[i], n_in)))
+    return products, (A, W, Z, dA)
 
 
 def ceiling(lib, dtype, repeats: int) -> float:
@@ -79,6 +111,18 @@ def ceiling(lib, dtype, repeats: int) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def best_seconds(calls, steps: int, repeats: int) -> float:
+    """Seconds per step of making these backend calls, best of `repeats` timings of `steps` steps."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            for call in calls:
+                call()
+        best = min(best, (time.perf_counter() - start) / steps)
+    return best
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
@@ -92,7 +136,8 @@ def main(argv=None) -> int:
 
     chainrule.set_num_threads(1)
     lib = openblas()
-    calls, _arrays = products(lib, dtype, lr=1e-6)
+    whole, _whole_arrays = products(lib, dtype, lr=1e-6, tiled=False)
+    tiled, _tiled_arrays = products(lib, dtype, lr=1e-6, tiled=True)
     workload = BY_NAME["W4"]
     X, Y = make_data(workload, BATCH * args.steps, dtype)
     weights, biases = initial_params(workload, dtype)
@@ -102,52 +147,46 @@ def main(argv=None) -> int:
     for view, value in zip(net.biases, biases):
         view[...] = value
 
-    each = [float("inf")] * len(calls)
-    best_products = best_step = float("inf")
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            for _, _, call in calls:
-                call()
-        best_products = min(best_products, (time.perf_counter() - start) / args.steps)
-        start = time.perf_counter()
-        net.fit(X, Y, epochs=1, lr=0.05, batch_size=BATCH, shuffle=False)
-        best_step = min(best_step, (time.perf_counter() - start) / args.steps)
-    for k, (_, _, call) in enumerate(calls):  # each call on its own, for the table
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                call()
-            each[k] = min(each[k], (time.perf_counter() - start) / args.steps)
-    roof = ceiling(lib, dtype, args.repeats)
-    flop = sum(f for _, f, _ in calls)
-    # What a call costs through ctypes, which chainrule's own calls do not pay: eight 1x1x1 products.
+    # What a call costs through ctypes, which chainrule's own calls do not pay: a 1x1x1 product.
     gemm = lib.scipy_cblas_sgemm if dtype == np.float32 else lib.scipy_cblas_dgemm
     one = np.ones(1, dtype)
     tiny = functools.partial(gemm, ROW_MAJOR, NO_TRANS, TRANS, 1, 1, 1, 1, one.ctypes.data, 1, one.ctypes.data, 1, 0,
                              one.ctypes.data, 1)
-    overhead = float("inf")
-    for _ in range(args.repeats):
+    whole_calls = [call for _, _, calls in whole for call in calls]
+    tiled_calls = [call for _, _, calls in tiled for call in calls]
+    best = {"whole": float("inf"), "tiled": float("inf"), "step": float("inf"), "call": float("inf")}
+    for _ in range(args.repeats):  # the four alternated, each timing of `steps` steps
+        best["whole"] = min(best["whole"], best_seconds(whole_calls, args.steps, 1))
+        best["tiled"] = min(best["tiled"], best_seconds(tiled_calls, args.steps, 1))
         start = time.perf_counter()
-        for _ in range(args.steps * 8):
-            tiny()
-        overhead = min(overhead, (time.perf_counter() - start) / args.steps)
-    best_products -= overhead
-    each = [seconds - overhead / 8 for seconds in each]
+        net.fit(X, Y, epochs=1, lr=0.05, batch_size=BATCH, shuffle=False)
+        best["step"] = min(best["step"], (time.perf_counter() - start) / args.steps)
+        best["call"] = min(best["call"], best_seconds([tiny], args.steps, 1))
+    call = best["call"]
+    each = [best_seconds(calls, args.steps, args.repeats) - len(calls) * call for _, _, calls in whole]
+    in_tiles = [best_seconds(calls, args.steps, args.repeats) - len(calls) * call for _, _, calls in tiled]
+    best["whole"] -= len(whole_calls) * call
+    best["tiled"] -= len(tiled_calls) * call
+    roof = ceiling(lib, dtype, args.repeats)
+    flop = sum(f for _, f, _ in whole)
+
+    def rate(f, seconds):
+        return f"{f / seconds / 1e9:.1f} ({f / seconds / 1e9 / roof:.0%})"
 
     print(f"OpenBLAS {lib.scipy_openblas_get_corename().decode()} kernels, {args.dtype}, one thread; "
           f"ceiling (one 2048^3 product): {roof:.1f} GFLOP/s; the products' times are net of the "
-          f"{overhead / 8 * 1e6:.2f} us a call costs through ctypes")
-    print("| product | us | GFLOP/s (% of ceiling) |")
-    print("|---|---|---|")
-    for (name, f, _), seconds in zip(calls, each):
-        print(f"| {name} | {seconds * 1e6:.1f} | {f / seconds / 1e9:.1f} ({f / seconds / 1e9 / roof:.0%}) |")
-    rate = flop / best_products / 1e9
-    print(f"| the eight in a row | {best_products * 1e6:.1f} | {rate:.1f} ({rate / roof:.0%}) |")
-    rate = flop / best_step / 1e9
-    print(f"| chainrule's whole step | {best_step * 1e6:.1f} | {rate:.1f} ({rate / roof:.0%}) |")
-    print(f"the step beyond its products: {(best_step - best_products) * 1e6:.1f} us "
-          f"({(best_step - best_products) / best_step:.0%} of the step)")
+          f"{call * 1e6:.2f} us a call costs through ctypes")
+    print("| product | one call: us | GFLOP/s (% of ceiling) | the core's tiles | us | GFLOP/s (% of ceiling) |")
+    print("|---|---|---|---|---|---|")
+    for (name, f, calls), seconds, tiled_seconds in zip(tiled, each, in_tiles):
+        print(f"| {name} | {seconds * 1e6:.1f} | {rate(f, seconds)} | {len(calls)} | {tiled_seconds * 1e6:.1f} | "
+              f"{rate(f, tiled_seconds)} |")
+    print(f"| the eight in a row | {best['whole'] * 1e6:.1f} | {rate(flop, best['whole'])} | {len(tiled_calls)} | "
+          f"{best['tiled'] * 1e6:.1f} | {rate(flop, best['tiled'])} |")
+    print(f"chainrule's whole step: {best['step'] * 1e6:.1f} us, {rate(flop, best['step'])} GFLOP/s")
+    beyond = best["step"] - best["tiled"]
+    print(f"the step beyond its products in the core's tiles: {beyond * 1e6:.1f} us ({beyond / best['step']:.0%} "
+          "of the step)")
     return 0
 
 
