@@ -97,3 +97,15 @@ def test_gemm_rows_counts_the_elements_that_differ_from_one_call():
     rows = [line.split("|") for line in run.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert [int(row[0]) for row in rows] == [256, 64]
     assert int(rows[0][2]) == 0  # the product in one call is the reference itself
+
+
+def test_the_w6_breakdown_runs_and_reports_every_row():
+    # python -m chainrule.bench.estimators, which docs/performance.md quotes ("W6"): one short run.
+    pytest.importorskip("sklearn")
+    pytest.importorskip("threadpoolctl")
+    run = subprocess.run([sys.executable, "-m", "chainrule.bench.estimators", "--epochs", "2", "--rounds", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and not line.startswith("| |")]
+    assert len(rows) == 7 and rows[0].startswith("| chainrule.sklearn.MLPRegressor.fit")
+    assert all(float(row.split("|")[2]) > 0 for row in rows)

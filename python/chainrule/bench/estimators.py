@@ -254,6 +254,14 @@ def breakdown(workload, dtype, epochs: int, rounds: int) -> dict:
     return _per_epoch(steps, epochs, rounds)
 
 
+def gemm_ceiling(dtype: str) -> float:
+    """GFLOP/s of the suite's GEMM ceiling (a 2048^3 NumPy matmul), best of 3, for this dtype."""
+    from . import measure
+
+    task = {"size": 2048, "repeats": 3, "dtypes": [dtype], "bandwidth_bytes": 64 << 20}
+    return measure.ceiling(task, {})[dtype]["gflops"]
+
+
 def main() -> None:
     import argparse
 
@@ -291,10 +299,9 @@ def main() -> None:
               f"{layer['overhead_pct']:+.1f}%; parameters differ by {layer['max_abs_param_diff']:.2g}")
         return
     with threadpool_limits(limits=options.threads):
-        ceiling = measure.ceiling({"size": 2048, "repeats": 3, "dtypes": [options.dtype]}, {})[options.dtype]["gflops"]
+        ceiling = gemm_ceiling(options.dtype)
         found = breakdown(workload, dtype, options.epochs, options.rounds)
-        ceiling = max(ceiling, measure.ceiling({"size": 2048, "repeats": 3, "dtypes": [options.dtype]},
-                                               {})[options.dtype]["gflops"])
+        ceiling = max(ceiling, gemm_ceiling(options.dtype))
     flops = workload.flops_per_record() * workload.num_records
     print(f"W6, {options.dtype}, {options.threads} thread(s), {workload.num_records} records per epoch, best of "
           f"{options.rounds} x {options.epochs} epochs; GEMM ceiling (NumPy matmul 2048^3) {ceiling:.1f} GFLOP/s")
