@@ -224,31 +224,36 @@ TEST(linear_kernels_match_their_reference_twins) {
 }
 
 // The small-shape forward product (kernels/panel_linear.hpp) sums each element
-// as one chain of FMAs in k order from 0, then adds the bias: every column
-// count around its panels (12) and vectors (4), every row count around its
-// tiles (4 and 6), inner sizes from 1 to its limit.
+// as one chain of FMAs in k order from 0, then adds the bias, with AVX2 and
+// (where the CPU has it) AVX-512: every column count around its panels (12,
+// 24) and vectors (4, 8), every row count around its tiles (4, 6 and 8),
+// inner sizes from 1 to its limit.
 TEST(the_small_forward_product_is_one_fma_chain_per_element_plus_the_bias) {
-    const std::size_t row_counts[] = {1, 2, 3, 4, 5, 6, 7, 11, 13, 200};
+    const std::size_t row_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 13, 15, 17, 200};
     const std::size_t inner_sizes[] = {1, 3, 64, 100, detail::kPanelLinearMaxInner};
-    for (std::size_t N = 1; N <= 27; ++N) {
-        for (const std::size_t B : row_counts) {
-            for (const std::size_t C : inner_sizes) {
-                CHECK(!detail::panel_linear_fits<float>(B, C, N));  // float32 stays with the library
-                if (!detail::panel_linear_fits<double>(B, C, N)) continue;  // a CPU without AVX2 and FMA
-                const auto x = random_values(B * C, 60 + B), w = random_values(N * C, 61 + C),
-                           b = random_values(N, 62 + N);
-                std::vector<double> z(B * N + 3, 9.0), a(B * N + 3, 9.0);  // past the end: left alone
-                detail::panel_linear_forward(z.data(), x.data(), w.data(), b.data(), B, C, N, /*relu=*/false);
-                detail::panel_linear_forward(a.data(), x.data(), w.data(), b.data(), B, C, N, /*relu=*/true);
-                for (std::size_t r = 0; r < B; ++r) {
-                    for (std::size_t j = 0; j < N; ++j) {
-                        double acc = 0.0;
-                        for (std::size_t k = 0; k < C; ++k) acc = std::fma(x[r * C + k], w[j * C + k], acc);
-                        CHECK(z[r * N + j] == acc + b[j]);
-                        CHECK(a[r * N + j] == (acc + b[j] > 0.0 ? acc + b[j] : 0.0));
+    for (const auto vectors : {detail::PanelVectors::widest, detail::PanelVectors::avx2}) {
+        for (std::size_t N = 1; N <= 51; ++N) {
+            for (const std::size_t B : row_counts) {
+                for (const std::size_t C : inner_sizes) {
+                    CHECK(!detail::panel_linear_fits<float>(B, C, N));  // float32 stays with the library
+                    if (!detail::panel_linear_fits<double>(B, C, N)) continue;  // a CPU without AVX2 and FMA
+                    const auto x = random_values(B * C, 60 + B), w = random_values(N * C, 61 + C),
+                               b = random_values(N, 62 + N);
+                    std::vector<double> z(B * N + 3, 9.0), a(B * N + 3, 9.0);  // past the end: left alone
+                    detail::panel_linear_forward(z.data(), x.data(), w.data(), b.data(), B, C, N, /*relu=*/false,
+                                                 vectors);
+                    detail::panel_linear_forward(a.data(), x.data(), w.data(), b.data(), B, C, N, /*relu=*/true,
+                                                 vectors);
+                    for (std::size_t r = 0; r < B; ++r) {
+                        for (std::size_t j = 0; j < N; ++j) {
+                            double acc = 0.0;
+                            for (std::size_t k = 0; k < C; ++k) acc = std::fma(x[r * C + k], w[j * C + k], acc);
+                            CHECK(z[r * N + j] == acc + b[j]);
+                            CHECK(a[r * N + j] == (acc + b[j] > 0.0 ? acc + b[j] : 0.0));
+                        }
                     }
+                    CHECK(z[B * N] == 9.0 && z[B * N + 2] == 9.0 && a[B * N] == 9.0 && a[B * N + 2] == 9.0);
                 }
-                CHECK(z[B * N] == 9.0 && z[B * N + 2] == 9.0 && a[B * N] == 9.0 && a[B * N + 2] == 9.0);
             }
         }
     }

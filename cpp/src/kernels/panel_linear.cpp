@@ -84,20 +84,24 @@ __attribute__((target("avx2,fma"))) void panel_rows(std::size_t rows, std::size_
     }
 }
 
-__attribute__((target("avx2,fma"))) void forward_avx2(double* out, const double* inp, const double* weight,
-                                                      const double* bias, std::size_t rows, std::size_t K,
-                                                      std::size_t N, bool relu) {
-    // W^T in panels: panel p holds columns [12 p, 12 p + width) as rows of 4 V
-    // values (k = 0..K-1), the last panel's padding zeros, and the bias padded
-    // the same way. Per thread, grown once: the forward pass may run on
-    // several threads at once (predict on several Python threads).
+// W^T in panels of `panel_width` columns: panel p holds columns [p w, p w +
+// width) as rows of `stride` values (k = 0..K-1; stride: width rounded up to
+// whole vectors of `lanes`), the last panel's padding zeros, and the bias
+// padded the same way. Per thread, grown once: the forward pass may run on
+// several threads at once (predict on several Python threads).
+struct Packed {
+    const double* panels;
+    const double* bias;
+};
+Packed pack_panels(const double* weight, const double* bias, std::size_t K, std::size_t N, std::size_t panel_width,
+                   std::size_t lanes) {
     thread_local std::vector<double> packed, padded_bias;
-    const std::size_t panels = (N + kPanel - 1) / kPanel;
-    if (packed.size() < panels * kPanel * K) packed.resize(panels * kPanel * K);
-    if (padded_bias.size() < panels * kPanel) padded_bias.resize(panels * kPanel);
+    const std::size_t panels = (N + panel_width - 1) / panel_width;
+    if (packed.size() < panels * panel_width * K) packed.resize(panels * panel_width * K);
+    if (padded_bias.size() < panels * panel_width) padded_bias.resize(panels * panel_width);
     for (std::size_t p = 0; p < panels; ++p) {
-        const std::size_t first = p * kPanel, width = std::min(kPanel, N - first);
-        const std::size_t stride = 4 * ((width + 3) / 4);  // 4 V
+        const std::size_t first = p * panel_width, width = std::min(panel_width, N - first);
+        const std::size_t stride = lanes * ((width + lanes - 1) / lanes);
         double* panel = packed.data() + first * K;
         for (std::size_t j = 0; j < width; ++j) {
             const double* w = weight + (first + j) * K;
@@ -108,14 +112,21 @@ __attribute__((target("avx2,fma"))) void forward_avx2(double* out, const double*
         }
         for (std::size_t j = 0; j < stride; ++j) padded_bias[first + j] = j < width ? bias[first + j] : 0.0;
     }
-    for (std::size_t p = 0; p < panels; ++p) {
-        const std::size_t first = p * kPanel, width = std::min(kPanel, N - first);
+    return {packed.data(), padded_bias.data()};
+}
+
+__attribute__((target("avx2,fma"))) void forward_avx2(double* out, const double* inp, const double* weight,
+                                                      const double* bias, std::size_t rows, std::size_t K,
+                                                      std::size_t N, bool relu) {
+    const Packed packed = pack_panels(weight, bias, K, N, kPanel, 4);
+    for (std::size_t first = 0; first < N; first += kPanel) {
+        const std::size_t width = std::min(kPanel, N - first);
         const int vectors = static_cast<int>((width + 3) / 4);
         const int last = static_cast<int>(width - 4 * (vectors - 1));  // 1..4 columns in the last vector
         const __m256i lanes = _mm256_setr_epi64x(-1, last > 1 ? -1 : 0, last > 2 ? -1 : 0, last > 3 ? -1 : 0);
         const bool partial = last < 4;
-        const double* panel = packed.data() + first * K;
-        const double* b = padded_bias.data() + first;
+        const double* panel = packed.panels + first * K;
+        const double* b = packed.bias + first;
         double* o = out + first;
         if (vectors == 3) {
             (relu ? panel_rows<3, true> : panel_rows<3, false>)(rows, K, inp, panel, b, o, N, lanes, partial);
@@ -129,6 +140,93 @@ __attribute__((target("avx2,fma"))) void forward_avx2(double* out, const double*
     // next (libm's exp in the softmax, the baseline kernels): left dirty,
     // each of its instructions waits on them.
     _mm256_zeroupper();
+}
+
+// The same with AVX-512: panels of 24 columns (three vectors of 8 doubles),
+// tiles of up to 8 rows (24 accumulators of the 32 registers). Each element
+// is the same chain as above, so the two give the same bits; where a core
+// does 512-bit multiply-adds at full width (Zen 5, Intel's server cores),
+// twice the lanes per instruction.
+constexpr std::size_t kPanel512 = 24;
+
+bool cpu_has_avx512f() {
+    static const bool has = __builtin_cpu_supports("avx512f");
+    return has;
+}
+
+template <int R, int V, bool kRelu>
+__attribute__((target("avx512f"), always_inline)) inline void tile512(std::size_t K, const double* inp,
+                                                                      std::size_t ldi, const double* panel,
+                                                                      const double* bias, double* out,
+                                                                      std::size_t ldo, __mmask8 last_lanes) {
+    __m512d acc[R][V];
+    for (int r = 0; r < R; ++r) {
+        for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_pd();
+    }
+    for (std::size_t k = 0; k < K; ++k) {
+        __m512d w[V];
+        for (int v = 0; v < V; ++v) w[v] = _mm512_loadu_pd(panel + k * (8 * V) + 8 * v);
+        for (int r = 0; r < R; ++r) {
+            const __m512d x = _mm512_set1_pd(inp[r * ldi + k]);
+            for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_pd(x, w[v], acc[r][v]);
+        }
+    }
+    for (int v = 0; v < V; ++v) {
+        const __m512d b = _mm512_loadu_pd(bias + 8 * v);  // padded with zeros past the layer's width
+        for (int r = 0; r < R; ++r) {
+            __m512d z = _mm512_add_pd(acc[r][v], b);
+            // As _mm256_max_pd above (the second operand for NaN and for -0); the
+            // zero-masked form, whose unmasked form GCC 12 reads as uninitialized.
+            if constexpr (kRelu) z = _mm512_maskz_max_pd(__mmask8(0xFF), z, _mm512_setzero_pd());
+            _mm512_mask_storeu_pd(out + r * ldo + 8 * v, v == V - 1 ? last_lanes : __mmask8(0xFF), z);
+        }
+    }
+}
+
+template <int V, bool kRelu>
+__attribute__((target("avx512f"))) void panel_rows512(std::size_t rows, std::size_t K, const double* inp,
+                                                      const double* panel, const double* bias, double* out,
+                                                      std::size_t ldo, __mmask8 last_lanes) {
+    constexpr int kRows = 8;
+    std::size_t r = 0;
+    for (; r + kRows <= rows; r += kRows) {
+        tile512<kRows, V, kRelu>(K, inp + r * K, K, panel, bias, out + r * ldo, ldo, last_lanes);
+    }
+    const double* x = inp + r * K;
+    double* o = out + r * ldo;
+    switch (rows - r) {
+        case 0: break;
+        case 1: tile512<1, V, kRelu>(K, x, K, panel, bias, o, ldo, last_lanes); break;
+        case 2: tile512<2, V, kRelu>(K, x, K, panel, bias, o, ldo, last_lanes); break;
+        case 3: tile512<3, V, kRelu>(K, x, K, panel, bias, o, ldo, last_lanes); break;
+        case 4: tile512<4, V, kRelu>(K, x, K, panel, bias, o, ldo, last_lanes); break;
+        case 5: tile512<5, V, kRelu>(K, x, K, panel, bias, o, ldo, last_lanes); break;
+        case 6: tile512<6, V, kRelu>(K, x, K, panel, bias, o, ldo, last_lanes); break;
+        default: tile512<7, V, kRelu>(K, x, K, panel, bias, o, ldo, last_lanes); break;
+    }
+}
+
+__attribute__((target("avx512f"))) void forward_avx512(double* out, const double* inp, const double* weight,
+                                                       const double* bias, std::size_t rows, std::size_t K,
+                                                       std::size_t N, bool relu) {
+    const Packed packed = pack_panels(weight, bias, K, N, kPanel512, 8);
+    for (std::size_t first = 0; first < N; first += kPanel512) {
+        const std::size_t width = std::min(kPanel512, N - first);
+        const int vectors = static_cast<int>((width + 7) / 8);
+        const int last = static_cast<int>(width - 8 * (vectors - 1));  // 1..8 columns in the last vector
+        const __mmask8 lanes = static_cast<__mmask8>((1u << last) - 1u);
+        const double* panel = packed.panels + first * K;
+        const double* b = packed.bias + first;
+        double* o = out + first;
+        if (vectors == 3) {
+            (relu ? panel_rows512<3, true> : panel_rows512<3, false>)(rows, K, inp, panel, b, o, N, lanes);
+        } else if (vectors == 2) {
+            (relu ? panel_rows512<2, true> : panel_rows512<2, false>)(rows, K, inp, panel, b, o, N, lanes);
+        } else {
+            (relu ? panel_rows512<1, true> : panel_rows512<1, false>)(rows, K, inp, panel, b, o, N, lanes);
+        }
+    }
+    _mm256_zeroupper();  // as above: the SSE code that runs next
 }
 
 }  // namespace
@@ -145,9 +243,14 @@ bool panel_linear_fits(std::size_t rows, std::size_t in_features, std::size_t ou
 }
 
 void panel_linear_forward(double* out, const double* inp, const double* weight, const double* bias,
-                          std::size_t rows, std::size_t in_features, std::size_t out_features, bool relu) {
+                          std::size_t rows, std::size_t in_features, std::size_t out_features, bool relu,
+                          PanelVectors vectors) {
     assert(panel_linear_fits<double>(rows, in_features, out_features));
-    forward_avx2(out, inp, weight, bias, rows, in_features, out_features, relu);
+    if (vectors == PanelVectors::widest && cpu_has_avx512f()) {
+        forward_avx512(out, inp, weight, bias, rows, in_features, out_features, relu);
+    } else {
+        forward_avx2(out, inp, weight, bias, rows, in_features, out_features, relu);
+    }
 }
 
 #else  // no dispatch on the CPU: the library computes every product
@@ -158,7 +261,7 @@ bool panel_linear_fits(std::size_t, std::size_t, std::size_t) {
 }
 
 void panel_linear_forward(double*, const double*, const double*, const double*, std::size_t, std::size_t,
-                          std::size_t, bool) {
+                          std::size_t, bool, PanelVectors) {
     assert(false && "panel_linear_forward without panel_linear_fits");
 }
 

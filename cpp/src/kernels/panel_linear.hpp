@@ -5,9 +5,10 @@
 // features) a library call spends much of its time packing both operands
 // into its blocked layouts, and with N a little above a vector's width (10
 // classes) its kernel leaves most lanes idle. Here only W is packed (as W^T,
-// in panels of 12 columns, zero-padded); the records are read in place, and
-// the bias is added as each tile is stored, where linear_forward otherwise
-// first copies it into every row of out.
+// in panels of 12 columns, zero-padded; 24 with AVX-512, where the CPU has
+// it); the records are read in place, and the bias is added as each tile is
+// stored, where linear_forward otherwise first copies it into every row of
+// out.
 //
 // Each element is one chain: acc = 0, acc = fma(x_k, w_k, acc) for k = 0, 1,
 // ..., K - 1 in order, then out = acc + b (docs/math.md, "Forward pass").
@@ -42,7 +43,13 @@ bool panel_linear_fits(std::size_t rows, std::size_t in_features, std::size_t ou
 // with `relu` max(that, 0) as activations.hpp's Relu takes it (z > 0 ? z :
 // +0; NaN gives 0); call it only where panel_linear_fits is true. On the
 // calling thread.
+// Which vectors panel_linear_forward computes with: the widest the CPU has
+// (AVX-512 where it has it, else AVX2), or AVX2 (for the tests, which check
+// both paths on a CPU that has both). Both give the same bits.
+enum class PanelVectors { widest, avx2 };
+
 void panel_linear_forward(double* out, const double* inp, const double* weight, const double* bias,
-                          std::size_t rows, std::size_t in_features, std::size_t out_features, bool relu);
+                          std::size_t rows, std::size_t in_features, std::size_t out_features, bool relu,
+                          PanelVectors vectors = PanelVectors::widest);
 
 }  // namespace chainrule::detail
