@@ -122,10 +122,13 @@ for r in importlib.metadata.requires('chainrule') or []:
 # from the checkout) in a directory where `import chainrule` finds only the venv's.
 run_tests() {
   local name=$1 venv="$work/venv-test-$1" copy="$work/src-$1"
-  mkdir -p "$copy/python" "$copy/cpp/examples"
+  mkdir -p "$copy/python" "$copy/cpp/examples" "$copy/cpp/src/runtime" "$copy/bench"
   cp -r "$root/tests" "$copy/tests"
   cp -r "$root/python/examples" "$copy/python/examples"
   cp -r "$root/cpp/examples/data" "$copy/cpp/examples/data"
+  # tests/benchmarks/test_bench_scripts.py runs the scripts of bench/ and reads the core's tiling constants.
+  cp "$root"/bench/*.py "$copy/bench/"
+  cp "$root/cpp/src/runtime/gemm.hpp" "$copy/cpp/src/runtime/gemm.hpp"
   find "$copy" -name __pycache__ -prune -exec rm -rf {} +
   (cd "$copy" && "$venv/bin/python" -c "
 import chainrule, pathlib, sys, sysconfig
