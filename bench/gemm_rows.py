@@ -42,9 +42,14 @@ def openblas():
     return lib
 
 
+def gemm_of(lib, dtype):
+    """The library's cblas gemm for this dtype (float32 or float64)."""
+    return lib.scipy_cblas_sgemm if dtype == np.float32 else lib.scipy_cblas_dgemm
+
+
 def product(lib, dtype, A, B, C, rows):
     """C = A @ B.T in calls of `rows` rows of A and C."""
-    gemm = lib.scipy_cblas_sgemm if dtype == np.float32 else lib.scipy_cblas_dgemm
+    gemm = gemm_of(lib, dtype)
     M, K = A.shape
     N = B.shape[0]
     for first in range(0, M, rows):

@@ -5,12 +5,15 @@
     OPENBLAS_CORETYPE=Haswell python bench/w4_products.py
 
 A W4 step (784-256-256-10, batch 64; docs/math.md) makes eight products:
-three forward (Z = A W^T), three weight gradients added onto the weights
-(W += -lr dZ^T A, the step taken inside the backward pass) and two input
-gradients (dA = dZ W). This times those eight calls alone, with the same
-shapes, transposes, alpha and beta, through the OpenBLAS chainrule
-multiplies with (scipy-openblas32's cblas, one thread), and then
+three forward (Z = b, then Z += A W^T), three weight gradients added onto
+the weights (W += -lr dZ^T A, the step taken inside the backward pass) and
+two input gradients (dA = dZ W). This times those eight products alone,
+with the same shapes, transposes, alpha and beta, through the OpenBLAS
+chainrule multiplies with (scipy-openblas32's cblas, one thread), and then
 chainrule's whole step (`Network.fit` on the suite's W4 data, batch 64).
+(In float64 the core computes the 10-output layer's forward with its own
+panel kernel, kernels/panel_linear.cpp, not OpenBLAS: 2% of the step's
+multiply-adds.)
 The step's time beyond the products is what the bias, the activations,
 their derivatives, the loss and the bound of the update cost; the products'
 own GFLOP/s, against a 2048^3 product of the same library, is how near the
@@ -36,7 +39,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before OpenBLAS loads
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gemm_rows import NO_TRANS, ROW_MAJOR, TRANS, openblas  # noqa: E402
+from gemm_rows import NO_TRANS, ROW_MAJOR, TRANS, gemm_of, openblas  # noqa: E402
 
 LAYERS = (784, 256, 256, 10)
 BATCH = 64
@@ -75,7 +78,7 @@ def products(lib, dtype, lr: float, tiled: bool = True):
     """The step's eight products, as (name, flop, calls) in the order a step makes them, each product's
     calls cut into the core's tiles (or one call each, tiled=False), and their arrays (inputs A, weights
     W, outputs Z, which double as dZ, and input gradients dA), to keep alive beside the calls' addresses."""
-    gemm = lib.scipy_cblas_sgemm if dtype == np.float32 else lib.scipy_cblas_dgemm
+    gemm = gemm_of(lib, dtype)
     size = np.dtype(dtype).itemsize
     rng = np.random.default_rng(0)
     A = [rng.standard_normal((BATCH, n)).astype(dtype) for n in LAYERS[:-1]]  # each layer's input
@@ -99,7 +102,7 @@ def products(lib, dtype, lr: float, tiled: bool = True):
 
 def ceiling(lib, dtype, repeats: int) -> float:
     """GFLOP/s of one 2048^3 product of the same library, one thread."""
-    gemm = lib.scipy_cblas_sgemm if dtype == np.float32 else lib.scipy_cblas_dgemm
+    gemm = gemm_of(lib, dtype)
     n = 2048
     rng = np.random.default_rng(1)
     A, B, C = (rng.standard_normal((n, n)).astype(dtype) for _ in range(3))
@@ -148,7 +151,7 @@ def main(argv=None) -> int:
         view[...] = value
 
     # What a call costs through ctypes, which chainrule's own calls do not pay: a 1x1x1 product.
-    gemm = lib.scipy_cblas_sgemm if dtype == np.float32 else lib.scipy_cblas_dgemm
+    gemm = gemm_of(lib, dtype)
     one = np.ones(1, dtype)
     tiny = functools.partial(gemm, ROW_MAJOR, NO_TRANS, TRANS, 1, 1, 1, 1, one.ctypes.data, 1, one.ctypes.data, 1, 0,
                              one.ctypes.data, 1)
