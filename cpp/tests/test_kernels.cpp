@@ -223,59 +223,98 @@ TEST(linear_kernels_match_their_reference_twins) {
     check_linear_kernels_against_reference<float>(2e-6);
 }
 
-// The small-shape forward product (kernels/panel_linear.hpp) sums each element
-// as one chain of FMAs in k order from 0, then adds the bias, with AVX2 and
-// (where the CPU has it) AVX-512: every column count around its panels (12,
-// 24) and vectors (4, 8), every row count around its tiles (4, 6 and 8),
-// inner sizes from 1 to its limit.
-TEST(the_small_forward_product_is_one_fma_chain_per_element_plus_the_bias) {
+// The forward product of a batch's shapes (kernels/panel_linear.hpp) sums
+// each element as one chain of FMAs in k order from 0, then adds the bias:
+// float64 with AVX2 and (where the CPU has it) AVX-512, float32 with
+// AVX-512: column counts around its panels (12; 24 and 32) and vectors (4; 8
+// and 16), row counts around its tiles (4, 6 and 8), inner sizes around the
+// blocks it transposes (8, 16) up to its limits.
+template <typename T>
+std::vector<T> values_as(const std::vector<double>& values) {
+    return std::vector<T>(values.begin(), values.end());
+}
+
+// out (rows, N) against the chain, and against it with the relu.
+template <typename T>
+void check_panel_product(const std::vector<T>& z, const std::vector<T>& a, const std::vector<T>& x,
+                         const std::vector<T>& w, const std::vector<T>& b, std::size_t B, std::size_t C,
+                         std::size_t N) {
+    for (std::size_t r = 0; r < B; ++r) {
+        for (std::size_t j = 0; j < N; ++j) {
+            T acc = T(0);
+            for (std::size_t k = 0; k < C; ++k) acc = std::fma(x[r * C + k], w[j * C + k], acc);
+            CHECK(z[r * N + j] == acc + b[j]);
+            if (!a.empty()) CHECK(a[r * N + j] == (acc + b[j] > T(0) ? acc + b[j] : T(0)));
+        }
+    }
+}
+
+template <typename T>
+void check_panel_forward(detail::PanelVectors vectors, std::size_t max_columns) {
     const std::size_t row_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 13, 15, 17, 200};
-    const std::size_t inner_sizes[] = {1, 3, 64, 100, detail::kPanelLinearMaxInner};
-    for (const auto vectors : {detail::PanelVectors::widest, detail::PanelVectors::avx2}) {
-        for (std::size_t N = 1; N <= 51; ++N) {
-            for (const std::size_t B : row_counts) {
-                for (const std::size_t C : inner_sizes) {
-                    CHECK(!detail::panel_linear_fits<float>(B, C, N));  // float32 stays with the library
-                    if (!detail::panel_linear_fits<double>(B, C, N)) continue;  // a CPU without AVX2 and FMA
-                    const auto x = random_values(B * C, 60 + B), w = random_values(N * C, 61 + C),
-                               b = random_values(N, 62 + N);
-                    std::vector<double> z(B * N + 3, 9.0), a(B * N + 3, 9.0);  // past the end: left alone
-                    detail::panel_linear_forward(z.data(), x.data(), w.data(), b.data(), B, C, N, /*relu=*/false,
-                                                 vectors);
-                    detail::panel_linear_forward(a.data(), x.data(), w.data(), b.data(), B, C, N, /*relu=*/true,
-                                                 vectors);
-                    for (std::size_t r = 0; r < B; ++r) {
-                        for (std::size_t j = 0; j < N; ++j) {
-                            double acc = 0.0;
-                            for (std::size_t k = 0; k < C; ++k) acc = std::fma(x[r * C + k], w[j * C + k], acc);
-                            CHECK(z[r * N + j] == acc + b[j]);
-                            CHECK(a[r * N + j] == (acc + b[j] > 0.0 ? acc + b[j] : 0.0));
-                        }
-                    }
-                    CHECK(z[B * N] == 9.0 && z[B * N + 2] == 9.0 && a[B * N] == 9.0 && a[B * N + 2] == 9.0);
-                }
+    const std::size_t inner_sizes[] = {1, 3, 17, 64, 100, detail::kPanelLinearMaxInner};
+    for (std::size_t N = 1; N <= max_columns; ++N) {
+        for (const std::size_t B : row_counts) {
+            for (const std::size_t C : inner_sizes) {
+                if (!detail::panel_linear_fits<T>(B, C, N)) continue;  // a CPU without the vectors
+                const auto x = values_as<T>(random_values(B * C, 60 + B)), w = values_as<T>(random_values(N * C, 61 + C)),
+                           b = values_as<T>(random_values(N, 62 + N));
+                std::vector<T> z(B * N + 3, T(9)), a(B * N + 3, T(9));  // past the end: left alone
+                detail::panel_linear_forward(z.data(), x.data(), w.data(), b.data(), B, C, N, /*relu=*/false, vectors);
+                detail::panel_linear_forward(a.data(), x.data(), w.data(), b.data(), B, C, N, /*relu=*/true, vectors);
+                check_panel_product(z, a, x, w, b, B, C, N);
+                CHECK(z[B * N] == T(9) && z[B * N + 2] == T(9) && a[B * N] == T(9) && a[B * N + 2] == T(9));
             }
         }
     }
-    // The limits: a wider inner size, or more weights, goes to the library.
-    CHECK(!detail::panel_linear_fits<double>(200, detail::kPanelLinearMaxInner + 1, 10));
-    CHECK(!detail::panel_linear_fits<double>(10, 256, detail::kPanelLinearMaxWeights / 256 + 1));
-    CHECK(!detail::panel_linear_fits<double>(1000, 256, 64));  // 16.4M multiply-adds
-    // linear_forward takes the kernel where it applies, whatever the thread count.
+}
+
+TEST(the_panel_forward_product_is_one_fma_chain_per_element_plus_the_bias) {
+    check_panel_forward<double>(detail::PanelVectors::widest, 51);
+    check_panel_forward<double>(detail::PanelVectors::avx2, 51);
+    check_panel_forward<float>(detail::PanelVectors::widest, 70);
+    // Float32 only with AVX-512; float64 with AVX2 within its limits: a wider
+    // inner size, more weights or more work goes to the library.
+    const bool avx512 = detail::panel_linear_fits<float>(64, 784, 256);
+    CHECK(detail::panel_linear_fits<double>(64, 784, 256) == avx512);
+    CHECK(!detail::panel_linear_fits<float>(detail::kPanelLinearMaxRows512 + 1, 64, 64));
+    CHECK(!detail::panel_linear_fits<float>(64, detail::kPanelLinearMaxInner512 + 1, 64));
+    if (!avx512) {
+        CHECK(!detail::panel_linear_fits<float>(200, 64, 100));
+        CHECK(!detail::panel_linear_fits<double>(200, detail::kPanelLinearMaxInner + 1, 10));
+        CHECK(!detail::panel_linear_fits<double>(10, 256, detail::kPanelLinearMaxWeights / 256 + 1));
+        CHECK(!detail::panel_linear_fits<double>(1000, 256, 64));  // 16.4M multiply-adds
+    }
+}
+
+// With AVX-512 the threads share out a large product's panels; each element
+// is still its chain: the same values on 1, 2 and 3 threads, through
+// linear_forward, as the product of a small one on the calling thread.
+template <typename T>
+void check_panel_forward_on_threads() {
     const int before = get_num_threads();
-    const std::size_t B = 200, C = 64, N = 100;
-    const auto x = random_values(B * C, 70), w = random_values(N * C, 71), b = random_values(N, 72);
-    std::vector<double> direct(B * N, 0.0);
-    if (detail::panel_linear_fits<double>(B, C, N)) {
+    const std::array<std::size_t, 3> shapes[] = {{200, 64, 100}, {64, 784, 256}, {13, 1000, 33}, {256, 1024, 70}};
+    for (const auto& shape : shapes) {
+        const std::size_t B = shape[0], C = shape[1], N = shape[2];
+        if (!detail::panel_linear_fits<T>(B, C, N)) continue;
+        const auto x = values_as<T>(random_values(B * C, 70)), w = values_as<T>(random_values(N * C, 71)),
+                   b = values_as<T>(random_values(N, 72));
+        std::vector<T> direct(B * N, T(0));
         detail::panel_linear_forward(direct.data(), x.data(), w.data(), b.data(), B, C, N, /*relu=*/false);
+        check_panel_product(direct, std::vector<T>{}, x, w, b, B, C, N);
         for (int threads : {1, 2, 3}) {
             set_num_threads(threads);
-            std::vector<double> z(B * N);
+            std::vector<T> z(B * N);
             linear_forward(z.data(), x.data(), w.data(), b.data(), B, C, N);
             CHECK(z == direct);
         }
     }
     set_num_threads(before);
+}
+
+TEST(linear_forward_takes_the_panel_product_on_any_thread_count_and_linear_relu_forward_its_relu) {
+    check_panel_forward_on_threads<double>();
+    check_panel_forward_on_threads<float>();
     // linear_relu_forward equals linear_forward then the relu, bit for bit, on
     // both sides of the small-shape product's limits, -0 and NaN included.
     for (const auto& shape : {std::array<std::size_t, 3>{200, 64, 100}, std::array<std::size_t, 3>{200, 300, 10},

@@ -1,8 +1,9 @@
 // The linear layer: Z = A W^T + b forward, and its weight, bias and input
 // gradients backward. Large products go to the GEMM backend (runtime/gemm.hpp).
 // Small layers skip it: those of a few dozen units to small_linear.cpp (the
-// result's blocks in registers, forward and backward), the other small
-// float64 forward products to panel_linear.cpp (W^T packed in panels), each
+// result's blocks in registers, forward and backward), the other forward
+// products of a batch's shapes to panel_linear.cpp (W^T packed in panels;
+// float64 with AVX2, float32 and float64 with AVX-512), each
 // sum in the order of the path it replaces (docs/math.md, "The order of each
 // sum"); the plain loops of reference.cpp are their twins in the tests.
 #include <algorithm>
@@ -58,13 +59,11 @@ CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weigh
             return;
         }
 #endif
-        if constexpr (std::is_same_v<T, double>) {
-            if (detail::panel_linear_fits<T>(num_records, in_features, out_features)) {
-                // Small shapes: no library call, the bias added in the product's last step.
-                detail::panel_linear_forward(out, inp, weight, bias, num_records, in_features, out_features,
-                                             /*relu=*/false);
-                return;
-            }
+        if (detail::panel_linear_fits<T>(num_records, in_features, out_features)) {
+            // A batch's shapes: no library call, the bias added in the product's last step.
+            detail::panel_linear_forward(out, inp, weight, bias, num_records, in_features, out_features,
+                                         /*relu=*/false);
+            return;
         }
         const std::size_t min_rows = std::max<std::size_t>(1, detail::kElementwiseMinPart / out_features);
         detail::for_ranges(num_records, min_rows, 1, [&](std::size_t begin, std::size_t end) {
@@ -204,14 +203,15 @@ CHAINRULE_TARGET_CLONES void linear_backward_into(T* dinp, T* dbias, T* target, 
 template <typename T>
 void linear_relu_forward(T* out, const T* inp, const T* weight, const T* bias, std::size_t num_records,
                          std::size_t in_features, std::size_t out_features) {
-    if constexpr (std::is_same_v<T, double>) {
-        // linear_forward's condition for its small-shape product, which then takes the relu too.
-        if (out_features > 1 && worth_a_gemm(num_records, out_features, in_features) &&
-            detail::panel_linear_fits<T>(num_records, in_features, out_features)) {
-            detail::panel_linear_forward(out, inp, weight, bias, num_records, in_features, out_features,
-                                         /*relu=*/true);
-            return;
-        }
+    // linear_forward's condition for its panel product, which then takes the relu too.
+    if (out_features > 1 && worth_a_gemm(num_records, out_features, in_features) &&
+#if CHAINRULE_SMALL_LINEAR
+        !detail::small_linear_forward_takes<T>(num_records, in_features, out_features) &&
+#endif
+        detail::panel_linear_fits<T>(num_records, in_features, out_features)) {
+        detail::panel_linear_forward(out, inp, weight, bias, num_records, in_features, out_features,
+                                     /*relu=*/true);
+        return;
     }
     linear_forward(out, inp, weight, bias, num_records, in_features, out_features);
     activation_forward(out, out, num_records * out_features, Activation::relu);

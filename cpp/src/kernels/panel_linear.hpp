@@ -1,14 +1,16 @@
-// The forward product of a dense layer on small float64 shapes, bias added,
-// without the GEMM library: out (B, N) = bias + inp (B, K) W^T, W (N, K).
+// The forward product of a dense layer at a training batch's shapes, bias
+// added, without the GEMM library: out (B, N) = bias + inp (B, K) W^T, W (N, K).
 //
-// At a training batch's sizes (a few hundred records, tens to hundreds of
-// features) a library call spends much of its time packing both operands
-// into its blocked layouts, and with N a little above a vector's width (10
-// classes) its kernel leaves most lanes idle. Here only W is packed (as W^T,
-// in panels of 12 columns, zero-padded; 24 with AVX-512, where the CPU has
-// it); the records are read in place, and the bias is added as each tile is
-// stored, where linear_forward otherwise first copies it into every row of
-// out.
+// At a training batch's sizes (tens to hundreds of records) a library call
+// spends much of its time packing both operands into its blocked layouts,
+// and with N a little above a vector's width (10 classes) its kernel leaves
+// most lanes idle. Here only W is packed (as W^T, in panels of 12 columns,
+// zero-padded; with AVX-512, 32 in float32 and 24 in float64, each panel
+// packed just before its tiles read it); the records are read in place, and
+// the bias is added as each tile is stored, where linear_forward otherwise
+// first copies it into every row of out. With AVX-512 the threads share out
+// the panels of a large product; with AVX2 alone it takes small float64
+// products only, on the calling thread.
 //
 // Each element is one chain: acc = 0, acc = fma(x_k, w_k, acc) for k = 0, 1,
 // ..., K - 1 in order, then out = acc + b (docs/math.md, "Forward pass").
@@ -23,7 +25,11 @@
 
 namespace chainrule::detail {
 
-// The largest inner size (in_features) panel_linear_forward takes.
+// With AVX-512: the most records and the largest inner size it takes (a
+// panel, K rows of 32 floats or 24 doubles, stays within 192 KiB).
+constexpr std::size_t kPanelLinearMaxRows512 = 256;
+constexpr std::size_t kPanelLinearMaxInner512 = 1024;
+// With AVX2 alone (float64): the largest inner size (in_features) it takes,
 constexpr std::size_t kPanelLinearMaxInner = 256;
 // The most weights (in_features x out_features) it packs.
 constexpr std::size_t kPanelLinearMaxWeights = std::size_t{1} << 16;
@@ -32,24 +38,27 @@ constexpr std::size_t kPanelLinearMaxWeights = std::size_t{1} << 16;
 constexpr double kPanelLinearMaxWork = double(std::size_t{1} << 22);
 
 // Whether panel_linear_forward computes a product of these sizes on this
-// machine: float64 only (float32 stays with the library), an x86-64 CPU
-// with AVX2 and FMA in a build that dispatches on the CPU
-// (CHAINRULE_TARGET_CLONES), and sizes within the limits above. A function
-// of the sizes and the machine alone, never of the thread count.
+// machine, in a build that dispatches on the CPU (CHAINRULE_TARGET_CLONES):
+// on an x86-64 CPU with AVX-512F, float32 or float64 within the AVX-512
+// limits above; else float64 on a CPU with AVX2 and FMA, within the AVX2
+// limits (float32 stays with the library there). A function of the sizes and
+// the machine alone, never of the thread count.
 template <typename T>
 bool panel_linear_fits(std::size_t rows, std::size_t in_features, std::size_t out_features);
 
 // out (rows, out_features) = bias + inp (rows, in_features) @ weight^T, and
 // with `relu` max(that, 0) as activations.hpp's Relu takes it (z > 0 ? z :
-// +0; NaN gives 0); call it only where panel_linear_fits is true. On the
+// +0; NaN gives 0); call it only where panel_linear_fits is true. With
+// AVX-512 the core's threads share a large product's panels; else on the
 // calling thread.
 // Which vectors panel_linear_forward computes with: the widest the CPU has
-// (AVX-512 where it has it, else AVX2), or AVX2 (for the tests, which check
-// both paths on a CPU that has both). Both give the same bits.
+// (AVX-512 where it has it, else AVX2), or AVX2 (float64, for the tests,
+// which check both paths on a CPU that has both). Both give the same bits.
 enum class PanelVectors { widest, avx2 };
 
-void panel_linear_forward(double* out, const double* inp, const double* weight, const double* bias,
-                          std::size_t rows, std::size_t in_features, std::size_t out_features, bool relu,
+template <typename T>
+void panel_linear_forward(T* out, const T* inp, const T* weight, const T* bias, std::size_t rows,
+                          std::size_t in_features, std::size_t out_features, bool relu,
                           PanelVectors vectors = PanelVectors::widest);
 
 }  // namespace chainrule::detail
