@@ -11,9 +11,12 @@ two input gradients (dA = dZ W). This times those eight products alone,
 with the same shapes, transposes, alpha and beta, through the OpenBLAS
 chainrule multiplies with (scipy-openblas32's cblas, one thread), and then
 chainrule's whole step (`Network.fit` on the suite's W4 data, batch 64).
-(In float64 the core computes the 10-output layer's forward with its own
-panel kernel, kernels/panel_linear.cpp, not OpenBLAS: 2% of the step's
-multiply-adds.)
+(On a CPU without AVX-512, the core computes the 10-output layer's forward
+in float64 with its own panel kernel, kernels/panel_linear.cpp, not
+OpenBLAS: 2% of the step's multiply-adds. On one with AVX-512 the panel
+kernel makes all three forward products, in both dtypes: there the step is
+set against OpenBLAS's products, as the step before that kernel made them,
+and what it spends beyond them can come out negative.)
 The step's time beyond the products is what the bias, the activations,
 their derivatives, the loss and the bound of the update cost; the products'
 own GFLOP/s, against a 2048^3 product of the same library, is how near the
