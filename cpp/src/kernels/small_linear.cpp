@@ -96,18 +96,36 @@ CHAINRULE_ALWAYS_INLINE std::size_t vectors_over(std::size_t n) {
 // ---- forward ----
 
 // R records of z (their J output vectors) at once: per input k, J vectors of
-// W^T (packed) and one broadcast of x_rk per record.
+// W^T (packed) and one broadcast of x_rk per record. The R J accumulators
+// stay in registers only if what else an input k holds fits beside them: with
+// AVX2's 16 registers, J vectors of W^T and one broadcast at a time where
+// J < R (W2's J = 2, R = 6: 15), else one vector of W^T and the R broadcasts
+// (J = 4, R = 3: 16). The other order spills accumulators to the stack (a
+// store and a reload in each one's chain of multiply-adds). Either order
+// gives every accumulator the same multiply-adds in k order.
 template <typename T, int J, int R>
 CHAINRULE_ALWAYS_INLINE void forward_records(T* out, const T* inp, const T* packed, const Vec<T>* bias,
                                              std::size_t in_features, std::size_t out_features) {
     Vec<T> acc[R][J] = {};
     for (std::size_t k = 0; k < in_features; ++k) {
         const T* w = packed + k * J * kLanes<T>;
+        if constexpr (J < R) {
+            Vec<T> wv[J];
 #pragma GCC unroll 4
-        for (int j = 0; j < J; ++j) {
-            const Vec<T> wv = load(w + j * kLanes<T>);
+            for (int j = 0; j < J; ++j) wv[j] = load(w + j * kLanes<T>);
 #pragma GCC unroll 12
-            for (int i = 0; i < R; ++i) acc[i][j] += inp[i * in_features + k] * wv;  // z_rj += x_rk w_jk
+            for (int i = 0; i < R; ++i) {
+                const T x = inp[i * in_features + k];
+#pragma GCC unroll 4
+                for (int j = 0; j < J; ++j) acc[i][j] += x * wv[j];  // z_rj += x_rk w_jk
+            }
+        } else {
+#pragma GCC unroll 4
+            for (int j = 0; j < J; ++j) {
+                const Vec<T> wv = load(w + j * kLanes<T>);
+#pragma GCC unroll 12
+                for (int i = 0; i < R; ++i) acc[i][j] += inp[i * in_features + k] * wv;  // z_rj += x_rk w_jk
+            }
         }
     }
     for (int i = 0; i < R; ++i) {
