@@ -118,8 +118,12 @@ def _records(X):
 
     scipy.sparse csr_matrix and csr_array are read in place (their data,
     indices and indptr arrays); CSC, COO and the other formats are converted
-    to CSR first, a copy, as scikit-learn's estimators do.
+    to CSR first, a copy, as scikit-learn's estimators do. A plain ndarray,
+    the common case, returns at the first test: a single-record predict is
+    about a microsecond, and the tests below took a fifth of it.
     """
+    if type(X) is np.ndarray:
+        return X
     if not _is_sparse(X):
         return _in_place(X)
     if X.ndim != 2:
