@@ -1,6 +1,7 @@
 // Microbenchmark of the kernels of one W2 or W3 step (batch 32), each alone
 // and in cache: nanoseconds per call, best of 60 rounds of 1000 calls, in
-// the order the step calls them, and their sum. What a step's time is made
+// the order the step calls them, and their sum (then, apart, the hidden
+// layer's sigmoid alone). What a step's time is made
 // of, apart from fit's own work (the batch's gather, the loop, the checks),
 // which the difference with fit_bench's time per step measures. Not a test
 // and not the benchmark suite; built with -DCHAINRULE_BUILD_BENCH=ON:
@@ -82,6 +83,11 @@ void step(const char* name, std::size_t inputs, std::size_t hidden, bool bce) {
     // A rate so small that the parameters stay as they are, round after round.
     row("sgd_update", best_ns([&] { sgd_update(params.data(), grads.data(), params.size(), T(1e-30)); }));
     std::printf("%s %-6s %-26s %7.0f ns\n", name, dtype, "sum", total);
+    // Not in the sum: layer 1's sigmoid alone, over its B x hidden values,
+    // the part of linear_sigmoid_fwd that is not the product.
+    std::vector<T> s1(a1.size());
+    std::printf("%s %-6s %-26s %7.0f ns\n", name, dtype, "(of which layer 1 sigmoid)",
+                best_ns([&] { activation_forward(s1.data(), a1.data(), B * hidden, Activation::sigmoid); }));
 }
 
 }  // namespace
