@@ -56,7 +56,7 @@ find_python() {  # a version under pyenv, or an interpreter's path
 }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/chainrule-wheels.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work" "$root"/build/wheel-*' EXIT
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONNOUSERSITE=1 CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2}
@@ -72,10 +72,15 @@ export PATH="$work/tools/bin:$PATH"
 echo "== $(auditwheel --version | head -n 1 | cut -d" " -f1,2), $(patchelf --version)"
 
 # build_wheel PYTHON NAME [CONFIG_SETTINGS...]: an isolated build (pip wheel)
-# in a fresh build directory; prints the repaired wheel's path last.
+# in a fresh build directory; prints the repaired wheel's path last. The
+# directory is build/wheel-NAME, two levels below the checkout as the README
+# build's build/{wheel_tag} is: where a compiler cache (ccache, with base_dir
+# set, as .ci/run has it) makes the paths relative, the core's compiles then
+# read the same for every Python and come from the cache after the first.
 build_wheel() {
   local python=$1 name=$2; shift 2
-  local raw="$work/raw-$name" tree="$work/build-$name"
+  local raw="$work/raw-$name" tree="$root/build/wheel-$name"
+  rm -rf "$tree"
   "$python" -m venv "$work/venv-build-$name"
   # The pip of an older Python's venv predates -C (config settings): pip 23.1.
   "$work/venv-build-$name/bin/pip" install --quiet --upgrade pip >&2
