@@ -1,6 +1,7 @@
 // Each kernel against a naive reference written here from docs/math.md.
 #include <algorithm>
 #include <array>
+#include <cfloat>
 #include <cstring>
 #include <cmath>
 #include <cstdint>
@@ -114,8 +115,9 @@ TEST(fast_exp_and_log1p_match_libm) {
 // exp_nonpositive's kNormal form and the sigmoid's f_in_range, which drop
 // the handling of subnormal results, give the full forms' bits over their
 // whole ranges, down to the edge: every 61st float in [-86, 0] and random
-// doubles in [-700, 0]. all_within, which picks them for a pass, says no to
-// a value past the edge, to infinities and to NaN.
+// doubles in [-700, 0]. largest_magnitude_bits_of, which picks them for a pass,
+// puts a value past the edge, the infinities and NaN above the limit, and
+// only the last two at or above inf.
 TEST(exp_and_sigmoid_in_range_give_the_bits_of_the_full_forms) {
     const float edge = detail::kExpNormalFrom<float>;
     std::uint32_t edge_bits;
@@ -143,14 +145,18 @@ TEST(exp_and_sigmoid_in_range_give_the_bits_of_the_full_forms) {
     const double edge64 = detail::kExpNormalFrom<double>;
     CHECK(same_bits(detail::exp_nonpositive<double, true>(edge64), detail::exp_nonpositive(edge64)));
 
+    // The pass that picks them: within the limit, past it, inf and NaN.
     const float limit = detail::Sigmoid::in_range<float>();
     const float past = std::nextafter(limit, 100.0f);
+    const auto within = detail::magnitude_bits(limit), non_finite = detail::magnitude_bits(INFINITY);
     std::vector<float> v = {0.5f, -limit, limit, -0.0f, 3.0f};
-    CHECK(detail::all_within(v.data(), v.size(), limit));
-    CHECK(detail::all_within(v.data(), 0, limit));
-    for (float bad : {past, -past, INFINITY, -INFINITY, std::nanf("")}) {
+    CHECK(detail::largest_magnitude_bits_of(v.data(), v.size()) == within);
+    CHECK(detail::largest_magnitude_bits_of(v.data(), 0) == 0);
+    for (float bad : {past, -past, FLT_MAX, -FLT_MAX, INFINITY, -INFINITY, std::nanf(""), -std::nanf("")}) {
         v[3] = bad;
-        CHECK(!detail::all_within(v.data(), v.size(), limit));
+        const auto largest = detail::largest_magnitude_bits_of(v.data(), v.size());
+        CHECK(largest > within);
+        CHECK((largest >= non_finite) == !std::isfinite(bad));
     }
 }
 

@@ -211,6 +211,11 @@ void check_small_network_predict_is_the_plain_path() {
     CHECK(!detail::small_network_predict(out.data(), x.data(), w1.data(), b1.data(), w2.data(), b2.data(), B, C, H,
                                          Activation::identity, Activation::identity));
     CHECK(std::isinf(out[0]));
+    // A hidden z that overflows where the output does not: the sigmoid takes
+    // inf to 1, and the output is finite, but the pass says false all the same.
+    CHECK(!detail::small_network_predict(out.data(), x.data(), w1.data(), b1.data(), w2.data(), b2.data(), B, C, H,
+                                         Activation::sigmoid, Activation::identity));
+    CHECK(out[0] == T(H));
     // Other networks stay with the plain path.
     CHECK(!detail::small_network_predict_fits<T>(30, 16, 2, Activation::sigmoid, Activation::sigmoid));
     CHECK(!detail::small_network_predict_fits<T>(30, 16, 1, Activation::tanh, Activation::sigmoid));

@@ -87,35 +87,45 @@ struct LeakyRelu {
     CHAINRULE_ALWAYS_INLINE static T times_derivative(T d, T a) { return a > T(0) ? d : T(kSlope) * d; }  // 1 if a > 0 else 0.01
 };
 
-// Whether |v[i]| <= limit for every i < n (false on a NaN): the largest of
-// the values' bits without their sign, which order as the magnitudes do.
+// The largest of the bits of |v[i]| over i < n (0 for n = 0): a value's
+// bits without its sign order as the magnitudes do, inf above every finite
+// value and NaN above inf, so an integer maximum finds it, in signed
+// integers (AVX2 has their maximum). All |v[i]| <= limit (no NaN) exactly
+// when this is at most magnitude_bits(limit); some v[i] is inf or NaN exactly
+// when it is at least magnitude_bits(inf).
 template <typename T>
-CHAINRULE_ALWAYS_INLINE bool all_within(const T* v, std::size_t n, T limit) {
-    using Bits = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
-    constexpr Bits kMagnitude = std::numeric_limits<Bits>::max();
-    Bits largest = 0;
-#pragma omp simd reduction(max : largest)
-    for (std::size_t i = 0; i < n; ++i) {
-        const Bits bits = bit_cast<Bits>(v[i]) & kMagnitude;
-        largest = bits > largest ? bits : largest;
-    }
-    return largest <= bit_cast<Bits>(limit);
+using MagnitudeBits = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
+
+template <typename T>
+CHAINRULE_ALWAYS_INLINE MagnitudeBits<T> magnitude_bits(T v) {
+    return bit_cast<MagnitudeBits<T>>(v) & std::numeric_limits<MagnitudeBits<T>>::max();
 }
 
-// out[i] = Home::f(inp[i]) for i < n: the loop of activation_forward
-// (activations.cpp), and of the small layers' product with its sigmoid
-// (small_linear.cpp), compiled in the instruction set of its caller. 64 bytes
-// of values per iteration, one AVX-512 register (two of AVX2): f's chain of
-// dependent operations (the sigmoid's exponential and division) is long, and
-// a wider iteration keeps more values in flight for the same number of
-// instructions. Each value is computed alone, so the width changes no bit.
-// The sigmoid takes f_in_range when every input is in its range (a pass
-// that reads them first: three operations per vector, against about eight
-// that the in-range form saves).
+template <typename T>
+CHAINRULE_ALWAYS_INLINE MagnitudeBits<T> largest_magnitude_bits_of(const T* v, std::size_t n) {
+    MagnitudeBits<T> largest = 0;
+#pragma omp simd reduction(max : largest)
+    for (std::size_t i = 0; i < n; ++i) {
+        const MagnitudeBits<T> bits = magnitude_bits(v[i]);
+        largest = bits > largest ? bits : largest;
+    }
+    return largest;
+}
+
+// out[i] = Home::f(inp[i]) for i < n, given largest_magnitude_bits_of(inp,
+// n): the loop of activation_forward (activations.cpp), of the small layers'
+// product with its sigmoid and of their predict (small_linear.cpp), compiled
+// in the instruction set of its caller. simdlen asks for 64 bytes of values
+// an iteration: one AVX-512 register (GCC 12 keeps the AVX2 copy at one
+// 32-byte vector, and two of them written out by hand measured no faster).
+// Each value is computed alone, so the width changes no bit. The sigmoid
+// takes f_in_range when every input is in its range (about eight operations
+// a vector fewer).
 template <typename Home, typename T>
-CHAINRULE_ALWAYS_INLINE void forward_values(T* out, const T* inp, std::size_t n) {
+CHAINRULE_ALWAYS_INLINE void forward_values_knowing(T* out, const T* inp, std::size_t n,
+                                                    MagnitudeBits<T> largest) {
     if constexpr (std::is_same_v<Home, Sigmoid>) {
-        if (all_within(inp, n, Sigmoid::in_range<T>())) {
+        if (largest <= magnitude_bits(Sigmoid::in_range<T>())) {
 #pragma omp simd simdlen(64 / sizeof(T))
             for (std::size_t i = 0; i < n; ++i) out[i] = Sigmoid::f_in_range(inp[i]);
             return;
@@ -123,6 +133,14 @@ CHAINRULE_ALWAYS_INLINE void forward_values(T* out, const T* inp, std::size_t n)
     }
 #pragma omp simd simdlen(64 / sizeof(T))
     for (std::size_t i = 0; i < n; ++i) out[i] = Home::f(inp[i]);
+}
+
+// The same, reading the inputs' largest magnitude first where f needs it
+// (the sigmoid: a pass of three operations a vector).
+template <typename Home, typename T>
+CHAINRULE_ALWAYS_INLINE void forward_values(T* out, const T* inp, std::size_t n) {
+    const MagnitudeBits<T> largest = std::is_same_v<Home, Sigmoid> ? largest_magnitude_bits_of(inp, n) : 0;
+    forward_values_knowing<Home>(out, inp, n, largest);
 }
 
 // op(Home{}) for the home of `activation` (not softmax: it has none).

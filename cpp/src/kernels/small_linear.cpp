@@ -335,8 +335,9 @@ CHAINRULE_TARGET_CLONES void single_output_range(T* out, const T* inp, const T* 
 // ---- predict through one small hidden layer ----
 
 // n <= kBlock records of small_network_predict: the hidden layer's z by
-// forward_packed (as small_linear_forward), each z's non-finite bit,
-// f_hidden in place (forward_values, as activation_forward), then the output
+// forward_packed (as small_linear_forward), their largest magnitude (is one
+// of them inf or NaN?), f_hidden in place (forward_values_knowing, as
+// activation_forward), then the output
 // unit by single_output_loop (as single_output_forward) and f_output,
 // straight into out. The block's
 // hidden values (at most 96 records x 4V: 12 KiB) stay in L1 between the two
@@ -348,11 +349,11 @@ CHAINRULE_ALWAYS_INLINE FloatBits<T> predict_block(T* out, const T* inp, T* hidd
                                                    const T* output_bias, std::size_t n, std::size_t in_features,
                                                    std::size_t hidden_units) {
     forward_packed<T, J>(hidden, inp, packed, bias_vectors, n, in_features, hidden_units);
-    FloatBits<T> non_finite = 0;
     const std::size_t values = n * hidden_units;
-#pragma omp simd reduction(| : non_finite)
-    for (std::size_t i = 0; i < values; ++i) non_finite |= non_finite_bits(hidden[i]);
-    forward_values<Hidden>(hidden, hidden, values);
+    // One pass over the z: whether one is not finite, and the sigmoid's range.
+    const MagnitudeBits<T> largest = largest_magnitude_bits_of(hidden, values);
+    FloatBits<T> non_finite = largest >= magnitude_bits(std::numeric_limits<T>::infinity()) ? 1 : 0;
+    forward_values_knowing<Hidden>(hidden, hidden, values, largest);
     single_output_loop(out, hidden, output_weight, output_bias, n, hidden_units);
 #pragma omp simd reduction(| : non_finite)
     for (std::size_t i = 0; i < n; ++i) {
