@@ -22,14 +22,40 @@ constexpr std::size_t kElementwiseMinPart = std::size_t{1} << 13;
 // w . x (n): eight partial sums (one vector), then a fixed pairwise tree: no
 // serial horizontal sum on the critical path. The last n % 8 elements are
 // read as the last 8 of the row, lanes that were summed already adding 0, so
-// that the tail is vector work too (a scalar tail through the lane array made
-// a chain of stores and reloads). One order of summation for linear_forward
-// and dense_record_steps alike: always inlined, so that both compile it for
-// the same instruction set. (More accumulators would shorten the chains,
-// but GCC keeps them on the stack.)
+// that the tail is vector work too: its products rounded alone, then masked
+// and added (an AND of their bits, which no compiler fuses into a
+// multiply-add). One order of summation for linear_forward and
+// dense_record_steps alike: always inlined, so that both compile it for the
+// same instruction set. (More accumulators would shorten the chains, but GCC
+// keeps them on the stack.)
 template <typename T>
 CHAINRULE_ALWAYS_INLINE T dot(const T* w, const T* x, std::size_t n) {
-    T lanes[8] = {};  // never -0: adding +0 to a lane leaves it as it was
+#if defined(__GNUC__)
+    // Written with vectors: GCC made the loop below's tail a scalar branch
+    // per lane, most of a short dot's time.
+    if (n >= 8) {
+        typedef T Lanes __attribute__((vector_size(8 * sizeof(T))));
+        using Int = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
+        typedef Int Mask __attribute__((vector_size(8 * sizeof(T))));
+        Lanes lanes = {}, xs, ws;  // never -0: adding +0 to a lane leaves it as it was
+        std::size_t k = 0;
+        for (; k + 8 <= n; k += 8) {
+            std::memcpy(&xs, x + k, sizeof(Lanes));
+            std::memcpy(&ws, w + k, sizeof(Lanes));
+            lanes += xs * ws;
+        }
+        if (const std::size_t rest = n - k; rest > 0) {  // lane l takes element n - 8 + l, if l + rest >= 8
+            std::memcpy(&xs, x + n - 8, sizeof(Lanes));
+            std::memcpy(&ws, w + n - 8, sizeof(Lanes));
+            const Lanes product = xs * ws;
+            Mask keep;
+            for (std::size_t l = 0; l < 8; ++l) keep[l] = l + rest >= 8 ? -1 : 0;
+            lanes += (Lanes)((Mask)product & keep);
+        }
+        return ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+    }
+#endif
+    T lanes[8] = {};
     std::size_t k = 0;
     for (; k + 8 <= n; k += 8) {
         for (std::size_t l = 0; l < 8; ++l) lanes[l] += x[k + l] * w[k + l];
