@@ -8,7 +8,9 @@
 // (identity output, MSE): W1 less the sigmoid. With NO_SHUFFLE set in the
 // environment the records are visited in order, which separates the cost of a
 // step from that of fetching random records; with PREDICT set, predict over
-// all the records is timed instead (nanoseconds per record); OPTIMIZER picks
+// all the records is timed instead (nanoseconds per record), and with
+// PREDICT=one a predict of one record at a time, the call a Python user's
+// single-record predict makes (nanoseconds per call); OPTIMIZER picks
 // the optimizer (sgd, momentum, nesterov, adam, adamw). Compare two builds by
 // alternating them, several rounds, best of each: this machine is shared.
 // Training also prints the best processor time per step ("cpu": std::clock,
@@ -64,6 +66,26 @@ void run(const Workload& w, int repeats) {
     for (std::size_t l = 0; l + 1 < w.sizes.size(); ++l) flops += 6.0 * w.sizes[l] * w.sizes[l + 1] * w.batch;
     options.epochs = std::max<std::size_t>(1, std::size_t(2e8 / (flops * steps_per_epoch) + 0.5));
     std::vector<double> ns;
+    if (std::getenv("PREDICT") && std::string(std::getenv("PREDICT")) == "one") {  // nanoseconds per call
+        const std::size_t n_in = w.sizes.front(), n_out = w.sizes.back();
+        std::vector<T> out(n_out);
+        for (int r = 0; r < repeats; ++r) {
+            constexpr std::size_t kCalls = 2000;  // short rounds: the best catches the machine's fast moments
+            for (int round = 0; round < 20; ++round) {
+                const auto t0 = std::chrono::steady_clock::now();
+                for (std::size_t c = 0; c < kCalls; ++c) {
+                    const std::size_t record = c % w.records;
+                    net.predict({out.data(), 1, n_out}, {X.data() + record * n_in, 1, n_in});
+                }
+                const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                ns.push_back(dt * 1e9 / double(kCalls));
+            }
+        }
+        std::sort(ns.begin(), ns.end());
+        std::printf("%-3s %-6s ns/call best %10.1f median %10.1f  (predict of one record)\n", w.name,
+                    sizeof(T) == 4 ? "float" : "double", ns.front(), ns[ns.size() / 2]);
+        return;
+    }
     if (std::getenv("PREDICT")) {  // predict over all the records instead: nanoseconds per record
         std::vector<T> out(w.records * w.sizes.back());
         const std::size_t calls = std::max<std::size_t>(1, std::size_t(1e8 / (flops / 3 * w.records / w.batch)));
