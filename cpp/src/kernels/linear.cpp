@@ -65,15 +65,20 @@ CHAINRULE_TARGET_CLONES void linear_forward(T* out, const T* inp, const T* weigh
                                          /*relu=*/false);
             return;
         }
-        const std::size_t min_rows = std::max<std::size_t>(1, detail::kElementwiseMinPart / out_features);
-        detail::for_ranges(num_records, min_rows, 1, [&](std::size_t begin, std::size_t end) {
-            for (std::size_t r = begin; r < end; ++r) {  // Z = b, then Z += A W^T
-                std::memcpy(out + r * out_features, bias, out_features * sizeof(T));
-            }
-        });
-        detail::gemm(false, true, num_records, out_features, in_features, T(1), inp, in_features, weight, in_features,
-                     T(1), out, out_features);
-        return;
+        // One record is a matrix-vector product: the library would copy all of
+        // W into its packed layout to use each weight once. The loop below
+        // reads W once instead.
+        if (num_records > 1) {
+            const std::size_t min_rows = std::max<std::size_t>(1, detail::kElementwiseMinPart / out_features);
+            detail::for_ranges(num_records, min_rows, 1, [&](std::size_t begin, std::size_t end) {
+                for (std::size_t r = begin; r < end; ++r) {  // Z = b, then Z += A W^T
+                    std::memcpy(out + r * out_features, bias, out_features * sizeof(T));
+                }
+            });
+            detail::gemm(false, true, num_records, out_features, in_features, T(1), inp, in_features, weight,
+                         in_features, T(1), out, out_features);
+            return;
+        }
     }
 #if CHAINRULE_SMALL_LINEAR
     if (out_features == 1 && detail::single_output_fits<T>(in_features)) {  // the loop below, records side by side
