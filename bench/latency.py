@@ -24,27 +24,17 @@ WORKLOADS = Path(__file__).resolve().parent.parent / "python" / "chainrule" / "b
 
 # What one round runs in each build's Python: prints "<workload> <best us> <median us>" lines. The
 # workloads come from this checkout by path (as in steadiness.py), so that both builds predict with
-# the same networks; the median is the suite's (chainrule.bench.measure.median_latency_us).
+# the same networks; the median is the suite's own measurement, from the build's package.
 ROUND = r"""
-import importlib.util, sys, time, timeit
+import importlib.util, sys, timeit
 import numpy as np
 import chainrule
+from chainrule.bench.measure import median_latency_us
 
 spec = importlib.util.spec_from_file_location("_chainrule_bench_workloads", sys.argv[1])
 workloads = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = workloads
 spec.loader.exec_module(workloads)
-
-def median_latency_us(function, groups, calls_per_group=50):
-    for _ in range(calls_per_group):
-        function()
-    means = []
-    for _ in range(groups):
-        start = time.perf_counter()
-        for _ in range(calls_per_group):
-            function()
-        means.append((time.perf_counter() - start) / calls_per_group)
-    return float(np.median(means)) * 1e6
 
 dtype = np.dtype(sys.argv[2])
 for name in sys.argv[3:]:

@@ -109,3 +109,16 @@ def test_the_w6_breakdown_runs_and_reports_every_row():
     rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and not line.startswith("| |")]
     assert len(rows) == 7 and rows[0].startswith("| chainrule.sklearn.MLPRegressor.fit")
     assert all(float(row.split("|")[2]) > 0 for row in rows)
+
+
+def test_latency_times_one_record_of_each_workload_in_each_build():
+    # bench/latency.py, which docs/performance.md quotes: one round, the same Python as both builds.
+    run = subprocess.run([sys.executable, str(BENCH / "latency.py"), "--a", sys.executable, "--b", sys.executable,
+                          "--workloads", "W2", "W4", "--rounds", "1"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    rounds = re.findall(r"^round 1 ([AB]): W2 ([\d.]+) / ([\d.]+)  W4 ([\d.]+) / ([\d.]+)$", run.stdout, re.M)
+    assert [label for label, *_ in rounds] == ["A", "B"]
+    for _, *figures in rounds:
+        w2_best, w2_median, w4_best, w4_median = map(float, figures)
+        assert min(w2_best, w2_median, w4_best, w4_median) > 0
+        assert max(w2_best, w2_median) < min(w4_best, w4_median)  # W4's network: ~500 times W2's multiply-adds
