@@ -11,7 +11,8 @@
 // all the records is timed instead (nanoseconds per record), and with
 // PREDICT=one a predict of one record at a time, the call a Python user's
 // single-record predict makes (nanoseconds per call); OPTIMIZER picks
-// the optimizer (sgd, momentum, nesterov, adam, adamw). Compare two builds by
+// the optimizer (sgd, momentum, nesterov, adam, adamw) and BATCH another
+// batch size than the workload's (BATCH=1: online learning). Compare two builds by
 // alternating them, several rounds, best of each: this machine is shared.
 // Training also prints the best processor time per step ("cpu": std::clock,
 // the process's, so all its threads'): on a machine shared with other jobs,
@@ -38,7 +39,8 @@ struct Workload {
 };
 
 template <typename T>
-void run(const Workload& w, int repeats) {
+void run(Workload w, int repeats) {
+    if (const char* batch = std::getenv("BATCH")) w.batch = std::max(1, std::atoi(batch));
     std::vector<T> X(w.records * w.sizes.front()), Y(w.records * w.sizes.back());
     std::srand(1);
     for (T& x : X) x = T(std::rand()) / T(RAND_MAX) * 2 - 1;

@@ -123,11 +123,12 @@ bool weight_gradient_by_gemm(std::size_t num_records, std::size_t in_features, s
     return worth_a_gemm(out_features, in_features, num_records);
 }
 
-// dA (B, C) = dZ (B, OC) @ W (OC, C).
+// dA (B, C) = dZ (B, OC) @ W (OC, C). One record is a vector-matrix product:
+// the loop, as linear_forward's (the library would pack all of W).
 template <typename T>
 CHAINRULE_ALWAYS_INLINE void input_gradient(T* dinp, const T* dout, const T* weight, std::size_t num_records,
                                             std::size_t in_features, std::size_t out_features) {
-    if (worth_a_gemm(num_records, in_features, out_features)) {
+    if (num_records > 1 && worth_a_gemm(num_records, in_features, out_features)) {
         detail::gemm(false, false, num_records, in_features, out_features, T(1), dout, out_features, weight,
                      in_features, T(0), dinp, in_features);
         return;
