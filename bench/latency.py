@@ -24,17 +24,21 @@ WORKLOADS = Path(__file__).resolve().parent.parent / "python" / "chainrule" / "b
 
 # What one round runs in each build's Python: prints "<workload> <best us> <median us>" lines. The
 # workloads come from this checkout by path (as in steadiness.py), so that both builds predict with
-# the same networks; the median is the suite's own measurement, from the build's package.
+# the same networks (from the build's package where bench/ was copied alone, as the wheels' tests
+# do); the median is the suite's own measurement, from the build's package.
 ROUND = r"""
 import importlib.util, sys, timeit
 import numpy as np
 import chainrule
 from chainrule.bench.measure import median_latency_us
 
-spec = importlib.util.spec_from_file_location("_chainrule_bench_workloads", sys.argv[1])
-workloads = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = workloads
-spec.loader.exec_module(workloads)
+if sys.argv[1]:
+    spec = importlib.util.spec_from_file_location("_chainrule_bench_workloads", sys.argv[1])
+    workloads = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = workloads
+    spec.loader.exec_module(workloads)
+else:  # no checkout beside this script (a copy of bench/ alone): the build's own
+    from chainrule.bench import workloads
 
 dtype = np.dtype(sys.argv[2])
 for name in sys.argv[3:]:
@@ -55,8 +59,11 @@ for name in sys.argv[3:]:
 
 
 def one_round(python: str, dtype: str, workloads: list) -> dict:
-    out = subprocess.run([python, "-c", ROUND, str(WORKLOADS), dtype, *workloads], capture_output=True, text=True,
-                         check=True).stdout
+    path = str(WORKLOADS) if WORKLOADS.is_file() else ""
+    run = subprocess.run([python, "-c", ROUND, path, dtype, *workloads], capture_output=True, text=True)
+    if run.returncode != 0:
+        raise SystemExit(f"{python} failed:\n{run.stderr}")
+    out = run.stdout
     return {name: (float(best), float(median)) for name, best, median in (line.split() for line in out.splitlines())}
 
 
