@@ -70,17 +70,22 @@ CHAINRULE_ALWAYS_INLINE T dot(const T* w, const T* x, std::size_t n) {
     return ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
 }
 
-// 1 when v is inf or NaN (its exponent bits all set), else 0: an integer, so
-// that an OR of these over a loop vectorizes and has no floating-point chain
-// to wait on (a bool OR does not vectorize).
+// The bits of a T, and its exponent's bits: inf and NaN are the values whose
+// exponent bits are all set.
 template <typename T>
 using FloatBits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
 
 template <typename T>
+inline constexpr FloatBits<T> kExponentBits =
+    static_cast<FloatBits<T>>(sizeof(T) == 4 ? 0x7F800000u : 0x7FF0000000000000u);
+
+// 1 when v is inf or NaN, else 0: an integer, so that an OR of these over a
+// loop vectorizes and has no floating-point chain to wait on (a bool OR does
+// not vectorize).
+template <typename T>
 CHAINRULE_ALWAYS_INLINE FloatBits<T> non_finite_bits(T v) {
-    constexpr FloatBits<T> kExponent = static_cast<FloatBits<T>>(sizeof(T) == 4 ? 0x7F800000u : 0x7FF0000000000000u);
     FloatBits<T> bits;
     std::memcpy(&bits, &v, sizeof(T));
-    return static_cast<FloatBits<T>>((bits & kExponent) == kExponent);
+    return static_cast<FloatBits<T>>((bits & kExponentBits<T>) == kExponentBits<T>);
 }
 }  // namespace chainrule::detail

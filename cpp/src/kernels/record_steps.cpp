@@ -298,7 +298,7 @@ template <typename T>
 CHAINRULE_ALWAYS_INLINE typename RowVectors<T>::Mask non_finite_lanes(typename RowVectors<T>::Vec v) {
     using Mask = typename RowVectors<T>::Mask;
     using Int = typename RowVectors<T>::Int;
-    constexpr Int kExponent = sizeof(T) == 4 ? Int(0x7F800000) : Int(0x7FF0000000000000);
+    constexpr Int kExponent = static_cast<Int>(detail::kExponentBits<T>);
     return ((Mask)v & kExponent) == kExponent;
 }
 

@@ -123,7 +123,7 @@ CHAINRULE_TARGET_CLONES bool all_finite(const T* data, std::size_t n) {
 #if defined(__GNUC__)
     typedef Bits Vec __attribute__((vector_size(32)));
     constexpr std::size_t kWidth = 32 / sizeof(T);
-    constexpr Bits kExponent = static_cast<Bits>(sizeof(T) == 4 ? 0x7F800000u : 0x7FF0000000000000u);
+    constexpr Bits kExponent = detail::kExponentBits<T>;
     auto mark = [&](Vec& lanes, std::size_t at) {  // all ones in the lanes holding inf or NaN
         Vec bits;
         std::memcpy(&bits, data + at, sizeof(Vec));
