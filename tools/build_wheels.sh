@@ -56,7 +56,8 @@ find_python() {  # a version under pyenv, or an interpreter's path
 }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/chainrule-wheels.XXXXXX")
-trap 'rm -rf "$work" "$root"/build/wheel-*' EXIT
+# On the way out, a test run still going (a later step failed) stops too.
+trap 'kill $(jobs -p) 2> /dev/null || true; wait; rm -rf "$work" "$root"/build/wheel-*' EXIT
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONNOUSERSITE=1 CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2}
@@ -123,9 +124,9 @@ for r in importlib.metadata.requires('chainrule') or []:
   done
 }
 
-# run_tests NAME: the suite from a copy of tests/ (with the files it reads
-# from the checkout) in a directory where `import chainrule` finds only the venv's.
-run_tests() {
+# copy_tests NAME: a copy of tests/ (with the files it reads from the
+# checkout) in a directory where `import chainrule` finds only the venv's.
+copy_tests() {
   local name=$1 venv="$work/venv-test-$1" copy="$work/src-$1"
   mkdir -p "$copy/python" "$copy/cpp/examples" "$copy/cpp/src/runtime" "$copy/bench"
   cp -r "$root/tests" "$copy/tests"
@@ -141,17 +142,31 @@ where = pathlib.Path(chainrule.__file__).resolve()
 site = pathlib.Path(sysconfig.get_paths()['platlib']).resolve()
 assert site in where.parents, f'chainrule imported from {where}, not from the venv ({site})'
 print(f'  chainrule {chainrule.__version__} from {where.parent}')")
-  local status=0
+}
+
+# start_tests NAME: the suite from that copy, in the background (one process:
+# on 2 cores the next wheel's build, and its suite, run beside it).
+start_tests() {
+  local name=$1
   ((${#pytest_args[@]})) && echo "  pytest arguments: ${pytest_args[*]}"
-  (cd "$copy" && "$venv/bin/python" -m pytest tests -q -ra -p no:cacheprovider --junitxml="$work/junit-$name.xml" \
-     ${pytest_args[@]+"${pytest_args[@]}"}) > "$work/pytest-$name.log" 2>&1 || status=$?
+  (cd "$work/src-$name" && exec "$work/venv-test-$name/bin/python" -m pytest tests -q -ra -p no:cacheprovider \
+     --junitxml="$work/junit-$name.xml" ${pytest_args[@]+"${pytest_args[@]}"} > "$work/pytest-$name.log" 2>&1) &
+  test_pids+=("$!")
+}
+
+# report_tests NAME PID: waits for the suite of that wheel (the process
+# start_tests began), then reports it; fails where it failed.
+report_tests() {
+  local name=$1 pid=$2 status=0
+  wait "$pid" || status=$?
+  echo "== $name: the tests"
   # pytest's last line: passed, failed, skipped and deselected counts.
   tail -n 40 "$work/pytest-$name.log" | grep -E "^(FAILED|ERROR)|passed|failed" | sed 's/^/  /' || true
   [[ -f $work/junit-$name.xml ]] && python3 "$root/tools/wheel_checks.py" skips "$work/junit-$name.xml"
   if ((status)); then cat "$work/pytest-$name.log"; echo "FAIL: the tests failed against the $name wheel"; return 1; fi
 }
 
-summary=()
+summary=() names=() test_pids=()
 last=""
 for version in "${pythons[@]}"; do
   python=$(find_python "$version")
@@ -163,10 +178,12 @@ for version in "${pythons[@]}"; do
   python3 tools/wheel_checks.py tag "$work/show-$name.json" "$wheel"
   python3 tools/wheel_checks.py contents "$wheel"
   cp "$wheel" "$out/"
-  echo "== $name: install into a fresh venv, run the tests"
+  echo "== $name: install into a fresh venv, start the tests"
   test_venv "$python" "$name" "$wheel"
-  run_tests "$name"
-  summary+=("$(basename "$wheel") ($((SECONDS - start)) s)")
+  copy_tests "$name"
+  start_tests "$name"
+  names+=("$name")
+  summary+=("$(basename "$wheel") (built and installed in $((SECONDS - start)) s)")
   last=$python
 done
 
@@ -190,6 +207,12 @@ if ((generic)); then
      "$work/venv-test-$name/bin/python" -m pytest tests/runtime/test_generic_path.py -v -s -ra -p no:cacheprovider)
   summary+=("generic check ($((SECONDS - start)) s)")
 fi
+
+failed=0
+for i in "${!names[@]}"; do
+  report_tests "${names[$i]}" "${test_pids[$i]}" || failed=1
+done
+((failed == 0)) || exit 1
 
 echo "== built and tested in $SECONDS s: ${summary[*]}"
 echo "   wheels in $out"
